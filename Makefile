@@ -1,0 +1,49 @@
+# trustlab: `make run` starts the product, `make test` runs the whole test suite.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+REQ_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
+VENV ?= $(HOME)/.cache/trustlab/venv-$(REQ_HASH)
+PY := $(VENV)/bin/python
+API_HOST ?= 127.0.0.1
+API_PORT ?= 8000
+UI_PORT ?= 8501
+export TRUSTLAB_API_URL ?= http://$(API_HOST):$(API_PORT)
+
+.PHONY: venv run api ui test test-fast bench reproduce clean-venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@mkdir -p $(dir $(VENV))
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $@
+	@ln -sfn $(VENV) .venv
+
+run: venv
+	@mkdir -p var
+	@echo "trustlab: API on http://$(API_HOST):$(API_PORT) (docs at /docs), UI on http://127.0.0.1:$(UI_PORT)"
+	@trap 'kill 0' EXIT INT TERM; \
+	$(PY) -m uvicorn backend.main:app --host $(API_HOST) --port $(API_PORT) & \
+	$(PY) -m streamlit run frontend/app.py --server.address 127.0.0.1 --server.port $(UI_PORT) \
+	  --server.headless true --browser.gatherUsageStats false & \
+	wait
+
+api: venv
+	@mkdir -p var
+	$(PY) -m uvicorn backend.main:app --host $(API_HOST) --port $(API_PORT)
+
+test: venv
+	$(PY) -m pytest -q
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
+
+bench: venv
+	$(PY) -m bench.run
+
+reproduce: venv
+	$(PY) -m reproduction.run
+
+clean-venv:
+	rm -rf $(VENV) .venv

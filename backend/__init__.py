@@ -1,0 +1,1 @@
+"""trustlab backend: REST API, run store and job runner."""

@@ -1,0 +1,1 @@
+"""trustlab frontend: Streamlit dashboard."""

@@ -1,0 +1,1 @@
+"""Optimizers: trust-region methods with Krylov subproblem solvers, and first-order baselines."""

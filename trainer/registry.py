@@ -1,0 +1,313 @@
+"""Registries of optimizers, models and datasets: one mapping drives the CLI, API, UI and tests."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "HyperParam",
+    "OptimizerInfo",
+    "ModelInfo",
+    "DatasetInfo",
+    "OPTIMIZERS",
+    "MODELS",
+    "DATASETS",
+    "PRESETS",
+    "resolve_hyperparameters",
+    "model_fits_dataset",
+    "metadata",
+]
+
+
+@dataclass(frozen=True)
+class HyperParam:
+    """One tunable value: its type, default and allowed range (bounds inclusive unless noted)."""
+
+    name: str
+    type: str  # "float" | "int" | "str" | "bool"
+    default: Any
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    choices: tuple[str, ...] | None = None
+
+    def validate(self, value: Any) -> Any:
+        """Coerce ``value`` to this parameter's type, raising ``ValueError`` with the fix."""
+        if self.type == "bool":
+            if isinstance(value, bool):
+                return value
+            raise ValueError(f"{self.name} must be true or false, got {value!r}")
+        if self.type == "str":
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                raise ValueError(f"{self.name} must be one of {list(self.choices or [])}, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{self.name} must be a number, got {value!r}")
+        if self.type == "int":
+            if float(value) != int(value):
+                raise ValueError(f"{self.name} must be an integer, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{self.name} must be finite, got {value!r}")
+        if self.minimum is not None:
+            if self.exclusive_minimum and value <= self.minimum:
+                raise ValueError(f"{self.name} must be > {self.minimum}, got {value}")
+            if not self.exclusive_minimum and value < self.minimum:
+                raise ValueError(f"{self.name} must be >= {self.minimum}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{self.name} must be <= {self.maximum}, got {value}")
+        return value
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "default": self.default,
+            "description": self.description,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "exclusive_minimum": self.exclusive_minimum,
+            "choices": list(self.choices) if self.choices else None,
+        }
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    name: str
+    label: str
+    family: str  # "first-order" | "second-order"
+    hyperparameters: tuple[HyperParam, ...]
+    default_batch_size: int
+    description: str
+    norm: str | None = None  # TR only: "uniform" | "adagrad" | "rmsprop"
+
+    def param(self, name: str) -> HyperParam | None:
+        return next((h for h in self.hyperparameters if h.name == name), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "family": self.family,
+            "default_batch_size": self.default_batch_size,
+            "description": self.description,
+            "hyperparameters": [h.as_dict() for h in self.hyperparameters],
+        }
+
+
+def _lr(default: float) -> HyperParam:
+    return HyperParam("lr", "float", default, "step size", minimum=0.0, maximum=100.0, exclusive_minimum=True)
+
+
+_WD = HyperParam("weight_decay", "float", 0.0, "L2 penalty added to the gradient", minimum=0.0, maximum=1.0)
+
+
+def _tr_params(*, radius: float, gamma2: float, eps_default: float = 1e-10) -> tuple[HyperParam, ...]:
+    """TR hyperparameters with the authors' Table 1 defaults (DESIGN.md)."""
+    return (
+        HyperParam("radius", "float", radius, "initial trust radius Δ₀ (in M-units)", minimum=0.0, maximum=1e6,
+                   exclusive_minimum=True),
+        HyperParam("max_radius", "float", 10.0, "largest trust radius Δ_max", minimum=0.0, maximum=1e8,
+                   exclusive_minimum=True),
+        HyperParam("eta1", "float", 0.01, "acceptance threshold η₁ on ρ", minimum=0.0, maximum=1.0),
+        HyperParam("eta2", "float", 0.95, "very-successful threshold η₂ on ρ (radius grows)", minimum=0.0,
+                   maximum=1.0),
+        HyperParam("gamma1", "float", 1.1, "radius growth factor γ₁ (ρ ≥ η₂)", minimum=1.0, maximum=100.0),
+        HyperParam("gamma2", "float", gamma2, "radius shrink divisor γ₂ (ρ < η₁)", minimum=1.0, maximum=100.0,
+                   exclusive_minimum=True),
+        HyperParam("krylov_tol", "float", 0.1, "Krylov tolerance κ of the stopping rule ‖r‖ ≤ ‖g‖·min(κ, ‖g‖^θ)",
+                   minimum=0.0, maximum=1.0, exclusive_minimum=True),
+        HyperParam("theta", "float", 0.5, "exponent θ of the Krylov stopping rule", minimum=0.0, maximum=10.0),
+        HyperParam("max_cg_iters", "int", 50, "cap on Krylov iterations (= HVPs) per step", minimum=1,
+                   maximum=10000),
+        HyperParam("solver", "str", "cg", "subproblem solver: Steihaug-Toint CG or Lanczos (GLTR)",
+                   choices=("cg", "lanczos")),
+        HyperParam("beta", "float", 0.8, "RMSprop decay β of the norm matrix", minimum=0.0, maximum=1.0,
+                   exclusive_minimum=False),
+        HyperParam("eps", "float", eps_default, "floor ε of the norm matrix (kept at every step)", minimum=0.0,
+                   maximum=1.0, exclusive_minimum=True),
+        HyperParam("norm_update", "str", "every", "update the norm matrix on every minibatch gradient ('every') "
+                   "or only after accepted steps ('accepted')", choices=("every", "accepted")),
+    )
+
+
+_FIRST_ORDER_BATCH = 128
+_TR_BATCH = 512
+
+OPTIMIZERS: dict[str, OptimizerInfo] = {
+    o.name: o
+    for o in (
+        OptimizerInfo("sgd", "SGD", "first-order", (
+            _lr(0.1), HyperParam("momentum", "float", 0.0, "momentum factor", minimum=0.0, maximum=1.0),
+            HyperParam("nesterov", "bool", False, "Nesterov momentum (needs momentum > 0)"), _WD),
+            _FIRST_ORDER_BATCH, "torch.optim.SGD"),
+        OptimizerInfo("adagrad", "Adagrad", "first-order", (
+            _lr(0.01), HyperParam("lr_decay", "float", 0.0, "learning-rate decay", minimum=0.0, maximum=1.0),
+            HyperParam("eps", "float", 1e-10, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
+            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adagrad"),
+        OptimizerInfo("rmsprop", "RMSprop", "first-order", (
+            _lr(0.001), HyperParam("alpha", "float", 0.99, "smoothing constant", minimum=0.0, maximum=1.0),
+            HyperParam("eps", "float", 1e-8, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
+            HyperParam("momentum", "float", 0.0, "momentum factor", minimum=0.0, maximum=1.0), _WD),
+            _FIRST_ORDER_BATCH, "torch.optim.RMSprop"),
+        OptimizerInfo("adam", "Adam", "first-order", (
+            _lr(0.001), HyperParam("beta1", "float", 0.9, "first-moment decay", minimum=0.0, maximum=1.0),
+            HyperParam("beta2", "float", 0.999, "second-moment decay", minimum=0.0, maximum=1.0),
+            HyperParam("eps", "float", 1e-8, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
+            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adam"),
+        OptimizerInfo("tr-uniform", "TR uniform", "second-order", _tr_params(radius=0.05, gamma2=1.5),
+                      _TR_BATCH, "Trust region with a spherical constraint (M = I)", norm="uniform"),
+        OptimizerInfo("tr-adagrad", "TR Adagrad", "second-order", _tr_params(radius=0.05, gamma2=1.5),
+                      _TR_BATCH, "Trust region with the Adagrad ellipsoid M = sqrt(ε + Σg²)", norm="adagrad"),
+        OptimizerInfo("tr-rmsprop", "TR RMSprop", "second-order", _tr_params(radius=1e-4, gamma2=1.75),
+                      _TR_BATCH, "Trust region with the RMSprop ellipsoid M = sqrt(βv + (1-β)g²) + ε",
+                      norm="rmsprop"),
+    )
+}
+
+
+def resolve_hyperparameters(optimizer: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with validated ``given`` values.
+
+    Raises:
+        ValueError: unknown optimizer, unknown hyperparameter or a value out of range; the message
+            names the field and the allowed values.
+    """
+    info = OPTIMIZERS.get(optimizer)
+    if info is None:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+    out = {h.name: h.default for h in info.hyperparameters}
+    for key, value in given.items():
+        spec = info.param(key)
+        if spec is None:
+            raise ValueError(
+                f"unknown hyperparameter {key!r} for {optimizer}; allowed: {[h.name for h in info.hyperparameters]}")
+        out[key] = spec.validate(value)
+    if optimizer == "sgd" and out["nesterov"] and out["momentum"] <= 0:
+        raise ValueError("nesterov requires momentum > 0 for sgd")
+    if info.family == "second-order":
+        if out["eta1"] > out["eta2"]:
+            raise ValueError(f"eta1 ({out['eta1']}) must not exceed eta2 ({out['eta2']})")
+        if out["radius"] > out["max_radius"]:
+            raise ValueError(f"radius ({out['radius']}) must not exceed max_radius ({out['max_radius']})")
+    return out
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    label: str
+    datasets: tuple[str, ...]
+    task: str  # "classification" | "reconstruction"
+    description: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "datasets": list(self.datasets), "task": self.task,
+                "description": self.description}
+
+
+MODELS: dict[str, ModelInfo] = {
+    m.name: m
+    for m in (
+        ModelInfo("mlp", "MLP (tanh)", ("fashion-mnist", "mnist", "cifar10"), "classification",
+                  "784-128-10 on (Fashion-)MNIST, 3072-128-128-10 on CIFAR-10; tanh, cross-entropy"),
+        ModelInfo("resnet18", "ResNet18", ("fashion-mnist", "mnist", "cifar10"), "classification",
+                  "torchvision ResNet18; first convolution adapted to 1-channel input"),
+        ModelInfo("autoencoder", "Autoencoder", ("fashion-mnist", "mnist"), "reconstruction",
+                  "784-1000-500-250-30, mirrored decoder, sigmoid except the code layer, pixel-wise BCE"),
+        ModelInfo("conv-autoencoder", "Conv autoencoder", ("cifar10",), "reconstruction",
+                  "3-layer convolutional encoder/decoder for 32x32 RGB images, pixel-wise BCE"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    label: str
+    shape: tuple[int, int, int]
+    num_classes: int
+    train_size: int
+    test_size: int
+    description: str
+    how_to_get: str
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in (
+        DatasetInfo("fashion-mnist", "Fashion-MNIST", (1, 28, 28), 10, 60000, 10000, "Zalando article images",
+                    "on Debian/Ubuntu run `apt-get install dataset-fashion-mnist`, or go online once so "
+                    "torchvision can download it into the data directory"),
+        DatasetInfo("mnist", "MNIST", (1, 28, 28), 10, 60000, 10000, "handwritten digits",
+                    "go online once so torchvision can download it into the data directory, or copy the four "
+                    "idx files into <data_dir>/MNIST/raw/"),
+        DatasetInfo("cifar10", "CIFAR-10", (3, 32, 32), 10, 50000, 10000, "32x32 colour images in 10 classes",
+                    "go online once so torchvision can download it into the data directory, or extract "
+                    "cifar-10-python.tar.gz into <data_dir>/"),
+    )
+}
+
+
+def model_fits_dataset(model: str, dataset: str) -> None:
+    """Raise ``ValueError`` naming the allowed pairs when ``model`` cannot train on ``dataset``."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+    if dataset not in MODELS[model].datasets:
+        raise ValueError(f"model {model!r} does not fit dataset {dataset!r}; it trains on {list(MODELS[model].datasets)}")
+
+
+# The paper's experiments. Each preset is a comparison: shared settings plus one entry per optimizer.
+_FIRST_ORDER_GRID = {"sgd": 0.1, "adagrad": 0.01, "rmsprop": 0.001, "adam": 0.001}
+AE_TR = {"eta1": 1e-5, "eta2": 0.9, "gamma2": 1.25, "radius": 1e-3}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper-fmnist-mlp": {
+        "label": "Fashion-MNIST MLP (paper Fig. 2 / 9)",
+        "dataset": "fashion-mnist", "model": "mlp", "budget": {"epochs": 10},
+        "optimizers": [{"name": n, "hyperparameters": {}} for n in ("tr-uniform", "tr-adagrad", "tr-rmsprop")]
+        + [{"name": n, "hyperparameters": {"lr": lr}} for n, lr in _FIRST_ORDER_GRID.items()],
+        "batch_sizes": {"first-order": 32, "second-order": 512},
+        "notes": "Table 1 defaults for TR; first-order batch 32 as in the paper, step sizes from a grid search.",
+    },
+    "paper-fmnist-autoencoder": {
+        "label": "Fashion-MNIST autoencoder (paper Fig. 3 / 12)",
+        "dataset": "fashion-mnist", "model": "autoencoder", "budget": {"epochs": 10},
+        "optimizers": [{"name": n, "hyperparameters": dict(AE_TR)}
+                       for n in ("tr-uniform", "tr-adagrad", "tr-rmsprop")]
+        + [{"name": n, "hyperparameters": {"lr": lr}} for n, lr in
+           {"sgd": 0.1, "adagrad": 0.01, "rmsprop": 0.001}.items()],
+        "batch_sizes": {"first-order": 32, "second-order": 512},
+        "notes": "Autoencoder TR settings: η₁ = 1e-5, η₂ = 0.9, γ₂ = 1.25, Δ₀ = 1e-3.",
+    },
+    "paper-cifar10-resnet18": {
+        "label": "CIFAR-10 ResNet18 (paper Fig. 9)",
+        "dataset": "cifar10", "model": "resnet18", "budget": {"epochs": 5},
+        "optimizers": [{"name": n, "hyperparameters": {}} for n in ("tr-uniform", "tr-adagrad", "tr-rmsprop")]
+        + [{"name": n, "hyperparameters": {"lr": lr}} for n, lr in _FIRST_ORDER_GRID.items()],
+        "batch_sizes": {"first-order": 32, "second-order": 128},
+        "notes": "TR batch 128 for ResNet18 (memory), as in the paper.",
+    },
+}
+
+
+def metadata(dataset_available: dict[str, bool] | None = None) -> dict[str, Any]:
+    """Everything a client needs to build a launch form."""
+    avail = dataset_available or {}
+    return {
+        "optimizers": [o.as_dict() for o in OPTIMIZERS.values()],
+        "models": [m.as_dict() for m in MODELS.values()],
+        "datasets": [
+            {"name": d.name, "label": d.label, "shape": list(d.shape), "num_classes": d.num_classes,
+             "train_size": d.train_size, "test_size": d.test_size, "description": d.description,
+             "how_to_get": d.how_to_get, "available": avail.get(d.name)}
+            for d in DATASETS.values()
+        ],
+        "presets": [{"name": k, **v} for k, v in PRESETS.items()],
+    }
+
