@@ -1,0 +1,214 @@
+"""Datasets as in-memory tensors: local files first, Debian's system copies next, torchvision downloads last."""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainer.registry import DATASETS
+
+__all__ = ["TensorData", "DatasetUnavailable", "load_dataset", "dataset_available", "find_dataset",
+           "read_idx", "SYSTEM_LOCATIONS", "NORMALIZATION"]
+
+# Places outside the data directory where distributions install datasets.
+SYSTEM_LOCATIONS: dict[str, tuple[str, ...]] = {
+    "fashion-mnist": ("/usr/share/datasets/fashion-mnist",),
+    "mnist": ("/usr/share/datasets/mnist",),
+    "cifar10": ("/usr/share/datasets/cifar10", "/usr/share/datasets/cifar-10"),
+}
+# Sub-folders of the data directory: ours first, then torchvision's layout.
+_LOCAL_DIRS = {
+    "fashion-mnist": ("fashion-mnist", "FashionMNIST/raw"),
+    "mnist": ("mnist", "MNIST/raw"),
+    "cifar10": ("cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
+}
+_IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
+}
+_CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+# (mean, std) per channel for classifier inputs; autoencoders see raw [0, 1] pixels.
+NORMALIZATION = {
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+
+
+class DatasetUnavailable(RuntimeError):
+    """A dataset is neither on disk nor downloadable; the message says where we looked and what to do."""
+
+
+@dataclass
+class TensorData:
+    """Train and test splits as tensors on one device. Images are float32 N×C×H×W."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    source: str
+
+    @property
+    def train_size(self) -> int:
+        return int(self.train_x.shape[0])
+
+    @property
+    def test_size(self) -> int:
+        return int(self.test_x.shape[0])
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an idx file (optionally gzipped), as used by (Fashion-)MNIST."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte idx file")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {data.size}")
+    return data.reshape(dims)
+
+
+def _idx_files(folder: Path) -> dict[str, Path] | None:
+    found = {}
+    for key, stem in _IDX_FILES.items():
+        for cand in (folder / stem, folder / f"{stem}.gz"):
+            if cand.is_file():
+                found[key] = cand
+                break
+        else:
+            return None
+    return found
+
+
+def _cifar_files(folder: Path) -> dict[str, Path] | None:
+    names = _CIFAR_TRAIN + ("test_batch",)
+    if all((folder / n).is_file() for n in names):
+        return {n: folder / n for n in names}
+    return None
+
+
+def _candidates(name: str, data_dir: Path) -> list[Path]:
+    return [data_dir / sub for sub in _LOCAL_DIRS[name]] + [Path(p) for p in SYSTEM_LOCATIONS[name]]
+
+
+def find_dataset(name: str, data_dir: str | os.PathLike) -> tuple[Path | None, list[Path]]:
+    """The folder holding ``name``'s files (or None) and every folder looked in."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    looked = _candidates(name, Path(data_dir))
+    check = _cifar_files if name == "cifar10" else _idx_files
+    for folder in looked:
+        if check(folder) is not None:
+            return folder, looked
+    return None, looked
+
+
+def dataset_available(name: str, data_dir: str | os.PathLike) -> bool:
+    """Whether ``name`` is on this machine already (no download)."""
+    return find_dataset(name, data_dir)[0] is not None
+
+
+def _download(name: str, data_dir: Path) -> None:
+    """Fetch ``name`` into ``data_dir`` with torchvision's downloader (needs network access)."""
+    import torchvision
+
+    cls = {"fashion-mnist": torchvision.datasets.FashionMNIST, "mnist": torchvision.datasets.MNIST,
+           "cifar10": torchvision.datasets.CIFAR10}[name]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for train in (True, False):
+        cls(root=str(data_dir), train=train, download=True)
+
+
+def _read_arrays(name: str, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if name == "cifar10":
+        files = _cifar_files(folder)
+        assert files is not None
+
+        def load(n: str) -> tuple[np.ndarray, np.ndarray]:
+            with open(files[n], "rb") as fh:
+                d = pickle.load(fh, encoding="bytes")
+            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            return x, np.asarray(d[b"labels"], dtype=np.int64)
+
+        parts = [load(n) for n in _CIFAR_TRAIN]
+        tx, ty = load("test_batch")
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), tx, ty
+    files = _idx_files(folder)
+    assert files is not None
+    arr = {k: read_idx(p) for k, p in files.items()}
+    return (arr["train_x"][:, None], arr["train_y"].astype(np.int64), arr["test_x"][:, None],
+            arr["test_y"].astype(np.int64))
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike,
+    *,
+    device: torch.device | str = "cpu",
+    normalize: bool = True,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    download: bool = True,
+) -> TensorData:
+    """Load ``name`` into tensors on ``device``.
+
+    Looks in ``data_dir`` (our layout and torchvision's), then in system locations (Debian's
+    ``dataset-fashion-mnist`` installs /usr/share/datasets/fashion-mnist/), then, if ``download``, lets
+    torchvision download into ``data_dir``.
+
+    Args:
+        normalize: standardize per channel (classifiers); False keeps pixels in [0, 1] (autoencoders).
+        train_subset / test_subset: keep only the first N samples.
+
+    Raises:
+        DatasetUnavailable: naming the dataset, every place looked and how to get it.
+    """
+    data_dir = Path(data_dir)
+    folder, looked = find_dataset(name, data_dir)
+    download_error = None
+    if folder is None and download:
+        try:
+            _download(name, data_dir)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not downloadable"; reported below
+            download_error = f"{type(exc).__name__}: {exc}"
+        folder, looked = find_dataset(name, data_dir)
+    if folder is None:
+        info = DATASETS[name]
+        where = ", ".join(str(p) for p in looked)
+        dl = (f"; download failed ({download_error})" if download_error else
+              "; download disabled" if not download else "")
+        raise DatasetUnavailable(f"dataset {name!r} not found. Looked in: {where}{dl}. To get it: {info.how_to_get}.")
+    train_x, train_y, test_x, test_y = _read_arrays(name, folder)
+    if train_subset is not None:
+        train_x, train_y = train_x[:train_subset], train_y[:train_subset]
+    if test_subset is not None:
+        test_x, test_y = test_x[:test_subset], test_y[:test_subset]
+
+    def prep(x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.array(x, copy=True)).to(device=device, dtype=torch.float32).div_(255.0)
+        if normalize:
+            mean, std = NORMALIZATION[name]
+            m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+            s = torch.tensor(std, device=device).view(1, -1, 1, 1)
+            t = t.sub_(m).div_(s)
+        return t
+
+    return TensorData(
+        name=name,
+        train_x=prep(train_x),
+        train_y=torch.from_numpy(train_y).to(device),
+        test_x=prep(test_x),
+        test_y=torch.from_numpy(test_y).to(device),
+        source=str(folder),
+    )

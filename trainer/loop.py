@@ -1,0 +1,255 @@
+"""The training loop: one RunConfig in, per-step records, evaluations and a final status out via a Reporter."""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.config import RunConfig
+from trainer.data import TensorData, load_dataset
+from trainer.models import build_model, count_parameters, loss_function
+from trainer.optim.factory import build_optimizer
+from trainer.optim.trust_region import TrustRegion
+from trainer.registry import MODELS
+from trainer.reporting import NullReporter, Reporter, RunStatus
+
+__all__ = ["run", "resolve_device", "DEFAULT_DATA_DIR", "images_png"]
+
+DEFAULT_DATA_DIR = "data"
+_EVAL_CHUNK = 4096
+
+
+def resolve_device(spec: str) -> torch.device:
+    """"auto" → cuda when available, else cpu; explicit cuda requests fail clearly without a GPU."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r} requested but CUDA is not available; use device \"cpu\" or \"auto\"")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {spec!r} does not exist; {torch.cuda.device_count()} GPU(s) visible")
+    return dev
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def images_png(images: torch.Tensor, scale: int = 2) -> bytes:
+    """A vertical strip of images (N×C×H×W in [0, 1]) as PNG bytes, upscaled ``scale``× (nearest)."""
+    from torchvision.io import encode_png
+    from torchvision.utils import make_grid
+
+    imgs = images.detach().float().clamp(0, 1).cpu()
+    if scale > 1:
+        imgs = imgs.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+    grid = make_grid(imgs, nrow=1, padding=2, pad_value=1.0)
+    if imgs.shape[1] == 1:
+        grid = grid[:1]
+    return bytes(encode_png((grid * 255).round().to(torch.uint8)).numpy())
+
+
+class _Evaluator:
+    """Fixed evaluation sets and the loss/accuracy computation (not counted in wall time)."""
+
+    def __init__(self, cfg: RunConfig, data: TensorData, model: torch.nn.Module, loss_fn) -> None:
+        self.model, self.loss_fn = model, loss_fn
+        self.classifier = MODELS[cfg.model].task == "classification"
+        n = min(cfg.eval_train_size, data.train_size)
+        self.train = (data.train_x[:n], data.train_y[:n])
+        self.test = (data.test_x, data.test_y)
+        k = min(cfg.num_reconstructions, data.test_size)
+        self.recon_images = None if self.classifier else data.test_x[:k]
+
+    @torch.no_grad()
+    def _measure(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float | None]:
+        total, correct = 0.0, 0
+        for i in range(0, x.shape[0], _EVAL_CHUNK):
+            xb, yb = x[i:i + _EVAL_CHUNK], y[i:i + _EVAL_CHUNK]
+            out = self.model(xb)
+            total += float(self.loss_fn(out, xb, yb)) * xb.shape[0]
+            if self.classifier:
+                correct += int((out.argmax(1) == yb).sum())
+        n = max(x.shape[0], 1)
+        return total / n, (correct / n if self.classifier else None)
+
+    def evaluate(self) -> dict[str, Any]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            train_loss, train_acc = self._measure(*self.train)
+            test_loss, test_acc = self._measure(*self.test)
+        finally:
+            self.model.train(was_training)
+        return {"train_loss": _finite(train_loss), "test_loss": _finite(test_loss),
+                "train_accuracy": train_acc, "test_accuracy": test_acc}
+
+    @torch.no_grad()
+    def reconstructions(self) -> bytes | None:
+        if self.recon_images is None:
+            return None
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = torch.sigmoid(self.model(self.recon_images))
+        finally:
+            self.model.train(was_training)
+        return images_png(out)
+
+
+def run(config: RunConfig | dict, reporter: Reporter | None = None, *, data_dir: str | Path | None = None
+        ) -> dict[str, Any]:
+    """Train one run to its budget and return the summary (also passed to ``reporter.on_finish``).
+
+    Failures (bad device, missing data, any exception) end with status "failed" and the error message; a
+    non-finite training loss ends with "diverged" at that step; ``reporter.should_stop()`` (checked every
+    step) ends with "stopped". Same config and seed → same records on the CPU (up to ``wall_time``).
+
+    Args:
+        config: a RunConfig (or its dict form).
+        reporter: receives records; default discards them.
+        data_dir: dataset directory when the config names none. Default "data".
+    """
+    reporter = reporter or NullReporter()
+    summary: dict[str, Any] = {"status": RunStatus.FAILED, "message": "", "steps": 0, "backprops": 0,
+                               "epoch": 0.0, "wall_time": 0.0}
+    try:
+        cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
+        _train(cfg, reporter, Path(cfg.data_dir or data_dir or DEFAULT_DATA_DIR), summary)
+    except Exception as exc:  # noqa: BLE001 - reported to the caller as status "failed" with the error
+        summary["status"] = RunStatus.FAILED
+        summary["message"] = f"{type(exc).__name__}: {exc}"
+        summary["traceback"] = traceback.format_exc()
+    reporter.on_finish(summary)
+    return summary
+
+
+def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str, Any]) -> None:
+    device = resolve_device(cfg.device)
+    task = MODELS[cfg.model].task
+    data = load_dataset(cfg.dataset, data_dir, device=device, normalize=task == "classification",
+                        train_subset=cfg.train_subset, test_subset=cfg.test_subset, download=cfg.download)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.dataset).to(device)
+    model.train()
+    loss_fn = loss_function(cfg.model)
+    hyper = cfg.optimizer.resolved()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = build_optimizer(cfg.optimizer.name, params, hyper)
+    is_tr = isinstance(opt, TrustRegion)
+    batch = cfg.effective_batch_size
+    n_train = data.train_size
+    evaluator = _Evaluator(cfg, data, model, loss_fn)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    budget = cfg.budget
+    summary["device"] = str(device)
+    summary["num_parameters"] = count_parameters(model)
+    reporter.on_start({
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "num_parameters": summary["num_parameters"], "train_size": n_train, "test_size": data.test_size,
+        "batch_size": batch, "hyperparameters": hyper, "optimizer_family": cfg.optimizer.family, "task": task,
+        "data_source": data.source,
+    })
+
+    step = gradients = hvps = forwards = samples = 0
+    wall = 0.0
+    last_loss: float | None = None
+    last_eval: dict[str, Any] = {}
+
+    def counters() -> dict[str, Any]:
+        return {"step": step, "backprops": gradients + hvps, "epoch": samples / n_train, "wall_time": wall}
+
+    def do_eval() -> None:
+        nonlocal last_eval
+        last_eval = {**counters(), **evaluator.evaluate()}
+        reporter.on_eval(last_eval)
+        png = evaluator.reconstructions()
+        if png is not None:
+            reporter.on_images(step, "reconstruction", png)
+
+    if evaluator.recon_images is not None:
+        reporter.on_images(0, "original", images_png(evaluator.recon_images))
+    do_eval()
+
+    perm = torch.randperm(n_train, generator=gen).to(device)
+    cursor = 0
+    status, message = RunStatus.COMPLETED, "budget reached"
+    while True:
+        if budget.epochs is not None and samples >= budget.epochs * n_train:
+            break
+        if budget.backprops is not None and gradients + hvps >= budget.backprops:
+            break
+        if budget.seconds is not None and wall >= budget.seconds:
+            break
+        if reporter.should_stop():
+            status, message = RunStatus.STOPPED, f"stopped on request at step {step}"
+            break
+        if cursor >= n_train:
+            perm = torch.randperm(n_train, generator=gen).to(device)
+            cursor = 0
+        idx = perm[cursor:cursor + batch]
+        cursor += idx.numel()
+        xb, yb = data.train_x[idx], data.train_y[idx]
+
+        record: dict[str, Any]
+        if is_tr:
+            def closure() -> torch.Tensor:
+                return loss_fn(model(xb), xb, yb)
+
+            t0 = time.perf_counter()
+            opt.step(closure)
+            sync()
+            wall += time.perf_counter() - t0
+            tr = opt.last_trace
+            gradients, hvps, forwards = opt.gradients, opt.hvps, opt.forwards
+            loss_value = tr["loss"]
+            record = {"grad_norm": tr["grad_norm"], "step_norm": tr["step_norm"],
+                      **{k: tr[k] for k in ("radius", "new_radius", "rho", "cg_iterations", "cg_exit", "accepted",
+                                             "pred_decrease", "actual_decrease", "step_norm_m")}}
+        else:
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), xb, yb)
+            loss.backward()
+            sync()
+            wall += time.perf_counter() - t0
+            with torch.no_grad():  # instrumentation, outside the timed region
+                grad_norm = torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]))
+                before = [p.detach().clone() for p in params]
+            t0 = time.perf_counter()
+            opt.step()
+            sync()
+            wall += time.perf_counter() - t0
+            with torch.no_grad():
+                step_norm = torch.linalg.vector_norm(torch.stack(
+                    [torch.linalg.vector_norm(p.detach() - b) for p, b in zip(params, before)]))
+            gradients += 1
+            loss_value = float(loss.detach())
+            record = {"grad_norm": float(grad_norm), "step_norm": float(step_norm)}
+        step += 1
+        samples += int(idx.numel())
+        last_loss = loss_value
+        full = {**counters(), "gradients": gradients, "hvps": hvps, "forwards": forwards,
+                "train_loss": _finite(loss_value), **record}
+        full["grad_norm"] = _finite(full["grad_norm"])
+        reporter.on_step(full)
+        if not math.isfinite(loss_value):
+            status, message = RunStatus.DIVERGED, f"training loss became {loss_value} at step {step}"
+            break
+        if step % cfg.eval_every == 0:
+            do_eval()
+    if status != RunStatus.DIVERGED and (not last_eval or last_eval["step"] != step):
+        do_eval()
+    summary.update({
+        "status": status, "message": message, "steps": step, "backprops": gradients + hvps, "gradients": gradients,
+        "hvps": hvps, "forwards": forwards, "epoch": samples / n_train, "wall_time": wall,
+        "final_train_loss": _finite(last_loss) if last_loss is not None else None,
+        **{f"final_{k}": v for k, v in last_eval.items() if k in ("train_loss", "test_loss", "test_accuracy")},
+    })

@@ -1,0 +1,118 @@
+"""Model architectures of the paper (DESIGN.md "Architectures") and their losses, by registry name."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainer.registry import DATASETS, MODELS, model_fits_dataset
+
+__all__ = ["build_model", "loss_function", "MLP", "Autoencoder", "ConvAutoencoder", "count_parameters"]
+
+
+class MLP(nn.Module):
+    """Fully connected tanh network; ``sizes`` = (inputs, hidden..., classes)."""
+
+    def __init__(self, sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i in range(len(sizes) - 1):
+            layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2:
+                layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Autoencoder(nn.Module):
+    """Deep autoencoder 784-1000-500-250-30 with a mirrored decoder (Hinton & Salakhutdinov 2006).
+
+    Sigmoid after every layer but the 30-unit code layer. ``forward`` returns logits of the output
+    sigmoid; the loss applies the sigmoid inside a numerically stable pixel-wise binary cross-entropy.
+    """
+
+    def __init__(self, sizes: tuple[int, ...] = (784, 1000, 500, 250, 30)) -> None:
+        super().__init__()
+        enc: list[nn.Module] = [nn.Flatten()]
+        for i in range(len(sizes) - 1):
+            enc.append(nn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2:
+                enc.append(nn.Sigmoid())
+        dec: list[nn.Module] = []
+        rev = sizes[::-1]
+        for i in range(len(rev) - 1):
+            dec.append(nn.Linear(rev[i], rev[i + 1]))
+            if i < len(rev) - 2:
+                dec.append(nn.Sigmoid())
+        self.encoder = nn.Sequential(*enc)
+        self.decoder = nn.Sequential(*dec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x)).view_as(x)
+
+
+class ConvAutoencoder(nn.Module):
+    """Convolutional autoencoder for 3x32x32 images (3 strided convolutions, 3 transposed); logits out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 12, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(12, 24, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(24, 48, 4, stride=2, padding=1), nn.ReLU(),
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(48, 24, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(24, 12, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(12, 3, 4, stride=2, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def _resnet18(in_channels: int, num_classes: int) -> nn.Module:
+    from torchvision.models import resnet18
+
+    net = resnet18(weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return net
+
+
+def build_model(model: str, dataset: str) -> nn.Module:
+    """Instantiate ``model`` for ``dataset`` (raises ``ValueError`` when they do not fit)."""
+    model_fits_dataset(model, dataset)
+    info = DATASETS[dataset]
+    c, h, w = info.shape
+    if model == "mlp":
+        sizes = (c * h * w, 128, info.num_classes) if c == 1 else (c * h * w, 128, 128, info.num_classes)
+        return MLP(sizes)
+    if model == "resnet18":
+        return _resnet18(c, info.num_classes)
+    if model == "autoencoder":
+        return Autoencoder((c * h * w, 1000, 500, 250, 30))
+    if model == "conv-autoencoder":
+        return ConvAutoencoder()
+    raise ValueError(f"unknown model {model!r}")  # unreachable: model_fits_dataset checked the name
+
+
+def _bce_logits(out: torch.Tensor, x: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(out, x)
+
+
+def _cross_entropy(out: torch.Tensor, _x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out, y)
+
+
+def loss_function(model: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """loss(output, inputs, labels): cross-entropy for classifiers, pixel-wise BCE for autoencoders."""
+    return _bce_logits if MODELS[model].task == "reconstruction" else _cross_entropy
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -1,0 +1,189 @@
+"""Stochastic trust-region optimizer with spherical or ellipsoidal (Adagrad/RMSprop) norms (DESIGN.md)."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import torch
+from torch.optim import Optimizer
+
+from trainer.optim.hvp import GradientWithHVP, unflatten_into
+from trainer.optim.krylov import SOLVERS, SubproblemResult
+from trainer.optim.norms import DiagonalNorm, make_norm
+
+__all__ = ["TrustRegion", "radius_update", "TR_DEFAULTS"]
+
+# The authors' Table 1 configuration (Fashion-MNIST MLP). RMSprop: radius 1e-4, gamma2 1.75.
+TR_DEFAULTS: dict[str, Any] = dict(
+    norm="uniform", solver="cg", radius=0.05, max_radius=10.0, eta1=0.01, eta2=0.95, gamma1=1.1, gamma2=1.5,
+    krylov_tol=0.1, theta=0.5, max_cg_iters=50, beta=0.8, eps=1e-10, norm_update="every",
+)
+
+
+def radius_update(
+    rho: float, radius: float, *, eta1: float, eta2: float, gamma1: float, gamma2: float, max_radius: float
+) -> tuple[bool, float]:
+    """Acceptance and new radius from ρ (CGT Algorithm 6.1.1 with the paper's parameters).
+
+    ρ ≥ η₂: accept, Δ ← min(γ₁Δ, Δ_max); η₁ ≤ ρ < η₂: accept, Δ unchanged; otherwise (ρ < η₁ or ρ not
+    finite): reject, Δ ← Δ/γ₂.
+
+    Returns:
+        (accepted, new_radius)
+    """
+    if not math.isfinite(rho) or rho < eta1:
+        return False, radius / gamma2
+    if rho >= eta2:
+        return True, min(gamma1 * radius, max_radius)
+    return True, radius
+
+
+class TrustRegion(Optimizer):
+    """Stochastic second-order trust-region method (Kohler, Adolphs & Lucchi; DESIGN.md "The algorithm").
+
+    Per ``step(closure)``: one gradient with ``create_graph=True`` on the closure's minibatch; update the
+    diagonal norm M; solve min gᵀs + ½sᵀHs s.t. ‖s‖_M ≤ Δ with a Krylov solver (preconditioned by M);
+    evaluate the loss at w + s on the same minibatch; ρ = (L - L_new)/pred decides acceptance and the
+    radius. A rejected step restores the parameters bit-exactly.
+
+    The closure must re-evaluate the same minibatch and return the loss tensor *without* calling
+    ``backward`` (the optimizer differentiates it); it is called twice per step: once with gradients
+    enabled, once under ``torch.no_grad`` for ρ.
+
+    Args:
+        params: parameters (a single parameter group).
+        norm: "uniform" (sphere), "adagrad" or "rmsprop" (ellipsoids). Default "uniform".
+        solver: "cg" (Steihaug-Toint) or "lanczos" (GLTR). Default "cg".
+        radius: initial trust radius Δ₀ in M-units. Default 0.05 (use 1e-4 for rmsprop).
+        max_radius: Δ_max. Default 10.
+        eta1, eta2: acceptance / very-successful thresholds. Defaults 0.01, 0.95.
+        gamma1: growth factor. Default 1.1. gamma2: shrink divisor. Default 1.5 (1.75 for rmsprop).
+        krylov_tol, theta: stopping rule ‖r‖ ≤ ‖g‖·min(κ, ‖g‖^θ). Defaults 0.1, 0.5.
+        max_cg_iters: Krylov iteration cap (= HVPs per step). Default 50.
+        beta: RMSprop decay. Default 0.8. eps: floor of M. Default 1e-10.
+        norm_update: "every" — M absorbs every minibatch gradient (as Adagrad/RMSprop do); "accepted" —
+            the gradient of a rejected step is rolled back out of M. Default "every".
+
+    After each step, ``last_trace`` holds: radius (before), new_radius, rho, cg_iterations, cg_exit,
+    accepted, pred_decrease, actual_decrease, step_norm_m, step_norm, loss, grad_norm; and the counters
+    ``gradients``, ``hvps``, ``forwards`` accumulate.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], **kwargs: Any) -> None:
+        unknown = set(kwargs) - set(TR_DEFAULTS)
+        if unknown:
+            raise ValueError(f"Invalid trust-region option(s): {sorted(unknown)}")
+        defaults = {**TR_DEFAULTS, **kwargs}
+        if not defaults["radius"] > 0:
+            raise ValueError(f"Invalid trust radius: {defaults['radius']}")
+        if not defaults["max_radius"] >= defaults["radius"]:
+            raise ValueError(f"Invalid max radius: {defaults['max_radius']} < radius {defaults['radius']}")
+        if not 0.0 <= defaults["eta1"] <= defaults["eta2"] <= 1.0:
+            raise ValueError(f"Invalid thresholds: need 0 <= eta1 <= eta2 <= 1, got {defaults['eta1']}, "
+                             f"{defaults['eta2']}")
+        if not defaults["gamma1"] >= 1.0:
+            raise ValueError(f"Invalid gamma1: {defaults['gamma1']}")
+        if not defaults["gamma2"] > 1.0:
+            raise ValueError(f"Invalid gamma2: {defaults['gamma2']}")
+        if defaults["solver"] not in SOLVERS:
+            raise ValueError(f"Invalid solver: {defaults['solver']!r}; choose one of {sorted(SOLVERS)}")
+        if defaults["norm_update"] not in ("every", "accepted"):
+            raise ValueError(f"Invalid norm_update: {defaults['norm_update']!r}")
+        if int(defaults["max_cg_iters"]) < 1:
+            raise ValueError(f"Invalid max_cg_iters: {defaults['max_cg_iters']}")
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1:
+            raise ValueError("TrustRegion supports a single parameter group")
+        group = self.param_groups[0]
+        self.norm: DiagonalNorm = make_norm(group["norm"], beta=group["beta"], eps=group["eps"])
+        self.radius = float(group["radius"])
+        self.gradients = 0
+        self.hvps = 0
+        self.forwards = 0
+        self.last_trace: dict[str, Any] = {}
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for p in self.param_groups[0]["params"] if p.requires_grad]
+
+    def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        """One trust-region iteration on the closure's minibatch; returns the loss before the step."""
+        if closure is None:
+            raise ValueError("TrustRegion.step needs a closure that returns the minibatch loss")
+        group = self.param_groups[0]
+        params = self._params()
+        with torch.enable_grad():
+            loss = closure()
+        if not torch.is_tensor(loss) or loss.dim() != 0:
+            raise ValueError("the closure must return a scalar loss tensor")
+        loss_value = float(loss.detach())
+        self.gradients += 1
+        if not math.isfinite(loss_value):
+            self.last_trace = {"loss": loss_value, "radius": self.radius, "new_radius": self.radius, "rho": None,
+                               "cg_iterations": 0, "cg_exit": None, "accepted": False, "pred_decrease": None,
+                               "actual_decrease": None, "step_norm_m": 0.0, "step_norm": 0.0, "grad_norm": None}
+            return loss.detach()
+        op = GradientWithHVP(loss, params)
+        grad = op.grad
+        snapshot = self.norm.state_dict() if group["norm_update"] == "accepted" else None
+        if snapshot is not None:
+            snapshot = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in snapshot.items()}
+        self.norm.update(grad)
+        precond = self.norm.matrix(grad)
+        solve = SOLVERS[group["solver"]]
+        result: SubproblemResult = solve(
+            grad, op.hvp, self.radius, precond=precond, tol=group["krylov_tol"], theta=group["theta"],
+            max_iter=int(group["max_cg_iters"]),
+        )
+        op.release()
+        self.hvps += result.iterations
+        del op, loss
+
+        backup = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, s in zip(params, unflatten_into(result.step, params)):
+                p.add_(s)
+            new_loss = float(closure())
+        self.forwards += 1
+        pred = result.model_decrease
+        actual = loss_value - new_loss
+        rho = actual / pred if pred > 0 and math.isfinite(new_loss) else float("nan")
+        accepted, new_radius = radius_update(
+            rho, self.radius, eta1=group["eta1"], eta2=group["eta2"], gamma1=group["gamma1"],
+            gamma2=group["gamma2"], max_radius=group["max_radius"],
+        )
+        if not accepted:
+            with torch.no_grad():
+                for p, b in zip(params, backup):
+                    p.copy_(b)
+            if snapshot is not None:
+                self.norm.load_state_dict(snapshot)
+        self.last_trace = {
+            "loss": loss_value,
+            "radius": self.radius,
+            "new_radius": new_radius,
+            "rho": rho if math.isfinite(rho) else None,
+            "cg_iterations": result.iterations,
+            "cg_exit": result.exit.value,
+            "accepted": accepted,
+            "pred_decrease": pred,
+            "actual_decrease": actual if math.isfinite(actual) else None,
+            "step_norm_m": result.step_norm_m,
+            "step_norm": float(torch.linalg.vector_norm(result.step)),
+            "grad_norm": float(torch.linalg.vector_norm(grad)),
+        }
+        self.radius = new_radius
+        return torch.tensor(loss_value)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["trust_region"] = {"radius": self.radius, "norm": self.norm.state_dict(), "gradients": self.gradients,
+                                 "hvps": self.hvps, "forwards": self.forwards}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        tr = state_dict.pop("trust_region", None)
+        super().load_state_dict(state_dict)
+        if tr is not None:
+            self.radius = tr["radius"]
+            self.norm.load_state_dict(tr["norm"])
+            self.gradients, self.hvps, self.forwards = tr["gradients"], tr["hvps"], tr["forwards"]
