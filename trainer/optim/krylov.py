@@ -246,7 +246,8 @@ def gltr(
     it continues past the boundary and follows the most negative curvature of the subspace. The
     residual ‖g + Hs‖_{M⁻¹} = γ_{k+1}|e_kᵀh| is known without extra products; the iteration stops when it
     is ≤ ‖g‖_{M⁻¹}·min(κ, ‖g‖_{M⁻¹}^θ) (identical to CG's rule when M = I), on an invariant subspace, or at
-    ``max_iter``. The basis (k vectors of size d) is stored to assemble s at the end.
+    ``max_iter`` (at most d iterations). The basis (k vectors of size d) is kept: it assembles s at the end
+    and fully reorthogonalizes each new Lanczos vector, which keeps T_k faithful in floating point.
 
     Args: as :func:`steihaug_cg`.
 
@@ -272,7 +273,7 @@ def gltr(
     exit_ = SolverExit.MAX_ITER
     h = torch.zeros(1, dtype=torch.float64)
     lam, on_boundary = 0.0, False
-    for j in range(max_iter):
+    for _ in range(min(max_iter, g.numel())):
         q = z / gamma  # M-orthonormal direction
         w = r / gamma  # = M q
         basis.append(q)
@@ -281,6 +282,11 @@ def gltr(
         delta = float(torch.dot(q, hq))
         alphas.append(delta)
         r = hq - delta * w - (betas[-1] if betas else 0.0) * w_prev
+        # Full reorthogonalization against the stored basis (O(kd), cheap next to an HVP): without it,
+        # finite precision re-introduces converged directions and T_k acquires spurious eigenvalues.
+        Q = torch.stack(basis)
+        corr = Q.T @ (Q @ r)
+        r = r - (corr * precond if precond is not None else corr)
         w_prev = w
         z = r * minv if minv is not None else r
         gamma_next = math.sqrt(max(float(torch.dot(r, z)), 0.0))

@@ -1,0 +1,69 @@
+"""RunConfig and the registries refuse bad input with field-level messages."""
+import pytest
+from pydantic import ValidationError
+
+from trainer.config import RunConfig
+from trainer.registry import OPTIMIZERS, PRESETS, metadata, resolve_hyperparameters
+
+BASE = {"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "tr-rmsprop"}, "budget": {"epochs": 1}}
+
+
+def _err(**over):
+    cfg = {**BASE, **over}
+    with pytest.raises(ValidationError) as e:
+        RunConfig.model_validate(cfg)
+    return str(e.value)
+
+
+def test_defaults_follow_table_1():
+    cfg = RunConfig.model_validate(BASE)
+    h = cfg.optimizer.resolved()
+    assert cfg.effective_batch_size == 512
+    assert (h["radius"], h["max_radius"], h["eta1"], h["eta2"], h["gamma1"], h["gamma2"]) == (
+        1e-4, 10.0, 0.01, 0.95, 1.1, 1.75)
+    assert (h["krylov_tol"], h["max_cg_iters"], h["beta"], h["eps"], h["solver"]) == (0.1, 50, 0.8, 1e-10, "cg")
+    assert resolve_hyperparameters("tr-uniform", {})["radius"] == 0.05
+    assert resolve_hyperparameters("tr-adagrad", {})["gamma2"] == 1.5
+    sgd = RunConfig.model_validate({**BASE, "optimizer": {"name": "sgd"}})
+    assert sgd.effective_batch_size == 128
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"optimizer": {"name": "lbfgs"}}, "unknown optimizer 'lbfgs'"),
+    ({"optimizer": {"name": "sgd", "hyperparameters": {"eta1": 0.1}}}, "unknown hyperparameter 'eta1' for sgd"),
+    ({"optimizer": {"name": "sgd", "hyperparameters": {"lr": -1}}}, "lr must be > 0.0"),
+    ({"optimizer": {"name": "tr-uniform", "hyperparameters": {"eta1": 0.99}}}, "eta1 (0.99) must not exceed eta2"),
+    ({"optimizer": {"name": "tr-uniform", "hyperparameters": {"solver": "qr"}}}, "solver must be one of"),
+    ({"optimizer": {"name": "tr-uniform", "hyperparameters": {"max_cg_iters": 2.5}}}, "must be an integer"),
+    ({"model": "autoencoder", "dataset": "cifar10"}, "does not fit dataset 'cifar10'"),
+    ({"model": "transformer"}, "unknown model 'transformer'"),
+    ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+    ({"budget": {}}, "set at least one budget"),
+    ({"budget": {"epochs": -1}}, "greater than 0"),
+    ({"batch_size": 0}, "greater than or equal to 1"),
+    ({"device": "tpu"}, 'device must be "auto"'),
+    ({"colour": "red"}, "Extra inputs are not permitted"),
+    ({"seed": "abc"}, "valid integer"),
+])
+def test_bad_input_is_refused_with_message(over, needle):
+    assert needle in _err(**over)
+
+
+def test_metadata_lists_every_optimizer_with_family_and_ranges():
+    meta = metadata({"fashion-mnist": True})
+    names = [o["name"] for o in meta["optimizers"]]
+    assert names == list(OPTIMIZERS)
+    fam = {o["name"]: o["family"] for o in meta["optimizers"]}
+    assert fam["adam"] == "first-order" and fam["tr-rmsprop"] == "second-order"
+    tr = next(o for o in meta["optimizers"] if o["name"] == "tr-uniform")
+    eta1 = next(h for h in tr["hyperparameters"] if h["name"] == "eta1")
+    assert (eta1["default"], eta1["minimum"], eta1["maximum"]) == (0.01, 0.0, 1.0)
+    assert next(d for d in meta["datasets"] if d["name"] == "fashion-mnist")["available"] is True
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_valid_configs(name):
+    p = PRESETS[name]
+    for opt in p["optimizers"]:
+        RunConfig.model_validate({"dataset": p["dataset"], "model": p["model"], "optimizer": opt,
+                                  "budget": p["budget"]})

@@ -1,0 +1,81 @@
+"""Dataset discovery and loading: local layouts, Debian's system copy, download fallback, clear failures."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainer import data as data_mod
+from trainer.data import DatasetUnavailable, dataset_available, load_dataset, read_idx
+from tests.trainer.conftest import write_fake_cifar, write_idx
+
+SYSTEM_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_idx_roundtrip_gz_and_plain(tmp_path):
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    for name in ("a-idx3-ubyte", "a-idx3-ubyte.gz"):
+        write_idx(tmp_path / name, arr)
+        np.testing.assert_array_equal(read_idx(tmp_path / name), arr)
+
+
+def test_truncated_idx_is_refused(tmp_path):
+    arr = np.zeros((4, 5), dtype=np.uint8)
+    write_idx(tmp_path / "t", arr)
+    (tmp_path / "t").write_bytes((tmp_path / "t").read_bytes()[:-3])
+    with pytest.raises(ValueError, match="truncated"):
+        read_idx(tmp_path / "t")
+
+
+@pytest.mark.skipif(not SYSTEM_FMNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist (installed by .ci/run)")
+def test_fashion_mnist_from_system_location(tmp_path):
+    d = load_dataset("fashion-mnist", tmp_path, normalize=False, download=False)
+    assert d.train_size == 60000 and d.test_size == 10000
+    assert d.train_x.shape == (60000, 1, 28, 28) and d.train_x.dtype == torch.float32
+    assert 0.0 <= float(d.train_x.min()) and float(d.train_x.max()) <= 1.0
+    assert sorted(d.train_y.unique().tolist()) == list(range(10))
+    assert d.source == str(SYSTEM_FMNIST)
+    assert dataset_available("fashion-mnist", tmp_path)
+
+
+def test_mnist_in_torchvision_layout(fake_mnist_dir):
+    d = load_dataset("mnist", fake_mnist_dir, train_subset=50, download=False)
+    assert d.train_x.shape == (50, 1, 28, 28) and d.test_size == 32
+    # classifier inputs are standardized
+    assert abs(float(d.train_x.mean())) < 5.0
+    assert dataset_available("mnist", fake_mnist_dir)
+
+
+def test_cifar_pickles(fake_cifar_dir):
+    d = load_dataset("cifar10", fake_cifar_dir, normalize=False, download=False)
+    assert d.train_x.shape == (100, 3, 32, 32) and d.test_x.shape == (20, 3, 32, 32)
+    assert d.train_y.dtype == torch.int64
+
+
+def test_missing_dataset_message_names_places_and_fix(tmp_path):
+    with pytest.raises(DatasetUnavailable) as err:
+        load_dataset("cifar10", tmp_path / "nowhere", download=False)
+    msg = str(err.value)
+    assert "'cifar10' not found" in msg and str(tmp_path / "nowhere" / "cifar-10-batches-py") in msg
+    assert "/usr/share/datasets/cifar10" in msg and "download disabled" in msg and "To get it" in msg
+
+
+def test_download_fallback_used_when_missing(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_download(name, data_dir):
+        calls.append(name)
+        write_fake_cifar(Path(data_dir) / "cifar-10-batches-py", per_batch=4, test=4)
+
+    monkeypatch.setattr(data_mod, "_download", fake_download)
+    d = load_dataset("cifar10", tmp_path, download=True)
+    assert calls == ["cifar10"] and d.train_size == 20
+
+
+def test_download_failure_is_reported(tmp_path, monkeypatch):
+    def offline(name, data_dir):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data_mod, "_download", offline)
+    with pytest.raises(DatasetUnavailable, match="download failed .*network is unreachable"):
+        load_dataset("mnist", tmp_path, download=True)

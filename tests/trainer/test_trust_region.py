@@ -1,0 +1,171 @@
+"""TrustRegion optimizer: radius rules, bit-exact rejection, convergence on known problems."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from trainer.optim.factory import build_optimizer
+from trainer.optim.norms import AdagradNorm, RMSpropNorm, UniformNorm, make_norm
+from trainer.optim.trust_region import TrustRegion, radius_update
+
+RULES = dict(eta1=0.01, eta2=0.95, gamma1=1.1, gamma2=1.5, max_radius=10.0)
+
+
+@pytest.mark.parametrize("rho,accepted,radius", [
+    (1.0, True, 1.1), (0.95, True, 1.1), (0.5, True, 1.0), (0.01, True, 1.0), (0.0099, False, 1 / 1.5),
+    (-3.0, False, 1 / 1.5), (float("nan"), False, 1 / 1.5),
+])
+def test_radius_update_rules(rho, accepted, radius):
+    ok, new = radius_update(rho, 1.0, **RULES)
+    assert ok is accepted
+    assert new == pytest.approx(radius)
+
+
+def test_radius_capped_at_max():
+    assert radius_update(1.0, 9.5, **RULES) == (True, 10.0)
+
+
+def _rosenbrock_closure(x):
+    def closure():
+        return (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+    return closure
+
+
+@pytest.mark.parametrize("solver", ["cg", "lanczos"])
+@pytest.mark.parametrize("norm", ["uniform", "adagrad", "rmsprop"])
+def test_converges_on_rosenbrock(solver, norm):
+    x = nn.Parameter(torch.tensor([-1.2, 1.0], dtype=torch.float64))
+    radius = 1e-2 if norm == "rmsprop" else 0.5
+    opt = TrustRegion([x], norm=norm, solver=solver, radius=radius, max_radius=10.0, krylov_tol=1e-6)
+    closure = _rosenbrock_closure(x)
+    for _ in range(400):
+        opt.step(closure)
+        if float(closure().detach()) < 1e-14:
+            break
+    torch.testing.assert_close(x.detach(), torch.tensor([1.0, 1.0], dtype=torch.float64), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["tr-uniform", "tr-adagrad", "tr-rmsprop"])
+def test_converges_on_logistic_regression(name):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(400, 5, generator=g, dtype=torch.float64)
+    w_true = torch.tensor([1.5, -2.0, 0.5, 0.0, 1.0], dtype=torch.float64)
+    y = (torch.rand(400, generator=g, dtype=torch.float64) < torch.sigmoid(X @ w_true)).double()
+    w = nn.Parameter(torch.zeros(5, dtype=torch.float64))
+
+    def loss():
+        return nn.functional.binary_cross_entropy_with_logits(X @ w, y)
+
+    opt = build_optimizer(name, [w], {"krylov_tol": 1e-8, "radius": 0.1 if name != "tr-rmsprop" else 0.01})
+    for _ in range(200):
+        opt.step(loss)
+    # Optimum: gradient vanishes. Compare with a reference Newton solve.
+    ref = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    for _ in range(30):
+        lr = nn.functional.binary_cross_entropy_with_logits(X @ ref, y)
+        gr = torch.autograd.grad(lr, ref, create_graph=True)[0]
+        Hm = torch.stack([torch.autograd.grad(gr[i], ref, retain_graph=True)[0] for i in range(5)])
+        with torch.no_grad():
+            ref -= torch.linalg.solve(Hm, gr)
+    torch.testing.assert_close(w.detach(), ref.detach(), atol=1e-5, rtol=1e-5)
+
+
+def _mlp_problem(seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 3))
+    x = torch.randn(64, 10)
+    y = torch.randint(0, 3, (64,))
+    return net, lambda: nn.functional.cross_entropy(net(x), y)
+
+
+def test_rejected_step_restores_parameters_bit_exactly():
+    net, closure = _mlp_problem()
+    # eta1 = 1 (> any ρ short of a perfect quadratic model) forces rejections.
+    opt = TrustRegion(net.parameters(), radius=5.0, max_radius=10.0, eta1=1.0, eta2=1.0)
+    before = [p.detach().clone() for p in net.parameters()]
+    opt.step(closure)
+    assert opt.last_trace["accepted"] is False
+    for p, b in zip(net.parameters(), before):
+        assert torch.equal(p.detach(), b)
+    assert opt.radius == pytest.approx(5.0 / 1.5)
+    assert opt.last_trace["new_radius"] == pytest.approx(5.0 / 1.5)
+
+
+def test_accepted_step_moves_and_trace_is_complete():
+    net, closure = _mlp_problem()
+    opt = TrustRegion(net.parameters(), radius=0.05)
+    before = [p.detach().clone() for p in net.parameters()]
+    loss0 = float(closure())
+    opt.step(closure)
+    t = opt.last_trace
+    assert t["accepted"] is True
+    assert float(closure()) < loss0
+    assert t["rho"] == pytest.approx(t["actual_decrease"] / t["pred_decrease"])
+    assert t["pred_decrease"] > 0
+    assert t["step_norm_m"] <= 0.05 * (1 + 1e-5)
+    moved = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(net.parameters(), before)))
+    assert moved == pytest.approx(t["step_norm"], rel=1e-4)
+    assert opt.gradients == 1 and opt.forwards == 1 and opt.hvps == t["cg_iterations"] >= 1
+    assert t["cg_exit"] in {"interior", "boundary", "negative_curvature", "max_iter"}
+
+
+def test_radius_follows_update_rules_over_many_steps():
+    net, closure = _mlp_problem(1)
+    opt = TrustRegion(net.parameters(), radius=0.3, gamma1=1.3, gamma2=2.0, eta1=0.2, eta2=0.8, max_radius=1.0)
+    for _ in range(25):
+        r0 = opt.radius
+        opt.step(closure)
+        t = opt.last_trace
+        ok, expected = radius_update(t["rho"] if t["rho"] is not None else float("nan"), r0, eta1=0.2, eta2=0.8,
+                                     gamma1=1.3, gamma2=2.0, max_radius=1.0)
+        assert t["accepted"] is ok
+        assert opt.radius == pytest.approx(expected)
+
+
+def test_norm_update_accepted_rolls_back_rejected_gradients():
+    net, closure = _mlp_problem()
+    opt = TrustRegion(net.parameters(), norm="adagrad", norm_update="accepted", radius=5.0, eta1=1.0, eta2=1.0)
+    opt.step(closure)
+    assert opt.last_trace["accepted"] is False
+    assert opt.norm.sum_sq is None
+    net2, closure2 = _mlp_problem()
+    opt2 = TrustRegion(net2.parameters(), norm="adagrad", norm_update="every", radius=5.0, eta1=1.0, eta2=1.0)
+    opt2.step(closure2)
+    assert opt2.norm.sum_sq is not None
+
+
+def test_norm_matrices():
+    g1, g2 = torch.tensor([3.0, 0.0]), torch.tensor([4.0, 0.0])
+    n = AdagradNorm(eps=1e-10)
+    n.update(g1)
+    n.update(g2)
+    torch.testing.assert_close(n.matrix(g1), torch.tensor([5.0, 1e-5]))
+    r = RMSpropNorm(beta=0.8, eps=1e-10)
+    r.update(g1)
+    r.update(g2)
+    v = 0.8 * 0.2 * 9 + 0.2 * 16
+    torch.testing.assert_close(r.matrix(g1), torch.tensor([math.sqrt(v) + 1e-10, 1e-10]))
+    assert bool((r.matrix(g1) > 0).all())  # ε floor keeps M positive
+    assert UniformNorm().matrix(g1) is None
+    with pytest.raises(ValueError, match="Invalid norm"):
+        make_norm("diag")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"radius": -1.0}, "Invalid trust radius"),
+    ({"radius": 20.0, "max_radius": 10.0}, "Invalid max radius"),
+    ({"eta1": 0.9, "eta2": 0.5}, "Invalid thresholds"),
+    ({"gamma2": 1.0}, "Invalid gamma2"),
+    ({"solver": "newton"}, "Invalid solver"),
+    ({"colour": 1}, "Invalid trust-region option"),
+])
+def test_invalid_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrustRegion([nn.Parameter(torch.zeros(2))], **kwargs)
+
+
+def test_closure_required():
+    opt = TrustRegion([nn.Parameter(torch.zeros(2))])
+    with pytest.raises(ValueError, match="closure"):
+        opt.step(None)
