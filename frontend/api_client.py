@@ -1,0 +1,184 @@
+"""The one module through which the UI talks to the trustlab API (docs/API.md), over HTTP only."""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from frontend.settings import get_settings
+
+__all__ = ["ApiClient", "ApiError", "ApiUnreachable", "error_messages", "get_client", "set_client"]
+
+
+class ApiUnreachable(RuntimeError):
+    """The API did not answer: not started, wrong URL, or too slow."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"Cannot reach the trustlab API at {url} ({reason}). Start it with `make run` (or `make api`), "
+            f"or point TRUSTLAB_API_URL at the right address.")
+
+
+def _location(loc: list[Any]) -> str:
+    """``["body", "optimizers", 0, "hyperparameters"]`` -> ``"optimizers[0] › hyperparameters"``."""
+    out: list[str] = []
+    for p in loc:
+        if p in ("body", "query", "path"):
+            continue
+        if isinstance(p, int) and out:
+            out[-1] += f"[{p}]"
+        else:
+            out.append(str(p))
+    return " › ".join(out)
+
+
+def _clean(msg: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg
+
+
+def error_messages(detail: Any) -> list[str]:
+    """Sentences for an error ``detail``: a string (404/409) or FastAPI's 422 list of {loc, msg, type}."""
+    if isinstance(detail, str):
+        return [detail]
+    if isinstance(detail, list):
+        out = []
+        for item in detail:
+            if isinstance(item, dict):
+                where = _location(list(item.get("loc") or []))
+                msg = _clean(str(item.get("msg", "invalid value")))
+                out.append(f"{where}: {msg}" if where else msg)
+            else:
+                out.append(str(item))
+        return out or ["the API refused the request without saying why"]
+    if detail is None:
+        return ["the API refused the request without saying why"]
+    return [str(detail)]
+
+
+class ApiError(RuntimeError):
+    """The API answered with an error status; ``messages`` are human-readable sentences."""
+
+    def __init__(self, status_code: int, detail: Any, method: str = "", path: str = "") -> None:
+        self.status_code = status_code
+        self.detail = detail
+        self.messages = error_messages(detail)
+        where = f" ({method} {path})" if method else ""
+        super().__init__(f"API error {status_code}{where}: " + "; ".join(self.messages))
+
+
+class ApiClient:
+    """Thin typed wrapper over the REST routes; returns the JSON the API sends (dicts and lists).
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000`` (the ``/api`` prefix is added here).
+        timeout: seconds per request (default 10).
+        transport: an ``httpx`` transport, for tests (e.g. ``httpx.MockTransport``).
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                 json: Any = None) -> httpx.Response:
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            resp = self._http.request(method, "/api" + path, params=clean or None, json=json)
+        except httpx.TimeoutException:
+            raise ApiUnreachable(self.base_url, "timed out") from None
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(self.base_url, type(exc).__name__ + (f": {exc}" if str(exc) else "")) from None
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json().get("detail")
+            except (ValueError, AttributeError):
+                detail = resp.text.strip() or resp.reason_phrase
+            raise ApiError(resp.status_code, detail, method, path)
+        return resp
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        return self._request(method, path, **kw).json()
+
+    # -- routes ---------------------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/health")
+
+    def meta(self) -> dict[str, Any]:
+        return self._json("GET", "/meta")
+
+    def list_runs(self, *, status: str | None = None, comparison_id: int | None = None, limit: int = 200,
+                  offset: int = 0) -> dict[str, Any]:
+        return self._json("GET", "/runs", params={"status": status, "comparison_id": comparison_id,
+                                                  "limit": limit, "offset": offset})
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/runs/{run_id}")
+
+    def create_run(self, config: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/runs", json=config)
+
+    def cancel_run(self, run_id: int) -> dict[str, Any]:
+        return self._json("POST", f"/runs/{run_id}/cancel")
+
+    def delete_run(self, run_id: int) -> None:
+        self._request("DELETE", f"/runs/{run_id}")
+
+    def metrics(self, run_id: int, *, since_step: int | None = None, max_points: int | None = None) -> dict[str, Any]:
+        return self._json("GET", f"/runs/{run_id}/metrics",
+                          params={"since_step": since_step, "max_points": max_points})
+
+    def evals(self, run_id: int, *, since_step: int | None = None) -> dict[str, Any]:
+        return self._json("GET", f"/runs/{run_id}/evals", params={"since_step": since_step})
+
+    def reconstructions(self, run_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/runs/{run_id}/reconstructions")
+
+    def reconstruction_png(self, run_id: int, which: int | str) -> bytes:
+        """PNG bytes of a reconstruction strip: ``which`` is a step, ``"latest"`` or ``"original"``."""
+        return self._request("GET", f"/runs/{run_id}/reconstructions/{which}.png").content
+
+    def export(self, run_id: int, fmt: str = "csv") -> bytes:
+        return self._request("GET", f"/runs/{run_id}/export", params={"format": fmt}).content
+
+    def create_comparison(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/comparisons", json=spec)
+
+    def list_comparisons(self) -> dict[str, Any]:
+        return self._json("GET", "/comparisons")
+
+    def get_comparison(self, comparison_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/comparisons/{comparison_id}")
+
+    def delete_comparison(self, comparison_id: int) -> None:
+        self._request("DELETE", f"/comparisons/{comparison_id}")
+
+
+_lock = threading.Lock()
+_client: ApiClient | None = None
+
+
+def get_client() -> ApiClient:
+    """The process-wide client for ``Settings.api_url`` (tests replace it with ``set_client``)."""
+    global _client
+    with _lock:
+        if _client is None:
+            s = get_settings()
+            _client = ApiClient(s.api_url, timeout=s.request_timeout)
+        return _client
+
+
+def set_client(client: Any) -> None:
+    """Replace the process-wide client (a stub in tests); ``None`` rebuilds it from the settings."""
+    global _client
+    with _lock:
+        _client = client

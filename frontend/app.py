@@ -1,0 +1,26 @@
+"""trustlab UI entry point: `streamlit run frontend/app.py` (see `make run`)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:  # `streamlit run` puts frontend/ on the path, not the repository root
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from frontend.settings import get_settings  # noqa: E402
+from frontend.ui import PAGES  # noqa: E402
+
+st.set_page_config(page_title="trustlab", page_icon=":material/blur_circular:", layout="wide")
+
+navigation = st.navigation([
+    st.Page(PAGES["launch"], title="Launch", icon=":material/rocket_launch:", default=True),
+    st.Page(PAGES["runs"], title="Runs", icon=":material/format_list_bulleted:"),
+    st.Page(PAGES["compare"], title="Compare", icon=":material/monitoring:"),
+    st.Page(PAGES["geometry"], title="Geometry", icon=":material/blur_circular:"),
+])
+with st.sidebar:
+    st.caption(f"trustlab · optimizers compared live · API {get_settings().api_url}")
+navigation.run()

@@ -1,0 +1,318 @@
+"""Chart builders: pure functions from DataFrames (see frontend.series) to Plotly figures."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "OPTIMIZER_COLORS",
+    "EXIT_COLORS",
+    "color_for",
+    "curve_figure",
+    "eval_figure",
+    "tr_internals_figure",
+    "geometry_figure",
+    "empty_figure",
+]
+
+# One colour per optimizer, everywhere. First-order methods and their TR counterparts share a hue family
+# (SGD/TR uniform: blue-grey/blue, Adagrad: orange/red, RMSprop: teal/green); Adam is purple.
+OPTIMIZER_COLORS: dict[str, str] = {
+    "sgd": "#7f7f7f",
+    "adagrad": "#ff7f0e",
+    "rmsprop": "#17becf",
+    "adam": "#9467bd",
+    "tr-uniform": "#1f77b4",
+    "tr-adagrad": "#d62728",
+    "tr-rmsprop": "#2ca02c",
+    # geometry page methods
+    "gd": "#7f7f7f",
+}
+_FALLBACK = ["#8c564b", "#e377c2", "#bcbd22", "#393b79", "#637939", "#843c39"]
+_DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+
+EXIT_COLORS: dict[str, str] = {
+    "interior": "#2ca02c",
+    "boundary": "#1f77b4",
+    "negative_curvature": "#d62728",
+    "max_iter": "#ff7f0e",
+}
+_EXIT_LABELS = {"interior": "interior (tolerance met)", "boundary": "boundary (‖s‖_M = Δ)",
+                "negative_curvature": "negative curvature", "max_iter": "iteration cap"}
+_REJECT_COLOR = "#8b0000"
+_TEMPLATE = "plotly_white"
+
+
+def color_for(optimizer: str) -> str:
+    """The optimizer's colour; unknown names get a stable colour from a fallback palette."""
+    if optimizer in OPTIMIZER_COLORS:
+        return OPTIMIZER_COLORS[optimizer]
+    return _FALLBACK[sum(map(ord, optimizer)) % len(_FALLBACK)]
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _layout(fig: go.Figure, *, height: int, uirevision: Any, title: str | None = None) -> go.Figure:
+    fig.update_layout(
+        template=_TEMPLATE, height=height, uirevision=uirevision, hovermode="x unified",
+        margin=dict(l=60, r=20, t=60 if title else 40, b=50),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0, title_text=""),
+        title=dict(text=title, x=0, xanchor="left", font=dict(size=16)) if title else None,
+        font=dict(size=13),
+    )
+    return fig
+
+
+def empty_figure(message: str, *, height: int = 300) -> go.Figure:
+    """A blank chart that says why it is blank."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, font=dict(size=15, color="#666"), x=0.5, y=0.5,
+                       xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, height=height, uirevision="empty")
+
+
+def _dash_for(curves: pd.DataFrame) -> dict[str, str]:
+    """Series sharing an optimizer (same colour) are told apart by dash style."""
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for series, opt in curves[["series", "optimizer"]].drop_duplicates("series").itertuples(index=False):
+        out[series] = _DASHES[seen.get(opt, 0) % len(_DASHES)]
+        seen[opt] = seen.get(opt, 0) + 1
+    return out
+
+
+def _add_curves(fig: go.Figure, curves: pd.DataFrame, *, row: int | None = None, col: int | None = None,
+                showlegend: bool = True, log_y: bool = False, legendgroup_prefix: str = "") -> None:
+    dashes = _dash_for(curves)
+    where = dict(row=row, col=col) if row is not None else {}
+    for series, d in curves.groupby("series", sort=False):
+        opt = str(d["optimizer"].iloc[0])
+        color = color_for(opt)
+        label = str(d["label"].iloc[0])
+        group = legendgroup_prefix + str(series)
+        lo, hi = d["lo"].to_numpy(float), d["hi"].to_numpy(float)
+        band = ~np.isnan(lo) & ~np.isnan(hi)
+        if band.any():
+            xs = d["x"].to_numpy(float)[band]
+            lo_b, hi_b = lo[band], hi[band]
+            if log_y:
+                floor = np.nanmin(d["y"].to_numpy(float)[d["y"].to_numpy(float) > 0], initial=np.inf)
+                floor = floor / 10 if np.isfinite(floor) else 1e-12
+                lo_b = np.maximum(lo_b, floor)
+            fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hi_b, lo_b[::-1]]),
+                                     fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
+                                     hoverinfo="skip", showlegend=False, legendgroup=group, name=label + " ± std"),
+                          **where)
+        fig.add_trace(go.Scatter(x=d["x"], y=d["y"], mode="lines", name=label, legendgroup=group,
+                                 showlegend=showlegend, line=dict(color=color, width=2, dash=dashes[series]),
+                                 hovertemplate="%{y:.4g}"), **where)
+
+
+def curve_figure(curves: pd.DataFrame, *, x_title: str, y_title: str, log_y: bool = False, title: str | None = None,
+                 uirevision: Any = "curves", height: int = 420, log_x: bool = False) -> go.Figure:
+    """Lines (and mean ± std bands) from :func:`frontend.series.build_curves` output.
+
+    Args:
+        curves: columns ``series, label, optimizer, x, y, lo, hi``.
+        x_title, y_title: axis titles.
+        log_y: logarithmic y axis.
+        uirevision: keep zoom/pan while this value is unchanged across updates.
+    """
+    if curves.empty:
+        return empty_figure("No points yet.", height=height)
+    fig = go.Figure()
+    _add_curves(fig, curves, log_y=log_y)
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", showgrid=True)
+    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", showgrid=True)
+    return _layout(fig, height=height, uirevision=uirevision, title=title)
+
+
+def eval_figure(loss: pd.DataFrame, accuracy: pd.DataFrame | None, *, x_title: str, log_y: bool = False,
+                uirevision: Any = "evals", height: int = 380) -> go.Figure:
+    """Test loss (left) and test accuracy (right, when there is one) against the same x axis."""
+    has_acc = accuracy is not None and not accuracy.empty
+    if loss.empty and not has_acc:
+        return empty_figure("No evaluations yet.", height=height)
+    cols = 2 if has_acc else 1
+    fig = make_subplots(rows=1, cols=cols, subplot_titles=["Test loss", "Test accuracy"][:cols],
+                        horizontal_spacing=0.08)
+    if not loss.empty:
+        _add_curves(fig, loss, row=1, col=1, log_y=log_y)
+    if has_acc:
+        _add_curves(fig, accuracy, row=1, col=2, showlegend=loss.empty)
+        fig.update_yaxes(title_text="accuracy", tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(title_text="loss", type="log" if log_y else "linear", row=1, col=1)
+    for c in range(1, cols + 1):
+        fig.update_xaxes(title_text=x_title, row=1, col=c)
+    return _layout(fig, height=height, uirevision=uirevision)
+
+
+_SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "star"]
+
+
+def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title: str, log_y: bool = False,
+                        uirevision: Any = "tr", height: int = 820,
+                        thresholds: tuple[float, float] | None = None, rho_range: tuple[float, float] = (-0.5, 1.5)
+                        ) -> go.Figure:
+    """Stacked panels on one shared x axis: training loss, trust radius Δ, ρ (rejected steps marked) and
+    CG iterations coloured by the solver's exit reason.
+
+    Args:
+        tr: :func:`frontend.series.tr_frame` output (one row per step of each TR run).
+        loss: curves for the top panel (any runs), or ``None`` to leave it out.
+        thresholds: (η₁, η₂) drawn as dotted lines on the ρ panel.
+        rho_range: ρ is clipped to this range for display; hover shows the true value.
+    """
+    if tr.empty:
+        return empty_figure("No trust-region runs here: the TR internals need a tr-* optimizer.", height=260)
+    with_loss = loss is not None and not loss.empty
+    titles = (["Training loss"] if with_loss else []) + ["Trust radius Δ", "ρ = actual / predicted decrease",
+                                                         "CG iterations per step (colour = exit)"]
+    rows = len(titles)
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.045, subplot_titles=titles,
+                        row_heights=([1.2] if with_loss else []) + [1, 1, 1])
+    r0 = 1
+    if with_loss:
+        _add_curves(fig, loss, row=1, col=1, log_y=log_y)
+        fig.update_yaxes(type="log" if log_y else "linear", title_text="loss", row=1, col=1)
+        r0 = 2
+    runs = list(dict.fromkeys(tr["run_id"]))
+    multi = len(runs) > 1
+    exits_shown: set[str] = set()
+    rejected_shown = False
+    for i, run_id in enumerate(runs):
+        d = tr[tr["run_id"] == run_id]
+        opt, label = str(d["optimizer"].iloc[0]), str(d["label"].iloc[0])
+        color = color_for(opt)
+        x = d["x"].to_numpy(float)
+        radius = pd.to_numeric(d["radius"], errors="coerce").to_numpy(float)
+        fig.add_trace(go.Scatter(x=x, y=radius, mode="lines", name=label, legendgroup=f"tr{run_id}",
+                                 showlegend=not with_loss, line=dict(color=color, width=1.8, shape="hv"),
+                                 hovertemplate="Δ %{y:.3g}"), row=r0, col=1)
+        rho = pd.to_numeric(d["rho"], errors="coerce").to_numpy(float)
+        clipped = np.clip(rho, *rho_range)
+        accepted = d["accepted"].to_numpy()
+        rej = np.array([a is False or a == 0 for a in accepted]) & ~pd.isna(d["accepted"]).to_numpy()
+        fig.add_trace(go.Scatter(x=x[~rej], y=clipped[~rej], mode="markers", name=label, legendgroup=f"tr{run_id}",
+                                 showlegend=False, marker=dict(color=color, size=4, opacity=0.7),
+                                 customdata=rho[~rej], hovertemplate="ρ %{customdata:.3g}"), row=r0 + 1, col=1)
+        if rej.any():
+            fig.add_trace(go.Scatter(x=x[rej], y=clipped[rej], mode="markers", name="rejected step",
+                                     legendgroup="rejected", showlegend=not rejected_shown,
+                                     marker=dict(color=_REJECT_COLOR, size=8, symbol="x-thin",
+                                                 line=dict(width=2, color=_REJECT_COLOR)),
+                                     customdata=rho[rej], hovertemplate="rejected, ρ %{customdata:.3g}"),
+                          row=r0 + 1, col=1)
+            fig.add_trace(go.Scatter(x=x[rej], y=radius[rej], mode="markers", name="rejected step",
+                                     legendgroup="rejected", showlegend=False,
+                                     marker=dict(color=_REJECT_COLOR, size=7, symbol="x-thin",
+                                                 line=dict(width=2, color=_REJECT_COLOR)),
+                                     hoverinfo="skip"), row=r0, col=1)
+            rejected_shown = True
+        cg = pd.to_numeric(d["cg_iterations"], errors="coerce").to_numpy(float)
+        exits = d["cg_exit"].astype("string").fillna("unknown").to_numpy()
+        for reason in dict.fromkeys(exits):
+            m = exits == reason
+            fig.add_trace(go.Scatter(
+                x=x[m], y=cg[m], mode="markers", legendgroup=f"exit-{reason}",
+                name=_EXIT_LABELS.get(str(reason), str(reason)), showlegend=str(reason) not in exits_shown,
+                marker=dict(color=EXIT_COLORS.get(str(reason), "#999999"), size=5,
+                            symbol=_SYMBOLS[i % len(_SYMBOLS)] if multi else "circle", opacity=0.8),
+                hovertemplate=f"{label}: %{{y}} CG its ({reason})<extra></extra>"), row=r0 + 2, col=1)
+            exits_shown.add(str(reason))
+    if thresholds is not None:
+        for eta in thresholds:
+            fig.add_hline(y=eta, line=dict(color="#999", width=1, dash="dot"), row=r0 + 1, col=1)
+    fig.update_yaxes(type="log", title_text="Δ", row=r0, col=1)
+    fig.update_yaxes(range=[rho_range[0] - 0.05, rho_range[1] + 0.05], title_text="ρ", row=r0 + 1, col=1)
+    fig.update_yaxes(title_text="iterations", rangemode="tozero", row=r0 + 2, col=1)
+    fig.update_xaxes(title_text=x_title, row=rows, col=1)
+    return _layout(fig, height=height, uirevision=uirevision)
+
+
+# -- geometry (paper Figure 1) -------------------------------------------------------------------------------
+
+_METHOD_COLORS = {"gd": OPTIMIZER_COLORS["sgd"], "adagrad": OPTIMIZER_COLORS["adagrad"],
+                  "tr-uniform": OPTIMIZER_COLORS["tr-uniform"], "tr-adagrad": OPTIMIZER_COLORS["tr-adagrad"]}
+
+
+def _window(problem: Any, pad: float = 0.6) -> tuple[tuple[float, float], tuple[float, float]]:
+    pts = np.stack([problem.start, problem.minimizer])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    span = max(hi - lo) * 0.5 + pad
+    mid = (lo + hi) / 2
+    return (mid[0] - span, mid[0] + span), (mid[1] - span, mid[1] + span)
+
+
+def geometry_figure(problem: Any, trajectories: Sequence[Any], *, every: int = 2, height: int = 520,
+                    columns: int = 2) -> go.Figure:
+    """Contours of a 2-D quadratic with each method's iterates and the trust regions of its steps.
+
+    Args:
+        problem: a ``trainer.geometry.Quadratic``.
+        trajectories: ``trainer.geometry.Trajectory`` objects, one panel each.
+        every: draw every ``every``-th trust region (the paper draws every other one).
+        columns: panels per row.
+    """
+    if not trajectories:
+        return empty_figure("Pick at least one method.", height=300)
+    n = len(trajectories)
+    cols = min(columns, n)
+    nrows = -(-n // cols)
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[t.label for t in trajectories],
+                        horizontal_spacing=0.06, vertical_spacing=0.1)
+    (x0, x1), (y0, y1) = _window(problem)
+    gx, gy = np.meshgrid(np.linspace(x0, x1, 160), np.linspace(y0, y1, 160))
+    fstar = problem.value(problem.minimizer)
+    z = np.log10(problem.values(gx, gy) - fstar + 1e-3)
+    for i, t in enumerate(trajectories):
+        r, c = i // cols + 1, i % cols + 1
+        color = _METHOD_COLORS.get(t.method, color_for(t.method))
+        fig.add_trace(go.Contour(x=gx[0], y=gy[:, 0], z=z, showscale=False, ncontours=18, hoverinfo="skip",
+                                 colorscale=[[0, "#f7fbff"], [1, "#c6dbef"]],
+                                 contours=dict(coloring="fill", showlines=True),
+                                 line=dict(color="rgba(80,80,80,0.35)", width=0.8)), row=r, col=c)
+        for k, region in enumerate(t.regions):
+            if k % max(every, 1):
+                continue
+            b = region.boundary()
+            fig.add_trace(go.Scatter(x=b[:, 0], y=b[:, 1], mode="lines", hoverinfo="skip", showlegend=False,
+                                     line=dict(color=_rgba(color, 0.55), width=1.2)), row=r, col=c)
+        it = t.iterates
+        fig.add_trace(go.Scatter(x=it[:, 0], y=it[:, 1], mode="lines+markers", name=t.label, showlegend=False,
+                                 line=dict(color=color, width=2), marker=dict(size=5, color=color),
+                                 hovertemplate="x = (%{x:.3f}, %{y:.3f})<extra>" + t.label + "</extra>"),
+                      row=r, col=c)
+        rejected = np.flatnonzero(~t.accepted)
+        if len(rejected):
+            cand = t.iterates[rejected] + t.steps[rejected]
+            xs, ys = [], []
+            for a, b in zip(t.iterates[rejected], cand):
+                xs += [a[0], b[0], None]
+                ys += [a[1], b[1], None]
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", showlegend=False, hoverinfo="skip",
+                                     line=dict(color=_REJECT_COLOR, width=1, dash="dot")), row=r, col=c)
+            fig.add_trace(go.Scatter(x=cand[:, 0], y=cand[:, 1], mode="markers", showlegend=False,
+                                     hovertemplate="rejected step<extra></extra>",
+                                     marker=dict(symbol="x-thin", size=7, color=_REJECT_COLOR,
+                                                 line=dict(width=1.5, color=_REJECT_COLOR))), row=r, col=c)
+        fig.add_trace(go.Scatter(x=[problem.minimizer[0]], y=[problem.minimizer[1]], mode="markers",
+                                 showlegend=False, hovertemplate="minimizer<extra></extra>",
+                                 marker=dict(symbol="star", size=14, color="#111")), row=r, col=c)
+        fig.update_xaxes(range=[x0, x1], row=r, col=c, showgrid=False, zeroline=False)
+        fig.update_yaxes(range=[y0, y1], row=r, col=c, showgrid=False, zeroline=False,
+                         scaleanchor=f"x{'' if i == 0 else i + 1}", scaleratio=1)
+    fig.update_layout(template=_TEMPLATE, height=height * nrows, margin=dict(l=40, r=20, t=50, b=40),
+                      showlegend=False, hovermode="closest")
+    return fig
+

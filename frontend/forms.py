@@ -1,0 +1,261 @@
+"""Launch-form logic without Streamlit: widget state for presets, the request body, errors in words."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from frontend.api_client import error_messages
+
+__all__ = [
+    "BUDGET_KINDS",
+    "DEVICES",
+    "K",
+    "hp_key",
+    "default_state",
+    "preset_state",
+    "parse_seeds",
+    "hyperparameter_overrides",
+    "LaunchRequest",
+    "build_request",
+    "explain_errors",
+]
+
+BUDGET_KINDS: dict[str, str] = {"epochs": "Epochs", "backprops": "Backprops", "seconds": "Seconds"}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class K:
+    """Session-state keys of the launch form's widgets."""
+
+    name = "launch_name"
+    dataset = "launch_dataset"
+    model = "launch_model"
+    optimizers = "launch_optimizers"
+    budget_kind = "launch_budget_kind"
+    seeds = "launch_seeds"
+    bs_first = "launch_bs_first"
+    bs_second = "launch_bs_second"
+    eval_every = "launch_eval_every"
+    train_subset = "launch_train_subset"
+    test_subset = "launch_test_subset"
+    device = "launch_device"
+    preset = "launch_preset"
+
+    @staticmethod
+    def budget(kind: str) -> str:
+        return f"launch_budget_{kind}"
+
+
+def hp_key(optimizer: str, name: str) -> str:
+    """Widget key of one optimizer's hyperparameter."""
+    return f"launch_hp:{optimizer}:{name}"
+
+
+_BUDGET_DEFAULTS = {"epochs": 1.0, "backprops": 2000, "seconds": 60.0}
+
+
+def _optimizer(meta: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    for o in meta["optimizers"]:
+        if o["name"] == name:
+            return o
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def _family_batch(meta: Mapping[str, Any], family: str, fallback: int) -> int:
+    return next((o["default_batch_size"] for o in meta["optimizers"] if o["family"] == family), fallback)
+
+
+def _hp_widget_value(spec: Mapping[str, Any], value: Any) -> Any:
+    if spec["type"] == "float":
+        return float(value)
+    if spec["type"] == "int":
+        return int(value)
+    return value
+
+
+def default_state(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Initial widget values: the first dataset/model pair, TR RMSprop vs Adam, 1 epoch, seed 0."""
+    datasets = [d["name"] for d in meta["datasets"]]
+    dataset = datasets[0]
+    models = [m["name"] for m in meta["models"] if dataset in m["datasets"]]
+    names = [o["name"] for o in meta["optimizers"]]
+    chosen = [n for n in ("tr-rmsprop", "adam") if n in names] or names[:1]
+    state: dict[str, Any] = {
+        K.name: "", K.dataset: dataset, K.model: models[0], K.optimizers: chosen, K.budget_kind: "epochs",
+        K.seeds: "0", K.bs_first: _family_batch(meta, "first-order", 128),
+        K.bs_second: _family_batch(meta, "second-order", 512), K.eval_every: 50, K.train_subset: 0,
+        K.test_subset: 0, K.device: "auto",
+    }
+    for kind, v in _BUDGET_DEFAULTS.items():
+        state[K.budget(kind)] = v
+    for o in meta["optimizers"]:
+        for h in o["hyperparameters"]:
+            state[hp_key(o["name"], h["name"])] = _hp_widget_value(h, h["default"])
+    return state
+
+
+def preset_state(meta: Mapping[str, Any], preset_name: str) -> dict[str, Any]:
+    """Widget values that reproduce one of the paper's experiments (``meta["presets"]``)."""
+    preset = next((p for p in meta["presets"] if p["name"] == preset_name), None)
+    if preset is None:
+        raise ValueError(f"unknown preset {preset_name!r}; choose one of {[p['name'] for p in meta['presets']]}")
+    state = default_state(meta)
+    state[K.name] = preset.get("label", preset_name)
+    state[K.dataset] = preset["dataset"]
+    state[K.model] = preset["model"]
+    state[K.optimizers] = [o["name"] for o in preset["optimizers"]]
+    budget = preset.get("budget") or {}
+    kind = next((k for k in BUDGET_KINDS if budget.get(k) is not None), "epochs")
+    state[K.budget_kind] = kind
+    if kind in budget:
+        state[K.budget(kind)] = float(budget[kind]) if kind != "backprops" else int(budget[kind])
+    sizes = preset.get("batch_sizes") or {}
+    if "first-order" in sizes:
+        state[K.bs_first] = int(sizes["first-order"])
+    if "second-order" in sizes:
+        state[K.bs_second] = int(sizes["second-order"])
+    for entry in preset["optimizers"]:
+        specs = {h["name"]: h for h in _optimizer(meta, entry["name"])["hyperparameters"]}
+        for hname, value in (entry.get("hyperparameters") or {}).items():
+            if hname in specs:
+                state[hp_key(entry["name"], hname)] = _hp_widget_value(specs[hname], value)
+    state[K.preset] = preset_name
+    return state
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0, 1, 2"`` or ``"0-4"`` -> list of distinct non-negative seeds, in order.
+
+    Raises:
+        ValueError: in words, when the text is empty or not a list of non-negative integers.
+    """
+    seeds: list[int] = []
+    for part in str(text).replace(";", ",").replace(" ", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                lo, hi = int(a), int(b)
+                if hi < lo or hi - lo > 99:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise ValueError(f"seeds: {part!r} is not a seed; write integers like '0, 1, 2' or a range '0-4'") from None
+    if not seeds:
+        raise ValueError("seeds: give at least one seed, e.g. '0' or '0, 1, 2'")
+    if any(s < 0 for s in seeds):
+        raise ValueError("seeds: seeds must be 0 or larger")
+    return list(dict.fromkeys(seeds))
+
+
+def hyperparameter_overrides(spec: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of one optimizer (``values``: name -> widget value) that differ from its defaults."""
+    out = {}
+    for h in spec["hyperparameters"]:
+        if h["name"] not in values:
+            continue
+        v = values[h["name"]]
+        default = h["default"]
+        if h["type"] in ("float", "int") and isinstance(v, (int, float)) and not isinstance(v, bool):
+            if default is not None and abs(float(v) - float(default)) <= 1e-12 * max(1.0, abs(float(default))):
+                continue
+            v = int(v) if h["type"] == "int" else float(v)
+        elif v == default:
+            continue
+        out[h["name"]] = v
+    return out
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What to POST: ``kind`` is ``"run"`` (POST /api/runs) or ``"comparison"`` (POST /api/comparisons)."""
+
+    kind: str
+    payload: dict[str, Any]
+    optimizer_labels: tuple[str, ...]
+
+
+def build_request(meta: Mapping[str, Any], state: Mapping[str, Any]) -> LaunchRequest:
+    """The request body for the form's current values (``state``: widget key -> value).
+
+    One optimizer and one seed make a single run; anything more is a comparison.
+
+    Raises:
+        ValueError: in words, for what can be checked before asking the API (no optimizer, bad seeds).
+    """
+    names: list[str] = list(state.get(K.optimizers) or [])
+    if not names:
+        raise ValueError("optimizers: pick at least one optimizer")
+    seeds = parse_seeds(state.get(K.seeds, "0"))
+    kind = state.get(K.budget_kind, "epochs")
+    if kind not in BUDGET_KINDS:
+        raise ValueError(f"budget: choose one of {list(BUDGET_KINDS)}")
+    value = state.get(K.budget(kind))
+    if value is None:
+        raise ValueError(f"budget: enter a number of {kind}")
+    budget = {kind: int(value) if kind == "backprops" else float(value)}
+    specs = {o["name"]: o for o in meta["optimizers"]}
+    optimizers = []
+    for n in names:
+        spec = specs[n]
+        values = {h["name"]: state[hp_key(n, h["name"])] for h in spec["hyperparameters"] if hp_key(n, h["name"]) in state}
+        optimizers.append({"name": n, "hyperparameters": hyperparameter_overrides(spec, values)})
+    batch = {"first-order": state.get(K.bs_first), "second-order": state.get(K.bs_second)}
+    common: dict[str, Any] = {
+        "dataset": state[K.dataset], "model": state[K.model], "budget": budget,
+        "eval_every": int(state.get(K.eval_every) or 50), "device": state.get(K.device) or "auto",
+    }
+    if state.get(K.train_subset):
+        common["train_subset"] = int(state[K.train_subset])
+    if state.get(K.test_subset):
+        common["test_subset"] = int(state[K.test_subset])
+    labels = tuple(specs[n]["label"] for n in names)
+    if len(names) == 1 and len(seeds) == 1:
+        bs = batch.get(specs[names[0]]["family"])
+        payload = {**common, "optimizer": optimizers[0], "seed": seeds[0]}
+        if bs:
+            payload["batch_size"] = int(bs)
+        return LaunchRequest("run", payload, labels)
+    name = str(state.get(K.name) or "").strip() or " vs ".join(labels)
+    payload = {"name": name, **common, "seeds": seeds, "optimizers": optimizers,
+               "batch_sizes": {k: int(v) for k, v in batch.items() if v}}
+    return LaunchRequest("comparison", payload, labels)
+
+
+def explain_errors(detail: Any, request: LaunchRequest | None = None) -> list[str]:
+    """API error ``detail`` as sentences, with ``optimizers[i]`` replaced by the optimizer's label."""
+    if not isinstance(detail, list) or request is None:
+        return error_messages(detail)
+    out = []
+    for item in detail:
+        if not isinstance(item, dict):
+            out.extend(error_messages([item]))
+            continue
+        loc = [p for p in (item.get("loc") or []) if p not in ("body", "query", "path")]
+        if len(loc) >= 2 and loc[0] == "optimizers" and isinstance(loc[1], int) and loc[1] < len(request.optimizer_labels):
+            rest = [p for p in loc[2:] if not isinstance(p, str) or not p.startswith("function-")]
+            item = {**item, "loc": [request.optimizer_labels[loc[1]], *rest]}
+        elif loc and loc[0] == "optimizer" and request.optimizer_labels:
+            item = {**item, "loc": [request.optimizer_labels[0], *loc[1:]]}
+        out.extend(error_messages([item]))
+    return out
+
+
+def summarize(request: LaunchRequest) -> str:
+    """One line describing what the Launch button will start."""
+    p = request.payload
+    budget = ", ".join(f"{v:g} {k}" for k, v in p["budget"].items())
+    if request.kind == "run":
+        return f"1 run: {request.optimizer_labels[0]} on {p['dataset']} / {p['model']}, budget {budget}."
+    n = len(p["optimizers"]) * len(p["seeds"])
+    return (f"A comparison of {len(p['optimizers'])} optimizer(s) × {len(p['seeds'])} seed(s) = {n} runs on "
+            f"{p['dataset']} / {p['model']}, budget {budget} each.")
+
+
+def option_labels(items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """name -> label for a meta list (datasets, models, optimizers)."""
+    return {i["name"]: i.get("label", i["name"]) for i in items}

@@ -1,0 +1,29 @@
+"""Frontend settings: the only place in frontend/ that reads the environment (TRUSTLAB_* variables)."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """UI configuration. Every field can be set as ``TRUSTLAB_<FIELD>`` (e.g. ``TRUSTLAB_API_URL``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TRUSTLAB_", extra="ignore")
+
+    api_url: str = Field(default="http://127.0.0.1:8000", description="base URL of the trustlab API")
+    request_timeout: float = Field(default=10.0, gt=0, description="seconds before an API call gives up")
+    refresh_seconds: float = Field(default=1.5, ge=0.5, le=60, description="live chart refresh interval")
+    max_points: int = Field(default=2000, ge=10, le=100_000,
+                            description="points per run asked of the API on the first fetch (downsampled)")
+    plot_points: int = Field(default=1200, ge=10, le=100_000,
+                             description="points per curve drawn (min/max-preserving downsampling)")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

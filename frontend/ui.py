@@ -1,0 +1,72 @@
+"""Small Streamlit helpers shared by the pages: API calls with errors in words, status labels, meta cache."""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, TypeVar
+
+import streamlit as st
+
+from frontend import api_client
+from frontend.api_client import ApiError, ApiUnreachable
+
+__all__ = ["call", "show_api_error", "client", "meta", "status_text", "run_title", "PAGES"]
+
+T = TypeVar("T")
+
+# page files, relative to frontend/app.py (st.navigation and st.switch_page use these)
+PAGES = {"launch": "views/launch.py", "runs": "views/runs.py", "compare": "views/compare.py",
+         "geometry": "views/geometry.py"}
+
+_STATUS = {
+    "queued": ("gray", ":material/schedule:"),
+    "running": ("blue", ":material/progress_activity:"),
+    "completed": ("green", ":material/check_circle:"),
+    "diverged": ("orange", ":material/trending_up:"),
+    "failed": ("red", ":material/error:"),
+    "cancelled": ("gray", ":material/cancel:"),
+    "interrupted": ("orange", ":material/pause_circle:"),
+}
+
+
+def client() -> Any:
+    return api_client.get_client()
+
+
+def show_api_error(exc: Exception) -> None:
+    """Say in words what went wrong talking to the API."""
+    if isinstance(exc, ApiUnreachable):
+        st.error(f"**The trustlab API is unreachable.** Tried {exc.url} ({exc.reason}).\n\n"
+                 "Start it with `make run` (API and UI together) or `make api`, or set TRUSTLAB_API_URL to "
+                 "where it runs, then reload this page.", icon=":material/cloud_off:")
+    elif isinstance(exc, ApiError):
+        st.error("**The API refused the request.**\n\n" + "\n".join(f"- {m}" for m in exc.messages),
+                 icon=":material/error:")
+    else:
+        raise exc
+
+
+def call(fn: Callable[..., T], *args: Any, stop: bool = True, **kwargs: Any) -> T | None:
+    """Run an API call; on failure show what went wrong in words and stop the page (or return ``None``)."""
+    try:
+        return fn(*args, **kwargs)
+    except (ApiUnreachable, ApiError) as exc:
+        show_api_error(exc)
+    if stop:
+        st.stop()
+    return None
+
+
+def meta() -> Mapping[str, Any]:
+    """GET /api/meta, fetched once per session."""
+    if "_meta" not in st.session_state:
+        st.session_state["_meta"] = call(client().meta)
+    return st.session_state["_meta"]
+
+
+def status_text(status: str) -> str:
+    """Markdown for a run status with a colour and an icon."""
+    color, icon = _STATUS.get(status, ("gray", ":material/help:"))
+    return f":{color}[{icon} {status}]"
+
+
+def run_title(run: Mapping[str, Any]) -> str:
+    return f"#{run['id']} {run.get('label') or run.get('optimizer') or ''}".strip()

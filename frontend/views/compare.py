@@ -1,0 +1,188 @@
+"""Compare page: live loss, evaluation, trust-region internals and reconstructions for chosen runs."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import streamlit as st
+
+from frontend import charts, series
+from frontend.api_client import ApiError
+from frontend.images import upscale_png
+from frontend.live import LiveData
+from frontend.settings import get_settings
+from frontend.ui import PAGES, call, client, meta, run_title, status_text
+
+settings = get_settings()
+api = client()
+st.title("Compare")
+
+comparisons = sorted(call(api.list_comparisons)["items"], key=lambda c: -c["id"])
+all_runs = sorted(call(api.list_runs, limit=500)["items"], key=lambda r: -r["id"])
+if not comparisons and not all_runs:
+    st.info("No runs yet. Launch a run or a comparison and its curves appear here while it trains.",
+            icon=":material/monitoring:")
+    st.page_link(PAGES["launch"], label="Go to Launch", icon=":material/rocket_launch:")
+    st.stop()
+
+target = st.session_state.pop("compare_target", None)
+if target and "comparison" in target:
+    st.session_state["cmp_source"] = "Comparison"
+    st.session_state["cmp_comparison"] = target["comparison"]
+elif target and "runs" in target:
+    st.session_state["cmp_source"] = "Runs"
+    st.session_state["cmp_runs"] = list(target["runs"])
+st.session_state.setdefault("cmp_source", "Comparison" if comparisons else "Runs")
+
+top = st.columns([1, 4])
+source = top[0].radio("Show", ["Comparison", "Runs"], key="cmp_source", horizontal=True)
+if source == "Comparison":
+    if not comparisons:
+        top[1].info("No comparisons yet: pick runs instead, or launch several optimizers at once.")
+        st.stop()
+    by_id = {c["id"]: c for c in comparisons}
+    if st.session_state.get("cmp_comparison") not in by_id:
+        st.session_state["cmp_comparison"] = comparisons[0]["id"]
+    cid = top[1].selectbox("Comparison", list(by_id), key="cmp_comparison",
+                           format_func=lambda i: f"#{i} {by_id[i]['name']} · {by_id[i]['status']} · "
+                                                 f"{len(by_id[i]['run_ids'])} runs")
+    selection: tuple[Any, ...] = ("comparison", cid)
+else:
+    run_by_id = {r["id"]: r for r in all_runs}
+    st.session_state["cmp_runs"] = [i for i in st.session_state.get("cmp_runs", [all_runs[0]["id"]]) if i in run_by_id]
+    ids = top[1].multiselect("Runs", list(run_by_id), key="cmp_runs",
+                             format_func=lambda i: f"{run_title(run_by_id[i])} · {run_by_id[i]['status']}")
+    if not ids:
+        st.info("Pick one or more runs.")
+        st.stop()
+    selection = ("runs", tuple(sorted(ids)))
+
+
+def current_runs() -> list[dict[str, Any]]:
+    """Fresh statuses for the selection (one request for a comparison)."""
+    if selection[0] == "comparison":
+        return list(call(api.get_comparison, selection[1]).get("runs") or [])
+    return [call(api.get_run, i) for i in selection[1]]
+
+
+controls = st.columns([3, 1, 1, 2])
+axis = controls[0].segmented_control("x-axis", list(series.X_AXES), key="cmp_axis", default="backprops",
+                                     required=True) or "backprops"
+log_y = controls[1].toggle("Log scale", key="cmp_log", value=True)
+bands = controls[2].toggle("Mean ± std", key="cmp_bands", value=True, help="Aggregate seeds of the same setting.")
+smoothing = controls[3].slider("Smoothing", 0.0, 0.99, key="cmp_smooth", value=0.6, step=0.01,
+                               help="Exponential moving average of the training loss (0 = raw).")
+
+x_col, x_title = series.X_AXES[axis]
+stores: dict[Any, LiveData] = st.session_state.setdefault("live_stores", {})
+store = stores.setdefault(selection, LiveData(max_points=settings.max_points))
+models = {m["name"]: m for m in meta()["models"]}
+order = {o["name"]: i for i, o in enumerate(meta()["optimizers"])}
+runs0 = current_runs()
+active_at_start = any(series.is_active(r) for r in runs0)
+
+
+def _status_section(runs: list[Mapping[str, Any]]) -> None:
+    table = series.runs_table(runs)[["id", "run", "status", "progress", "device", "started"]]
+    st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 260),
+                 column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0,
+                                                                            max_value=1.0, format="percent"),
+                                "id": st.column_config.NumberColumn("id", format="#%d", width="small")})
+    for r in runs:
+        if r.get("status") in ("failed", "diverged", "interrupted") and r.get("error"):
+            st.error(f"{run_title(r)} {r['status']}: {r['error']}", icon=":material/error:")
+        elif r.get("status") == "diverged":
+            st.warning(f"{run_title(r)} diverged (the training loss became non-finite).", icon=":material/warning:")
+
+
+def _reconstructions(runs: list[Mapping[str, Any]]) -> None:
+    seeds = sorted({r.get("seed", 0) for r in runs})
+    if len(seeds) > 1:
+        seed = st.selectbox("Seed shown", seeds, key="cmp_recon_seed")
+        runs = [r for r in runs if r.get("seed", 0) == seed]
+    runs = sorted(runs, key=lambda r: (order.get(r.get("optimizer"), 99), r["id"]))
+    listings = {r["id"]: store.reconstructions.get(r["id"]) or {} for r in runs}
+    budgets = sorted({b for li in listings.values() for b in li.get("backprops") or []})
+    if not budgets:
+        st.caption("No reconstructions yet: they are saved at every evaluation.")
+        return
+    latest = st.toggle("Latest evaluation", value=True, key="cmp_recon_latest")
+    budget = None
+    if not latest and len(budgets) > 1:
+        budget = st.select_slider("At a budget of (backprops)", options=budgets, value=budgets[-1],
+                                  key="cmp_recon_budget", format_func=lambda b: f"{b:,.0f}")
+    cols = st.columns(len(runs) + 1)
+    source = next((r for r in runs if listings[r["id"]].get("has_original")), None)
+    with cols[0]:
+        st.markdown("**Original**")
+        if source is not None:
+            st.image(upscale_png(store.image(api, source["id"], "original"), 2))
+    for col, r in zip(cols[1:], runs):
+        li = listings[r["id"]]
+        step = series.pick_reconstruction(li.get("steps") or [], li.get("backprops") or [], budget)
+        with col:
+            st.markdown(f"**{series.series_label(r)}**")
+            if step is None:
+                st.caption("none within this budget")
+                continue
+            try:
+                st.image(upscale_png(store.image(api, r["id"], step), 2))
+            except ApiError as exc:
+                st.caption("; ".join(exc.messages))
+
+
+def _render(runs: list[dict[str, Any]]) -> None:
+    _status_section(runs)
+    if not any(store.metrics.get(r["id"]) is not None for r in runs):
+        waiting = any(series.is_active(r) for r in runs)
+        st.info("Waiting for the first training steps…" if waiting else "These runs recorded no steps.",
+                icon=":material/hourglass_top:" if waiting else ":material/info:")
+        return
+    uirev = f"{selection}-{axis}-{log_y}"
+    loss = series.build_curves(runs, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
+                               max_points=settings.plot_points, aggregate=bands)
+    st.plotly_chart(charts.curve_figure(loss, x_title=x_title, y_title="training loss (minibatch)", log_y=log_y,
+                                        title="Training loss", uirevision=uirev),
+                    key="chart_loss", width="stretch")
+    test_loss = series.build_curves(runs, store.evals, x=x_col, y="test_loss", max_points=settings.plot_points,
+                                    aggregate=bands)
+    test_acc = series.build_curves(runs, store.evals, x=x_col, y="test_accuracy", max_points=settings.plot_points,
+                                   aggregate=bands)
+    st.subheader("Evaluation")
+    st.plotly_chart(charts.eval_figure(test_loss, test_acc, x_title=x_title, log_y=log_y, uirevision=uirev),
+                    key="chart_eval", width="stretch")
+
+    tr_runs = [r for r in runs if str(r.get("optimizer", "")).startswith("tr-")]
+    if tr_runs:
+        st.subheader("Trust-region internals")
+        first_seed = min(r.get("seed", 0) for r in tr_runs)
+        default = [r["id"] for r in tr_runs if r.get("seed", 0) == first_seed]
+        by_id = {r["id"]: r for r in tr_runs}
+        if st.session_state.get("cmp_tr_runs") is None or not set(st.session_state["cmp_tr_runs"]) <= set(by_id):
+            st.session_state["cmp_tr_runs"] = default
+        chosen = st.multiselect("TR runs", list(by_id), key="cmp_tr_runs", format_func=lambda i: run_title(by_id[i]))
+        picked = [by_id[i] for i in chosen]
+        tr = series.tr_frame(picked, store.metrics, x=x_col, max_points=settings.plot_points)
+        tr_loss = series.build_curves(picked, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
+                                      max_points=settings.plot_points, aggregate=False)
+        st.plotly_chart(charts.tr_internals_figure(tr, tr_loss, x_title=x_title, log_y=log_y, uirevision=uirev,
+                                                   thresholds=series.tr_thresholds(picked)),
+                        key="chart_tr", width="stretch")
+
+    recon = [r for r in runs if models.get((r.get("config") or {}).get("model"), {}).get("task") == "reconstruction"]
+    if recon:
+        st.subheader("Reconstructions")
+        _reconstructions(recon)
+
+
+def _tick() -> None:
+    runs = current_runs()
+    has_recon = any(models.get((r.get("config") or {}).get("model"), {}).get("task") == "reconstruction"
+                    for r in runs)
+    call(store.refresh, api, runs, reconstructions=has_recon)
+    _render(runs)
+    if active_at_start and not any(series.is_active(r) for r in runs):
+        st.rerun()  # everything finished: one full rerun turns the polling off
+
+
+live = st.fragment(run_every=settings.refresh_seconds if active_at_start else None)(_tick)
+live()

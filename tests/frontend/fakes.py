@@ -1,0 +1,221 @@
+"""An in-memory stand-in for the trustlab API, with the same methods as frontend.api_client.ApiClient."""
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+from PIL import Image
+from pydantic import ValidationError
+
+from frontend.api_client import ApiError
+from trainer.config import RunConfig
+from trainer.registry import OPTIMIZERS, metadata
+
+ACTIVE = {"queued", "running"}
+
+
+def png(width: int = 8, height: int = 24, shade: int = 128) -> bytes:
+    out = io.BytesIO()
+    Image.new("L", (width, height), shade).save(out, format="PNG")
+    return out.getvalue()
+
+
+def metric_points(n: int, *, tr: bool, start: int = 1, scale: float = 1.0) -> list[dict[str, Any]]:
+    """Synthetic step records shaped like the API's metric points."""
+    pts = []
+    for step in range(start, start + n):
+        p = {"step": step, "backprops": step * (6 if tr else 1), "hvps": step * 5 if tr else 0, "forwards": step,
+             "epoch": step / 100, "wall_time": step * 0.01, "train_loss": scale * (2.3 * math.exp(-step / 40) + 0.2),
+             "grad_norm": 1.0, "step_norm": 0.1}
+        if tr:
+            accepted = step % 7 != 0
+            p.update({"radius": 0.05 * (1.1 ** (step % 5)), "new_radius": 0.05, "rho": 0.9 if accepted else -0.3,
+                      "cg_iterations": 1 + step % 9,
+                      "cg_exit": ["interior", "boundary", "negative_curvature", "max_iter"][step % 4],
+                      "accepted": accepted, "pred_decrease": 0.1, "actual_decrease": 0.09, "step_norm_m": 0.05})
+        else:
+            p.update({k: None for k in ("radius", "new_radius", "rho", "cg_iterations", "cg_exit", "accepted",
+                                        "pred_decrease", "actual_decrease", "step_norm_m")})
+        pts.append(p)
+    return pts
+
+
+def eval_points(steps: list[int], *, tr: bool, classifier: bool = True) -> list[dict[str, Any]]:
+    return [{"step": s, "backprops": s * (6 if tr else 1), "epoch": s / 100, "wall_time": s * 0.01,
+             "train_loss": 2.0 / (1 + s), "test_loss": 2.1 / (1 + s),
+             "train_accuracy": 0.5 + s / 1000 if classifier else None,
+             "test_accuracy": 0.5 + s / 1100 if classifier else None} for s in steps]
+
+
+class FakeApi:
+    """Holds runs, comparisons and points; records calls in ``calls``."""
+
+    base_url = "http://fake-api:8000"
+
+    def __init__(self) -> None:
+        self.runs: dict[int, dict[str, Any]] = {}
+        self.comparisons: dict[int, dict[str, Any]] = {}
+        self.points: dict[int, list[dict[str, Any]]] = {}
+        self.eval_records: dict[int, list[dict[str, Any]]] = {}
+        self.recons: dict[int, dict[str, Any]] = {}
+        self.calls: list[tuple[str, Any]] = []
+        self._next_run = 1
+        self._next_cmp = 1
+
+    # -- building state -------------------------------------------------------------------------------------
+    def add_run(self, optimizer: str, *, status: str = "completed", seed: int = 0, comparison_id: int | None = None,
+                model: str = "mlp", steps: int = 0, error: str | None = None, progress: float | None = None,
+                hyperparameters: dict[str, Any] | None = None) -> dict[str, Any]:
+        rid = self._next_run
+        self._next_run += 1
+        tr = optimizer.startswith("tr-")
+        cfg = RunConfig.model_validate({"dataset": "fashion-mnist", "model": model, "seed": seed,
+                                        "optimizer": {"name": optimizer, "hyperparameters": hyperparameters or {}},
+                                        "budget": {"epochs": 1}}).model_dump()
+        run = {"id": rid, "status": status, "comparison_id": comparison_id, "config": cfg, "optimizer": optimizer,
+               "label": f"{OPTIMIZERS[optimizer].label} (seed {seed})", "seed": seed, "device": "cpu",
+               "error": error, "summary": None,
+               "progress": progress if progress is not None else (1.0 if status == "completed" else 0.3),
+               "last_step": steps or None, "created_at": "2026-01-02T10:00:00Z",
+               "started_at": None if status == "queued" else "2026-01-02T10:00:01Z", "finished_at": None}
+        self.runs[rid] = run
+        self.points[rid] = metric_points(steps, tr=tr) if steps else []
+        classifier = model in ("mlp", "resnet18")
+        self.eval_records[rid] = eval_points([s for s in range(0, steps + 1, 20)], tr=tr,
+                                             classifier=classifier) if steps else []
+        if not classifier and steps:
+            evals = self.eval_records[rid]
+            self.recons[rid] = {"steps": [e["step"] for e in evals], "backprops": [e["backprops"] for e in evals],
+                                "has_original": True}
+        return run
+
+    def add_comparison(self, name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        cid = self._next_cmp
+        self._next_cmp += 1
+        for r in runs:
+            r["comparison_id"] = cid
+        self.comparisons[cid] = {"id": cid, "name": name, "created_at": "2026-01-02T10:00:00Z",
+                                 "run_ids": [r["id"] for r in runs], "status": self._cmp_status(runs), "spec": {}}
+        return self.comparisons[cid]
+
+    @staticmethod
+    def _cmp_status(runs: list[dict[str, Any]]) -> str:
+        statuses = {r["status"] for r in runs}
+        if statuses & {"running"}:
+            return "running"
+        if statuses & {"queued"}:
+            return "queued"
+        return "completed" if statuses == {"completed"} else sorted(statuses)[0]
+
+    def _run(self, rid: int) -> dict[str, Any]:
+        if rid not in self.runs:
+            raise ApiError(404, f"run {rid} not found")
+        return self.runs[rid]
+
+    # -- the ApiClient surface ------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok"}
+
+    def meta(self) -> dict[str, Any]:
+        self.calls.append(("meta", None))
+        return metadata({"fashion-mnist": True, "mnist": False, "cifar10": False})
+
+    def list_runs(self, *, status=None, comparison_id=None, limit=200, offset=0) -> dict[str, Any]:
+        self.calls.append(("list_runs", status))
+        items = [r for r in self.runs.values() if (status is None or r["status"] == status)
+                 and (comparison_id is None or r["comparison_id"] == comparison_id)]
+        return {"items": items[offset:offset + limit], "total": len(items)}
+
+    def get_run(self, run_id: int) -> dict[str, Any]:
+        self.calls.append(("get_run", run_id))
+        return self._run(run_id)
+
+    def create_run(self, config: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create_run", config))
+        try:
+            cfg = RunConfig.model_validate(config)
+        except ValidationError as exc:
+            raise ApiError(422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                                 for e in exc.errors()]) from None
+        run = self.add_run(cfg.optimizer.name, status="queued", seed=cfg.seed, model=cfg.model)
+        return run
+
+    def create_comparison(self, spec: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create_comparison", spec))
+        errors = []
+        for i, opt in enumerate(spec.get("optimizers") or []):
+            cfg = {k: spec[k] for k in ("dataset", "model", "budget") if k in spec}
+            try:
+                RunConfig.model_validate({**cfg, "optimizer": opt})
+            except ValidationError as exc:
+                errors += [{"loc": ["body", "optimizers", i, *e["loc"][1:]], "msg": e["msg"], "type": e["type"]}
+                           for e in exc.errors()]
+        if errors:
+            raise ApiError(422, errors)
+        runs = [self.add_run(o["name"], status="queued", seed=s, model=spec["model"])
+                for o in spec["optimizers"] for s in spec.get("seeds", [0])]
+        cmp = self.add_comparison(spec.get("name", "comparison"), runs)
+        cmp["spec"] = spec
+        return {"id": cmp["id"], "run_ids": cmp["run_ids"]}
+
+    def cancel_run(self, run_id: int) -> dict[str, Any]:
+        self.calls.append(("cancel_run", run_id))
+        run = self._run(run_id)
+        if run["status"] in ACTIVE:
+            run["status"] = "cancelled"
+        return run
+
+    def delete_run(self, run_id: int) -> None:
+        self.calls.append(("delete_run", run_id))
+        run = self._run(run_id)
+        if run["status"] in ACTIVE:
+            raise ApiError(409, f"run {run_id} is {run['status']}; cancel it first")
+        del self.runs[run_id]
+
+    def metrics(self, run_id: int, *, since_step=None, max_points=None) -> dict[str, Any]:
+        self.calls.append(("metrics", (run_id, since_step)))
+        self._run(run_id)
+        pts = [p for p in self.points.get(run_id, []) if since_step is None or p["step"] > since_step]
+        last = self.points[run_id][-1]["step"] if self.points.get(run_id) else None
+        return {"points": pts, "last_step": last, "total": len(pts), "downsampled": False}
+
+    def evals(self, run_id: int, *, since_step=None) -> dict[str, Any]:
+        self.calls.append(("evals", (run_id, since_step)))
+        return {"points": [p for p in self.eval_records.get(run_id, [])
+                           if since_step is None or p["step"] > since_step]}
+
+    def reconstructions(self, run_id: int) -> dict[str, Any]:
+        self.calls.append(("reconstructions", run_id))
+        return self.recons.get(run_id, {"steps": [], "backprops": [], "has_original": False})
+
+    def reconstruction_png(self, run_id: int, which) -> bytes:
+        self.calls.append(("reconstruction_png", (run_id, which)))
+        return png(shade=40 if which == "original" else 200)
+
+    def export(self, run_id: int, fmt: str = "csv") -> bytes:
+        return b"step,train_loss\n"
+
+    def list_comparisons(self) -> dict[str, Any]:
+        self.calls.append(("list_comparisons", None))
+        for c in self.comparisons.values():
+            c["status"] = self._cmp_status([self.runs[i] for i in c["run_ids"] if i in self.runs])
+        return {"items": list(self.comparisons.values()), "total": len(self.comparisons)}
+
+    def get_comparison(self, comparison_id: int) -> dict[str, Any]:
+        self.calls.append(("get_comparison", comparison_id))
+        if comparison_id not in self.comparisons:
+            raise ApiError(404, f"comparison {comparison_id} not found")
+        c = self.comparisons[comparison_id]
+        return {**c, "runs": [self.runs[i] for i in c["run_ids"] if i in self.runs]}
+
+    def delete_comparison(self, comparison_id: int) -> None:
+        self.calls.append(("delete_comparison", comparison_id))
+        c = self.comparisons.get(comparison_id)
+        if c is None:
+            raise ApiError(404, f"comparison {comparison_id} not found")
+        if any(self.runs[i]["status"] in ACTIVE for i in c["run_ids"] if i in self.runs):
+            raise ApiError(409, f"comparison {comparison_id} has active runs; cancel them first")
+        for i in c["run_ids"]:
+            self.runs.pop(i, None)
+        del self.comparisons[comparison_id]

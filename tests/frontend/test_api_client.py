@@ -1,0 +1,130 @@
+"""Tests for frontend.api_client against an httpx mock transport (no server)."""
+import json
+import socket
+
+import httpx
+import pytest
+
+from frontend.api_client import ApiClient, ApiError, ApiUnreachable, error_messages, get_client, set_client
+from frontend.settings import Settings
+
+
+def _client(handler) -> ApiClient:
+    return ApiClient("http://api.test:8000/", transport=httpx.MockTransport(handler))
+
+
+def test_routes_paths_params_and_bodies():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, dict(request.url.params),
+                     json.loads(request.content) if request.content else None))
+        if request.method == "DELETE":
+            return httpx.Response(204)
+        if request.url.path.endswith(".png"):
+            return httpx.Response(200, content=b"\x89PNG")
+        return httpx.Response(200, json={"ok": True, "points": []})
+
+    c = _client(handler)
+    c.health()
+    c.meta()
+    c.list_runs(status="running", comparison_id=3)
+    c.get_run(7)
+    c.create_run({"dataset": "fashion-mnist"})
+    c.cancel_run(7)
+    c.delete_run(7)
+    c.metrics(7, since_step=120, max_points=500)
+    c.metrics(7)
+    c.evals(7, since_step=5)
+    c.reconstructions(7)
+    assert c.reconstruction_png(7, "original") == b"\x89PNG"
+    c.reconstruction_png(7, 40)
+    c.create_comparison({"name": "x"})
+    c.list_comparisons()
+    c.get_comparison(2)
+    c.delete_comparison(2)
+    assert seen == [
+        ("GET", "/api/health", {}, None),
+        ("GET", "/api/meta", {}, None),
+        ("GET", "/api/runs", {"status": "running", "comparison_id": "3", "limit": "200", "offset": "0"}, None),
+        ("GET", "/api/runs/7", {}, None),
+        ("POST", "/api/runs", {}, {"dataset": "fashion-mnist"}),
+        ("POST", "/api/runs/7/cancel", {}, None),
+        ("DELETE", "/api/runs/7", {}, None),
+        ("GET", "/api/runs/7/metrics", {"since_step": "120", "max_points": "500"}, None),
+        ("GET", "/api/runs/7/metrics", {}, None),
+        ("GET", "/api/runs/7/evals", {"since_step": "5"}, None),
+        ("GET", "/api/runs/7/reconstructions", {}, None),
+        ("GET", "/api/runs/7/reconstructions/original.png", {}, None),
+        ("GET", "/api/runs/7/reconstructions/40.png", {}, None),
+        ("POST", "/api/comparisons", {}, {"name": "x"}),
+        ("GET", "/api/comparisons", {}, None),
+        ("GET", "/api/comparisons/2", {}, None),
+        ("DELETE", "/api/comparisons/2", {}, None),
+    ]
+
+
+def test_422_details_become_sentences():
+    detail = [
+        {"loc": ["body", "optimizers", 0, "hyperparameters"], "msg": "Value error, lr must be > 0.0, got 0.0",
+         "type": "value_error"},
+        {"loc": ["body", "budget", "epochs"], "msg": "Input should be greater than 0", "type": "greater_than"},
+    ]
+    c = _client(lambda r: httpx.Response(422, json={"detail": detail}))
+    with pytest.raises(ApiError) as info:
+        c.create_comparison({})
+    assert info.value.status_code == 422
+    assert info.value.messages == ["optimizers[0] › hyperparameters: lr must be > 0.0, got 0.0",
+                                   "budget › epochs: Input should be greater than 0"]
+    assert "lr must be > 0.0" in str(info.value)
+
+
+def test_404_and_409_details_and_non_json_errors():
+    c = _client(lambda r: httpx.Response(409, json={"detail": "run 3 is running; cancel it first"}))
+    with pytest.raises(ApiError, match="cancel it first") as info:
+        c.delete_run(3)
+    assert info.value.messages == ["run 3 is running; cancel it first"]
+    c = _client(lambda r: httpx.Response(502, text="Bad Gateway"))
+    with pytest.raises(ApiError, match="Bad Gateway"):
+        c.health()
+    assert error_messages(None) == ["the API refused the request without saying why"]
+    assert error_messages(["plain"]) == ["plain"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_names_the_url():
+    url = f"http://127.0.0.1:{_free_port()}"
+    c = ApiClient(url, timeout=2)
+    with pytest.raises(ApiUnreachable) as info:
+        c.health()
+    assert info.value.url == url
+    assert url in str(info.value) and "TRUSTLAB_API_URL" in str(info.value)
+
+    def slow(request):
+        raise httpx.ReadTimeout("slow", request=request)
+
+    with pytest.raises(ApiUnreachable, match="timed out"):
+        _client(slow).meta()
+
+
+def test_settings_read_the_environment(monkeypatch):
+    monkeypatch.setenv("TRUSTLAB_API_URL", "http://elsewhere:9000")
+    monkeypatch.setenv("TRUSTLAB_DATABASE_URL", "sqlite:///x.db")  # the backend's; ignored here
+    s = Settings()
+    assert s.api_url == "http://elsewhere:9000"
+    assert s.refresh_seconds <= 2
+
+
+def test_get_client_is_built_from_settings_and_replaceable():
+    set_client(None)
+    c = get_client()
+    assert isinstance(c, ApiClient) and get_client() is c
+    stub = object()
+    set_client(stub)
+    assert get_client() is stub
+    set_client(None)

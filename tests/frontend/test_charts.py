@@ -1,0 +1,124 @@
+"""Tests for frontend.charts: pure DataFrame -> Plotly figure builders."""
+import numpy as np
+import pandas as pd
+
+from frontend import charts, series
+from tests.frontend.fakes import FakeApi, eval_points, metric_points
+from trainer import geometry
+from trainer.registry import OPTIMIZERS
+
+
+def _runs(seeds=(0,), optimizers=("tr-rmsprop", "sgd")):
+    api = FakeApi()
+    runs = [api.add_run(o, seed=s) for o in optimizers for s in seeds]
+    frames = {r["id"]: pd.DataFrame(metric_points(60, tr=r["optimizer"].startswith("tr-"))) for r in runs}
+    evals = {r["id"]: pd.DataFrame(eval_points([0, 20, 40, 60], tr=r["optimizer"].startswith("tr-"))) for r in runs}
+    return runs, frames, evals
+
+
+def test_every_registry_optimizer_has_its_own_colour():
+    colours = [charts.color_for(n) for n in OPTIMIZERS]
+    assert len(set(colours)) == len(OPTIMIZERS)
+    assert charts.color_for("unknown-opt") == charts.color_for("unknown-opt")
+
+
+def test_curve_figure_colours_by_optimizer_and_keeps_zoom_key():
+    runs, frames, _ = _runs()
+    curves = series.build_curves(runs, frames, x="backprops", y="train_loss")
+    fig = charts.curve_figure(curves, x_title="Backprops", y_title="loss", log_y=True, uirevision="cmp-1")
+    assert fig.layout.uirevision == "cmp-1"
+    assert fig.layout.yaxis.type == "log"
+    assert fig.layout.xaxis.title.text == "Backprops"
+    by_name = {t.name: t for t in fig.data}
+    assert by_name["TR RMSprop"].line.color == charts.OPTIMIZER_COLORS["tr-rmsprop"]
+    assert by_name["SGD"].line.color == charts.OPTIMIZER_COLORS["sgd"]
+
+
+def test_curve_figure_draws_bands_for_several_seeds():
+    runs, frames, _ = _runs(seeds=(0, 1))
+    curves = series.build_curves(runs, frames, x="step", y="train_loss")
+    fig = charts.curve_figure(curves, x_title="Steps", y_title="loss", log_y=True)
+    bands = [t for t in fig.data if t.fill == "toself"]
+    lines = [t for t in fig.data if t.mode == "lines" and t.fill != "toself"]
+    assert len(bands) == 2 and len(lines) == 2
+    for band, line in zip(bands, lines):
+        assert band.legendgroup == line.legendgroup and band.showlegend is False
+        assert np.all(np.asarray(band.y) > 0)  # clipped for the log axis
+
+
+def test_same_optimizer_twice_differs_by_dash():
+    api = FakeApi()
+    a, b = api.add_run("sgd", hyperparameters={"lr": 0.1}), api.add_run("sgd", hyperparameters={"lr": 0.01})
+    frames = {r["id"]: pd.DataFrame(metric_points(10, tr=False)) for r in (a, b)}
+    fig = charts.curve_figure(series.build_curves([a, b], frames, x="step", y="train_loss"), x_title="", y_title="")
+    assert {t.line.dash for t in fig.data} == {"solid", "dash"}
+    assert len({t.line.color for t in fig.data}) == 1
+
+
+def test_empty_inputs_give_a_message_not_an_error():
+    empty = series.build_curves([], {}, x="step", y="train_loss")
+    fig = charts.curve_figure(empty, x_title="", y_title="")
+    assert "No points yet" in fig.layout.annotations[0].text
+    assert "No evaluations" in charts.eval_figure(empty, empty, x_title="").layout.annotations[0].text
+    assert "trust-region" in charts.tr_internals_figure(series.tr_frame([], {}, x="step"), None,
+                                                        x_title="").layout.annotations[0].text
+
+
+def test_eval_figure_has_loss_and_accuracy_panels():
+    runs, _, evals = _runs()
+    loss = series.build_curves(runs, evals, x="epoch", y="test_loss")
+    acc = series.build_curves(runs, evals, x="epoch", y="test_accuracy")
+    fig = charts.eval_figure(loss, acc, x_title="Epochs")
+    assert [a.text for a in fig.layout.annotations] == ["Test loss", "Test accuracy"]
+    assert fig.layout.yaxis2.tickformat == ".0%"
+    # one legend entry per optimizer, same colour in both panels
+    assert sum(bool(t.showlegend) or t.showlegend is None for t in fig.data) == 2
+    colours = {t.name: set() for t in fig.data}
+    for t in fig.data:
+        colours[t.name].add(t.line.color)
+    assert all(len(c) == 1 for c in colours.values())
+    only_loss = charts.eval_figure(loss, series.build_curves(runs, {}, x="epoch", y="test_accuracy"), x_title="")
+    assert [a.text for a in only_loss.layout.annotations] == ["Test loss"]
+
+
+def test_tr_internals_share_the_x_axis_and_mark_rejections_and_exits():
+    runs, frames, _ = _runs()
+    tr_runs = [r for r in runs if r["optimizer"].startswith("tr-")]
+    tr = series.tr_frame(tr_runs, frames, x="backprops")
+    loss = series.build_curves(tr_runs, frames, x="backprops", y="train_loss")
+    fig = charts.tr_internals_figure(tr, loss, x_title="Backprops", thresholds=(0.01, 0.95), uirevision="u")
+    assert [a.text for a in fig.layout.annotations][:4] == [
+        "Training loss", "Trust radius Δ", "ρ = actual / predicted decrease", "CG iterations per step (colour = exit)"]
+    # shared x: every lower panel is matched to the bottom axis
+    assert fig.layout.xaxis.matches == "x4" and fig.layout.xaxis2.matches == "x4"
+    assert fig.layout.xaxis4.title.text == "Backprops"
+    assert fig.layout.yaxis2.type == "log"
+    names = [t.name for t in fig.data]
+    assert "rejected step" in names
+    rejected = [t for t in fig.data if t.name == "rejected step" and t.yaxis == "y3"][0]
+    assert all(float(x) % 42 == 0 for x in rejected.x)  # steps 7, 14, ... at 6 backprops each
+    exits = {t.name: t.marker.color for t in fig.data if t.yaxis == "y4"}
+    assert exits["negative curvature"] == charts.EXIT_COLORS["negative_curvature"]
+    assert exits["interior (tolerance met)"] == charts.EXIT_COLORS["interior"]
+    rho = [t for t in fig.data if t.yaxis == "y3" and t.name == "TR RMSprop (seed 0)"][0]
+    assert max(rho.y) <= 1.5 and min(rho.y) >= -0.5
+    assert fig.layout.uirevision == "u"
+
+
+def test_geometry_figure_draws_regions_iterates_and_minimizer():
+    p = geometry.PROBLEMS["ill-conditioned"]
+    ts = [geometry.run_method(m, p, lr=p.gd_lr if m in ("gd", "tr-uniform") else p.adagrad_lr, steps=10)
+          for m in geometry.METHODS]
+    fig = charts.geometry_figure(p, ts, every=2)
+    assert [a.text for a in fig.layout.annotations] == [t.label for t in ts]
+    stars = [t for t in fig.data if t.type == "scatter" and t.marker.symbol == "star"]
+    assert len(stars) == 4 and stars[0].x[0] == 1.0
+    contours = [t for t in fig.data if t.type == "contour"]
+    assert len(contours) == 4
+    paths = [t for t in fig.data if t.type == "scatter" and t.mode == "lines+markers"]
+    assert len(paths) == 4 and len(paths[0].x) == 11
+    # regions: ceil(10 / 2) outlines per method
+    outlines = [t for t in fig.data if t.type == "scatter" and t.mode == "lines" and t.line.dash is None and len(t.x) == 97]
+    assert len(outlines) == 4 * 5
+    assert fig.layout.yaxis.scaleanchor == "x"
+    assert "Pick at least one" in charts.geometry_figure(p, []).layout.annotations[0].text

@@ -1,0 +1,106 @@
+"""Tests for frontend.forms: preset state, request bodies, seed parsing, errors in words."""
+import pytest
+
+from frontend import forms
+from frontend.forms import K, hp_key
+from trainer.config import RunConfig
+from trainer.registry import PRESETS, metadata
+
+META = metadata({"fashion-mnist": True})
+
+
+def test_default_state_covers_every_hyperparameter_with_its_default():
+    state = forms.default_state(META)
+    for o in META["optimizers"]:
+        for h in o["hyperparameters"]:
+            assert state[hp_key(o["name"], h["name"])] == h["default"]
+    assert state[K.optimizers] == ["tr-rmsprop", "adam"]
+    req = forms.build_request(META, state)
+    assert req.kind == "comparison"
+    assert all(o["hyperparameters"] == {} for o in req.payload["optimizers"])
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_reproduce_the_paper_settings(name):
+    preset = PRESETS[name]
+    state = forms.preset_state(META, name)
+    req = forms.build_request(META, state)
+    p = req.payload
+    assert req.kind == "comparison"
+    assert p["dataset"] == preset["dataset"] and p["model"] == preset["model"]
+    assert p["budget"] == {k: float(v) for k, v in preset["budget"].items()}
+    assert p["batch_sizes"] == preset["batch_sizes"]
+    assert [o["name"] for o in p["optimizers"]] == [o["name"] for o in preset["optimizers"]]
+    for sent, wanted in zip(p["optimizers"], preset["optimizers"]):
+        defaults = {h["name"]: h["default"] for h in next(o for o in META["optimizers"]
+                                                           if o["name"] == sent["name"])["hyperparameters"]}
+        expected = {k: v for k, v in wanted["hyperparameters"].items() if v != defaults[k]}
+        assert sent["hyperparameters"] == pytest.approx(expected)
+    # every run of the comparison is a valid RunConfig
+    for o in p["optimizers"]:
+        RunConfig.model_validate({"dataset": p["dataset"], "model": p["model"], "budget": p["budget"],
+                                  "optimizer": o})
+    assert state[K.name] == preset["label"]
+
+
+def test_autoencoder_preset_carries_the_tr_settings():
+    state = forms.preset_state(META, "paper-fmnist-autoencoder")
+    assert state[hp_key("tr-uniform", "eta1")] == 1e-5
+    assert state[hp_key("tr-rmsprop", "radius")] == 1e-3
+    with pytest.raises(ValueError, match="unknown preset"):
+        forms.preset_state(META, "nope")
+
+
+def test_single_optimizer_and_seed_is_a_run_with_its_family_batch():
+    state = forms.default_state(META)
+    state.update({K.optimizers: ["tr-uniform"], K.seeds: "3", K.budget_kind: "backprops",
+                  K.budget("backprops"): 500.0, K.train_subset: 1024, K.bs_second: 256,
+                  hp_key("tr-uniform", "radius"): 0.1, hp_key("tr-uniform", "max_cg_iters"): 20})
+    req = forms.build_request(META, state)
+    assert req.kind == "run"
+    assert req.payload["optimizer"] == {"name": "tr-uniform", "hyperparameters": {"radius": 0.1, "max_cg_iters": 20}}
+    assert req.payload["budget"] == {"backprops": 500}
+    assert req.payload["seed"] == 3 and req.payload["batch_size"] == 256 and req.payload["train_subset"] == 1024
+    assert "test_subset" not in req.payload
+    RunConfig.model_validate(req.payload)
+    assert "1 run" in forms.summarize(req)
+
+
+def test_comparison_body_and_summary():
+    state = forms.default_state(META)
+    state.update({K.optimizers: ["sgd", "tr-rmsprop"], K.seeds: "0-2", K.name: ""})
+    req = forms.build_request(META, state)
+    assert req.payload["seeds"] == [0, 1, 2]
+    assert req.payload["name"] == "SGD vs TR RMSprop"
+    assert "2 optimizer(s) × 3 seed(s) = 6 runs" in forms.summarize(req)
+
+
+def test_parse_seeds():
+    assert forms.parse_seeds("0, 1,2") == [0, 1, 2]
+    assert forms.parse_seeds("3 4 3") == [3, 4]
+    assert forms.parse_seeds("0-3") == [0, 1, 2, 3]
+    for bad in ("", "a", "-1", "5-2"):
+        with pytest.raises(ValueError, match="seed"):
+            forms.parse_seeds(bad)
+
+
+def test_build_request_refuses_no_optimizer():
+    state = forms.default_state(META)
+    state[K.optimizers] = []
+    with pytest.raises(ValueError, match="at least one optimizer"):
+        forms.build_request(META, state)
+
+
+def test_explain_errors_names_the_optimizer():
+    state = forms.default_state(META)
+    state[K.optimizers] = ["sgd", "tr-rmsprop"]
+    req = forms.build_request(META, state)
+    detail = [{"loc": ["body", "optimizers", 1, "hyperparameters"], "msg": "Value error, radius must be > 0.0",
+               "type": "value_error"},
+              {"loc": ["body", "budget"], "msg": "Value error, set at least one budget", "type": "value_error"}]
+    assert forms.explain_errors(detail, req) == ["TR RMSprop › hyperparameters: radius must be > 0.0",
+                                                 "budget: set at least one budget"]
+    assert forms.explain_errors("run 4 not found", req) == ["run 4 not found"]
+    single = forms.build_request(META, {**state, K.optimizers: ["adam"]})
+    assert forms.explain_errors([{"loc": ["body", "optimizer", "hyperparameters"], "msg": "bad lr"}], single) == [
+        "Adam › hyperparameters: bad lr"]
