@@ -1,0 +1,60 @@
+"""The FastAPI app (``backend.main:app``): store and job runner set up in the lifespan, routes under /api."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from backend.db import make_engine, make_session_factory, migrate
+from backend.routes import api_router
+from backend.scheduler import Scheduler
+from backend.settings import Settings, get_settings
+from backend.store import Conflict
+
+__all__ = ["create_app", "app"]
+
+log = logging.getLogger("trustlab")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A trustlab API. ``settings`` default: from the ``TRUSTLAB_*`` environment."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        migrate(engine)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessions = make_session_factory(engine)
+        scheduler = Scheduler(settings, engine) if settings.scheduler else None
+        app.state.scheduler = scheduler
+        if scheduler is not None:
+            scheduler.start()
+            log.info("trustlab: store %s, %d run slot(s) (GPUs: %s), %d torch thread(s) per run",
+                     engine.url.render_as_string(hide_password=True), scheduler.plan.limit,
+                     ",".join(scheduler.plan.gpus) or "none", scheduler.plan.torch_threads)
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                await run_in_threadpool(scheduler.stop)
+            engine.dispose()
+
+    app = FastAPI(title="trustlab", version="0.1.0", lifespan=lifespan,
+                  description="Launch and watch optimizer runs (trust-region and first-order). "
+                              "Contract: docs/API.md.")
+    app.include_router(api_router)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,11 @@
+"""REST routes, one module per resource; ``api_router`` mounts them all under /api."""
+from fastapi import APIRouter
+
+from backend.routes import comparisons, meta, runs
+
+api_router = APIRouter(prefix="/api")
+api_router.include_router(meta.router)
+api_router.include_router(runs.router)
+api_router.include_router(comparisons.router)
+
+__all__ = ["api_router"]

@@ -1,0 +1,43 @@
+"""Health and metadata routes: what optimizers, models, datasets and presets this lab offers."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from sqlalchemy import text
+
+from backend.deps import SettingsDep
+from backend.schemas import Health
+from trainer.registry import DATASETS, metadata
+
+router = APIRouter(tags=["meta"])
+
+_AVAILABILITY_TTL = 30.0
+_availability: dict[str, Any] = {"at": -1e9, "key": None, "value": {}}
+
+
+def dataset_availability(data_dir: str) -> dict[str, bool]:
+    """Which datasets are on this machine (cached for 30 s; the check imports the trainer's data module)."""
+    now = time.monotonic()
+    if _availability["key"] != data_dir or now - _availability["at"] > _AVAILABILITY_TTL:
+        from trainer.data import dataset_available
+
+        _availability.update(at=now, key=data_dir,
+                             value={name: dataset_available(name, data_dir) for name in DATASETS})
+    return dict(_availability["value"])
+
+
+@router.get("/health", response_model=Health, summary="Liveness and store check")
+def health(request: Request) -> dict[str, str]:
+    try:
+        with request.app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - report an unreachable store as 503, not 500
+        raise HTTPException(503, f"run store unreachable: {type(exc).__name__}") from None
+    return {"status": "ok"}
+
+
+@router.get("/meta", summary="Optimizers, models, datasets (with availability) and presets")
+def meta(settings: SettingsDep) -> dict[str, Any]:
+    return metadata(dataset_availability(str(settings.data_dir)))

@@ -1,0 +1,152 @@
+"""Run routes: launch, list, inspect, cancel, delete; metrics, evaluations, reconstructions and export."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Annotated, Any, Iterator, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from backend import store
+from backend.scheduler import log_path
+from backend.deps import MAX_ID, ConnectionDep, RunDep, SessionDep, wake_scheduler
+from backend.schemas import EvalPage, MetricsPage, ReconstructionList, RunList, RunOut
+from backend.tables import ALL_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS
+from trainer.config import RunConfig
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+SinceStep = Annotated[int | None, Query(ge=-1, le=MAX_ID, description="only points with step > since_step")]
+
+
+def _statuses(status: list[str] | None) -> list[str] | None:
+    """``?status=a,b`` or ``?status=a&status=b``; unknown names → 422 in FastAPI's error shape."""
+    if not status:
+        return None
+    wanted = [s.strip() for value in status for s in value.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in ALL_STATUSES]
+    if unknown:
+        raise HTTPException(422, [{"loc": ["query", "status"], "type": "value_error", "input": status,
+                                   "msg": f"unknown status {unknown}; choose from {list(ALL_STATUSES)}"}])
+    return wanted
+
+
+@router.post("", status_code=201, response_model=RunOut, dependencies=[Depends(wake_scheduler)],
+             summary="Queue a run")
+def create_run(config: RunConfig, session: SessionDep) -> dict[str, Any]:
+    run = store.create_run(session, config)
+    session.commit()
+    return store.run_view(run)
+
+
+@router.get("", response_model=RunList, summary="List runs, newest first")
+def list_runs(session: SessionDep,
+              status: Annotated[list[str] | None, Query(description="e.g. running or queued,running")] = None,
+              comparison_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+              offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> dict[str, Any]:
+    runs, total = store.list_runs(session, statuses=_statuses(status), comparison_id=comparison_id, limit=limit,
+                                  offset=offset)
+    return {"items": [store.run_view(r) for r in runs], "total": total}
+
+
+@router.get("/{run_id}", response_model=RunOut, summary="One run")
+def get_run(run: RunDep) -> dict[str, Any]:
+    return store.run_view(run)
+
+
+@router.post("/{run_id}/cancel", response_model=RunOut, dependencies=[Depends(wake_scheduler)],
+             summary="Dequeue a queued run, or stop a running one (it becomes cancelled within seconds)")
+def cancel_run(run: RunDep, session: SessionDep) -> dict[str, Any]:
+    return store.run_view(store.request_cancel(session, run))
+
+
+@router.delete("/{run_id}", status_code=204, summary="Delete a finished run and all its data")
+def delete_run(run: RunDep, session: SessionDep, request: Request) -> Response:
+    store.delete_run(session, run)
+    log_path(request.app.state.settings, run.id).unlink(missing_ok=True)
+    return Response(status_code=204)
+
+
+@router.get("/{run_id}/metrics", response_model=MetricsPage, summary="Step metrics, incremental and downsampled")
+def metrics(run: RunDep, conn: ConnectionDep, since_step: SinceStep = None,
+            max_points: Annotated[int, Query(ge=2, le=1_000_000)] = 2000) -> dict[str, Any]:
+    return store.metrics_page(conn, run.id, since_step=since_step, max_points=max_points)
+
+
+@router.get("/{run_id}/evals", response_model=EvalPage, summary="Evaluations (train/test loss and accuracy)")
+def evals(run: RunDep, conn: ConnectionDep, since_step: SinceStep = None) -> dict[str, Any]:
+    return {"points": store.evaluations(conn, run.id, since_step=since_step)}
+
+
+@router.get("/{run_id}/reconstructions", response_model=ReconstructionList,
+            summary="Steps with autoencoder reconstructions")
+def reconstructions(run: RunDep, session: SessionDep) -> dict[str, Any]:
+    return store.reconstruction_list(session, run.id)
+
+
+def _png(png: bytes | None, what: str, run_id: int, *, immutable: bool) -> Response:
+    if png is None:
+        raise HTTPException(404, f"run {run_id} has no {what}; GET /api/runs/{run_id}/reconstructions lists them "
+                                 "(only autoencoder runs have images)")
+    cache = "public, max-age=31536000, immutable" if immutable else "no-cache"
+    return Response(content=png, media_type="image/png", headers={"Cache-Control": cache})
+
+
+@router.get("/{run_id}/reconstructions/latest.png", response_class=Response, summary="Newest reconstruction")
+def latest_png(run: RunDep, session: SessionDep) -> Response:
+    return _png(store.reconstruction_png(session, run.id), "reconstruction yet", run.id, immutable=False)
+
+
+@router.get("/{run_id}/reconstructions/original.png", response_class=Response, summary="The input images")
+def original_png(run: RunDep, session: SessionDep) -> Response:
+    return _png(store.reconstruction_png(session, run.id, kind="original"), "original images", run.id,
+                immutable=True)
+
+
+@router.get("/{run_id}/reconstructions/{step}.png", response_class=Response, summary="Reconstruction at a step")
+def step_png(run: RunDep, session: SessionDep, step: Annotated[int, Path(ge=0, le=MAX_ID)]) -> Response:
+    return _png(store.reconstruction_png(session, run.id, step=step), f"reconstruction at step {step}", run.id,
+                immutable=True)
+
+
+@router.get("/{run_id}/export", summary="Download a run's records as CSV or JSON")
+def export(run: RunDep, request: Request,
+           format: Annotated[Literal["csv", "json"], Query(description="csv or json")] = "csv",  # noqa: A002
+           table: Annotated[Literal["metrics", "evals"], Query(description="csv only: which table")] = "metrics",
+           ) -> StreamingResponse:
+    engine, run_id, view = request.app.state.engine, run.id, RunOut.model_validate(store.run_view(run))
+    if format == "csv":
+        columns = METRIC_COLUMNS if table == "metrics" else EVAL_COLUMNS
+
+        def rows() -> Iterator[str]:
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow(columns)
+            with engine.connect() as conn:
+                chunks = store.iter_metrics(conn, run_id) if table == "metrics" else [store.evaluations(conn, run_id)]
+                for chunk in chunks:
+                    writer.writerows([[("" if p[c] is None else p[c]) for c in columns] for p in chunk])
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+            yield buf.getvalue()
+
+        name = f"run-{run_id}-{table}.csv"
+        return StreamingResponse(rows(), media_type="text/csv",
+                                 headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    def document() -> Iterator[str]:
+        yield '{"run": ' + view.model_dump_json() + ', "metrics": ['
+        with engine.connect() as conn:
+            first = True
+            for chunk in store.iter_metrics(conn, run_id):
+                body = ", ".join(json.dumps(p) for p in chunk)
+                yield body if first else ", " + body
+                first = False
+            yield '], "evaluations": ' + json.dumps(store.evaluations(conn, run_id)) + "}"
+
+    return StreamingResponse(document(), media_type="application/json",
+                             headers={"Content-Disposition": f'attachment; filename="run-{run_id}.json"'})
