@@ -1,0 +1,112 @@
+"""AppTest: the Compare page draws loss, evaluation, TR internals and reconstructions from the API's points."""
+from tests.frontend.conftest import figures, texts
+from tests.frontend.fakes import eval_points, metric_points
+
+
+def _names(fig):
+    return [t.get("name") for t in fig["data"]]
+
+
+def test_empty_state(api, open_page):
+    at = open_page("compare")
+    assert not at.exception
+    assert "No runs yet" in texts(at.info)
+
+
+def test_comparison_charts_with_consistent_colours(api, open_page):
+    a = api.add_run("tr-rmsprop", steps=120)
+    b = api.add_run("adam", steps=120)
+    api.add_comparison("fmnist mlp", [a, b])
+    at = open_page("compare")
+    assert not at.exception
+    loss, evals, tr = figures(at)
+    assert {"TR RMSprop", "Adam"} <= set(_names(loss))
+    assert loss["layout"]["xaxis"]["title"]["text"].startswith("Backprops")
+    assert loss["layout"]["yaxis"]["type"] == "log"
+    colour = {t["name"]: t["line"]["color"] for t in loss["data"]}
+    for fig in (evals, tr):
+        for t in fig["data"]:
+            if t.get("name") in colour and "line" in t:
+                assert t["line"]["color"] == colour[t["name"]]
+    assert [a["text"] for a in evals["layout"]["annotations"]] == ["Test loss", "Test accuracy"]
+    assert "rejected step" in _names(tr)
+    assert at.dataframe[0].value["status"].tolist() == ["completed", "completed"]
+    assert "uirevision" in loss["layout"]
+
+
+def test_x_axis_log_and_smoothing_controls(api, open_page):
+    a = api.add_run("sgd", steps=100)
+    api.add_comparison("one", [a])
+    at = open_page("compare")
+    raw_last = figures(at)[0]["data"][0]["y"][-1]
+    at.button_group(key="cmp_axis").set_value("epochs").run()
+    at.toggle(key="cmp_log").set_value(False).run()
+    fig = figures(at)[0]
+    assert fig["layout"]["xaxis"]["title"]["text"] == "Epochs"
+    assert fig["layout"]["yaxis"]["type"] == "linear"
+    at.slider(key="cmp_smooth").set_value(0.0).run()
+    assert figures(at)[0]["data"][0]["y"][-1] < raw_last  # less smoothing follows the decreasing loss
+
+
+def test_several_seeds_draw_mean_and_std_bands(api, open_page):
+    runs = [api.add_run("tr-uniform", seed=s, steps=60) for s in (0, 1, 2)]
+    api.add_comparison("seeds", runs)
+    at = open_page("compare")
+    loss = figures(at)[0]
+    assert any(t.get("fill") == "toself" for t in loss["data"])
+    assert any("mean ± std, 3 seeds" in (t.get("name") or "") for t in loss["data"])
+    at.toggle(key="cmp_bands").set_value(False).run()
+    assert not any(t.get("fill") == "toself" for t in figures(at)[0]["data"])
+    # TR internals default to one seed
+    assert at.multiselect(key="cmp_tr_runs").value == [runs[0]["id"]]
+
+
+def test_live_update_fetches_only_new_points(api, open_page):
+    a = api.add_run("tr-adagrad", status="running", steps=40)
+    b = api.add_run("sgd", status="running", steps=40)
+    api.add_comparison("live", [a, b])
+    at = open_page("compare")
+    assert len(figures(at)[0]["data"][0]["x"]) == 40
+    api.points[a["id"]] += metric_points(20, tr=True, start=41)
+    api.eval_records[a["id"]] += eval_points([60], tr=True)
+    api.calls.clear()
+    at.run()
+    assert ("metrics", (a["id"], 40)) in api.calls and ("evals", (a["id"], 40)) in api.calls
+    assert all(c[1][1] is not None for c in api.calls if c[0] == "metrics")
+    tr_loss = [t for t in figures(at)[0]["data"] if t["name"] == "TR Adagrad"][0]
+    assert len(tr_loss["x"]) == 60
+
+
+def test_waiting_and_failed_runs_are_explained(api, open_page):
+    q = api.add_run("tr-rmsprop", status="queued")
+    f = api.add_run("adam", status="failed", error="CUDA error: out of memory; use device cpu")
+    api.add_comparison("troubled", [q, f])
+    at = open_page("compare")
+    assert "#2 Adam (seed 0) failed: CUDA error: out of memory" in texts(at.error)
+    assert "Waiting for the first training steps" in texts(at.info)
+
+
+def test_reconstruction_grid_original_then_one_column_per_run(api, open_page):
+    runs = [api.add_run(o, steps=40, model="autoencoder") for o in ("tr-rmsprop", "sgd", "tr-uniform", "adagrad")]
+    api.add_comparison("ae", runs)
+    at = open_page("compare")
+    assert not at.exception
+    assert "Reconstructions" in texts(at.subheader)
+    headers = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert headers == ["**Original**", "**SGD**", "**Adagrad**", "**TR uniform**", "**TR RMSprop**"]
+    assert len(at.get("image")) == 5
+    assert ("reconstruction_png", (runs[0]["id"], 40)) in api.calls
+    at.toggle(key="cmp_recon_latest").set_value(False).run()
+    at.select_slider(key="cmp_recon_budget").set_value(20).run()  # 20 backprops: SGD/Adagrad step 20, TR step 0
+    assert ("reconstruction_png", (runs[1]["id"], 20)) in api.calls
+    assert ("reconstruction_png", (runs[0]["id"], 0)) in api.calls
+
+
+def test_pick_individual_runs(api, open_page):
+    a = api.add_run("adam", steps=30)
+    api.add_run("sgd", steps=30)
+    at = open_page("compare")
+    assert at.radio(key="cmp_source").value == "Runs"
+    assert at.multiselect(key="cmp_runs").value == [2]
+    at.multiselect(key="cmp_runs").set_value([a["id"], 2]).run()
+    assert {"Adam", "SGD"} <= set(_names(figures(at)[0]))

@@ -1,0 +1,102 @@
+"""AppTest: the Launch page builds its form from /api/meta, applies presets, launches, and explains errors."""
+import socket
+
+from frontend import api_client
+from frontend.api_client import ApiClient
+from frontend.forms import K, hp_key
+from tests.frontend.conftest import texts
+from trainer.registry import PRESETS
+
+
+def test_form_is_built_from_meta(api, open_page):
+    at = open_page()
+    assert not at.exception
+    assert at.selectbox(key=K.dataset).value == "fashion-mnist"
+    assert at.selectbox(key=K.model).options == ["MLP (tanh)", "ResNet18", "Autoencoder"]
+    assert at.multiselect(key=K.optimizers).value == ["tr-rmsprop", "adam"]
+    assert len([b for b in at.button if b.key and b.key.startswith("preset_")]) == len(PRESETS)
+    # hyperparameters of the chosen optimizers, with their defaults, inside a collapsed expander
+    assert at.number_input(key=hp_key("tr-rmsprop", "radius")).value == 1e-4
+    assert at.number_input(key=hp_key("adam", "lr")).value == 0.001
+    assert at.expander[0].proto.expanded is False
+    assert "A comparison of 2 optimizer(s)" in texts(at.caption)
+    ids = [k for k in (K.train_subset, K.eval_every) if at.number_input(key=k) is not None]
+    assert ids == [K.train_subset, K.eval_every]
+
+
+def test_models_follow_the_dataset_and_missing_data_is_explained(api, open_page):
+    at = open_page()
+    at.selectbox(key=K.dataset).set_value("cifar10").run()
+    assert at.selectbox(key=K.model).options == ["MLP (tanh)", "ResNet18", "Conv autoencoder"]
+    assert "CIFAR-10 is not in the API's data directory" in texts(at.warning)
+
+
+def test_preset_fills_the_paper_settings(api, open_page):
+    at = open_page()
+    at.button(key="preset_paper-fmnist-autoencoder").click().run()
+    assert at.selectbox(key=K.model).value == "autoencoder"
+    assert at.multiselect(key=K.optimizers).value == [o["name"] for o in PRESETS["paper-fmnist-autoencoder"]["optimizers"]]
+    assert at.number_input(key=hp_key("tr-adagrad", "eta2")).value == 0.9
+    assert at.number_input(key=K.budget("epochs")).value == 10
+    assert at.number_input(key=K.bs_first).value == 32
+    assert "Preset" in texts(at.info)
+
+
+def test_launch_a_quick_comparison_goes_to_compare(api, open_page):
+    at = open_page()
+    at.multiselect(key=K.optimizers).set_value(["tr-rmsprop", "sgd"])
+    at.radio(key=K.budget_kind).set_value("backprops").run()
+    at.number_input(key=K.budget("backprops")).set_value(300)
+    at.number_input(key=K.train_subset).set_value(1024)
+    at.number_input(key=K.eval_every).set_value(5)
+    at.text_input(key=K.seeds).set_value("0, 1").run()
+    at.button[-1].click().run()
+    assert not at.exception
+    (kind, spec), = [c for c in api.calls if c[0] == "create_comparison"]
+    assert spec["budget"] == {"backprops": 300} and spec["train_subset"] == 1024 and spec["eval_every"] == 5
+    assert spec["seeds"] == [0, 1] and [o["name"] for o in spec["optimizers"]] == ["tr-rmsprop", "sgd"]
+    assert at.title[0].value == "Compare"
+    assert at.selectbox(key="cmp_comparison").value == 1
+
+
+def test_single_run_launch(api, open_page):
+    at = open_page()
+    at.multiselect(key=K.optimizers).set_value(["adam"]).run()
+    at.button[-1].click().run()
+    (kind, cfg), = [c for c in api.calls if c[0] == "create_run"]
+    assert cfg["optimizer"] == {"name": "adam", "hyperparameters": {}} and cfg["batch_size"] == 128
+    assert at.title[0].value == "Compare"
+
+
+def test_api_validation_errors_appear_next_to_the_form_in_words(api, open_page):
+    at = open_page()
+    at.multiselect(key=K.optimizers).set_value(["sgd", "tr-uniform"]).run()
+    at.number_input(key=hp_key("sgd", "lr")).set_value(0.0)
+    at.number_input(key=hp_key("tr-uniform", "eta1")).set_value(0.99).run()
+    at.button[-1].click().run()
+    assert at.title[0].value == "Launch"
+    msg = texts(at.error)
+    assert "did not accept this launch" in msg
+    assert "SGD: lr must be > 0.0, got 0.0" in msg
+    assert "TR uniform: eta1 (0.99) must not exceed eta2 (0.95)" in msg
+
+
+def test_form_level_problems_disable_launch(api, open_page):
+    at = open_page()
+    at.text_input(key=K.seeds).set_value("zero").run()
+    assert "is not a seed" in texts(at.warning)
+    assert at.button[-1].disabled
+
+
+def test_unreachable_api_names_the_url(open_page):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    api_client.set_client(ApiClient(url, timeout=2))
+    try:
+        at = open_page()
+    finally:
+        api_client.set_client(None)
+    assert not at.exception
+    assert f"Tried {url}" in texts(at.error)
