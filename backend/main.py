@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from backend.db import make_engine, make_session_factory, migrate
@@ -54,7 +56,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(_plain_errors(exc.errors()))})
+
     return app
+
+
+def _plain_errors(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's 422 list with exception objects in ``ctx`` turned into their messages."""
+    out = []
+    for error in errors:
+        error = dict(error)
+        if isinstance(error.get("ctx"), dict):
+            error["ctx"] = {k: str(v) if isinstance(v, BaseException) else v for k, v in error["ctx"].items()}
+        out.append(error)
+    return out
 
 
 app = create_app()

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     resolved values through their environment, so API and workers always agree.
     """
 
-    model_config = SettingsConfigDict(env_prefix="TRUSTLAB_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TRUSTLAB_", extra="ignore", populate_by_name=True)
 
     var_dir: Path = Field(default=Path("var"), description="folder for the default SQLite store and worker logs")
     database_url: str | None = Field(

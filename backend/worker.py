@@ -151,11 +151,7 @@ class StoreReporter:
                                                        backprops=backprops, png=bytes(png), created_at=utcnow()))
 
     def on_finish(self, summary: dict[str, Any]) -> None:
-        block = self._rollup.close()
-        if block is not None:
-            block["run_id"] = self.run_id
-            self._blocks.append(block)
-        self.flush()
+        self.finish_records()
         with self.engine.connect() as conn:
             cancel_requested = bool(conn.scalar(select(Run.cancel_requested).where(Run.id == self.run_id)))
         status, error = final_status(summary, cancel_requested=cancel_requested, orphaned=self.orphaned)
@@ -166,6 +162,14 @@ class StoreReporter:
         return self.stop.is_set() or self.orphaned
 
     # -- batching ----------------------------------------------------------------------------------
+    def finish_records(self) -> None:
+        """Close the open rollup block and write everything buffered (the end of a run's records)."""
+        block = self._rollup.close()
+        if block is not None:
+            block["run_id"] = self.run_id
+            self._blocks.append(block)
+        self.flush()
+
     def flush(self) -> None:
         """Write everything buffered in one transaction; check that the API process is still there."""
         self._next_flush = time.monotonic() + self.flush_seconds
