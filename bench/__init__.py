@@ -1,0 +1,1 @@
+"""trustlab's self-measurements: HVP cost, TR step breakdown, logging overhead, API latency (`make bench`)."""

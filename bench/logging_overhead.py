@@ -1,0 +1,101 @@
+"""Item 3: one first-order epoch as a bare PyTorch loop versus through ``python -m backend.worker`` and the store.
+
+Three kinds of process, each started fresh, alternated, ``repeats`` times:
+  * bare: ``python -m bench.bare_loop bare`` — the reference loop;
+  * trainer: ``python -m bench.bare_loop trainer`` — ``trainer.run`` with a reporter that drops records;
+  * worker: ``python -m backend.worker RUN_ID`` on a run created in a SQLite store, with the real
+    StoreReporter; the worker's training function is ``bench.hooks:timed_run`` (``trainer.run`` plus timestamps).
+The time compared is the training phase: from data and model ready (the trainer's ``on_start``) to the end
+of training including the final store write (``on_finish`` returned) — not the process start-up (importing
+torch, SQLAlchemy, reading the dataset), which is reported separately as whole-process times. The summary's
+``wall_time`` is not used: it excludes logging by design. The headline ratio uses the process CPU time of that
+phase (median over repeats): on a shared 2-core machine the wall clock of a one-second phase swings by tens
+of percent with other people's load, while CPU time counts the work done, including the store writes (SQLite
+in WAL mode with synchronous=NORMAL does not wait for the disk on commit). The wall-clock ratio is reported
+beside it. All processes use one torch thread, as the
+scheduler gives each run on a 2-core machine. Evaluation is shrunk to one sample (it is not training).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.bare_loop import overhead_config
+from bench.harness import REPO_ROOT, bench_environment, insert_run, open_store, temp_dir
+from bench.hooks import TIMING_DIR_ENV
+from bench.timing import median
+
+__all__ = ["measure_logging_overhead"]
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-1500:]}")
+    return time.perf_counter() - t0
+
+
+def measure_logging_overhead(*, repeats: int = 5, device: str = "cpu") -> tuple[dict, dict, dict]:
+    if device != "cpu":
+        return ({}, {"logging_overhead_ratio": f"measured on the CPU only (the worker comparison is about "
+                                               f"logging, not the device); asked for {device}"}, {})
+    with temp_dir() as d:
+        tmp = Path(d)
+        timing_dir = tmp / "timings"
+        timing_dir.mkdir()
+        engine = open_store(tmp)
+        env = bench_environment(tmp, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TRUSTLAB_TORCH_THREADS="1",
+                                TRUSTLAB_TRAINER="bench.hooks:timed_run", **{TIMING_DIR_ENV: str(timing_dir)})
+        py = sys.executable
+        rows: dict[str, list[dict[str, Any]]] = {"bare": [], "trainer": [], "worker": []}
+        for i in range(repeats + 1):  # the first round warms the page cache and is dropped
+            order = ("bare", "trainer", "worker") if i % 2 == 0 else ("worker", "trainer", "bare")
+            for kind in order:
+                out = tmp / f"{kind}-{i}.json"
+                if kind == "worker":
+                    run_id = insert_run(engine, overhead_config(env["TRUSTLAB_DATA_DIR"]))
+                    cmd = [py, "-m", "backend.worker", str(run_id)]
+                    before = set(timing_dir.iterdir())
+                    wall = _run(cmd, env)
+                    new = [p for p in timing_dir.iterdir() if p not in before]
+                    if len(new) != 1:
+                        raise RuntimeError(f"worker wrote {len(new)} timing files; expected 1")
+                    t = json.loads(new[0].read_text())
+                    rec = {"train_seconds": t["train_seconds"], "train_cpu_seconds": t["train_cpu_seconds"],
+                           "final_train_loss": t["last_minibatch_loss"],
+                           "steps": t["summary"]["steps"], "store_flush_seconds": t["store_flush_seconds"],
+                           "records_written": t["records_written"], "status": t["summary"]["status"]}
+                else:
+                    wall = _run([py, "-m", "bench.bare_loop", kind, str(out), "--threads", "1",
+                                 "--data-dir", env["TRUSTLAB_DATA_DIR"]], env)
+                    rec = json.loads(out.read_text())
+                rec["process_seconds"] = wall
+                if i > 0:
+                    rows[kind].append(rec)
+        engine.dispose()
+    med = {k: median([r["train_seconds"] for r in v]) for k, v in rows.items()}
+    cpu = {k: median([r["train_cpu_seconds"] for r in v]) for k, v in rows.items()}
+    proc = {k: median([r["process_seconds"] for r in v]) for k, v in rows.items()}
+    same = len({round(r["final_train_loss"], 6) for v in rows.values() for r in v}) == 1
+    details = {
+        "what": "training phase (data and model ready → training done, store flushed); 1 epoch, batch 128, SGD",
+        "repeats": repeats, "torch_threads": 1,
+        "median_train_cpu_seconds": cpu, "median_train_seconds": med, "median_process_seconds": proc,
+        "worker_over_bare": cpu["worker"] / cpu["bare"],
+        "trainer_over_bare": cpu["trainer"] / cpu["bare"],
+        "worker_over_trainer": cpu["worker"] / cpu["trainer"],
+        "wall_worker_over_bare": med["worker"] / med["bare"],
+        "wall_trainer_over_bare": med["trainer"] / med["bare"],
+        "whole_process_worker_over_bare": proc["worker"] / proc["bare"],
+        "same_final_loss_everywhere": same,
+        "median_store_flush_seconds": median([r["store_flush_seconds"] or 0.0 for r in rows["worker"]]),
+        "records_written": rows["worker"][0]["records_written"] if rows["worker"] else None,
+        "runs": rows,
+    }
+    return ({"logging_overhead_ratio": details["worker_over_bare"],
+             "logging_overhead_wall_ratio": details["wall_worker_over_bare"]}, {}, details)

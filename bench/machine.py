@@ -1,0 +1,64 @@
+"""Where a figure was measured: CPU model and cores, torch version and threads, GPU name if any."""
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+import torch
+
+__all__ = ["machine_info", "cpu_model"]
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU model name from /proc/cpuinfo (or ``platform.processor()`` where there is none)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("model name", "Model", "cpu model", "Hardware"):
+            return value.strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def machine_info(device: str = "cpu") -> dict[str, Any]:
+    """A JSON-able description of this machine and the device the figures ran on."""
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "cpu_cores": _usable_cores(),
+        "cpu_cores_total": os.cpu_count(),
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "gpu": None,
+    }
+    try:
+        info["load_average"] = list(os.getloadavg())
+    except OSError:  # pragma: no cover
+        info["load_average"] = None
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+        info["cuda_version"] = torch.version.cuda
+    return info
+
+
+def describe(info: dict[str, Any]) -> str:
+    """One line: "AMD EPYC, 2 cores, torch 2.x (2 threads)" plus the GPU when the device is one."""
+    text = f"{info['cpu_model']}, {info['cpu_cores']} cores, torch {info['torch_version']} ({info['torch_threads']} threads)"
+    if str(info.get("device", "cpu")).startswith("cuda") and info.get("gpu"):
+        text += f", GPU {info['gpu']}"
+    return text

@@ -1,0 +1,161 @@
+"""`make bench`: measure trustlab itself, print a table and write bench/results/latest.json.
+
+Usage: python -m bench.run [--only hvp,breakdown,logging,metrics,live] [--device cpu|cuda] [--quick] [--out PATH]
+
+Items: hvp (HVP/gradient cost), breakdown (TR step time split), logging (worker + store vs a bare loop),
+metrics (metrics query latency on a 200k-point run), live (worker record → API). Without --only every item
+runs and latest.json is rewritten; with --only the other figures already in latest.json are kept (each
+figure carries the machine and time it was measured). On --device cuda the figures go under
+``other_devices["cuda"]`` of the same file, beside the CPU ones. An item that cannot run (no backend,
+no GPU) is recorded as null with the reason, never guessed.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from bench.machine import describe, machine_info
+from bench.table import FIGURES, build_table, figure_entry
+
+__all__ = ["main", "ITEMS"]
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+ItemResult = tuple[dict[str, float | None], dict[str, str], dict[str, Any]]  # values, reasons, details
+
+
+def _hvp(args: argparse.Namespace) -> ItemResult:
+    from bench.hvp import measure_hvp_ratio
+
+    mlp = measure_hvp_ratio("mlp", pairs=60 if args.quick else 300, device=args.device)
+    ae = measure_hvp_ratio("autoencoder", pairs=8 if args.quick else 40, device=args.device)
+    return ({"hvp_over_grad_mlp": mlp["hvp_over_grad"], "hvp_over_grad_autoencoder": ae["hvp_over_grad"]}, {},
+            {"mlp": mlp, "autoencoder": ae})
+
+
+def _breakdown(args: argparse.Namespace) -> ItemResult:
+    from bench.breakdown import measure_breakdown
+
+    steps, warmup = (40, 5) if args.quick else (200, 50)
+    mlp = {o: measure_breakdown("mlp", o, steps=steps, warmup=warmup, device=args.device)
+           for o in ("tr-uniform", "tr-adagrad", "tr-rmsprop")}
+    ae = measure_breakdown("autoencoder", "tr-rmsprop", steps=3 if args.quick else 10, warmup=2,
+                           device=args.device)
+    worst = max(mlp.values(), key=lambda r: r["non_derivative_share"])
+    return ({"tr_non_derivative_share": worst["non_derivative_share"]}, {},
+            {"mlp": mlp, "autoencoder": ae, "headline": f"MLP {worst['optimizer']} (the worst of the three norms)"})
+
+
+def _logging(args: argparse.Namespace) -> ItemResult:
+    from bench.logging_overhead import measure_logging_overhead
+
+    return measure_logging_overhead(repeats=2 if args.quick else 5, device=args.device)
+
+
+def _metrics(args: argparse.Namespace) -> ItemResult:
+    from bench.metrics_query import measure_metrics_query
+
+    return measure_metrics_query(requests=20 if args.quick else 100)
+
+
+def _live(args: argparse.Namespace) -> ItemResult:
+    from bench.live_latency import measure_live_latency
+
+    return measure_live_latency(device=args.device)
+
+
+ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ...]]] = {
+    "hvp": (_hvp, ("hvp_over_grad_mlp", "hvp_over_grad_autoencoder")),
+    "breakdown": (_breakdown, ("tr_non_derivative_share",)),
+    "logging": (_logging, ("logging_overhead_ratio", "logging_overhead_wall_ratio")),
+    "metrics": (_metrics, ("metrics_p95_ms", "incremental_p95_ms")),
+    "live": (_live, ("live_latency_s",)),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default=",".join(ITEMS), help=f"comma-separated items out of {','.join(ITEMS)}")
+    p.add_argument("--device", default="cpu", help='"cpu" (default) or "cuda"')
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run; noisier figures)")
+    p.add_argument("--out", type=Path, default=RESULTS, help=f"JSON file to write (default {RESULTS})")
+    return p
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    items = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in items if s not in ITEMS]
+    if unknown:
+        print(f"unknown item(s) {unknown}; choose from {list(ITEMS)}", file=sys.stderr)
+        return 2
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"--device {args.device} requested but CUDA is not available on this machine", file=sys.stderr)
+        return 2
+    partial = set(items) != set(ITEMS)
+    existing: dict[str, Any] = {}
+    if args.out.is_file():
+        try:
+            existing = json.loads(args.out.read_text())
+        except json.JSONDecodeError:
+            existing = {}
+    on_gpu = args.device.startswith("cuda")
+    machine = machine_info(args.device)
+    where = describe(machine)
+    if on_gpu:
+        section = existing.setdefault("other_devices", {}).setdefault(args.device, {})
+        if not partial:
+            section.clear()
+    else:
+        section = existing if partial else {"other_devices": existing.get("other_devices", {})}
+    section["machine"] = machine
+    figures: dict[str, Any] = section.setdefault("figures", {})
+    details: dict[str, Any] = section.setdefault("details", {})
+    print(f"trustlab bench on {where}; items: {', '.join(items)}", flush=True)
+    for name in items:
+        fn, keys = ITEMS[name]
+        t0 = time.perf_counter()
+        print(f"[{name}] running ...", flush=True)
+        try:
+            values, reasons, detail = fn(args)
+        except Exception as exc:  # noqa: BLE001 - an item that cannot run is recorded with its reason
+            traceback.print_exc()
+            values, reasons = {}, {k: f"{type(exc).__name__}: {exc}" for k in keys}
+            detail = {"error": f"{type(exc).__name__}: {exc}"}
+        detail["seconds"] = round(time.perf_counter() - t0, 1)
+        details[name] = detail
+        for k in keys:
+            figures[k] = figure_entry(k, values.get(k), reason=reasons.get(k) or "not measured", device=args.device,
+                                      machine=where, measured_at=_now())
+            section[k] = figures[k]["value"]
+        print(f"[{name}] done in {detail['seconds']} s: " + ", ".join(f"{k}={section[k]}" for k in keys), flush=True)
+    for fig in FIGURES:  # every required key is present, null with a reason when never measured
+        if fig.key not in figures:
+            figures[fig.key] = figure_entry(fig.key, None, reason="not run yet (python -m bench.run --only ...)",
+                                            device=args.device, machine=where, measured_at=None)
+            section[fig.key] = None
+    section["generated_at"] = _now()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(existing if (partial or on_gpu) else section, indent=2, default=str) + "\n")
+    tmp.replace(args.out)
+    print()
+    print(f"Machine: {where}")
+    print(build_table(figures))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The figures `make bench` reports, their goals, and the stdout table (pure functions)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Figure", "FIGURES", "figure_entry", "build_table", "goal_met"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    item: str
+    label: str
+    unit: str
+    goal: float | None  # upper bound; None: reported without a goal
+    fmt: str = "{:.3f}"
+
+    @property
+    def goal_text(self) -> str:
+        return "—" if self.goal is None else f"≤ {self.fmt.format(self.goal)}{self.unit}"
+
+
+FIGURES: tuple[Figure, ...] = (
+    Figure("hvp_over_grad_mlp", "hvp", "HVP / gradient, F-MNIST MLP, batch 512", "", 1.5, "{:.2f}"),
+    Figure("hvp_over_grad_autoencoder", "hvp", "HVP / gradient, F-MNIST autoencoder, batch 512", "", None, "{:.2f}"),
+    Figure("tr_non_derivative_share", "breakdown", "TR step time outside gradient+HVPs (MLP, worst norm)", "",
+           0.10, "{:.1%}"),
+    Figure("logging_overhead_ratio", "logging", "worker+store / bare loop, MLP b128 1 epoch (CPU time)", "", 1.03,
+           "{:.3f}"),
+    Figure("logging_overhead_wall_ratio", "logging", "  same, wall clock (noisy on a shared machine)", "", None,
+           "{:.3f}"),
+    Figure("metrics_p95_ms", "metrics", "p95 GET metrics?max_points=2000 (200k points)", " ms", 100.0, "{:.1f}"),
+    Figure("incremental_p95_ms", "metrics", "p95 GET metrics?since_step (last 100 of 200k)", " ms", 100.0,
+           "{:.1f}"),
+    Figure("live_latency_s", "live", "record reported in worker → visible via API (p95)", " s", 1.0, "{:.2f}"),
+)
+FIGURE_BY_KEY = {f.key: f for f in FIGURES}
+
+
+def goal_met(figure: Figure, value: float | None) -> bool | None:
+    """True/False against the figure's upper bound; None when there is no value or no goal."""
+    if value is None or figure.goal is None:
+        return None
+    return value <= figure.goal
+
+
+def figure_entry(key: str, value: float | None, *, device: str, machine: str, reason: str | None = None,
+                 measured_at: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The JSON record of one figure: value (or None with the reason it could not be measured) and its goal."""
+    fig = FIGURE_BY_KEY[key]
+    if value is None and not reason:
+        raise ValueError(f"figure {key!r} has no value: give the reason it could not be measured")
+    return {"value": value, "unit": fig.unit.strip() or None, "goal": fig.goal_text, "met": goal_met(fig, value),
+            "reason": None if value is not None else reason, "device": device, "machine": machine,
+            "measured_at": measured_at, **extra}
+
+
+def build_table(figures: dict[str, dict[str, Any]]) -> str:
+    """A fixed-width table of every known figure; missing ones show "n/a" and the reason."""
+    rows = [("figure", "value", "goal", "met", "where")]
+    notes: list[str] = []
+    for fig in FIGURES:
+        entry = figures.get(fig.key)
+        if entry is None:
+            rows.append((fig.label, "not run", fig.goal_text, "—", ""))
+            continue
+        value = entry.get("value")
+        if value is None:
+            text = "n/a"
+            notes.append(f"{fig.key}: {entry.get('reason') or 'not measured'}")
+        else:
+            text = fig.fmt.format(value) + fig.unit
+        met = entry.get("met")
+        rows.append((fig.label, text, fig.goal_text, {True: "yes", False: "NO", None: "—"}[met],
+                     str(entry.get("device", ""))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) if i < 4 else c.ljust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if notes:
+        lines.append("")
+        lines.extend(f"n/a — {n}" for n in notes)
+    return "\n".join(lines)
