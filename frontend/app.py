@@ -10,9 +10,11 @@ if _ROOT not in sys.path:  # `streamlit run` puts frontend/ on the path, not the
 
 import streamlit as st  # noqa: E402
 
+from frontend.live_chart import ensure_plotly_js  # noqa: E402
 from frontend.settings import get_settings  # noqa: E402
 from frontend.ui import PAGES  # noqa: E402
 
+ensure_plotly_js()  # live charts load Plotly from frontend/static/ (server.enableStaticServing)
 st.set_page_config(page_title="trustlab", page_icon=":material/blur_circular:", layout="wide")
 
 navigation = st.navigation([

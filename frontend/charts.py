@@ -60,12 +60,16 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _layout(fig: go.Figure, *, height: int, uirevision: Any, title: str | None = None) -> go.Figure:
+def _layout(fig: go.Figure, *, height: int, uirevision: Any, title: str | None = None, top: int = 50) -> go.Figure:
+    """Shared look: white template, legend in a row across the top (above any subplot titles)."""
+    top = top + (30 if title else 0)
     fig.update_layout(
         template=_TEMPLATE, height=height, uirevision=uirevision, hovermode="x unified",
-        margin=dict(l=60, r=20, t=60 if title else 40, b=50),
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0, title_text=""),
-        title=dict(text=title, x=0, xanchor="left", font=dict(size=16)) if title else None,
+        margin=dict(l=60, r=20, t=top, b=50),
+        legend=dict(orientation="h", yref="container", y=1.0 if not title else 0.995 - 34 / height,
+                    yanchor="top", xanchor="left", x=0, title_text="", font=dict(size=12)),
+        title=dict(text=title, x=0, xanchor="left", y=0.995, yanchor="top", yref="container", font=dict(size=16))
+        if title else None,
         font=dict(size=13),
     )
     return fig
@@ -154,7 +158,7 @@ def eval_figure(loss: pd.DataFrame, accuracy: pd.DataFrame | None, *, x_title: s
     fig.update_yaxes(title_text="loss", type="log" if log_y else "linear", row=1, col=1)
     for c in range(1, cols + 1):
         fig.update_xaxes(title_text=x_title, row=1, col=c)
-    return _layout(fig, height=height, uirevision=uirevision)
+    return _layout(fig, height=height, uirevision=uirevision, top=70)
 
 
 _SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "star"]
@@ -237,7 +241,7 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
     fig.update_yaxes(range=[rho_range[0] - 0.05, rho_range[1] + 0.05], title_text="ρ", row=r0 + 1, col=1)
     fig.update_yaxes(title_text="iterations", rangemode="tozero", row=r0 + 2, col=1)
     fig.update_xaxes(title_text=x_title, row=rows, col=1)
-    return _layout(fig, height=height, uirevision=uirevision)
+    return _layout(fig, height=height, uirevision=uirevision, top=80)
 
 
 # -- geometry (paper Figure 1) -------------------------------------------------------------------------------

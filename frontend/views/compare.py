@@ -9,6 +9,7 @@ from frontend import charts, series
 from frontend.api_client import ApiError
 from frontend.images import upscale_png
 from frontend.live import LiveData
+from frontend.live_chart import live_plotly_chart
 from frontend.settings import get_settings
 from frontend.ui import PAGES, call, client, meta, run_title, status_text
 
@@ -64,7 +65,7 @@ def current_runs() -> list[dict[str, Any]]:
     return [call(api.get_run, i) for i in selection[1]]
 
 
-controls = st.columns([3, 1, 1, 2])
+controls = st.columns([3, 1.2, 1.4, 2.4])
 axis = controls[0].segmented_control("x-axis", list(series.X_AXES), key="cmp_axis", default="backprops",
                                      required=True) or "backprops"
 log_y = controls[1].toggle("Log scale", key="cmp_log", value=True)
@@ -140,16 +141,16 @@ def _render(runs: list[dict[str, Any]]) -> None:
     uirev = f"{selection}-{axis}-{log_y}"
     loss = series.build_curves(runs, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
                                max_points=settings.plot_points, aggregate=bands)
-    st.plotly_chart(charts.curve_figure(loss, x_title=x_title, y_title="training loss (minibatch)", log_y=log_y,
-                                        title="Training loss", uirevision=uirev),
-                    key="chart_loss", width="stretch")
+    st.subheader("Training loss")
+    live_plotly_chart(charts.curve_figure(loss, x_title=x_title, y_title="minibatch loss", log_y=log_y,
+                                          uirevision=uirev), key="chart_loss")
     test_loss = series.build_curves(runs, store.evals, x=x_col, y="test_loss", max_points=settings.plot_points,
                                     aggregate=bands)
     test_acc = series.build_curves(runs, store.evals, x=x_col, y="test_accuracy", max_points=settings.plot_points,
                                    aggregate=bands)
     st.subheader("Evaluation")
-    st.plotly_chart(charts.eval_figure(test_loss, test_acc, x_title=x_title, log_y=log_y, uirevision=uirev),
-                    key="chart_eval", width="stretch")
+    live_plotly_chart(charts.eval_figure(test_loss, test_acc, x_title=x_title, log_y=log_y, uirevision=uirev),
+                      key="chart_eval")
 
     tr_runs = [r for r in runs if str(r.get("optimizer", "")).startswith("tr-")]
     if tr_runs:
@@ -164,9 +165,8 @@ def _render(runs: list[dict[str, Any]]) -> None:
         tr = series.tr_frame(picked, store.metrics, x=x_col, max_points=settings.plot_points)
         tr_loss = series.build_curves(picked, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
                                       max_points=settings.plot_points, aggregate=False)
-        st.plotly_chart(charts.tr_internals_figure(tr, tr_loss, x_title=x_title, log_y=log_y, uirevision=uirev,
-                                                   thresholds=series.tr_thresholds(picked)),
-                        key="chart_tr", width="stretch")
+        live_plotly_chart(charts.tr_internals_figure(tr, tr_loss, x_title=x_title, log_y=log_y, uirevision=uirev,
+                                                     thresholds=series.tr_thresholds(picked)), key="chart_tr")
 
     recon = [r for r in runs if models.get((r.get("config") or {}).get("model"), {}).get("task") == "reconstruction"]
     if recon:

@@ -41,7 +41,7 @@ for m in methods:
     except ValueError as exc:
         st.error(f"{labels[m]}: {exc}")
 st.plotly_chart(charts.geometry_figure(problem, trajectories, every=int(every), height=480), key="geo_chart",
-                width="stretch")
+                width="stretch", theme=None)
 
 fstar = problem.value(problem.minimizer)
 rows = [{"method": t.label, "iterations": len(t.steps), "rejected": int((~t.accepted).sum()),

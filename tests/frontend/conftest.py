@@ -53,8 +53,11 @@ def _decode(obj):
 
 
 def figures(at: AppTest) -> list[dict]:
-    """The Plotly figure specs rendered on the page, in order (arrays decoded to lists)."""
-    return [_decode(json.loads(e.proto.spec)) for e in at.get("plotly_chart")]
+    """The Plotly figures on the page (st.plotly_chart, then the live charts), arrays decoded to lists."""
+    static = [_decode(json.loads(e.proto.spec)) for e in at.get("plotly_chart")]
+    live = [_decode(json.loads(e.proto.json)["figure"]) for e in at.get("bidi_component")
+            if e.proto.component_name == "trustlab_live_plotly"]
+    return static + live
 
 
 def texts(elements) -> str:

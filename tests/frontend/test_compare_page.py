@@ -110,3 +110,15 @@ def test_pick_individual_runs(api, open_page):
     assert at.multiselect(key="cmp_runs").value == [2]
     at.multiselect(key="cmp_runs").set_value([a["id"], 2]).run()
     assert {"Adam", "SGD"} <= set(_names(figures(at)[0]))
+
+
+def test_live_charts_keep_their_identity_across_updates(api, open_page):
+    a = api.add_run("tr-uniform", status="running", steps=30)
+    api.add_comparison("live", [a])
+    at = open_page("compare")
+    ids = [e.proto.id for e in at.get("bidi_component")]
+    assert len(ids) == 3
+    api.points[a["id"]] += metric_points(10, tr=True, start=31)
+    at.run()
+    assert [e.proto.id for e in at.get("bidi_component")] == ids  # same element: Plotly.react keeps the zoom
+    assert figures(at)[0]["layout"]["uirevision"]

@@ -1,0 +1,113 @@
+"""A Plotly chart that updates in place (Plotly.react), so live refreshes keep the user's zoom.
+
+``st.plotly_chart`` derives its element identity from the figure, so every refresh with new points mounts a
+new chart and the zoom is lost. This custom component (``st.components.v2``) keeps one chart per key and
+hands each new figure to ``Plotly.react``; the figure's ``layout.uirevision`` then preserves zoom and pan.
+Plotly's JavaScript comes from the installed ``plotly`` package, served as an app static file
+(``server.enableStaticServing`` in ``.streamlit/config.toml``).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import plotly
+import plotly.graph_objects as go
+import streamlit as st
+
+__all__ = ["STATIC_DIR", "ensure_plotly_js", "plotly_js_url", "figure_payload", "live_plotly_chart"]
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_JS_NAME = "plotly.min.js"
+
+_JS = r"""
+function loadPlotly(src) {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!window.__trustlabPlotly) {
+    window.__trustlabPlotly = new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = src;
+      s.async = true;
+      s.onload = () => resolve(window.Plotly);
+      s.onerror = () => { window.__trustlabPlotly = null; reject(new Error("could not load " + src)); };
+      document.head.appendChild(s);
+    });
+  }
+  return window.__trustlabPlotly;
+}
+
+export default function (component) {
+  const { data, parentElement } = component;
+  let root = parentElement.querySelector(":scope > .trustlab-plot");
+  if (!root) {
+    root = document.createElement("div");
+    root.className = "trustlab-plot";
+    root.style.width = "100%";
+    parentElement.appendChild(root);
+  }
+  root.style.height = data.height + "px";
+  root.dataset.points = String(data.points);
+  loadPlotly(data.src)
+    .then((Plotly) => {
+      const layout = Object.assign({}, data.figure.layout, { autosize: true, height: data.height });
+      return Plotly.react(root, data.figure.data, layout, data.config).then(() => {
+        if (!root.__trustlabResize) {
+          root.__trustlabResize = new ResizeObserver(() => Plotly.Plots.resize(root));
+          root.__trustlabResize.observe(root);
+        }
+      });
+    })
+    .catch((err) => { root.textContent = "Chart unavailable: " + err.message; });
+  return () => {
+    if (root.__trustlabResize) root.__trustlabResize.disconnect();
+    if (window.Plotly) window.Plotly.purge(root);
+  };
+}
+"""
+
+_component = st.components.v2.component("trustlab_live_plotly", js=_JS, isolate_styles=False)
+
+
+def ensure_plotly_js(static_dir: Path = STATIC_DIR) -> Path:
+    """Copy the installed plotly package's ``plotly.min.js`` into ``static_dir`` (once per version)."""
+    src = Path(plotly.__file__).resolve().parent / "package_data" / _JS_NAME
+    dst = static_dir / _JS_NAME
+    if not dst.exists() or dst.stat().st_size != src.stat().st_size:
+        static_dir.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_suffix(".tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+    return dst
+
+
+def plotly_js_url() -> str:
+    """Where the browser finds Plotly: Streamlit serves ``frontend/static/`` at ``app/static/``."""
+    return f"app/static/{_JS_NAME}?v={plotly.__version__}"
+
+
+def _count_points(fig: dict[str, Any]) -> int:
+    total = 0
+    for trace in fig.get("data", []):
+        x = trace.get("x")
+        if isinstance(x, list):
+            total += len(x)
+        elif isinstance(x, dict) and "bdata" in x:
+            total += len(x["bdata"]) * 3 // 4 // max(1, {"f8": 8, "f4": 4, "i8": 8, "i4": 4, "i2": 2, "i1": 1,
+                                                         "u1": 1}.get(x.get("dtype", "f8"), 8))
+    return total
+
+
+def figure_payload(fig: go.Figure, *, height: int | None = None) -> dict[str, Any]:
+    """The JSON the component receives: the figure, its height, Plotly's URL and a point count."""
+    spec = json.loads(fig.to_json())
+    h = int(height or spec.get("layout", {}).get("height") or 420)
+    return {"figure": spec, "height": h, "src": plotly_js_url(), "points": _count_points(spec),
+            "config": {"displaylogo": False, "responsive": True}}
+
+
+def live_plotly_chart(fig: go.Figure, *, key: str, height: int | None = None) -> None:
+    """Show ``fig``; later calls with the same ``key`` update the same chart in place (zoom kept)."""
+    payload = figure_payload(fig, height=height)
+    _component(key=key, data=payload, height=payload["height"])

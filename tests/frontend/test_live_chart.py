@@ -1,0 +1,22 @@
+"""Tests for frontend.live_chart: the payload of the in-place Plotly component and the Plotly JS copy."""
+import plotly
+import plotly.graph_objects as go
+
+from frontend.live_chart import ensure_plotly_js, figure_payload, plotly_js_url
+
+
+def test_payload_carries_figure_height_and_point_count():
+    fig = go.Figure([go.Scatter(x=list(range(10)), y=list(range(10))), go.Scatter(x=[1.0, 2.0], y=[3.0, 4.0])])
+    fig.update_layout(height=333, uirevision="keep")
+    p = figure_payload(fig)
+    assert p["height"] == 333 and p["points"] == 12
+    assert p["figure"]["layout"]["uirevision"] == "keep"
+    assert p["src"] == plotly_js_url() and plotly.__version__ in p["src"]
+    assert figure_payload(fig, height=100)["height"] == 100
+
+
+def test_plotly_js_is_copied_once(tmp_path):
+    dst = ensure_plotly_js(tmp_path)
+    assert dst.name == "plotly.min.js" and dst.stat().st_size > 1_000_000
+    mtime = dst.stat().st_mtime_ns
+    assert ensure_plotly_js(tmp_path).stat().st_mtime_ns == mtime
