@@ -1,0 +1,58 @@
+"""bench's pure helpers: goals, figure records, the stdout table, percentiles, CPU model parsing."""
+import pytest
+
+from bench.machine import cpu_model
+from bench.table import FIGURE_BY_KEY, FIGURES, build_table, figure_entry, goal_met
+from bench.timing import percentile
+
+REQUIRED = {"hvp_over_grad_mlp", "hvp_over_grad_autoencoder", "tr_non_derivative_share", "logging_overhead_ratio",
+            "metrics_p95_ms", "incremental_p95_ms", "live_latency_s"}
+
+
+def test_every_required_key_is_a_figure():
+    assert REQUIRED <= {f.key for f in FIGURES}
+
+
+def test_goal_met_is_an_upper_bound():
+    fig = FIGURE_BY_KEY["hvp_over_grad_mlp"]
+    assert goal_met(fig, 1.5) is True
+    assert goal_met(fig, 1.51) is False
+    assert goal_met(fig, None) is None
+    assert goal_met(FIGURE_BY_KEY["hvp_over_grad_autoencoder"], 9.0) is None  # no goal
+
+
+def test_missing_value_needs_a_reason():
+    with pytest.raises(ValueError, match="reason"):
+        figure_entry("live_latency_s", None, device="cpu", machine="m", reason=None)
+    e = figure_entry("live_latency_s", None, device="cpu", machine="m", reason="backend not available")
+    assert e["value"] is None and e["met"] is None and e["reason"] == "backend not available"
+
+
+def test_table_shows_values_goals_and_reasons():
+    figures = {
+        "hvp_over_grad_mlp": figure_entry("hvp_over_grad_mlp", 1.23, device="cpu", machine="m"),
+        "tr_non_derivative_share": figure_entry("tr_non_derivative_share", 0.25, device="cpu", machine="m"),
+        "metrics_p95_ms": figure_entry("metrics_p95_ms", None, device="cpu", machine="m", reason="no backend"),
+    }
+    text = build_table(figures)
+    lines = text.splitlines()
+    row = next(line for line in lines if line.startswith("HVP / gradient, F-MNIST MLP"))
+    assert "1.23" in row and "≤ 1.50" in row and "yes" in row
+    share = next(line for line in lines if line.startswith("TR step time"))
+    assert "25.0%" in share and "NO" in share
+    assert "n/a — metrics_p95_ms: no backend" in text
+    assert "not run" in next(line for line in lines if line.startswith("record reported"))
+
+
+def test_percentile_interpolates():
+    xs = [float(i) for i in range(1, 101)]
+    assert percentile(xs, 50) == pytest.approx(50.5)
+    assert percentile(xs, 95) == pytest.approx(95.05)
+    assert percentile([3.0], 95) == 3.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_cpu_model_from_cpuinfo():
+    text = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t: fpu\n"
+    assert cpu_model(text) == "AMD EPYC 7B13"
