@@ -250,12 +250,21 @@ _METHOD_COLORS = {"gd": OPTIMIZER_COLORS["sgd"], "adagrad": OPTIMIZER_COLORS["ad
                   "tr-uniform": OPTIMIZER_COLORS["tr-uniform"], "tr-adagrad": OPTIMIZER_COLORS["tr-adagrad"]}
 
 
-def _window(problem: Any, pad: float = 0.6) -> tuple[tuple[float, float], tuple[float, float]]:
-    pts = np.stack([problem.start, problem.minimizer])
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    span = max(hi - lo) * 0.5 + pad
-    mid = (lo + hi) / 2
-    return (mid[0] - span, mid[0] + span), (mid[1] - span, mid[1] + span)
+def _window(problem: Any, trajectories: Sequence[Any], pad: float = 0.5
+            ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """A square view around start and minimizer that also fits the iterates and regions (of a sane size)."""
+    core = np.stack([problem.start, problem.minimizer])
+    lo, hi = core.min(axis=0), core.max(axis=0)
+    mid, half = (lo + hi) / 2, max(hi - lo) / 2 + pad
+    pts = [core]
+    for t in trajectories:
+        pts.append(t.iterates)
+        pts.extend(r.boundary(33) for r in t.regions)
+    allpts = np.concatenate(pts)
+    allpts = allpts[np.all(np.abs(allpts - mid) <= 2.5 * half, axis=1)]  # ignore diverging iterates
+    lo, hi = allpts.min(axis=0), allpts.max(axis=0)
+    mid, half = (lo + hi) / 2, max(hi - lo) / 2 * 1.04
+    return (mid[0] - half, mid[0] + half), (mid[1] - half, mid[1] + half)
 
 
 def geometry_figure(problem: Any, trajectories: Sequence[Any], *, every: int = 2, height: int = 520,
@@ -275,23 +284,23 @@ def geometry_figure(problem: Any, trajectories: Sequence[Any], *, every: int = 2
     nrows = -(-n // cols)
     fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[t.label for t in trajectories],
                         horizontal_spacing=0.06, vertical_spacing=0.1)
-    (x0, x1), (y0, y1) = _window(problem)
+    (x0, x1), (y0, y1) = _window(problem, trajectories)
     gx, gy = np.meshgrid(np.linspace(x0, x1, 160), np.linspace(y0, y1, 160))
     fstar = problem.value(problem.minimizer)
     z = np.log10(problem.values(gx, gy) - fstar + 1e-3)
     for i, t in enumerate(trajectories):
         r, c = i // cols + 1, i % cols + 1
         color = _METHOD_COLORS.get(t.method, color_for(t.method))
-        fig.add_trace(go.Contour(x=gx[0], y=gy[:, 0], z=z, showscale=False, ncontours=18, hoverinfo="skip",
-                                 colorscale=[[0, "#f7fbff"], [1, "#c6dbef"]],
-                                 contours=dict(coloring="fill", showlines=True),
-                                 line=dict(color="rgba(80,80,80,0.35)", width=0.8)), row=r, col=c)
+        fig.add_trace(go.Contour(x=gx[0], y=gy[:, 0], z=z, showscale=False, ncontours=16, hoverinfo="skip",
+                                 colorscale=[[0, "#eef3f8"], [1, "#ffffff"]], reversescale=False,
+                                 contours=dict(coloring="heatmap", showlines=True),
+                                 line=dict(color="rgba(90,90,90,0.35)", width=0.8)), row=r, col=c)
         for k, region in enumerate(t.regions):
             if k % max(every, 1):
                 continue
             b = region.boundary()
             fig.add_trace(go.Scatter(x=b[:, 0], y=b[:, 1], mode="lines", hoverinfo="skip", showlegend=False,
-                                     line=dict(color=_rgba(color, 0.55), width=1.2)), row=r, col=c)
+                                     line=dict(color=_rgba(color, 0.7), width=1.4)), row=r, col=c)
         it = t.iterates
         fig.add_trace(go.Scatter(x=it[:, 0], y=it[:, 1], mode="lines+markers", name=t.label, showlegend=False,
                                  line=dict(color=color, width=2), marker=dict(size=5, color=color),
@@ -313,8 +322,10 @@ def geometry_figure(problem: Any, trajectories: Sequence[Any], *, every: int = 2
         fig.add_trace(go.Scatter(x=[problem.minimizer[0]], y=[problem.minimizer[1]], mode="markers",
                                  showlegend=False, hovertemplate="minimizer<extra></extra>",
                                  marker=dict(symbol="star", size=14, color="#111")), row=r, col=c)
-        fig.update_xaxes(range=[x0, x1], row=r, col=c, showgrid=False, zeroline=False)
-        fig.update_yaxes(range=[y0, y1], row=r, col=c, showgrid=False, zeroline=False,
+        fig.update_xaxes(range=[x0, x1], row=r, col=c, showgrid=False, zeroline=False, constrain="domain",
+                         showline=True, linecolor="#bbb", mirror=True)
+        fig.update_yaxes(range=[y0, y1], row=r, col=c, showgrid=False, zeroline=False, constrain="domain",
+                         showline=True, linecolor="#bbb", mirror=True,
                          scaleanchor=f"x{'' if i == 0 else i + 1}", scaleratio=1)
     fig.update_layout(template=_TEMPLATE, height=height * nrows, margin=dict(l=40, r=20, t=50, b=40),
                       showlegend=False, hovermode="closest")

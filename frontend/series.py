@@ -26,6 +26,7 @@ __all__ = [
     "runs_table",
     "pick_reconstruction",
     "format_budget",
+    "format_time",
     "tr_thresholds",
 ]
 
@@ -252,7 +253,8 @@ def tr_frame(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFrame], 
     return pd.concat(parts, ignore_index=True)
 
 
-def _when(ts: str | None) -> str:
+def format_time(ts: str | None) -> str:
+    """An API timestamp (ISO, UTC) in local time, to the second; ``""`` for none."""
     if not ts:
         return ""
     try:
@@ -290,7 +292,7 @@ def runs_table(runs: list[Mapping[str, Any]], comparisons: Mapping[int, str] | N
             "dataset / model": f"{cfg.get('dataset', '?')} / {cfg.get('model', '?')}",
             "budget": format_budget(cfg.get("budget")),
             "device": r.get("device") or "",
-            "started": _when(r.get("started_at")) or ("waiting" if r.get("status") == "queued" else ""),
+            "started": format_time(r.get("started_at")) or ("waiting" if r.get("status") == "queued" else ""),
             "error": r.get("error") or "",
         })
     df = pd.DataFrame(rows, columns=["id", "run", "comparison", "status", "progress", "dataset / model", "budget",

@@ -79,8 +79,8 @@ PROBLEMS: dict[str, Quadratic] = {
         _quadratic("well-conditioned", "Well-conditioned", (1.0, 2.0), 0.0, (1.0, 0.5), (-2.5, 2.0), 0.3, 0.6,
                    "A = diag(1, 2): circles are almost the right shape."),
         _quadratic("ill-conditioned", "Ill-conditioned", (0.5, 10.0), 0.0, (1.0, 0.5), (-2.5, 2.0), 0.18, 0.6,
-                   "A = diag(0.5, 10), condition 20 along the axes: GD zig-zags, Adagrad's ellipse stretches "
-                   "along the flat direction."),
+                   "A = diag(0.5, 10), axis-aligned: GD zig-zags across the valley, Adagrad's ellipses "
+                   "stretch along the flat direction."),
         _quadratic("tilted", "Tilted (rotated 35°)", (0.5, 10.0), 35.0, (1.0, 0.5), (-2.5, 2.0), 0.18, 0.6,
                    "The ill-conditioned quadratic rotated by 35°: the valley is off-axis, so diagonal "
                    "ellipses fit it only partly."),

@@ -10,14 +10,15 @@ from trainer import geometry
 
 st.title("Geometry")
 st.markdown(
-    "Gradient descent minimizes the linear model $g^\\top s$ inside a **ball** ‖s‖ ≤ η‖g‖; Adagrad's step "
-    "$s = -\\eta M^{-1} g$ with $M = \\mathrm{diag}(\\sqrt{\\textstyle\\sum_t g_t^2})$ minimizes the same model "
-    "inside the **ellipse** ‖s‖$_M$ ≤ Δ = η‖g‖$_{M^{-1}}$. A first-order trust-region method picks Δ itself "
-    "from ρ = actual / predicted decrease (rejected steps in red). The paper draws every other region.")
+    r"Gradient descent minimizes the linear model $g^\top s$ inside the **ball** $\|s\| \le \eta\|g\|$. Adagrad's "
+    r"step $s = -\eta M^{-1} g$, $M = \mathrm{diag}\big(\sqrt{\textstyle\sum_t g_t^2}\big)$, minimizes the same model "
+    r"inside the **ellipse** $\|s\|_M \le \Delta = \eta\|g\|_{M^{-1}}$ (paper Fig. 1). A first-order trust-region "
+    r"method picks $\Delta$ itself from $\rho$ = actual / predicted decrease; its rejected steps are drawn in red.")
 
 problems = geometry.PROBLEMS
 c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
-name = c1.selectbox("Problem", list(problems), format_func=lambda n: problems[n].label, key="geo_problem")
+name = c1.selectbox("Problem", list(problems), index=list(problems).index("ill-conditioned"),
+                    format_func=lambda n: problems[n].label, key="geo_problem")
 problem = problems[name]
 grid = sorted({float(f"{v:.3g}") for v in np.geomspace(0.01, 2.0, 25)} | {problem.gd_lr, problem.adagrad_lr})
 lr_gd = c2.select_slider("Step size η, gradient descent / TR uniform", options=grid, value=problem.gd_lr,
@@ -25,8 +26,8 @@ lr_gd = c2.select_slider("Step size η, gradient descent / TR uniform", options=
 lr_ada = c3.select_slider("Step size η, Adagrad / TR Adagrad", options=grid, value=problem.adagrad_lr,
                           key=f"geo_lr_ada_{name}")
 steps = c4.number_input("Iterations", min_value=1, max_value=500, value=30, step=5, key="geo_steps")
-st.caption(f"{problem.description} Condition number {problem.condition_number:.0f}; GD converges for "
-           f"η < 2/λ_max = {2 / np.linalg.eigvalsh(problem.A)[-1]:.3g}.")
+st.caption(f"{problem.description} Condition number {problem.condition_number:.0f}: gradient descent "
+           f"converges for η < 2/λ_max = {2 / np.linalg.eigvalsh(problem.A)[-1]:.3g}.")
 
 labels = {m: spec[0] for m, spec in geometry.METHODS.items()}
 m1, m2 = st.columns([4, 1])

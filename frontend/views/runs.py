@@ -55,8 +55,11 @@ def tables() -> None:
     for problem in st.session_state.pop("runs_problems", []):
         st.error(problem, icon=":material/block:")
 
+    table = series.runs_table(runs, names)
+    if not table["error"].astype(bool).any():
+        table = table.drop(columns="error")
     st.dataframe(
-        series.runs_table(runs, names), hide_index=True, width="stretch",
+        table, hide_index=True, width="stretch",
         column_config={
             "id": st.column_config.NumberColumn("id", format="#%d", width="small"),
             "progress": st.column_config.ProgressColumn("progress", help="fraction of the budget used",
@@ -69,7 +72,7 @@ def tables() -> None:
         st.error(f"{run_title(r)} {r['status']}: {r['error']}", icon=":material/error:")
 
     by_id = {r["id"]: r for r in runs}
-    c1, c2 = st.columns([4, 2], vertical_alignment="bottom")
+    c1, c2 = st.columns([3, 3], vertical_alignment="bottom")
     picked = c1.multiselect("Runs to act on", list(by_id), key="runs_picked",
                             format_func=lambda i: f"{run_title(by_id[i])} · {by_id[i]['status']}")
     b1, b2, b3 = c2.columns(3)
@@ -86,12 +89,13 @@ def tables() -> None:
     if comparisons:
         st.subheader("Comparisons")
         rows: list[dict[str, Any]] = [{"id": c["id"], "name": c["name"], "status": c.get("status", ""),
-                                       "runs": len(c.get("run_ids") or []), "created": c.get("created_at", "")}
+                                       "runs": len(c.get("run_ids") or []),
+                                       "created": series.format_time(c.get("created_at"))}
                                       for c in sorted(comparisons, key=lambda c: -c["id"])]
         st.dataframe(rows, hide_index=True, width="stretch",
                      column_config={"id": st.column_config.NumberColumn("id", format="#%d", width="small")})
         cmp_by_id = {c["id"]: c for c in comparisons}
-        d1, d2 = st.columns([4, 2], vertical_alignment="bottom")
+        d1, d2 = st.columns([3, 3], vertical_alignment="bottom")
         cid = d1.selectbox("Comparison", sorted(cmp_by_id, reverse=True), key="runs_comparison",
                            format_func=lambda i: f"#{i} {cmp_by_id[i]['name']} · {cmp_by_id[i].get('status', '')}")
         e1, e2 = d2.columns(2)

@@ -10,7 +10,7 @@ def test_default_figure_has_all_methods(open_page, api):
     assert titles == ["Gradient descent", "Adagrad", "1st-order TR (uniform)", "1st-order TR (Adagrad)"]
     table = at.dataframe[0].value
     assert table["method"].tolist() == titles
-    assert "Condition number 2;" in texts(at.caption)
+    assert "Condition number 20:" in texts(at.caption)  # the paper's Figure 1 problem by default
 
 
 def test_problem_and_step_size_change_the_figure(open_page, api):
