@@ -190,9 +190,10 @@ def _loss_series(conn: Connection, run_id: int, lower: int, upper: int | None = 
     if upper is not None:
         cond &= _M.c.step < upper
     rows = conn.execute(select(_M.c.step, _M.c.train_loss).where(cond).order_by(_M.c.step)).all()
-    steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    losses = np.fromiter((np.nan if r[1] is None else r[1] for r in rows), dtype=np.float64, count=len(rows))
-    return steps, losses
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    steps, losses = zip(*rows)
+    return np.array(steps, dtype=np.int64), np.array(losses, dtype=np.float64)
 
 
 def _full_rows(conn: Connection, run_id: int, steps: list[int]) -> list[dict[str, Any]]:
@@ -200,9 +201,37 @@ def _full_rows(conn: Connection, run_id: int, steps: list[int]) -> list[dict[str
     query = select(*columns).where(_M.c.run_id == run_id, _M.c.step.in_(bindparam("steps", expanding=True)))
     points: list[dict[str, Any]] = []
     for i in range(0, len(steps), _IN_CHUNK):
-        points += _rows_to_points(conn.execute(query, {"steps": steps[i:i + _IN_CHUNK]}), METRIC_COLUMNS)
+        points += _rows_to_points(conn.execute(query, {"steps": steps[i:i + _IN_CHUNK]}).all(), METRIC_COLUMNS)
     points.sort(key=lambda p: p["step"])
     return points
+
+
+def _block_candidates(conn: Connection, run_id: int, lower: int, blocks: list[tuple]
+                      ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Candidate (steps, losses) for downsampling and the point count, from block rollups plus raw edge rows.
+
+    Candidates: the raw rows before the first full block, each block's min- and max-loss steps (in step
+    order), the raw rows after the last block; the range's first and last steps are always among them.
+    """
+    columns = list(zip(*blocks))  # column-wise: much faster than per-Row access
+    ints = np.array(columns[:5], dtype=np.int64).T  # first, last, count, min_step, max_step
+    lo, hi = (np.array(c, dtype=np.float64) for c in columns[5:])  # None → NaN
+    head_steps, head_losses = _loss_series(conn, run_id, lower, int(ints[0, 0]))
+    tail_steps, tail_losses = _loss_series(conn, run_id, int(ints[-1, 1]))
+    total = len(head_steps) + int(ints[:, 2].sum()) + len(tail_steps)
+    min_first = ints[:, 3] <= ints[:, 4]
+    pair_steps = np.where(min_first[:, None], ints[:, 3:5], ints[:, 4:2:-1]).ravel()
+    pair_losses = np.where(min_first[:, None], np.stack((lo, hi), 1), np.stack((hi, lo), 1)).ravel()
+    edges_first = [] if len(head_steps) else [int(ints[0, 0])]
+    edges_last = [] if len(tail_steps) else [int(ints[-1, 1])]
+    mid_steps = np.concatenate((np.asarray(edges_first, dtype=np.int64), pair_steps,
+                                np.asarray(edges_last, dtype=np.int64)))
+    mid_losses = np.concatenate((np.full(len(edges_first), np.nan), pair_losses, np.full(len(edges_last), np.nan)))
+    fresh = np.ones(len(mid_steps), dtype=bool)
+    fresh[1:] = mid_steps[1:] != mid_steps[:-1]  # a block whose min and max (or first) coincide
+    steps = np.concatenate((head_steps, mid_steps[fresh], tail_steps))
+    losses = np.concatenate((head_losses, mid_losses[fresh], tail_losses))
+    return steps, losses, total
 
 
 def metrics_page(conn: Connection, run_id: int, *, since_step: int | None, max_points: int) -> dict[str, Any]:
@@ -211,38 +240,21 @@ def metrics_page(conn: Connection, run_id: int, *, since_step: int | None, max_p
     Every query is a range scan of a (run_id, step|block) primary key. Long ranges are downsampled from
     the block rollups (two candidates per 32 steps: the min- and max-loss steps) plus the raw rows of
     the partial blocks at either end, so the cost grows with n/32, not n; then only the kept steps'
-    full rows are read. Ranges with too few blocks fall back to reading (step, loss) of every row.
+    full rows are read. Ranges of fewer than ``max_points / 4`` blocks read (step, loss) of every row
+    and downsample that.
     """
     lower = -1 if since_step is None else since_step
     last_step = conn.scalar(select(func.max(_M.c.step)).where(_M.c.run_id == run_id))
     if last_step is None or last_step <= lower:
         return {"points": [], "last_step": last_step, "total": 0, "downsampled": False}
     blocks = conn.execute(
-        select(_B.c.first_step, _B.c.last_step, _B.c.count, _B.c.min_step, _B.c.min_loss, _B.c.max_step,
+        select(_B.c.first_step, _B.c.last_step, _B.c.count, _B.c.min_step, _B.c.max_step, _B.c.min_loss,
                _B.c.max_loss)
         .where(_B.c.run_id == run_id, _B.c.block >= block_of(lower + 1), _B.c.first_step > lower)
         .order_by(_B.c.block)).all()
-    if 2 * len(blocks) >= max_points:
-        head_steps, head_losses = _loss_series(conn, run_id, lower, blocks[0].first_step)
-        tail_steps, tail_losses = _loss_series(conn, run_id, blocks[-1].last_step)
-        total = len(head_steps) + sum(b.count for b in blocks) + len(tail_steps)
-        nan = float("nan")
-        mid_steps, mid_losses = [], []
-        if not len(head_steps):
-            mid_steps.append(blocks[0].first_step)
-            mid_losses.append(nan)
-        for b in blocks:
-            pair = ((b.min_step, b.min_loss), (b.max_step, b.max_loss))
-            for step, loss in (pair if b.min_step <= b.max_step else pair[::-1]):
-                if not mid_steps or step != mid_steps[-1]:
-                    mid_steps.append(step)
-                    mid_losses.append(nan if loss is None else loss)
-        if not len(tail_steps) and mid_steps[-1] != blocks[-1].last_step:
-            mid_steps.append(blocks[-1].last_step)
-            mid_losses.append(nan)
-        steps = np.concatenate((head_steps, np.asarray(mid_steps, dtype=np.int64), tail_steps))
-        losses = np.concatenate((head_losses, np.asarray(mid_losses, dtype=np.float64), tail_losses))
-    else:
+    if 4 * len(blocks) >= max_points:  # at least max_points / 2 candidates: enough detail
+        steps, losses, total = _block_candidates(conn, run_id, lower, blocks)
+    else:  # fewer than 8 * max_points rows: read them
         total = _range_count(conn, run_id, lower)
         if total <= max_points:
             columns = tuple(_M.c[name] for name in METRIC_COLUMNS)
@@ -272,7 +284,7 @@ def iter_metrics(conn: Connection, run_id: int, *, chunk: int = 5000) -> Iterato
 def evaluations(conn: Connection, run_id: int, *, since_step: int | None = None) -> list[dict[str, Any]]:
     lower = -1 if since_step is None else since_step
     columns = tuple(_E.c[name] for name in EVAL_COLUMNS)
-    rows = conn.execute(select(*columns).where(_E.c.run_id == run_id, _E.c.step > lower).order_by(_E.c.step))
+    rows = conn.execute(select(*columns).where(_E.c.run_id == run_id, _E.c.step > lower).order_by(_E.c.step)).all()
     return _rows_to_points(rows, EVAL_COLUMNS)
 
 

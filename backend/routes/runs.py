@@ -8,6 +8,7 @@ from typing import Annotated, Any, Iterator, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic_core import to_json
 
 from backend import store
 from backend.scheduler import log_path
@@ -70,15 +71,20 @@ def delete_run(run: RunDep, session: SessionDep, request: Request) -> Response:
     return Response(status_code=204)
 
 
+def _json(body: Any) -> Response:
+    """Plain dicts/lists straight to JSON bytes (pydantic-core, in Rust): the hot polling routes skip re-validation."""
+    return Response(content=to_json(body), media_type="application/json")
+
+
 @router.get("/{run_id}/metrics", response_model=MetricsPage, summary="Step metrics, incremental and downsampled")
 def metrics(run: RunDep, conn: ConnectionDep, since_step: SinceStep = None,
-            max_points: Annotated[int, Query(ge=2, le=1_000_000)] = 2000) -> dict[str, Any]:
-    return store.metrics_page(conn, run.id, since_step=since_step, max_points=max_points)
+            max_points: Annotated[int, Query(ge=2, le=1_000_000)] = 2000) -> Response:
+    return _json(store.metrics_page(conn, run.id, since_step=since_step, max_points=max_points))
 
 
 @router.get("/{run_id}/evals", response_model=EvalPage, summary="Evaluations (train/test loss and accuracy)")
-def evals(run: RunDep, conn: ConnectionDep, since_step: SinceStep = None) -> dict[str, Any]:
-    return {"points": store.evaluations(conn, run.id, since_step=since_step)}
+def evals(run: RunDep, conn: ConnectionDep, since_step: SinceStep = None) -> Response:
+    return _json({"points": store.evaluations(conn, run.id, since_step=since_step)})
 
 
 @router.get("/{run_id}/reconstructions", response_model=ReconstructionList,

@@ -117,6 +117,17 @@ def test_metrics_incremental_and_downsampled(client: TestClient) -> None:
     mid_steps = [p["step"] for p in mid["points"]]
     assert mid_steps[0] == 1001 and mid_steps[-1] == 5000 and {2222, 4321} <= set(mid_steps) and len(mid_steps) <= 50
     assert mid["total"] == 4000
+    raw = client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 1000}).json()  # < max_points/4 blocks
+    raw_steps = [p["step"] for p in raw["points"]]
+    assert raw["downsampled"] and 900 < len(raw_steps) <= 1000 and {1, 5000, 2222, 4321} <= set(raw_steps)
+
+
+def test_metrics_of_a_run_still_writing(client: TestClient) -> None:
+    run = _post(client)
+    record_run(client, run["id"], steps=3000, status=None, spike={2990: 42.0})  # open block not rolled up yet
+    page = client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 100}).json()
+    steps = [p["step"] for p in page["points"]]
+    assert page["total"] == 3000 and steps[0] == 1 and steps[-1] == 3000 and 2990 in steps and len(steps) <= 100
 
 
 def test_metrics_of_a_run_without_points(client: TestClient) -> None:

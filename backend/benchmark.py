@@ -1,0 +1,158 @@
+"""Measure the store: the worker's batch-writer throughput, logging overhead of a real run, metrics query latency.
+
+Run ``python -m backend.benchmark [--points 200000] [--no-train]``; it uses a temporary SQLite store.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from backend.settings import Settings
+
+
+class _Timed:
+    """Wraps a reporter and adds up the time spent inside it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.seconds = inner, 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        def timed(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return method(*args)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        return timed
+
+
+def _tr_record(step: int) -> dict[str, Any]:
+    return {"step": step, "backprops": 3 * step, "gradients": step, "hvps": 2 * step, "forwards": step,
+            "epoch": step / 117, "wall_time": step * 0.05, "train_loss": 1 / math.sqrt(step) + 0.01 * math.sin(step),
+            "grad_norm": 1.0, "step_norm": 0.1, "radius": 0.05, "new_radius": 0.055, "rho": 0.97, "cg_iterations": 2,
+            "cg_exit": "boundary", "accepted": True, "pred_decrease": 0.01, "actual_decrease": 0.0097,
+            "step_norm_m": 0.05}
+
+
+def _percentiles(samples: list[float]) -> str:
+    ms = sorted(s * 1000 for s in samples)
+    return f"p50 {statistics.median(ms):.1f} ms, p95 {ms[int(0.95 * (len(ms) - 1))]:.1f} ms, max {ms[-1]:.1f} ms"
+
+
+def _serve(database_url: str, log: Path) -> tuple[subprocess.Popen, str]:
+    """uvicorn with the API only (no job runner) on a free port; returns (process, base URL)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(database_url=database_url, scheduler=False)
+    env = settings.child_environment(TRUSTLAB_SCHEDULER="false")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "backend.main:app", "--host", "127.0.0.1", "--port",
+                             str(port), "--log-level", "warning"], env=env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, cwd=str(Path(__file__).resolve().parent.parent))
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--points", type=int, default=200_000, help="steps in the synthetic run (default 200000)")
+    parser.add_argument("--queries", type=int, default=50, help="requests per latency figure (default 50)")
+    parser.add_argument("--no-train", action="store_true", help="skip the real-training overhead measurement")
+    args = parser.parse_args()
+
+    import httpx
+
+    from backend import store
+    from backend.db import make_engine, make_session_factory, migrate
+    from backend.worker import StoreReporter
+    from trainer.config import RunConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        engine = make_engine(url)
+        migrate(engine)
+        sessions = make_session_factory(engine)
+
+        def new_run(body: dict[str, Any]) -> tuple[int, RunConfig]:
+            config = RunConfig.model_validate(body)
+            with sessions() as session:
+                run = store.create_run(session, config)
+                run.status = "running"
+                session.commit()
+                return run.id, config
+
+        # 1. The worker's batch writer: StoreReporter.on_step fed as fast as Python can (defaults 0.5 s / 500).
+        run_id, _ = new_run({"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "tr-uniform"},
+                             "budget": {"backprops": 3 * args.points}})
+        reporter = StoreReporter(engine, run_id, threading.Event())
+        records = [_tr_record(s) for s in range(1, args.points + 1)]
+        t0 = time.perf_counter()
+        for record in records:
+            reporter.on_step(record)
+        reporter.finish_records()
+        elapsed = time.perf_counter() - t0
+        print(f"batch writer: {args.points} TR step records in {elapsed:.2f} s = {args.points / elapsed:,.0f} records/s "
+              f"({reporter.flush_time:.2f} s inside database writes; {1e6 * elapsed / args.points:.1f} us per on_step)")
+        del records
+
+        # 2. Metrics latency: a separate API process (uvicorn), requests over loopback HTTP with keep-alive.
+        proc, base = _serve(url, Path(tmp) / "uvicorn.log")
+        try:
+            with httpx.Client(base_url=base, timeout=30) as http:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        if http.get("/api/health").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise SystemExit((Path(tmp) / "uvicorn.log").read_text())
+                    time.sleep(0.1)
+                path = f"/api/runs/{run_id}/metrics"
+                for label, params in (("full range, max_points=2000", {"max_points": 2000}),
+                                      ("full range, max_points=500", {"max_points": 500}),
+                                      ("last 10% via since_step, max_points=2000",
+                                       {"since_step": int(args.points * 0.9), "max_points": 2000}),
+                                      ("live poll, since_step = last - 20", {"since_step": args.points - 20})):
+                    http.get(path, params=params)
+                    samples = []
+                    for _ in range(args.queries):
+                        t0 = time.perf_counter()
+                        r = http.get(path, params=params)
+                        samples.append(time.perf_counter() - t0)
+                    print(f"GET metrics ({label}), {args.points} points stored: {_percentiles(samples)}; "
+                          f"{len(r.json()['points'])} points returned")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+        # 3. A real run: the share of optimization time spent in the reporter (tiny MLP steps: the worst case).
+        if not args.no_train:
+            from trainer import run as train
+
+            run2, config = new_run({"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "sgd"},
+                                    "budget": {"epochs": 1}, "eval_every": 100000, "test_subset": 1000})
+            timed = _Timed(StoreReporter(engine, run2, threading.Event()))
+            t0 = time.perf_counter()
+            summary = train(config, timed)
+            total = time.perf_counter() - t0
+            print(f"real run (Fashion-MNIST MLP, SGD, 1 epoch = {summary['steps']} steps; {summary['wall_time']:.2f} s "
+                  f"optimizing, {total:.2f} s in all): {timed.seconds * 1000:.0f} ms inside the reporter = "
+                  f"{100 * timed.seconds / summary['wall_time']:.2f}% of the optimization time")
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
