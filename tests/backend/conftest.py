@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from sqlalchemy import update
 
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from backend.main import create_app
 from backend.settings import Settings
+from backend.tables import Run
 from backend.worker import StoreReporter, finish_run
 
 FAKE_TRAINER = "tests.backend.fake_trainer:run"
@@ -76,7 +78,7 @@ def record_run(client: TestClient, run_id: int, *, steps: int = 0, evals: tuple[
     """Write records for a queued run as a worker would (StoreReporter), then give it a final status."""
     engine = client.app.state.engine
     with engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE runs SET status='running' WHERE id=?", (run_id,))
+        conn.execute(update(Run).where(Run.id == run_id).values(status="running"))
     rep = StoreReporter(engine, run_id, threading.Event(), flush_seconds=60, flush_records=1000)
     rep.on_start({"device": "cpu"})
     if images:

@@ -1,0 +1,119 @@
+"""The same store on PostgreSQL: migrations, the API, the batch writer and the job runner (skipped without initdb)."""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from backend.db import make_engine, migrate
+from backend.main import create_app
+from backend.tables import Base
+from tests.backend.conftest import MLP_RUN, make_settings, record_run, wait_status
+
+pytestmark = pytest.mark.slow
+
+_BIN = Path("/usr/lib/postgresql")
+
+
+def _pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(_BIN.glob(f"*/bin/{name}")) if _BIN.is_dir() else []
+    return str(versions[-1]) if versions else None
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free port; yields a server URL without database name."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
+    as_user: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="trustlab-pg-"))
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        if not shutil.which("runuser"):
+            pytest.skip("running as root without runuser")
+        as_user = ["runuser", "-u", "nobody", "--"]
+        shutil.chown(root, "nobody")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    try:
+        subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "trustlab"], check=True,
+                       capture_output=True, cwd=root)
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
+                        f"-k {root} -p {port} -h 127.0.0.1 -c fsync=off", "start"], check=True, capture_output=True, cwd=root)
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"could not start PostgreSQL: {exc.stderr.decode(errors='replace')[-300:]}")
+    try:
+        yield f"postgresql+psycopg://trustlab@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, cwd=root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def pg_url(postgres: str) -> str:
+    """A fresh, empty database for one test."""
+    name = f"t{os.getpid()}_{next(_names)}"
+    admin = create_engine(f"{postgres}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return f"{postgres}/{name}"
+
+
+def test_migrations_match_the_models(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    migrate(engine)
+    migrate(engine)  # idempotent
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+    engine.dispose()
+
+
+def test_api_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(tmp_path, database_url=pg_url))) as client:
+        run_id = client.post("/api/runs", json=MLP_RUN).json()["id"]
+        record_run(client, run_id, steps=4000, evals=(100, 4000), images=(100,), tr=True, spike={1234: 77.0})
+        page = client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 100}).json()
+        steps = [p["step"] for p in page["points"]]
+        assert page["total"] == 4000 and len(steps) <= 100 and {1, 1234, 4000} <= set(steps)
+        assert [p["step"] for p in client.get(f"/api/runs/{run_id}/metrics?since_step=3995").json()["points"]] == \
+            [3996, 3997, 3998, 3999, 4000]
+        assert client.get(f"/api/runs/{run_id}/reconstructions/100.png").content == b"\x89PNG step 100"
+        assert client.post("/api/runs", json={**MLP_RUN, "budget": {}}).status_code == 422
+        comp = client.post("/api/comparisons", json={"name": "pg", "dataset": "fashion-mnist", "model": "mlp",
+                                                     "budget": {"backprops": 5}, "seeds": [0, 1],
+                                                     "optimizers": [{"name": "sgd"}, {"name": "adam"}]})
+        assert comp.status_code == 201 and len(comp.json()["run_ids"]) == 4
+        assert client.get("/api/runs?status=queued").json()["total"] == 4
+        assert client.delete(f"/api/runs/{run_id}").status_code == 204
+        assert client.get("/api/runs").json()["total"] == 4
+
+
+def test_job_runner_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(tmp_path, database_url=pg_url, scheduler=True))) as client:
+        done = client.post("/api/runs", json=MLP_RUN).json()["id"]
+        long = client.post("/api/runs", json={**MLP_RUN, "budget": {"seconds": 60}}).json()["id"]
+        assert wait_status(client, done, ("completed",))["last_step"] == 50
+        wait_status(client, long, ("running",))
+        client.post(f"/api/runs/{long}/cancel")
+        assert wait_status(client, long, ("cancelled",), timeout=10)["status"] == "cancelled"
