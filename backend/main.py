@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from backend.db import make_engine, make_session_factory, migrate
 from backend.routes import api_router
+from backend.routes.meta import dataset_availability
 from backend.scheduler import Scheduler
 from backend.settings import Settings, get_settings
 from backend.store import Conflict
@@ -25,6 +27,11 @@ log = logging.getLogger("trustlab")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A trustlab API. ``settings`` default: from the ``TRUSTLAB_*`` environment."""
     settings = settings or get_settings()
+    if not log.handlers:  # uvicorn configures only its own loggers
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -35,9 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = make_session_factory(engine)
         scheduler = Scheduler(settings, engine) if settings.scheduler else None
         app.state.scheduler = scheduler
+        # The dataset check imports torch (seconds): do it now, off the request path.
+        threading.Thread(target=dataset_availability, args=(str(settings.data_dir),), daemon=True).start()
         if scheduler is not None:
             scheduler.start()
-            log.info("trustlab: store %s, %d run slot(s) (GPUs: %s), %d torch thread(s) per run",
+            log.info("store %s, %d run slot(s) (GPUs: %s), %d torch thread(s) per run",
                      engine.url.render_as_string(hide_password=True), scheduler.plan.limit,
                      ",".join(scheduler.plan.gpus) or "none", scheduler.plan.torch_threads)
         try:

@@ -7,6 +7,7 @@ is then "cancelled" when a user asked for it and "interrupted" otherwise (the AP
 """
 from __future__ import annotations
 
+import enum
 import importlib
 import math
 import os
@@ -36,9 +37,13 @@ def _clean(value: Any) -> Any:
         return value
     if type(value) is float:
         return value if math.isfinite(value) else None
-    if hasattr(value, "item"):
+    if isinstance(value, enum.Enum):
+        return _clean(value.value)
+    if isinstance(value, (bool, int, float, str)):  # subclasses
+        return _clean(type(value).__mro__[-2](value))
+    if hasattr(value, "item"):  # numpy / torch scalars
         return _clean(value.item())
-    return value
+    return str(value)
 
 
 def clean_json(value: Any) -> Any:
@@ -49,6 +54,8 @@ def clean_json(value: Any) -> Any:
         return [clean_json(v) for v in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, enum.Enum):
+        return clean_json(value.value)
     if value is None or isinstance(value, (int, bool, str)):
         return value
     if hasattr(value, "item"):

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from backend import store
 from backend.deps import MAX_ID, ComparisonDep, SessionDep, wake_scheduler
+from backend.scheduler import log_path
 from backend.schemas import ComparisonCreate, ComparisonCreated, ComparisonDetail, ComparisonList
 
 router = APIRouter(prefix="/comparisons", tags=["comparisons"])
@@ -35,6 +36,9 @@ def get_comparison(comparison: ComparisonDep, session: SessionDep) -> dict[str, 
 
 
 @router.delete("/{comparison_id}", status_code=204, summary="Delete a comparison and its (finished) runs")
-def delete_comparison(comparison: ComparisonDep, session: SessionDep) -> Response:
+def delete_comparison(comparison: ComparisonDep, session: SessionDep, request: Request) -> Response:
+    runs = store.comparison_runs(session, [comparison.id])[comparison.id]
     store.delete_comparison(session, comparison)
+    for run in runs:
+        log_path(request.app.state.settings, run.id).unlink(missing_ok=True)
     return Response(status_code=204)
