@@ -59,7 +59,7 @@ def test_cancel_a_running_run_keeps_its_data(live_client: TestClient) -> None:
     run_id = _post(live_client, **LONG)
     wait_for(lambda: _points(live_client, run_id) >= 5)
     assert live_client.post(f"/api/runs/{run_id}/cancel").json()["status"] == "running"
-    run = wait_status(live_client, run_id, FINAL, timeout=5)
+    run = wait_status(live_client, run_id, FINAL, timeout=10)
     assert run["status"] == "cancelled" and run["error"].startswith("cancelled on request at step")
     assert run["finished_at"] and _points(live_client, run_id) >= 5
     assert live_client.delete(f"/api/runs/{run_id}").status_code == 204
