@@ -8,8 +8,8 @@ from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.downsample import minmax_indices
-from backend.schemas import ComparisonCreate, run_label
 from backend.rollup import block_of
+from backend.schemas import ComparisonCreate, run_label
 from backend.tables import (ACTIVE_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS, Comparison, Evaluation,
                             MetricBlock, Reconstruction, Run, StepMetric, utcnow)
 from trainer.config import RunConfig
@@ -176,10 +176,8 @@ def _rows_to_points(rows: Iterable[tuple], columns: tuple[str, ...]) -> list[dic
     return [dict(zip(columns, row)) for row in rows]
 
 
-def _range_count(conn: Connection, run_id: int, lower: int, upper: int | None = None) -> int:
+def _range_count(conn: Connection, run_id: int, lower: int) -> int:
     cond = (_M.c.run_id == run_id) & (_M.c.step > lower)
-    if upper is not None:
-        cond &= _M.c.step < upper
     return int(conn.scalar(select(func.count()).select_from(_M).where(cond)) or 0)
 
 

@@ -40,6 +40,8 @@ class Comparison(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (clients cache by id)
+
 
 class Run(Base):
     """One training run: its RunConfig as JSON, lifecycle and latest progress counters."""
@@ -69,6 +71,7 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_status_id", "status", "id"),
         Index("ix_runs_comparison_id", "comparison_id"),
+        {"sqlite_autoincrement": True},  # ids are never reused (clients and log files are keyed by run id)
     )
 
 

@@ -186,3 +186,10 @@ def test_unknown_ids_are_404_everywhere(client: TestClient) -> None:
     for method in ("GET", "DELETE"):
         r = client.request(method, "/api/comparisons/77")
         assert r.status_code == 404 and r.json()["detail"].startswith("comparison 77 not found")
+
+
+def test_ids_are_never_reused(client: TestClient) -> None:
+    first = _post(client)
+    client.post(f"/api/runs/{first['id']}/cancel")
+    assert client.delete(f"/api/runs/{first['id']}").status_code == 204
+    assert _post(client)["id"] == first["id"] + 1

@@ -22,7 +22,8 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('spec', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_comparisons'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_comparisons')),
+    sqlite_autoincrement=True
     )
     op.create_table('runs',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -46,7 +47,8 @@ def upgrade() -> None:
     sa.Column('started_at', sa.DateTime(), nullable=True),
     sa.Column('finished_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['comparison_id'], ['comparisons.id'], name=op.f('fk_runs_comparison_id'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_runs'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_runs')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('runs', schema=None) as batch_op:
         batch_op.create_index('ix_runs_comparison_id', ['comparison_id'], unique=False)
