@@ -118,7 +118,7 @@ def _add_curves(fig: go.Figure, curves: pd.DataFrame, *, row: int | None = None,
                                      hoverinfo="skip", showlegend=False, legendgroup=group, name=label + " ± std"),
                           **where)
         fig.add_trace(go.Scatter(x=d["x"], y=d["y"], mode="lines", name=label, legendgroup=group,
-                                 showlegend=showlegend, line=dict(color=color, width=2, dash=dashes[series]),
+                                 showlegend=showlegend, line=dict(color=color, width=1.6, dash=dashes[series]),
                                  hovertemplate="%{y:.4g}"), **where)
 
 
@@ -137,7 +137,8 @@ def curve_figure(curves: pd.DataFrame, *, x_title: str, y_title: str, log_y: boo
     fig = go.Figure()
     _add_curves(fig, curves, log_y=log_y)
     fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", showgrid=True)
-    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", showgrid=True)
+    fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", showgrid=True,
+                     dtick="D2" if log_y else None)
     return _layout(fig, height=height, uirevision=uirevision, title=title)
 
 
@@ -155,7 +156,7 @@ def eval_figure(loss: pd.DataFrame, accuracy: pd.DataFrame | None, *, x_title: s
     if has_acc:
         _add_curves(fig, accuracy, row=1, col=2, showlegend=loss.empty)
         fig.update_yaxes(title_text="accuracy", tickformat=".0%", row=1, col=2)
-    fig.update_yaxes(title_text="loss", type="log" if log_y else "linear", row=1, col=1)
+    fig.update_yaxes(title_text="loss", type="log" if log_y else "linear", dtick="D2" if log_y else None, row=1, col=1)
     for c in range(1, cols + 1):
         fig.update_xaxes(title_text=x_title, row=1, col=c)
     return _layout(fig, height=height, uirevision=uirevision, top=70)
@@ -188,7 +189,8 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
     r0 = 1
     if with_loss:
         _add_curves(fig, loss, row=1, col=1, log_y=log_y)
-        fig.update_yaxes(type="log" if log_y else "linear", title_text="loss", row=1, col=1)
+        fig.update_yaxes(type="log" if log_y else "linear", title_text="loss", dtick="D2" if log_y else None, row=1,
+                         col=1)
         r0 = 2
     runs = list(dict.fromkeys(tr["run_id"]))
     multi = len(runs) > 1
@@ -237,7 +239,7 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
     if thresholds is not None:
         for eta in thresholds:
             fig.add_hline(y=eta, line=dict(color="#999", width=1, dash="dot"), row=r0 + 1, col=1)
-    fig.update_yaxes(type="log", title_text="Δ", row=r0, col=1)
+    fig.update_yaxes(type="log", title_text="Δ", dtick="D2", row=r0, col=1)
     fig.update_yaxes(range=[rho_range[0] - 0.05, rho_range[1] + 0.05], title_text="ρ", row=r0 + 1, col=1)
     fig.update_yaxes(title_text="iterations", rangemode="tozero", row=r0 + 2, col=1)
     fig.update_xaxes(title_text=x_title, row=rows, col=1)

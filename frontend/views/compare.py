@@ -44,14 +44,13 @@ if source == "Comparison":
     if st.session_state.get("cmp_comparison") not in by_id:
         st.session_state["cmp_comparison"] = comparisons[0]["id"]
     cid = top[1].selectbox("Comparison", list(by_id), key="cmp_comparison",
-                           format_func=lambda i: f"#{i} {by_id[i]['name']} · {by_id[i]['status']} · "
-                                                 f"{len(by_id[i]['run_ids'])} runs")
+                           format_func=lambda i: f"#{i} {by_id[i]['name']} · {len(by_id[i]['run_ids'])} runs")
     selection: tuple[Any, ...] = ("comparison", cid)
 else:
     run_by_id = {r["id"]: r for r in all_runs}
     st.session_state["cmp_runs"] = [i for i in st.session_state.get("cmp_runs", [all_runs[0]["id"]]) if i in run_by_id]
     ids = top[1].multiselect("Runs", list(run_by_id), key="cmp_runs",
-                             format_func=lambda i: f"{run_title(run_by_id[i])} · {run_by_id[i]['status']}")
+                             format_func=lambda i: run_title(run_by_id[i]))
     if not ids:
         st.info("Pick one or more runs.")
         st.stop()
@@ -70,7 +69,7 @@ axis = controls[0].segmented_control("x-axis", list(series.X_AXES), key="cmp_axi
                                      required=True) or "backprops"
 log_y = controls[1].toggle("Log scale", key="cmp_log", value=True)
 bands = controls[2].toggle("Mean ± std", key="cmp_bands", value=True, help="Aggregate seeds of the same setting.")
-smoothing = controls[3].slider("Smoothing", 0.0, 0.99, key="cmp_smooth", value=0.6, step=0.01,
+smoothing = controls[3].slider("Smoothing", 0.0, 0.99, key="cmp_smooth", value=0.8, step=0.01,
                                help="Exponential moving average of the training loss (0 = raw).")
 
 x_col, x_title = series.X_AXES[axis]

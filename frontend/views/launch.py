@@ -76,7 +76,7 @@ if selected:
                         box.number_input(label, key=key, format="%g", step=None, help=h["description"])
 
 st.subheader("Budget and seeds")
-b1, b2, b3 = st.columns([2, 2, 3])
+b1, b2, b3 = st.columns([3, 2, 3])
 b1.radio("Stop after", list(BUDGET_KINDS), key=K.budget_kind, format_func=BUDGET_KINDS.get, horizontal=True)
 kind = st.session_state[K.budget_kind]
 if kind == "backprops":

@@ -74,7 +74,7 @@ def tables() -> None:
     by_id = {r["id"]: r for r in runs}
     c1, c2 = st.columns([3, 3], vertical_alignment="bottom")
     picked = c1.multiselect("Runs to act on", list(by_id), key="runs_picked",
-                            format_func=lambda i: f"{run_title(by_id[i])} · {by_id[i]['status']}")
+                            format_func=lambda i: run_title(by_id[i]))
     b1, b2, b3 = c2.columns(3)
     any_active = any(series.is_active(by_id[i]) for i in picked)
     b1.button("Cancel", key="runs_cancel", disabled=not picked or not any_active, icon=":material/stop_circle:",
@@ -97,7 +97,7 @@ def tables() -> None:
         cmp_by_id = {c["id"]: c for c in comparisons}
         d1, d2 = st.columns([3, 3], vertical_alignment="bottom")
         cid = d1.selectbox("Comparison", sorted(cmp_by_id, reverse=True), key="runs_comparison",
-                           format_func=lambda i: f"#{i} {cmp_by_id[i]['name']} · {cmp_by_id[i].get('status', '')}")
+                           format_func=lambda i: f"#{i} {cmp_by_id[i]['name']}")
         e1, e2 = d2.columns(2)
         if e1.button("Open", key="runs_open_cmp", icon=":material/monitoring:"):
             st.session_state["compare_target"] = {"comparison": cid}
