@@ -1,0 +1,17 @@
+"""Smoke test of ``python -m backend.benchmark`` (small sizes), so the measurement script keeps working."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_benchmark_runs() -> None:
+    out = subprocess.run([sys.executable, "-m", "backend.benchmark", "--points", "3000", "--queries", "3",
+                          "--no-train"], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "records/s" in out.stdout and out.stdout.count("GET metrics") == 4
