@@ -5,6 +5,7 @@ Run ``python -m backend.benchmark [--points 200000] [--no-train]``; it uses a te
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import socket
 import statistics
@@ -105,8 +106,24 @@ def main() -> None:
         print(f"batch writer: {args.points} TR step records in {elapsed:.2f} s = {args.points / elapsed:,.0f} records/s "
               f"({reporter.flush_time:.2f} s inside database writes; {1e6 * elapsed / args.points:.1f} us per on_step)")
         del records
+        gc.collect()
+        gc.freeze()  # as the API process does after startup (backend.main)
 
-        # 2. Metrics latency: a separate API process (uvicorn), requests over loopback HTTP with keep-alive.
+        # 2a. Server work per request, as CPU time of this thread (immune to other processes on a busy machine).
+        from pydantic_core import to_json
+
+        for max_points in (2000, 500):
+            wall, cpu = [], []
+            for _ in range(args.queries):
+                w0, c0 = time.perf_counter(), time.thread_time()
+                with engine.connect() as conn:
+                    to_json(store.metrics_page(conn, run_id, since_step=None, max_points=max_points))
+                cpu.append(time.thread_time() - c0)
+                wall.append(time.perf_counter() - w0)
+            print(f"metrics query + JSON in-process (full range, max_points={max_points}): CPU {_percentiles(cpu)}; "
+                  f"wall {_percentiles(wall)}")
+
+        # 2b. Metrics latency: a separate API process (uvicorn), requests over loopback HTTP with keep-alive.
         proc, base = _serve(url, Path(tmp) / "uvicorn.log")
         try:
             with httpx.Client(base_url=base, timeout=30) as http:
