@@ -15,7 +15,7 @@ from frontend.settings import get_settings  # noqa: E402
 from frontend.ui import PAGES  # noqa: E402
 
 ensure_plotly_js()  # live charts load Plotly from frontend/static/ (server.enableStaticServing)
-st.set_page_config(page_title="trustlab", page_icon=":material/blur_circular:", layout="wide")
+st.set_page_config(page_title="trustlab", page_icon="📉", layout="wide")
 
 navigation = st.navigation([
     st.Page(PAGES["launch"], title="Launch", icon=":material/rocket_launch:", default=True),

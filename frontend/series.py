@@ -25,6 +25,7 @@ __all__ = [
     "tr_frame",
     "runs_table",
     "pick_reconstruction",
+    "short_labels",
     "format_budget",
     "format_time",
     "tr_thresholds",
@@ -298,6 +299,16 @@ def runs_table(runs: list[Mapping[str, Any]], comparisons: Mapping[int, str] | N
     df = pd.DataFrame(rows, columns=["id", "run", "comparison", "status", "progress", "dataset / model", "budget",
                                      "device", "started", "error"])
     return df.sort_values("id", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def short_labels(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str]) -> dict[int, str]:
+    """Column headers: the optimizer's label (e.g. "TR RMSprop"), or the full series label where two runs
+    share an optimizer."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.get("optimizer", "")] = counts.get(r.get("optimizer", ""), 0) + 1
+    return {r["id"]: (optimizer_labels.get(r.get("optimizer", ""), series_label(r))
+                      if counts[r.get("optimizer", "")] == 1 else series_label(r)) for r in runs}
 
 
 def pick_reconstruction(steps: list[int], backprops: list[float], budget: float | None) -> int | None:

@@ -69,7 +69,7 @@ axis = controls[0].segmented_control("x-axis", list(series.X_AXES), key="cmp_axi
                                      required=True) or "backprops"
 log_y = controls[1].toggle("Log scale", key="cmp_log", value=True)
 bands = controls[2].toggle("Mean ± std", key="cmp_bands", value=True, help="Aggregate seeds of the same setting.")
-smoothing = controls[3].slider("Smoothing", 0.0, 0.99, key="cmp_smooth", value=0.8, step=0.01,
+smoothing = controls[3].slider("Smoothing", 0.0, 0.99, key="cmp_smooth", value=0.9, step=0.01,
                                help="Exponential moving average of the training loss (0 = raw).")
 
 x_col, x_title = series.X_AXES[axis]
@@ -110,6 +110,7 @@ def _reconstructions(runs: list[Mapping[str, Any]]) -> None:
     if not latest and len(budgets) > 1:
         budget = st.select_slider("At a budget of (backprops)", options=budgets, value=budgets[-1],
                                   key="cmp_recon_budget", format_func=lambda b: f"{b:,.0f}")
+    headers = series.short_labels(runs, {o["name"]: o["label"] for o in meta()["optimizers"]})
     cols = st.columns(len(runs) + 1)
     source = next((r for r in runs if listings[r["id"]].get("has_original")), None)
     with cols[0]:
@@ -120,7 +121,7 @@ def _reconstructions(runs: list[Mapping[str, Any]]) -> None:
         li = listings[r["id"]]
         step = series.pick_reconstruction(li.get("steps") or [], li.get("backprops") or [], budget)
         with col:
-            st.markdown(f"**{series.series_label(r)}**")
+            st.markdown(f"**{headers[r['id']]}**")
             if step is None:
                 st.caption("none within this budget")
                 continue
@@ -128,6 +129,24 @@ def _reconstructions(runs: list[Mapping[str, Any]]) -> None:
                 st.image(upscale_png(store.image(api, r["id"], step), 2))
             except ApiError as exc:
                 st.caption("; ".join(exc.messages))
+
+
+def _tr_section(tr_runs: list[Mapping[str, Any]], uirev: str) -> None:
+    """Radius, ρ and CG iterations of the chosen TR runs (one seed each by default)."""
+    first_seed = min(r.get("seed", 0) for r in tr_runs)
+    by_id = {r["id"]: r for r in tr_runs}
+    if st.session_state.get("cmp_tr_runs") is None or not set(st.session_state["cmp_tr_runs"]) <= set(by_id):
+        st.session_state["cmp_tr_runs"] = [r["id"] for r in tr_runs if r.get("seed", 0) == first_seed]
+    chosen = st.multiselect("TR runs", list(by_id), key="cmp_tr_runs", format_func=lambda i: run_title(by_id[i]))
+    picked = [by_id[i] for i in chosen]
+    tr = series.tr_frame(picked, store.metrics, x=x_col, max_points=settings.plot_points)
+    if tr.empty and any(series.is_active(r) for r in picked):
+        st.info("Waiting for the trust-region runs to take their first steps…", icon=":material/hourglass_top:")
+        return
+    tr_loss = series.build_curves(picked, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
+                                  max_points=settings.plot_points, aggregate=False)
+    live_plotly_chart(charts.tr_internals_figure(tr, tr_loss, x_title=x_title, log_y=log_y, uirevision=uirev,
+                                                 thresholds=series.tr_thresholds(picked)), key="chart_tr")
 
 
 def _render(runs: list[dict[str, Any]]) -> None:
@@ -154,18 +173,7 @@ def _render(runs: list[dict[str, Any]]) -> None:
     tr_runs = [r for r in runs if str(r.get("optimizer", "")).startswith("tr-")]
     if tr_runs:
         st.subheader("Trust-region internals")
-        first_seed = min(r.get("seed", 0) for r in tr_runs)
-        default = [r["id"] for r in tr_runs if r.get("seed", 0) == first_seed]
-        by_id = {r["id"]: r for r in tr_runs}
-        if st.session_state.get("cmp_tr_runs") is None or not set(st.session_state["cmp_tr_runs"]) <= set(by_id):
-            st.session_state["cmp_tr_runs"] = default
-        chosen = st.multiselect("TR runs", list(by_id), key="cmp_tr_runs", format_func=lambda i: run_title(by_id[i]))
-        picked = [by_id[i] for i in chosen]
-        tr = series.tr_frame(picked, store.metrics, x=x_col, max_points=settings.plot_points)
-        tr_loss = series.build_curves(picked, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
-                                      max_points=settings.plot_points, aggregate=False)
-        live_plotly_chart(charts.tr_internals_figure(tr, tr_loss, x_title=x_title, log_y=log_y, uirevision=uirev,
-                                                     thresholds=series.tr_thresholds(picked)), key="chart_tr")
+        _tr_section(tr_runs, uirev)
 
     recon = [r for r in runs if models.get((r.get("config") or {}).get("model"), {}).get("task") == "reconstruction"]
     if recon:

@@ -122,3 +122,14 @@ def test_live_charts_keep_their_identity_across_updates(api, open_page):
     at.run()
     assert [e.proto.id for e in at.get("bidi_component")] == ids  # same element: Plotly.react keeps the zoom
     assert figures(at)[0]["layout"]["uirevision"]
+
+
+def test_queued_tr_runs_are_waited_for_not_called_missing(api, open_page):
+    a = api.add_run("sgd", status="running", steps=30, model="autoencoder", hyperparameters={"lr": 0.05})
+    b = api.add_run("tr-rmsprop", status="queued", model="autoencoder")
+    api.add_comparison("ae", [a, b])
+    at = open_page("compare")
+    assert "Waiting for the trust-region runs" in texts(at.info)
+    assert at.multiselect(key="cmp_tr_runs").value == [b["id"]]
+    headers = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert headers == ["**Original**", "**SGD**", "**TR RMSprop**"]  # short headers, not the full run labels

@@ -145,3 +145,14 @@ def test_pick_reconstruction_and_thresholds():
     assert series.tr_thresholds([a]) == (0.01, 0.95)
     assert series.tr_thresholds([b]) == (1e-5, 0.9)
     assert series.tr_thresholds([a, b]) is None
+
+
+def test_short_labels():
+    api = FakeApi()
+    a = api.add_run("sgd", hyperparameters={"lr": 0.05})
+    b = api.add_run("adam")
+    c = api.add_run("adam", hyperparameters={"lr": 0.01})
+    a["label"] = "SGD lr=0.05 (seed 0)"
+    c["label"] = "Adam lr=0.01 (seed 0)"
+    labels = series.short_labels([a, b, c], {"sgd": "SGD", "adam": "Adam"})
+    assert labels == {a["id"]: "SGD", b["id"]: "Adam", c["id"]: "Adam lr=0.01"}
