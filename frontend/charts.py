@@ -1,7 +1,7 @@
 """Chart builders: pure functions from DataFrames (see frontend.series) to Plotly figures."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd

@@ -1,4 +1,4 @@
-"""Small Streamlit helpers shared by the pages: API calls with errors in words, status labels, meta cache."""
+"""Small Streamlit helpers shared by the pages: API calls with errors in words, run titles, the meta cache."""
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, TypeVar
@@ -8,7 +8,7 @@ import streamlit as st
 from frontend import api_client
 from frontend.api_client import ApiError, ApiUnreachable
 
-__all__ = ["call", "show_api_error", "client", "meta", "status_text", "run_title", "PAGES"]
+__all__ = ["call", "show_api_error", "client", "meta", "run_title", "PAGES"]
 
 T = TypeVar("T")
 
@@ -16,18 +16,9 @@ T = TypeVar("T")
 PAGES = {"launch": "views/launch.py", "runs": "views/runs.py", "compare": "views/compare.py",
          "geometry": "views/geometry.py"}
 
-_STATUS = {
-    "queued": ("gray", ":material/schedule:"),
-    "running": ("blue", ":material/progress_activity:"),
-    "completed": ("green", ":material/check_circle:"),
-    "diverged": ("orange", ":material/trending_up:"),
-    "failed": ("red", ":material/error:"),
-    "cancelled": ("gray", ":material/cancel:"),
-    "interrupted": ("orange", ":material/pause_circle:"),
-}
-
 
 def client() -> Any:
+    """The API client (``frontend.api_client.get_client``; a stub in tests)."""
     return api_client.get_client()
 
 
@@ -60,12 +51,6 @@ def meta() -> Mapping[str, Any]:
     if "_meta" not in st.session_state:
         st.session_state["_meta"] = call(client().meta)
     return st.session_state["_meta"]
-
-
-def status_text(status: str) -> str:
-    """Markdown for a run status with a colour and an icon."""
-    color, icon = _STATUS.get(status, ("gray", ":material/help:"))
-    return f":{color}[{icon} {status}]"
 
 
 def run_title(run: Mapping[str, Any]) -> str:

@@ -11,7 +11,7 @@ from frontend.images import upscale_png
 from frontend.live import LiveData
 from frontend.live_chart import live_plotly_chart
 from frontend.settings import get_settings
-from frontend.ui import PAGES, call, client, meta, run_title, status_text
+from frontend.ui import PAGES, call, client, meta, run_title
 
 settings = get_settings()
 api = client()
