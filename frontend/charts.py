@@ -17,6 +17,7 @@ __all__ = [
     "tr_internals_figure",
     "geometry_figure",
     "empty_figure",
+    "log_ticks",
 ]
 
 # One colour per optimizer, everywhere. First-order methods and their TR counterparts share a hue family
@@ -52,6 +53,19 @@ def color_for(optimizer: str) -> str:
     if optimizer in OPTIMIZER_COLORS:
         return OPTIMIZER_COLORS[optimizer]
     return _FALLBACK[sum(map(ord, optimizer)) % len(_FALLBACK)]
+
+
+def log_ticks(values: Any, *, max_labels: int = 6) -> dict[str, Any]:
+    """Tick settings for a log axis over ``values``: whole decades (every n-th, as powers of ten) once the
+    data spans two or more decades, otherwise Plotly's own ticks (which label a short range in full)."""
+    v = np.asarray(pd.to_numeric(pd.Series(np.ravel(values)), errors="coerce"), dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        return {}
+    span = float(np.log10(v.max() / v.min()))
+    if span < 2:
+        return {"dtick": None, "exponentformat": "B"}
+    return {"dtick": max(1, int(np.ceil(span / max_labels))), "exponentformat": "power"}
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -138,7 +152,7 @@ def curve_figure(curves: pd.DataFrame, *, x_title: str, y_title: str, log_y: boo
     _add_curves(fig, curves, log_y=log_y)
     fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", showgrid=True)
     fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", showgrid=True,
-                     dtick="D2" if log_y else None)
+                     **(log_ticks(curves[["y", "hi"]]) if log_y else {}))
     return _layout(fig, height=height, uirevision=uirevision, title=title)
 
 
@@ -156,7 +170,8 @@ def eval_figure(loss: pd.DataFrame, accuracy: pd.DataFrame | None, *, x_title: s
     if has_acc:
         _add_curves(fig, accuracy, row=1, col=2, showlegend=loss.empty)
         fig.update_yaxes(title_text="accuracy", tickformat=".0%", row=1, col=2)
-    fig.update_yaxes(title_text="loss", type="log" if log_y else "linear", dtick="D2" if log_y else None, row=1, col=1)
+    fig.update_yaxes(title_text="loss", type="log" if log_y else "linear", row=1, col=1,
+                     **(log_ticks(loss[["y", "hi"]]) if log_y and not loss.empty else {}))
     for c in range(1, cols + 1):
         fig.update_xaxes(title_text=x_title, row=1, col=c)
     return _layout(fig, height=height, uirevision=uirevision, top=70)
@@ -189,8 +204,8 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
     r0 = 1
     if with_loss:
         _add_curves(fig, loss, row=1, col=1, log_y=log_y)
-        fig.update_yaxes(type="log" if log_y else "linear", title_text="loss", dtick="D2" if log_y else None, row=1,
-                         col=1)
+        fig.update_yaxes(type="log" if log_y else "linear", title_text="loss", row=1, col=1,
+                         **(log_ticks(loss[["y", "hi"]]) if log_y else {}))
         r0 = 2
     runs = list(dict.fromkeys(tr["run_id"]))
     multi = len(runs) > 1
@@ -239,7 +254,7 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
     if thresholds is not None:
         for eta in thresholds:
             fig.add_hline(y=eta, line=dict(color="#999", width=1, dash="dot"), row=r0 + 1, col=1)
-    fig.update_yaxes(type="log", title_text="Δ", dtick="D2", row=r0, col=1)
+    fig.update_yaxes(type="log", title_text="Δ", row=r0, col=1, **log_ticks(tr["radius"]))
     fig.update_yaxes(range=[rho_range[0] - 0.05, rho_range[1] + 0.05], title_text="ρ", row=r0 + 1, col=1)
     fig.update_yaxes(title_text="iterations", rangemode="tozero", row=r0 + 2, col=1)
     fig.update_xaxes(title_text=x_title, row=rows, col=1)

@@ -122,3 +122,10 @@ def test_geometry_figure_draws_regions_iterates_and_minimizer():
     assert len(outlines) == 4 * 5
     assert fig.layout.yaxis.scaleanchor == "x"
     assert "Pick at least one" in charts.geometry_figure(p, []).layout.annotations[0].text
+
+
+def test_log_ticks_label_decades_only_for_wide_ranges():
+    assert charts.log_ticks([0.3, 0.5, 0.9]) == {"dtick": None, "exponentformat": "B"}
+    assert charts.log_ticks([1e-8, 1.0]) == {"dtick": 2, "exponentformat": "power"}
+    assert charts.log_ticks([1e-3, 1.0, np.nan, -1.0]) == {"dtick": 1, "exponentformat": "power"}
+    assert charts.log_ticks([]) == {}
