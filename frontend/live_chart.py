@@ -31,7 +31,11 @@ function loadPlotly(src) {
       s.src = src;
       s.async = true;
       s.onload = () => resolve(window.Plotly);
-      s.onerror = () => { window.__trustlabPlotly = null; reject(new Error("could not load " + src)); };
+      s.onerror = () => {
+        window.__trustlabPlotly = null;
+        reject(new Error("could not load " + src + ". Start Streamlit from the repository root so it reads "
+          + ".streamlit/config.toml (server.enableStaticServing = true)."));
+      };
       document.head.appendChild(s);
     });
   }
