@@ -139,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         fut.add_done_callback(report)
         return fut
 
+    if not args.resume:  # a fresh reproduction: drop the saved runs of these experiments
+        for e in exps:
+            for old in list((root / e.name).glob("*/*.json.gz")) + list((root / e.name).glob("chosen_lr.json")):
+                old.unlink()
+        (root / "run_meta.json").unlink(missing_ok=True)
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx, initializer=_init_worker) as pool:
         # TR runs do not depend on the grid: queue the longest first, then the grid, then first-order runs.

@@ -44,7 +44,7 @@ class Experiment:
 
 MLP = Experiment(
     name="mlp", title="Fashion-MNIST MLP 784-128-10 (tanh)", model="mlp", preset="paper-fmnist-mlp",
-    backprops=8000, grid_backprops=2000, seeds=(0, 1, 2),
+    backprops=7000, grid_backprops=1500, seeds=(0, 1, 2),
     first_order=("sgd", "adagrad", "rmsprop", "adam"), batch_first_order=32, batch_tr=512,
     eval_every_first_order=80, eval_every_tr=20,
     targets=(0.5, 0.4, 0.3, 0.25, 0.2),
@@ -54,10 +54,10 @@ MLP = Experiment(
 AUTOENCODER = Experiment(
     name="autoencoder", title="Fashion-MNIST autoencoder 784-1000-500-250-30 (20,000-image training subset)",
     model="autoencoder", preset="paper-fmnist-autoencoder",
-    backprops=1200, grid_backprops=400, seeds=(0,),
+    backprops=1000, grid_backprops=300, seeds=(0,),
     first_order=("sgd", "adagrad", "rmsprop"), batch_first_order=32, batch_tr=512,
-    eval_every_first_order=50, eval_every_tr=15,
-    targets=(0.5, 0.4, 0.35, 0.3),
+    eval_every_first_order=40, eval_every_tr=8,
+    targets=(0.5, 0.45, 0.4, 0.37),
     settings={"train_subset": 20000, "eval_train_size": 1000, "test_subset": 1000, "num_reconstructions": 8},
 )
 
