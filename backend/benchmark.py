@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import socket
 import statistics
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +74,6 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true", help="skip the real-training overhead measurement")
     args = parser.parse_args()
 
-    import httpx
-
     from backend import store
     from backend.db import make_engine, make_session_factory, migrate
     from backend.worker import StoreReporter
@@ -123,34 +123,44 @@ def main() -> None:
             print(f"metrics query + JSON in-process (full range, max_points={max_points}): CPU {_percentiles(cpu)}; "
                   f"wall {_percentiles(wall)}")
 
-        # 2b. Metrics latency: a separate API process (uvicorn), requests over loopback HTTP with keep-alive.
+        # 2b. Metrics latency: a separate API process (uvicorn), requests over loopback HTTP with keep-alive
+        # (stdlib http.client: a light client, so the figures are the server's, not the client's parsing).
         proc, base = _serve(url, Path(tmp) / "uvicorn.log")
+        host, port = base.rsplit("/", 1)[1].split(":")
         try:
-            with httpx.Client(base_url=base, timeout=30) as http:
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        if http.get("/api/health").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise SystemExit((Path(tmp) / "uvicorn.log").read_text())
-                    time.sleep(0.1)
-                path = f"/api/runs/{run_id}/metrics"
-                for label, params in (("full range, max_points=2000", {"max_points": 2000}),
-                                      ("full range, max_points=500", {"max_points": 500}),
-                                      ("last 10% via since_step, max_points=2000",
-                                       {"since_step": int(args.points * 0.9), "max_points": 2000}),
-                                      ("live poll, since_step = last - 20", {"since_step": args.points - 20})):
-                    http.get(path, params=params)
-                    samples = []
-                    for _ in range(args.queries):
-                        t0 = time.perf_counter()
-                        r = http.get(path, params=params)
+            http = HTTPConnection(host, int(port), timeout=30)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    http.request("GET", "/api/meta")  # also waits for the startup warm-up (torch import)
+                    if http.getresponse().status == 200:
+                        break
+                except OSError:
+                    http.close()
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit((Path(tmp) / "uvicorn.log").read_text())
+                time.sleep(0.1)
+            http.close()  # the answer above was not read to the end
+            time.sleep(1.0)
+            for label, query in (("full range, max_points=2000", "max_points=2000"),
+                                 ("full range, max_points=500", "max_points=500"),
+                                 ("last 10% via since_step, max_points=2000",
+                                  f"since_step={int(args.points * 0.9)}&max_points=2000"),
+                                 ("live poll, since_step = last - 20", f"since_step={args.points - 20}")):
+                path = f"/api/runs/{run_id}/metrics?{query}"
+                samples = []
+                for i in range(args.queries + 1):
+                    t0 = time.perf_counter()
+                    http.request("GET", path)
+                    response = http.getresponse()
+                    body = response.read()
+                    if i:  # the first one warms up
                         samples.append(time.perf_counter() - t0)
-                    print(f"GET metrics ({label}), {args.points} points stored: {_percentiles(samples)}; "
-                          f"{len(r.json()['points'])} points returned")
+                    assert response.status == 200, body[:300]
+                points = len(json.loads(body)["points"])
+                print(f"GET metrics ({label}), {args.points} points stored: {_percentiles(samples)}; "
+                      f"{points} points returned")
+            http.close()
         finally:
             proc.terminate()
             proc.wait(timeout=30)
