@@ -56,16 +56,26 @@ def color_for(optimizer: str) -> str:
 
 
 def log_ticks(values: Any, *, max_labels: int = 6) -> dict[str, Any]:
-    """Tick settings for a log axis over ``values``: whole decades (every n-th, as powers of ten) once the
-    data spans two or more decades, otherwise Plotly's own ticks (which label a short range in full)."""
+    """Tick settings for a log axis over ``values``.
+
+    Two decades or more: whole decades (every n-th), written as powers of ten. Less: explicit ticks on a
+    1-2-5 (or, for a short range, 1-1.5-2-3-…) sequence, each labelled in full, instead of Plotly's lone digits.
+    """
     v = np.asarray(pd.to_numeric(pd.Series(np.ravel(values)), errors="coerce"), dtype=float)
     v = v[np.isfinite(v) & (v > 0)]
     if v.size == 0:
         return {}
-    span = float(np.log10(v.max() / v.min()))
-    if span < 2:
-        return {"dtick": None, "exponentformat": "B"}
-    return {"dtick": max(1, int(np.ceil(span / max_labels))), "exponentformat": "power"}
+    lo, hi = float(v.min()), float(v.max())
+    span = float(np.log10(hi / lo))
+    if span >= 2:
+        return {"dtick": max(1, int(np.ceil(span / max_labels))), "exponentformat": "power"}
+    mantissas = (1, 2, 5) if span >= 0.8 else (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)
+    ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
+             for m in mantissas]
+    ticks = [t for t in ticks if lo / 1.15 <= t <= hi * 1.15]
+    if len(ticks) < 2:
+        return {}
+    return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks]}
 
 
 def _rgba(hex_color: str, alpha: float) -> str:

@@ -20,7 +20,7 @@ class LiveData:
         max_points: cap per request, passed to the API's min/max-preserving downsampling.
     """
 
-    def __init__(self, max_points: int = 2000) -> None:
+    def __init__(self, max_points: int = 10_000) -> None:
         self.max_points = max_points
         self.metrics: dict[int, pd.DataFrame] = {}
         self.evals: dict[int, pd.DataFrame] = {}

@@ -46,6 +46,17 @@ def _choose_optimizers(page, labels: list[str]) -> None:
             page.wait_for_timeout(500)
 
 
+def _set_slider(page, label: str, value: float, step: float = 0.01) -> None:
+    """Move a Streamlit slider to ``value`` with the arrow keys."""
+    thumb = page.locator(f"input[type='range'][aria-label='{label}']").first
+    thumb.focus()
+    now = float(thumb.input_value())
+    key = "ArrowRight" if value > now else "ArrowLeft"
+    for _ in range(round(abs(value - now) / step)):
+        page.keyboard.press(key)
+    page.wait_for_timeout(1500)
+
+
 def main(argv: list[str] | None = None) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -58,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", default="2")
     ap.add_argument("--train-subset", default="10000")
     ap.add_argument("--eval-every", default="10")
+    ap.add_argument("--smoothing", type=float, default=None, help="set the Compare page's smoothing slider")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the runs")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -91,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
             if not any(client.list_runs(status=s)["total"] for s in ("queued", "running")):
                 break
             page.wait_for_timeout(3000)
+        if args.smoothing is not None:
+            _set_slider(page, "Smoothing", args.smoothing)
         page.wait_for_timeout(4000)
         page.mouse.move(5, 5)
         page.screenshot(path=str(out / "screenshot-compare.png"))

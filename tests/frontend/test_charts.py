@@ -1,6 +1,7 @@
 """Tests for frontend.charts: pure DataFrame -> Plotly figure builders."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from frontend import charts, series
 from tests.frontend.fakes import FakeApi, eval_points, metric_points
@@ -125,7 +126,10 @@ def test_geometry_figure_draws_regions_iterates_and_minimizer():
 
 
 def test_log_ticks_label_decades_only_for_wide_ranges():
-    assert charts.log_ticks([0.3, 0.5, 0.9]) == {"dtick": None, "exponentformat": "B"}
+    short = charts.log_ticks([0.3, 0.5, 0.9])
+    assert short["tickvals"] == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    assert short["ticktext"][0] == "0.3"
+    assert charts.log_ticks([0.15, 2.5])["ticktext"] == ["0.2", "0.5", "1", "2"]
     assert charts.log_ticks([1e-8, 1.0]) == {"dtick": 2, "exponentformat": "power"}
     assert charts.log_ticks([1e-3, 1.0, np.nan, -1.0]) == {"dtick": 1, "exponentformat": "power"}
     assert charts.log_ticks([]) == {}
