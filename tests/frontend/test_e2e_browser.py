@@ -161,6 +161,7 @@ def test_launch_a_comparison_and_watch_the_loss_chart_grow(product):
             assert all(r["config"]["train_subset"] == 1024 and r["config"]["budget"]["backprops"] == 4000
                        for r in runs)
             assert page.locator("[data-testid='stException']").count() == 0
+            page.mouse.move(5, 5)  # no hover label in the picture
             page.wait_for_timeout(2500)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "compare.png"))
