@@ -17,7 +17,7 @@ import plotly
 import plotly.graph_objects as go
 import streamlit as st
 
-__all__ = ["STATIC_DIR", "ensure_plotly_js", "plotly_js_url", "figure_payload", "live_plotly_chart"]
+__all__ = ["STATIC_DIR", "ensure_plotly_js", "plotly_js_url", "figure_payload", "static_serving", "live_plotly_chart"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _JS_NAME = "plotly.min.js"
@@ -111,7 +111,19 @@ def figure_payload(fig: go.Figure, *, height: int | None = None) -> dict[str, An
             "config": {"displaylogo": False, "responsive": True}}
 
 
+def static_serving() -> bool:
+    """Whether Streamlit serves ``frontend/static/`` (``server.enableStaticServing``)."""
+    return bool(st.get_option("server.enableStaticServing"))
+
+
 def live_plotly_chart(fig: go.Figure, *, key: str, height: int | None = None) -> None:
-    """Show ``fig``; later calls with the same ``key`` update the same chart in place (zoom kept)."""
+    """Show ``fig``; later calls with the same ``key`` update the same chart in place (zoom kept).
+
+    Without static serving (Streamlit started without the repository's ``.streamlit/config.toml``) the chart
+    falls back to ``st.plotly_chart``: it still updates, but a refresh resets the zoom.
+    """
+    if not static_serving():
+        st.plotly_chart(fig, key=key, theme=None, width="stretch")
+        return
     payload = figure_payload(fig, height=height)
     _component(key=key, data=payload, height=payload["height"])

@@ -133,3 +133,12 @@ def test_queued_tr_runs_are_waited_for_not_called_missing(api, open_page):
     assert at.multiselect(key="cmp_tr_runs").value == [b["id"]]
     headers = [m.value for m in at.markdown if m.value.startswith("**")]
     assert headers == ["**Original**", "**SGD**", "**TR RMSprop**"]  # short headers, not the full run labels
+
+
+def test_without_static_serving_the_charts_fall_back_to_st_plotly_chart(api, open_page, monkeypatch):
+    monkeypatch.setattr("frontend.live_chart.static_serving", lambda: False)
+    a = api.add_run("tr-uniform", steps=30)
+    api.add_comparison("plain", [a])
+    at = open_page("compare")
+    assert len(at.get("plotly_chart")) == 3 and not at.get("bidi_component")
+    assert {"TR uniform"} <= set(_names(figures(at)[0]))
