@@ -6,11 +6,14 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from trainer.registry import DATASETS
+
+if TYPE_CHECKING:  # torch is imported lazily: the API process checks availability without loading it
+    import torch
 
 __all__ = ["TensorData", "DatasetUnavailable", "load_dataset", "dataset_available", "find_dataset",
            "read_idx", "SYSTEM_LOCATIONS", "NORMALIZATION"]
@@ -49,10 +52,10 @@ class TensorData:
     """Train and test splits as tensors on one device. Images are float32 N×C×H×W."""
 
     name: str
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
+    train_x: "torch.Tensor"
+    train_y: "torch.Tensor"
+    test_x: "torch.Tensor"
+    test_y: "torch.Tensor"
     source: str
 
     @property
@@ -155,7 +158,7 @@ def load_dataset(
     name: str,
     data_dir: str | os.PathLike,
     *,
-    device: torch.device | str = "cpu",
+    device: "torch.device | str" = "cpu",
     normalize: bool = True,
     train_subset: int | None = None,
     test_subset: int | None = None,
@@ -189,13 +192,15 @@ def load_dataset(
         dl = (f"; download failed ({download_error})" if download_error else
               "; download disabled" if not download else "")
         raise DatasetUnavailable(f"dataset {name!r} not found. Looked in: {where}{dl}. To get it: {info.how_to_get}.")
+    import torch
+
     train_x, train_y, test_x, test_y = _read_arrays(name, folder)
     if train_subset is not None:
         train_x, train_y = train_x[:train_subset], train_y[:train_subset]
     if test_subset is not None:
         test_x, test_y = test_x[:test_subset], test_y[:test_subset]
 
-    def prep(x: np.ndarray) -> torch.Tensor:
+    def prep(x: np.ndarray) -> "torch.Tensor":
         t = torch.from_numpy(np.array(x, copy=True)).to(device=device, dtype=torch.float32).div_(255.0)
         if normalize:
             mean, std = NORMALIZATION[name]
