@@ -22,6 +22,7 @@ COPY trainer/ trainer/
 COPY backend/ backend/
 COPY frontend/ frontend/
 COPY alembic.ini .
+COPY .streamlit/ .streamlit/
 RUN mkdir -p "$TRUSTLAB_VAR_DIR" "$TRUSTLAB_DATA_DIR"
 
 EXPOSE 8000 8501

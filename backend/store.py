@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from backend.downsample import minmax_indices
@@ -235,7 +235,8 @@ def _block_candidates(conn: Connection, run_id: int, lower: int, blocks: list[tu
 def metrics_page(conn: Connection, run_id: int, *, since_step: int | None, max_points: int) -> dict[str, Any]:
     """Points with step > ``since_step`` (all when None), min/max-downsampled to at most ``max_points``.
 
-    Every query is a range scan of a (run_id, step|block) primary key. Long ranges are downsampled from
+    Rejected TR steps are always kept (up to ``max_points / 4`` of them, evenly spread), so charts can
+    mark every rejection. Every query is a range scan of a (run_id, step|block) primary key or index. Long ranges are downsampled from
     the block rollups (two candidates per 32 steps: the min- and max-loss steps) plus the raw rows of
     the partial blocks at either end, so the cost grows with n/32, not n; then only the kept steps'
     full rows are read. Ranges of fewer than ``max_points / 4`` blocks read (step, loss) of every row
@@ -261,9 +262,20 @@ def metrics_page(conn: Connection, run_id: int, *, since_step: int | None, max_p
             return {"points": _rows_to_points(rows, METRIC_COLUMNS), "last_step": last_step, "total": total,
                     "downsampled": False}
         steps, losses = _loss_series(conn, run_id, lower)
-    keep = steps[minmax_indices(losses, max_points)].tolist()
+    rejected = _rejected_steps(conn, run_id, lower, cap=max_points // 4) if max_points >= 8 else []
+    keep = steps[minmax_indices(losses, max_points - len(rejected))].tolist()
+    keep = sorted(set(keep).union(rejected))
     return {"points": _full_rows(conn, run_id, keep), "last_step": last_step, "total": total,
             "downsampled": len(keep) < total}
+
+
+def _rejected_steps(conn: Connection, run_id: int, lower: int, *, cap: int) -> list[int]:
+    """Steps after ``lower`` whose TR step was rejected (partial index), at most ``cap``, evenly spread."""
+    steps = conn.scalars(select(_M.c.step).where(_M.c.run_id == run_id, _M.c.step > lower, text("NOT accepted"))
+                         .order_by(_M.c.step)).all()
+    if len(steps) <= cap:
+        return list(steps)
+    return [steps[i] for i in np.linspace(0, len(steps) - 1, cap).round().astype(np.int64).tolist()]
 
 
 def iter_metrics(conn: Connection, run_id: int, *, chunk: int = 5000) -> Iterator[list[dict[str, Any]]]:

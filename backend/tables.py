@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
-                        MetaData, String, Text)
+                        MetaData, String, Text, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "Comparison", "Run", "StepMetric", "MetricBlock", "BLOCK_SIZE", "Evaluation", "Reconstruction", "utcnow",
@@ -100,8 +100,13 @@ class StepMetric(Base):
     actual_decrease: Mapped[float | None] = mapped_column(Float)
     step_norm_m: Mapped[float | None] = mapped_column(Float)
 
-    # Rows clustered by (run_id, step) on SQLite: per-run range scans read contiguous pages.
-    __table_args__ = {"sqlite_with_rowid": False}
+    # Rows clustered by (run_id, step) on SQLite: per-run range scans read contiguous pages. The partial
+    # index finds a run's rejected TR steps (few) without scanning the run, so downsampling can keep them.
+    __table_args__ = (
+        Index("ix_step_metrics_rejected", "run_id", "step", sqlite_where=text("NOT accepted"),
+              postgresql_where=text("NOT accepted")),
+        {"sqlite_with_rowid": False},
+    )
 
 
 BLOCK_SIZE = 32

@@ -74,7 +74,7 @@ def wait_status(client: TestClient, run_id: int, statuses: tuple[str, ...], time
 
 def record_run(client: TestClient, run_id: int, *, steps: int = 0, evals: tuple[int, ...] = (),
                images: tuple[int, ...] = (), status: str | None = "completed", tr: bool = False,
-               spike: dict[int, float] | None = None) -> None:
+               spike: dict[int, float] | None = None, rejected: frozenset[int] = frozenset()) -> None:
     """Write records for a queued run as a worker would (StoreReporter), then give it a final status."""
     engine = client.app.state.engine
     with engine.begin() as conn:
@@ -86,7 +86,7 @@ def record_run(client: TestClient, run_id: int, *, steps: int = 0, evals: tuple[
     for step in range(1, steps + 1):
         loss = (spike or {}).get(step, 1.0 + 1.0 / step)
         extra = {"radius": 0.1, "new_radius": 0.11, "rho": 0.9, "cg_iterations": 3, "cg_exit": "boundary",
-                 "accepted": True, "pred_decrease": 0.01, "actual_decrease": 0.009, "step_norm_m": 0.1} if tr else {}
+                 "accepted": step not in rejected, "pred_decrease": 0.01, "actual_decrease": 0.009, "step_norm_m": 0.1} if tr else {}
         rep.on_step({"step": step, "backprops": 2 * step, "gradients": step, "hvps": step, "forwards": 0,
                      "epoch": step / 10, "wall_time": step * 0.01, "train_loss": loss, "grad_norm": 1.0,
                      "step_norm": 0.1, **extra})

@@ -122,6 +122,22 @@ def test_metrics_incremental_and_downsampled(client: TestClient) -> None:
     assert raw["downsampled"] and 900 < len(raw_steps) <= 1000 and {1, 5000, 2222, 4321} <= set(raw_steps)
 
 
+def test_downsampled_metrics_keep_every_rejected_step(client: TestClient) -> None:
+    run = _post(client)
+    rejected = frozenset(range(37, 6000, 211))  # 29 rejections spread over a smooth loss curve
+    record_run(client, run["id"], steps=6000, tr=True, rejected=rejected)
+    for max_points in (200, 1000):
+        page = client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": max_points}).json()
+        steps = [p["step"] for p in page["points"]]
+        assert page["downsampled"] and len(steps) <= max_points and steps == sorted(set(steps))
+        assert rejected <= set(steps)
+        assert all(p["accepted"] is (p["step"] not in rejected) for p in page["points"])
+    # More rejections than a quarter of the points: capped, evenly spread, still within max_points.
+    page = client.get(f"/api/runs/{run['id']}/metrics", params={"max_points": 40}).json()
+    kept = [p["step"] for p in page["points"] if not p["accepted"]]
+    assert len(page["points"]) <= 40 and len(kept) == 10 and kept[0] == 37 and kept[-1] == max(rejected)
+
+
 def test_metrics_of_a_run_still_writing(client: TestClient) -> None:
     run = _post(client)
     record_run(client, run["id"], steps=3000, status=None, spike={2990: 42.0})  # open block not rolled up yet
