@@ -96,7 +96,7 @@ def test_accepted_step_moves_and_trace_is_complete():
     net, closure = _mlp_problem()
     opt = TrustRegion(net.parameters(), radius=0.05)
     before = [p.detach().clone() for p in net.parameters()]
-    loss0 = float(closure())
+    loss0 = float(closure().detach())
     opt.step(closure)
     t = opt.last_trace
     assert t["accepted"] is True
