@@ -49,7 +49,9 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         info["load_average"] = list(os.getloadavg())
     except OSError:  # pragma: no cover
         info["load_average"] = None
-    if torch.cuda.is_available():
+    if not torch.cuda.is_available():
+        info["gpu_note"] = "no CUDA device visible to torch here; GPU figures: python -m bench.run --device cuda on one"
+    else:
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_count"] = torch.cuda.device_count()
         info["cuda_version"] = torch.version.cuda
@@ -58,7 +60,9 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
 
 def describe(info: dict[str, Any]) -> str:
     """One line: "AMD EPYC, 2 cores, torch 2.x (2 threads)" plus the GPU when the device is one."""
-    text = f"{info['cpu_model']}, {info['cpu_cores']} cores, torch {info['torch_version']} ({info['torch_threads']} threads)"
+    threads = info["torch_threads"]
+    text = (f"{info['cpu_model']}, {info['cpu_cores']} cores, torch {info['torch_version']} "
+            f"({threads} torch thread{'s' if threads != 1 else ''})")
     if str(info.get("device", "cpu")).startswith("cuda") and info.get("gpu"):
         text += f", GPU {info['gpu']}"
     return text

@@ -41,6 +41,16 @@ def _decision_text(cmp: dict[str, Any], a: str, b: str, unit: str) -> str:
     return f"{unit} to reach train loss ({a} vs {b}; — = not reached): " + "; ".join(parts)
 
 
+def _narrow(cmp: dict[str, Any]) -> str:
+    """" — narrowly …" when both sides reached the deciding target within 10% of each other."""
+    h = cmp["hardest"]
+    if h is None or h["a_reached"] < h["seeds_a"] or h["b_reached"] < h["seeds_b"] or h["a"] is None or h["b"] is None:
+        return ""
+    if abs(h["a"] - h["b"]) <= 0.1 * max(h["a"], h["b"]):
+        return f", narrowly (within 10% at train loss ≤ {h['target']:g})"
+    return ""
+
+
 def _qualifier(cmp: dict[str, Any], targets: Sequence[float]) -> str:
     h = cmp["hardest"]
     if h is None:
@@ -63,8 +73,9 @@ def ellipsoid_verdict(groups: dict[str, list[dict[str, Any]]], targets: Sequence
         lower_final = (cmp["final_a"] is not None and cmp["final_b"] is not None and cmp["final_a"] < cmp["final_b"])
         word = {"a": "fewer backprops", "b": "more backprops", "mixed": "mixed", None: "undecided"}[cmp["winner"]]
         out.append({"optimizer": o, "compare": cmp, "fewer_backprops": cmp["winner"] == "a",
-                    "lower_final_loss": lower_final, "qualifier": _qualifier(cmp, targets),
-                    "text": f"{LABELS[o]} vs {LABELS['tr-uniform']}: **{word}**{_qualifier(cmp, targets)}. "
+                    "lower_final_loss": lower_final, "qualifier": _qualifier(cmp, targets) + _narrow(cmp),
+                    "text": f"{LABELS[o]} vs {LABELS['tr-uniform']}: **{word}**{_qualifier(cmp, targets)}"
+                            f"{_narrow(cmp)}. "
                             f"{_decision_text(cmp, LABELS[o], LABELS['tr-uniform'], 'Backprops')}. Final train "
                             f"loss {_n(cmp['final_a'], 4)} vs {_n(cmp['final_b'], 4)}."})
     return out
@@ -94,10 +105,10 @@ def first_order_verdict(groups: dict[str, list[dict[str, Any]]], targets: Sequen
         bp_words["mixed"] = f"mixed ({easy} ahead on the easier targets, {hard} on the harder ones)"
     return {
         "tr": tr, "first_order": fo, "backprops": bp, "wall": wall,
-        "text_backprops": f"In backprops: **{bp_words[bp['winner']]}**. "
+        "text_backprops": f"In backprops: **{bp_words[bp['winner']]}**{_narrow(bp)}. "
                           f"{_decision_text(bp, LABELS[tr], LABELS[fo], 'Backprops')}. Final train loss at the "
                           f"equal budget {_n(bp['final_a'], 4)} ({LABELS[tr]}) vs {_n(bp['final_b'], 4)} ({LABELS[fo]}).",
-        "text_wall": f"In wall time: **{wall_words[wall['winner']]}**. "
+        "text_wall": f"In wall time: **{wall_words[wall['winner']]}**{_narrow(wall)}. "
                      f"{_decision_text(wall, LABELS[tr], LABELS[fo], 'Seconds')}. The whole budget took "
                      f"{_n(wall_tr)} s ({LABELS[tr]}) vs {_n(wall_fo)} s ({LABELS[fo]}) of optimization.",
     }
@@ -218,7 +229,7 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
             none = not any(v["fewer_backprops"] for v in ev)
             qual = any(v["qualifier"] for v in ev)
             head = ("yes — both ellipsoids needed fewer backprops than the sphere"
-                    + (" (one of them only on the easiest target)" if qual else "") if both else
+                    + (" (with the qualifications below)" if qual else "") if both else
                     "no — neither ellipsoid needed fewer backprops than the sphere" if none else
                     "partly — " + ", ".join(f"{LABELS[v['optimizer']]} "
                                             f"{'did' if v['fewer_backprops'] else 'did not'}" for v in ev))
