@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["machine_info", "cpu_model"]
+__all__ = ["machine_info", "cpu_model", "code_version"]
 
 
 def cpu_model(cpuinfo: str | None = None) -> str:
@@ -23,6 +23,22 @@ def cpu_model(cpuinfo: str | None = None) -> str:
         if sep and key.strip() in ("model name", "Model", "cpu model", "Hardware"):
             return value.strip()
     return platform.processor() or platform.machine() or "unknown"
+
+
+def code_version() -> dict[str, Any]:
+    """The git commit measured and the tracked files that differed from it (None outside a git checkout)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "modified_files": None}
+    return {"git_commit": commit, "modified_files": [line[3:] for line in dirty]}
 
 
 def _usable_cores() -> int:
@@ -44,6 +60,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "platform": platform.platform(),
         "device": device,
         "gpu": None,
+        **code_version(),
     }
     try:
         info["load_average"] = list(os.getloadavg())

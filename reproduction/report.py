@@ -217,6 +217,9 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
                  f"{machine.get('torch_version')}; {meta.get('workers')} runs at a time, one torch thread each; "
                  f"training took {meta.get('training_seconds', 0) / 60:.1f} min in all "
                  f"({meta.get('started_at')} → {meta.get('finished_at')})." if meta else "")
+              + (f" Code: commit `{machine['git_commit'][:10]}`"
+                 + (f" with local changes to {', '.join(machine['modified_files'])}" if machine.get("modified_files")
+                    else "") + "." if machine.get("git_commit") else "")
               + "\n")
 
     verdict_lines: list[str] = []
