@@ -71,6 +71,10 @@ class RunConfig(BaseModel):
     train_subset: int | None = Field(default=None, ge=1, description="use only the first N training samples")
     eval_train_size: int = Field(default=2048, ge=1, description="size of the fixed training subset for eval loss")
     test_subset: int | None = Field(default=None, ge=1, description="evaluate on the first N test samples only")
+    grad_norm_every: int = Field(default=10, ge=1, le=1_000_000,
+                                 description="first-order runs: record grad_norm and step_norm every N steps "
+                                             "(null in between; measuring them costs ~15% of a small MLP step); "
+                                             "TR runs get them every step for free")
     num_reconstructions: int = Field(default=8, ge=1, le=16, description="autoencoders: test images shown")
     data_dir: str | None = Field(default=None, description="where datasets live; default from the environment")
     download: bool = Field(default=True, description="let torchvision download a missing dataset when online")

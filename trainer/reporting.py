@@ -23,7 +23,8 @@ class Reporter(Protocol):
       * ``on_start(info)``: ``device``, ``num_parameters``, ``train_size``, ``test_size``, ``batch_size``,
         ``hyperparameters`` (resolved), ``optimizer_family``, ``task``.
       * ``on_step(record)``: ``step``, ``backprops``, ``gradients``, ``hvps``, ``forwards``, ``epoch``,
-        ``wall_time``, ``train_loss``, ``grad_norm``, ``step_norm``; TR adds ``radius`` (before the step),
+        ``wall_time``, ``train_loss``, ``grad_norm``, ``step_norm`` (first-order runs: every
+        ``grad_norm_every`` steps, else None); TR adds ``radius`` (before the step),
         ``new_radius``, ``rho``, ``cg_iterations``, ``cg_exit``, ``accepted``, ``pred_decrease``,
         ``actual_decrease``, ``step_norm_m``.
       * ``on_eval(record)``: ``step``, ``backprops``, ``epoch``, ``wall_time``, ``train_loss``, ``test_loss``

@@ -51,6 +51,22 @@ def test_tr_records_and_cost_accounting(tmp_path):
 
 
 @needs_fmnist
+def test_first_order_norms_every_n_steps(tmp_path):
+    rep = ListReporter()
+    trainer.run(_cfg("sgd", budget={"backprops": 7}, grad_norm_every=3), rep, data_dir=tmp_path)
+    measured = [r["step"] for r in rep.steps if r["grad_norm"] is not None]
+    assert measured == [1, 4, 7]
+    assert all((r["step_norm"] is None) == (r["grad_norm"] is None) for r in rep.steps)
+    lr = 0.1  # plain SGD: the step is lr * gradient
+    for r in rep.steps:
+        if r["grad_norm"] is not None:
+            assert r["step_norm"] == pytest.approx(lr * r["grad_norm"], rel=1e-4)
+    every = ListReporter()
+    trainer.run(_cfg("sgd", budget={"backprops": 3}, grad_norm_every=1), every, data_dir=tmp_path)
+    assert all(r["grad_norm"] is not None for r in every.steps)
+
+
+@needs_fmnist
 def test_same_seed_same_records(tmp_path):
     def records(seed):
         rep = ListReporter()

@@ -108,26 +108,24 @@ def steihaug_cg(
     g = grad.detach()
     minv = None if precond is None else 1.0 / precond
 
-    def mdot(a: Tensor, b: Tensor) -> float:
-        return float(torch.dot(a * precond, b)) if precond is not None else float(torch.dot(a, b))
-
     s = torch.zeros_like(g)
     r = g.clone()  # residual r = g + Hs
-    v = r * minv if minv is not None else r.clone()  # preconditioned residual M⁻¹r
+    v = r * minv if minv is not None else r  # preconditioned residual M⁻¹r (aliases r when M = I)
     p = -v
-    g_norm = float(torch.linalg.vector_norm(g))
+    rv = float(torch.dot(r, v))
+    g_norm = math.sqrt(rv) if minv is None else float(torch.linalg.vector_norm(g))
     if g_norm == 0.0:
         return SubproblemResult(s, 0.0, 0, SolverExit.INTERIOR, 0.0)
-    stop = g_norm * min(tol, g_norm**theta)
-    rv = float(torch.dot(r, v))
+    stop_sq = (g_norm * min(tol, g_norm**theta)) ** 2
     exit_ = SolverExit.MAX_ITER
     hvps = 0
     s_ms = 0.0
     for _ in range(max_iter):
         hp = hvp(p)
         hvps += 1
-        curv = float(torch.dot(p, hp))
-        s_mp, p_mp = mdot(s, p), mdot(p, p)
+        mp = p * precond if precond is not None else p
+        # pᵀHp, sᵀMp, pᵀMp computed explicitly each iteration (one conversion for the three).
+        curv, s_mp, p_mp = torch.stack((torch.dot(p, hp), torch.dot(s, mp), torch.dot(p, mp))).tolist()
         if curv <= 0.0 or not math.isfinite(curv):
             tau = _boundary_tau(s_ms, s_mp, p_mp, radius)
             s.add_(p, alpha=tau)
@@ -144,18 +142,22 @@ def steihaug_cg(
             break
         s.add_(p, alpha=alpha)
         r.add_(hp, alpha=alpha)
-        s_ms = mdot(s, s)
-        if float(torch.linalg.vector_norm(r)) <= stop:
+        if minv is None:
+            s_ms, rr = torch.stack((torch.dot(s, s), torch.dot(r, r))).tolist()
+            rv_new = rr
+        else:
+            v = r * minv
+            s_ms, rr, rv_new = torch.stack((torch.dot(s * precond, s), torch.dot(r, r), torch.dot(r, v))).tolist()
+        if rr <= stop_sq:
             exit_ = SolverExit.INTERIOR
             break
-        v = r * minv if minv is not None else r
-        rv_new = float(torch.dot(r, v))
         beta = rv_new / rv
         rv = rv_new
-        p = -v + beta * p
+        p = p.mul_(beta).sub_(v)
     # m(s) = gᵀs + ½sᵀHs with Hs = r - g, so m(s) = ½(gᵀs + rᵀs): no extra Hessian-vector product.
-    model = 0.5 * (float(torch.dot(g, s)) + float(torch.dot(r, s)))
-    return SubproblemResult(s, -model, hvps, exit_, math.sqrt(max(mdot(s, s), 0.0)))
+    gs, rs, sms = torch.stack((torch.dot(g, s), torch.dot(r, s),
+                               torch.dot(s * precond, s) if precond is not None else torch.dot(s, s))).tolist()
+    return SubproblemResult(s, -0.5 * (gs + rs), hvps, exit_, math.sqrt(max(sms, 0.0)))
 
 
 def solve_tridiagonal_tr(

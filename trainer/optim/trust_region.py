@@ -138,12 +138,13 @@ class TrustRegion(Optimizer):
         self.hvps += result.iterations
         del op, loss
 
-        backup = [p.detach().clone() for p in params]
         with torch.no_grad():
-            for p, s in zip(params, unflatten_into(result.step, params)):
-                p.add_(s)
+            backup = torch._foreach_mul(params, 1.0)  # exact copies, restored bit-for-bit on rejection
+            torch._foreach_add_(params, unflatten_into(result.step, params))
             new_loss = float(closure())
         self.forwards += 1
+        step_norm, grad_norm = torch.stack((torch.linalg.vector_norm(result.step),
+                                            torch.linalg.vector_norm(grad))).tolist()
         pred = result.model_decrease
         actual = loss_value - new_loss
         rho = actual / pred if pred > 0 and math.isfinite(new_loss) else float("nan")
@@ -153,8 +154,7 @@ class TrustRegion(Optimizer):
         )
         if not accepted:
             with torch.no_grad():
-                for p, b in zip(params, backup):
-                    p.copy_(b)
+                torch._foreach_copy_(params, backup)
             if snapshot is not None:
                 self.norm.load_state_dict(snapshot)
         self.last_trace = {
@@ -168,8 +168,8 @@ class TrustRegion(Optimizer):
             "pred_decrease": pred,
             "actual_decrease": actual if math.isfinite(actual) else None,
             "step_norm_m": result.step_norm_m,
-            "step_norm": float(torch.linalg.vector_norm(result.step)),
-            "grad_norm": float(torch.linalg.vector_norm(grad)),
+            "step_norm": step_norm,
+            "grad_norm": grad_norm,
         }
         self.radius = new_radius
         return torch.tensor(loss_value)
