@@ -26,12 +26,14 @@ DERIVATIVE_PARTS = ("gradient", "hvp")
 
 
 def shares(totals: dict[str, float]) -> dict[str, float]:
-    """Each part's fraction of the summed step time, plus ``non_derivative`` = 1 - (gradient + hvp)."""
+    """Each part's fraction of the summed step time, plus ``non_derivative`` = 1 - (gradient + hvp) and
+    ``non_derivative_excl_rho`` (the same without the ρ forward pass, which the algorithm cannot skip)."""
     total = sum(totals[p] for p in PARTS)
     if total <= 0:
         raise ValueError("no time was measured")
     out = {p: totals[p] / total for p in PARTS}
     out["non_derivative"] = 1.0 - sum(out[p] for p in DERIVATIVE_PARTS)
+    out["non_derivative_excl_rho"] = out["non_derivative"] - out["rho_eval"]
     return out
 
 

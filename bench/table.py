@@ -26,6 +26,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("hvp_over_grad_autoencoder", "hvp", "HVP / gradient, F-MNIST autoencoder, batch 512", "", None, "{:.2f}"),
     Figure("tr_non_derivative_share", "breakdown", "TR step time outside gradient+HVPs (MLP, worst norm)", "",
            0.10, "{:.1%}"),
+    Figure("tr_overhead_excl_rho_share", "breakdown", "  same, without the ρ forward pass (CG, norm, bookkeeping)",
+           "", None, "{:.1%}"),
     Figure("logging_overhead_ratio", "logging", "worker+store / bare loop, MLP b128 1 epoch (CPU time)", "", 1.03,
            "{:.3f}"),
     Figure("logging_overhead_wall_ratio", "logging", "  same, wall clock (noisy on a shared machine)", "", None,

@@ -44,6 +44,17 @@ def test_table_shows_values_goals_and_reasons():
     assert "not run" in next(line for line in lines if line.startswith("record reported"))
 
 
+def test_breakdown_shares():
+    from bench.breakdown import shares
+
+    sh = shares({"gradient": 2.0, "hvp": 6.0, "cg_vector": 0.5, "rho_eval": 1.0, "norm": 0.2, "bookkeeping": 0.3})
+    assert sum(sh[p] for p in ("gradient", "hvp", "cg_vector", "rho_eval", "norm", "bookkeeping")) == pytest.approx(1)
+    assert sh["non_derivative"] == pytest.approx(0.2)
+    assert sh["non_derivative_excl_rho"] == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        shares({p: 0.0 for p in ("gradient", "hvp", "cg_vector", "rho_eval", "norm", "bookkeeping")})
+
+
 def test_percentile_interpolates():
     xs = [float(i) for i in range(1, 101)]
     assert percentile(xs, 50) == pytest.approx(50.5)
