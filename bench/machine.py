@@ -26,7 +26,10 @@ def cpu_model(cpuinfo: str | None = None) -> str:
 
 
 def code_version() -> dict[str, Any]:
-    """The git commit measured and the tracked files that differed from it (None outside a git checkout)."""
+    """The git commit measured and the tracked source files (.py, requirements) that differed from it.
+
+    Result files the benchmarks and the reproduction write themselves are not listed. None outside a checkout.
+    """
     import subprocess
     from pathlib import Path
 
@@ -38,7 +41,9 @@ def code_version() -> dict[str, Any]:
                                capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "modified_files": None}
-    return {"git_commit": commit, "modified_files": [line[3:] for line in dirty]}
+    paths = [line[3:] for line in dirty]
+    return {"git_commit": commit,
+            "modified_files": [p for p in paths if p.endswith(".py") or p.endswith("requirements.txt")]}
 
 
 def _usable_cores() -> int:

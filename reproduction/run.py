@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     root: Path = args.results_dir
     t_start = time.perf_counter()
     started_at = _now()
+    machine_at_start = machine_info("cpu")  # the code version before any record is rewritten
     done = {"n": 0}
 
     def log(msg: str) -> None:
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"training done ({done['n']} runs)")
     meta_path = root / "run_meta.json"
     meta = json.loads(meta_path.read_text()) if (args.resume and meta_path.is_file()) else {}
-    meta.update({"machine": machine_info("cpu"), "workers": args.workers, "torch_threads_per_run": 1,
+    meta.update({"machine": {**machine_info("cpu"), "git_commit": machine_at_start["git_commit"],
+                             "modified_files": machine_at_start["modified_files"]}, "workers": args.workers, "torch_threads_per_run": 1,
                  "scale": args.scale, "experiments": names, "started_at": meta.get("started_at", started_at),
                  "finished_at": _now(), "runs_trained_this_time": done["n"],
                  "training_seconds": meta.get("training_seconds", 0.0) + (time.perf_counter() - t_start)})
