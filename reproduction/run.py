@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_report:
         from reproduction.report import build_report
 
-        out = build_report(root, names=names)
+        # the committed report lives beside the package; a run into another results folder reports there
+        out = build_report(root, names=names) if root == RESULTS_DIR else build_report(root, names=names, out_dir=root)
         log(f"wrote {out}")
     return 0
 
