@@ -47,7 +47,7 @@ def _train(spec: dict[str, Any], path: str) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0
     save_run(compact(spec, reporter, elapsed), Path(path))
     return {"key": spec["key"], "status": summary["status"], "message": summary.get("message"),
-            "final_train_loss": summary.get("final_train_loss"), "eval_train_loss": summary.get("final_train_loss"),
+            "final_train_loss": summary.get("final_minibatch_loss"), "eval_train_loss": summary.get("final_train_loss"),
             "elapsed": elapsed, "wall_time": summary.get("wall_time"), "backprops": summary.get("backprops")}
 
 

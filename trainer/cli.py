@@ -158,7 +158,8 @@ def _print_summary(cfg: RunConfig, s: dict[str, Any]) -> None:
         return
     print(f"  steps {s['steps']}, backprops {s['backprops']} (gradients {s.get('gradients')}, HVPs {s.get('hvps')}), "
           f"epochs {s['epoch']:.3f}, optimization time {s['wall_time']:.2f} s on {s.get('device')}")
-    for key, label in (("final_train_loss", "last minibatch loss"), ("final_test_loss", "test loss"),
+    for key, label in (("final_minibatch_loss", "last minibatch loss"),
+                       ("final_train_loss", "train loss (fixed evaluation subset)"), ("final_test_loss", "test loss"),
                        ("final_test_accuracy", "test accuracy")):
         if s.get(key) is not None:
             print(f"  {label}: {s[key]:.4f}")

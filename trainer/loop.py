@@ -256,6 +256,7 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
     summary.update({
         "status": status, "message": message, "steps": step, "backprops": gradients + hvps, "gradients": gradients,
         "hvps": hvps, "forwards": forwards, "epoch": samples / n_train, "wall_time": wall,
-        "final_train_loss": _finite(last_loss) if last_loss is not None else None,
+        "final_minibatch_loss": _finite(last_loss) if last_loss is not None else None,
+        # The last evaluation: train loss on the fixed training subset, test loss and accuracy.
         **{f"final_{k}": v for k, v in last_eval.items() if k in ("train_loss", "test_loss", "test_accuracy")},
     })

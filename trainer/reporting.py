@@ -32,7 +32,8 @@ class Reporter(Protocol):
       * ``on_images(step, kind, png)``: ``kind`` is ``"original"`` (once, step 0) or ``"reconstruction"``;
         ``png`` is a vertical strip of the fixed test images.
       * ``on_finish(summary)``: ``status`` (RunStatus), ``message``, ``steps``, ``backprops``, ``epoch``,
-        ``wall_time``, ``final_train_loss``, and the last evaluation's values.
+        ``wall_time``, ``final_minibatch_loss`` and the last evaluation's ``final_train_loss``,
+        ``final_test_loss``, ``final_test_accuracy``.
     """
 
     def on_start(self, info: dict[str, Any]) -> None: ...

@@ -30,6 +30,8 @@ def test_every_optimizer_lowers_the_loss(opt, tmp_path):
     assert last["train_loss"] < 0.8 * first["train_loss"], (opt, first["train_loss"], last["train_loss"])
     assert last["test_accuracy"] > 0.5
     assert s["epoch"] == pytest.approx(4.0, abs=1e-9)
+    assert s["final_train_loss"] == last["train_loss"] and s["final_test_accuracy"] == last["test_accuracy"]
+    assert s["final_minibatch_loss"] == rep.steps[-1]["train_loss"]
 
 
 @needs_fmnist
