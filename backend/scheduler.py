@@ -182,7 +182,7 @@ class Scheduler:
         try:
             job.proc.send_signal(sig)
         except ProcessLookupError:
-            pass
+            return  # already exited; the next tick reaps it
 
     def _free_slots(self) -> list[int]:
         used = {job.slot for job in self.jobs.values()}

@@ -271,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             finish_run(engine, run_id, "failed", f"worker error: {type(exc).__name__}: {exc}",
                        {"traceback": traceback.format_exc()})
-        except Exception:  # noqa: BLE001 - store unreachable; the scheduler reports the exit code and stderr
-            pass
+        except Exception as store_exc:  # noqa: BLE001 - store unreachable: say so on stderr, which the scheduler tails
+            print(f"worker {run_id}: could not record the failure in the store: "
+                  f"{type(store_exc).__name__}: {store_exc}", file=sys.stderr)
         return 1
     finally:
         engine.dispose()
