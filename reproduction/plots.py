@@ -74,10 +74,7 @@ def plot_losses(groups: dict[str, list[dict[str, Any]]], labels: dict[str, str],
     axes[0].set_ylabel(ylabel)
     axes[0].legend(fontsize=8, loc="upper right")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _rolling(v: np.ndarray, k: int) -> np.ndarray:
@@ -114,10 +111,7 @@ def plot_tr_diagnostics(experiments: list[tuple[str, dict[str, list[dict[str, An
         for ax in (ax_r, ax_c):
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_grid(grids: list[tuple[str, dict[str, dict[str, Any]]]], labels: dict[str, str], path: Path) -> Path:
@@ -137,10 +131,7 @@ def plot_grid(grids: list[tuple[str, dict[str, dict[str, Any]]]], labels: dict[s
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def reconstruction_grid(columns: list[tuple[str, str]], path: Path, *, upscale: int = 2) -> Path:
@@ -169,4 +160,12 @@ def reconstruction_grid(columns: list[tuple[str, str]], path: Path, *, upscale: 
         canvas.paste(im, (x, head))
         x += im.width + pad
     canvas.save(path)
+    return path
+
+
+def _save(fig, path: Path) -> Path:
+    """Lay out, write at 90 dpi and close ``fig``; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
     return path

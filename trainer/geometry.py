@@ -179,6 +179,25 @@ def _finish(method: str, label: str, problem: Quadratic, xs: list, regions: list
 _BLOWUP = 1e6  # stop a diverging method before the numbers overflow
 
 
+def _preconditioned_descent(problem: Quadratic, lr: float, steps: int, precond) -> tuple[list, list, list, list]:
+    """x ← x - η M⁻¹g with M = ``precond(g)`` (called once per step, may accumulate); records each step's
+    implicit trust region ‖s‖_M ≤ η‖g‖_{M⁻¹} (paper Eq. (5)). Stops early when the iterates blow up."""
+    x = problem.start.copy()
+    xs, regions, ss, acc = [x.copy()], [], [], []
+    for _ in range(steps):
+        g = problem.grad(x)
+        m = precond(g)
+        s = -lr * g / m
+        regions.append(TrustRegion(x.copy(), float(lr * np.sqrt(np.sum(g * g / m))), m))
+        x = x + s
+        xs.append(x.copy())
+        ss.append(s)
+        acc.append(True)
+        if np.linalg.norm(x) > _BLOWUP:
+            break
+    return xs, regions, ss, acc
+
+
 def gradient_descent(problem: Quadratic, *, lr: float, steps: int = 30) -> Trajectory:
     """x ← x - η g. Its implicit trust region is the ball ‖s‖ ≤ η‖g‖ (M = I).
 
@@ -188,19 +207,8 @@ def gradient_descent(problem: Quadratic, *, lr: float, steps: int = 30) -> Traje
         steps: iterations (default 30).
     """
     _check_common(lr, steps, "step size")
-    x = problem.start.copy()
-    xs, regions, ss, acc = [x.copy()], [], [], []
-    for _ in range(steps):
-        g = problem.grad(x)
-        s = -lr * g
-        regions.append(TrustRegion(x.copy(), float(lr * np.linalg.norm(g)), np.ones(2)))
-        x = x + s
-        xs.append(x.copy())
-        ss.append(s)
-        acc.append(True)
-        if np.linalg.norm(x) > _BLOWUP:
-            break
-    return _finish("gd", "Gradient descent", problem, xs, regions, ss, acc)
+    trace = _preconditioned_descent(problem, lr, steps, lambda g: np.ones(2))
+    return _finish("gd", "Gradient descent", problem, *trace)
 
 
 def adagrad(problem: Quadratic, *, lr: float, steps: int = 30, eps: float = 1e-10) -> Trajectory:
@@ -217,23 +225,14 @@ def adagrad(problem: Quadratic, *, lr: float, steps: int = 30, eps: float = 1e-1
     _check_common(lr, steps, "step size")
     if not eps > 0:
         raise ValueError(f"Invalid eps: {eps}")
-    x = problem.start.copy()
     sum_sq = np.zeros(2)
-    xs, regions, ss, acc = [x.copy()], [], [], []
-    for _ in range(steps):
-        g = problem.grad(x)
-        sum_sq = sum_sq + g * g
-        m = np.sqrt(eps + sum_sq)
-        s = -lr * g / m
-        radius = float(lr * np.sqrt(np.sum(g * g / m)))
-        regions.append(TrustRegion(x.copy(), radius, m))
-        x = x + s
-        xs.append(x.copy())
-        ss.append(s)
-        acc.append(True)
-        if np.linalg.norm(x) > _BLOWUP:
-            break
-    return _finish("adagrad", "Adagrad", problem, xs, regions, ss, acc)
+
+    def precond(g: np.ndarray) -> np.ndarray:
+        sum_sq[:] += g * g
+        return np.sqrt(eps + sum_sq)
+
+    trace = _preconditioned_descent(problem, lr, steps, precond)
+    return _finish("adagrad", "Adagrad", problem, *trace)
 
 
 def first_order_trust_region(problem: Quadratic, *, radius: float, steps: int = 30, norm: str = "uniform",
