@@ -11,7 +11,8 @@ from trainer.registry import OPTIMIZERS, model_fits_dataset
 
 __all__ = ["UtcDatetime", "RunOut", "RunList", "ComparisonOut", "ComparisonDetail", "ComparisonList",
            "ComparisonCreate", "ComparisonCreated", "MetricPoint", "MetricsPage", "EvalPoint", "EvalPage",
-           "ReconstructionList", "Health", "MAX_RUNS_PER_COMPARISON", "run_label"]
+           "ReconstructionList", "Health", "MetricColumns", "RunCursor", "MetricsBatchRequest", "MetricsBatch",
+           "MAX_BATCH_RUNS", "MAX_BATCH_POINTS", "MAX_RUNS_PER_COMPARISON", "run_label"]
 
 MAX_RUNS_PER_COMPARISON = 200
 
@@ -177,6 +178,69 @@ class MetricsPage(BaseModel):
     last_step: int | None = Field(description="the run's newest stored step (poll again with since_step=this)")
     total: int = Field(description="points with step > since_step before downsampling")
     downsampled: bool
+
+
+class MetricColumns(BaseModel):
+    """Column-wise metrics (``format=columns``): one array per selected field, all of the same length."""
+
+    fields: list[str] = Field(description="the selected fields, step first")
+    columns: dict[str, list[Any]] = Field(description="field -> values in step order (null where not recorded)")
+    last_step: int | None = Field(description="the run's newest stored step (poll again with since_step=this)")
+    total: int = Field(description="points in the range before downsampling")
+    downsampled: bool
+
+
+MAX_BATCH_RUNS = MAX_RUNS_PER_COMPARISON
+MAX_BATCH_POINTS = 2_000_000  # runs x max_points of one batched request
+
+
+class RunCursor(BaseModel):
+    """Where the client's copy of a run ends: only newer points are sent."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: int = Field(ge=0, le=2**63 - 1)
+    since_step: int | None = Field(default=None, ge=-1, le=2**63 - 1, description="metrics with step > this")
+    eval_since_step: int | None = Field(default=None, ge=-1, le=2**63 - 1,
+                                        description="evaluations with step > this")
+
+
+class MetricsBatchRequest(BaseModel):
+    """New points of many runs in one request: the runs of ``comparison_id`` and/or the listed ``runs``."""
+
+    model_config = ConfigDict(extra="forbid")
+    comparison_id: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    runs: list[RunCursor] = Field(default_factory=list, max_length=MAX_BATCH_RUNS)
+    fields: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=64, description="metric fields to send (step always included); default all")
+    max_points: int = Field(default=2000, ge=2, le=100_000, description="per run, min/max-downsampled")
+    evals: bool = Field(default=True, description="also send each run's new evaluations")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MetricsBatchRequest":
+        if self.comparison_id is None and not self.runs:
+            raise ValueError("give comparison_id or a non-empty runs list")
+        ids = [c.id for c in self.runs]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"runs must name each run once, got ids {ids}")
+        if len(ids) * self.max_points > MAX_BATCH_POINTS:
+            raise ValueError(f"{len(ids)} runs x max_points {self.max_points} exceeds {MAX_BATCH_POINTS} points; "
+                             "lower max_points or ask for fewer runs per request")
+        return self
+
+
+class EvalColumns(BaseModel):
+    fields: list[str]
+    columns: dict[str, list[Any]]
+
+
+class RunMetricColumns(MetricColumns):
+    id: int
+    status: Status
+    evals: EvalColumns | None = None
+
+
+class MetricsBatch(BaseModel):
+    runs: list[RunMetricColumns]
 
 
 class EvalPoint(BaseModel):

@@ -1,10 +1,12 @@
 """Run store operations: create, list, cancel and delete runs and comparisons; read metrics fast."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+import json
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, delete, func, select, text, update
+from sqlalchemy import BigInteger, Connection, String, bindparam, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from backend.downsample import minmax_indices
@@ -16,7 +18,8 @@ from trainer.config import RunConfig
 
 __all__ = ["stored_config", "create_run", "create_comparison", "list_runs", "list_comparisons", "comparison_runs",
            "run_view", "comparison_view", "progress", "request_cancel", "delete_run", "delete_comparison",
-           "metrics_page", "evaluations", "reconstruction_list", "reconstruction_png", "iter_metrics",
+           "metric_fields", "metric_rows", "metrics_page", "METRIC_LAYOUTS", "metrics_batch", "evaluations",
+           "evaluation_columns", "reconstruction_list", "reconstruction_png", "iter_metrics",
            "Conflict"]
 
 _IN_CHUNK = 900  # bound parameters per IN (...) clause; below SQLite's historical limit of 999
@@ -170,41 +173,85 @@ def delete_comparison(session: Session, comparison: Comparison) -> None:
 _M = StepMetric.__table__
 _E = Evaluation.__table__
 _B = MetricBlock.__table__
+_R = Run.__table__
+
+def metric_fields(fields: Iterable[str] | None) -> tuple[str, ...]:
+    """The validated field selection, ``step`` first (always included); None → every column.
+
+    Raises:
+        ValueError: naming the unknown fields and the known ones.
+    """
+    if fields is None:
+        return METRIC_COLUMNS
+    wanted = [f.strip() for f in fields if f and f.strip()]
+    unknown = sorted({f for f in wanted if f not in METRIC_COLUMNS})
+    if unknown:
+        raise ValueError(f"Invalid field(s) {unknown}; choose from {list(METRIC_COLUMNS)}")
+    out = ["step"] + [f for f in METRIC_COLUMNS if f != "step" and f in set(wanted)]
+    return tuple(out)
 
 
 def _rows_to_points(rows: Iterable[tuple], columns: tuple[str, ...]) -> list[dict[str, Any]]:
     return [dict(zip(columns, row)) for row in rows]
 
 
-def _range_count(conn: Connection, run_id: int, lower: int) -> int:
+def _rows_to_columns(rows: list[tuple], columns: tuple[str, ...]) -> dict[str, list[Any]]:
+    if not rows:
+        return {c: [] for c in columns}
+    return {c: list(values) for c, values in zip(columns, zip(*rows))}
+
+
+def _range(run_id: int, lower: int, upper: int | None) -> Any:
+    """lower < step <= upper (no upper bound when None) for one run."""
     cond = (_M.c.run_id == run_id) & (_M.c.step > lower)
-    return int(conn.scalar(select(func.count()).select_from(_M).where(cond)) or 0)
+    return cond if upper is None else cond & (_M.c.step <= upper)
+
+
+def _range_count(conn: Connection, run_id: int, lower: int, upper: int | None) -> int:
+    return int(conn.scalar(select(func.count()).select_from(_M).where(_range(run_id, lower, upper))) or 0)
 
 
 def _loss_series(conn: Connection, run_id: int, lower: int, upper: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, losses) with lower < step < upper; null losses become NaN."""
-    cond = (_M.c.run_id == run_id) & (_M.c.step > lower)
-    if upper is not None:
-        cond &= _M.c.step < upper
-    rows = conn.execute(select(_M.c.step, _M.c.train_loss).where(cond).order_by(_M.c.step)).all()
+    """(steps, losses) with lower < step <= upper; null losses become NaN."""
+    rows = conn.execute(select(_M.c.step, _M.c.train_loss).where(_range(run_id, lower, upper))
+                        .order_by(_M.c.step)).all()
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     steps, losses = zip(*rows)
     return np.array(steps, dtype=np.int64), np.array(losses, dtype=np.float64)
 
 
-def _full_rows(conn: Connection, run_id: int, steps: list[int]) -> list[dict[str, Any]]:
-    columns = tuple(_M.c[name] for name in METRIC_COLUMNS)
+def _values_sqlite(steps: list[int]) -> Any:
+    return func.json_each(bindparam("kept", json.dumps(steps), type_=String)).table_valued("value")
+
+
+def _values_postgresql(steps: list[int]) -> Any:
+    return func.unnest(bindparam("kept", steps, type_=ARRAY(BigInteger))).table_valued("value").render_derived()
+
+
+# Dialect → a table-valued expression of a list of steps, so kept rows are looked up by one join.
+_STEP_VALUES: dict[str, Callable[[list[int]], Any]] = {"sqlite": _values_sqlite, "postgresql": _values_postgresql}
+
+
+def _rows_at(conn: Connection, run_id: int, steps: list[int], fields: tuple[str, ...]) -> list[tuple]:
+    """The ``fields`` of the rows at ``steps`` (sorted), by a join on a table-valued list (IN-lists elsewhere)."""
+    columns = [_M.c[name] for name in fields]
+    values = _STEP_VALUES.get(conn.dialect.name)
+    if values is not None:
+        kept = values(steps)
+        query = (select(*columns).select_from(kept.join(_M, (_M.c.run_id == run_id) & (_M.c.step == kept.c.value)))
+                 .order_by(_M.c.step))
+        return list(conn.execute(query).all())
     query = select(*columns).where(_M.c.run_id == run_id, _M.c.step.in_(bindparam("steps", expanding=True)))
-    points: list[dict[str, Any]] = []
+    rows: list[tuple] = []
     for i in range(0, len(steps), _IN_CHUNK):
-        points += _rows_to_points(conn.execute(query, {"steps": steps[i:i + _IN_CHUNK]}).all(), METRIC_COLUMNS)
-    points.sort(key=lambda p: p["step"])
-    return points
+        rows += conn.execute(query, {"steps": steps[i:i + _IN_CHUNK]}).all()
+    rows.sort(key=lambda r: r[0])
+    return rows
 
 
-def _block_candidates(conn: Connection, run_id: int, lower: int, blocks: list[tuple]
+def _block_candidates(conn: Connection, run_id: int, lower: int, upper: int | None, blocks: list[tuple]
                       ) -> tuple[np.ndarray, np.ndarray, int]:
     """Candidate (steps, losses) for downsampling and the point count, from block rollups plus raw edge rows.
 
@@ -214,8 +261,8 @@ def _block_candidates(conn: Connection, run_id: int, lower: int, blocks: list[tu
     columns = list(zip(*blocks))  # column-wise: much faster than per-Row access
     ints = np.array(columns[:5], dtype=np.int64).T  # first, last, count, min_step, max_step
     lo, hi = (np.array(c, dtype=np.float64) for c in columns[5:])  # None → NaN
-    head_steps, head_losses = _loss_series(conn, run_id, lower, int(ints[0, 0]))
-    tail_steps, tail_losses = _loss_series(conn, run_id, int(ints[-1, 1]))
+    head_steps, head_losses = _loss_series(conn, run_id, lower, int(ints[0, 0]) - 1)
+    tail_steps, tail_losses = _loss_series(conn, run_id, int(ints[-1, 1]), upper)
     total = len(head_steps) + int(ints[:, 2].sum()) + len(tail_steps)
     min_first = ints[:, 3] <= ints[:, 4]
     pair_steps = np.where(min_first[:, None], ints[:, 3:5], ints[:, 4:2:-1]).ravel()
@@ -232,50 +279,115 @@ def _block_candidates(conn: Connection, run_id: int, lower: int, blocks: list[tu
     return steps, losses, total
 
 
-def metrics_page(conn: Connection, run_id: int, *, since_step: int | None, max_points: int) -> dict[str, Any]:
-    """Points with step > ``since_step`` (all when None), min/max-downsampled to at most ``max_points``.
+def metric_rows(conn: Connection, run_id: int, *, since_step: int | None, max_points: int,
+                fields: tuple[str, ...] = METRIC_COLUMNS, until_step: int | None = None
+                ) -> tuple[list[tuple], int | None, int, bool]:
+    """(rows of ``fields``, last stored step, points in range, downsampled) for since_step < step <= until_step.
 
-    Rejected TR steps are always kept (up to ``max_points / 4`` of them, evenly spread), so charts can
-    mark every rejection. Every query is a range scan of a (run_id, step|block) primary key or index. Long ranges are downsampled from
-    the block rollups (two candidates per 32 steps: the min- and max-loss steps) plus the raw rows of
-    the partial blocks at either end, so the cost grows with n/32, not n; then only the kept steps'
-    full rows are read. Ranges of fewer than ``max_points / 4`` blocks read (step, loss) of every row
-    and downsample that.
+    At most ``max_points`` rows, min/max-downsampled on the training loss. Rejected TR steps are always
+    kept (up to ``max_points / 4`` of them, evenly spread, picked in SQL by a window function), so charts can
+    mark every rejection. Every query is a range scan of a (run_id, step|block) primary key or index. Long
+    ranges are downsampled from the block rollups (two candidates per 32 steps: the min- and max-loss steps)
+    plus the raw rows of the partial blocks at either end, so the cost grows with n/32, not n; then the kept
+    steps' rows are read by one join against the list of kept steps. Ranges of fewer than ``max_points / 4``
+    blocks read (step, loss) of every row and downsample that.
     """
     lower = -1 if since_step is None else since_step
     last_step = conn.scalar(select(func.max(_M.c.step)).where(_M.c.run_id == run_id))
-    if last_step is None or last_step <= lower:
-        return {"points": [], "last_step": last_step, "total": 0, "downsampled": False}
-    blocks = conn.execute(
-        select(_B.c.first_step, _B.c.last_step, _B.c.count, _B.c.min_step, _B.c.max_step, _B.c.min_loss,
-               _B.c.max_loss)
-        .where(_B.c.run_id == run_id, _B.c.block >= block_of(lower + 1), _B.c.first_step > lower)
-        .order_by(_B.c.block)).all()
+    if last_step is None or last_step <= lower or (until_step is not None and until_step <= lower):
+        return [], last_step, 0, False
+    block_query = (select(_B.c.first_step, _B.c.last_step, _B.c.count, _B.c.min_step, _B.c.max_step, _B.c.min_loss,
+                          _B.c.max_loss)
+                   .where(_B.c.run_id == run_id, _B.c.block >= block_of(lower + 1), _B.c.first_step > lower))
+    if until_step is not None:
+        block_query = block_query.where(_B.c.block <= block_of(until_step), _B.c.last_step <= until_step)
+    blocks = conn.execute(block_query.order_by(_B.c.block)).all()
     if 4 * len(blocks) >= max_points:  # at least max_points / 2 candidates: enough detail
-        steps, losses, total = _block_candidates(conn, run_id, lower, blocks)
+        steps, losses, total = _block_candidates(conn, run_id, lower, until_step, blocks)
     else:  # fewer than 8 * max_points rows: read them
-        total = _range_count(conn, run_id, lower)
+        total = _range_count(conn, run_id, lower, until_step)
         if total <= max_points:
-            columns = tuple(_M.c[name] for name in METRIC_COLUMNS)
-            rows = conn.execute(select(*columns).where(_M.c.run_id == run_id, _M.c.step > lower)
-                                .order_by(_M.c.step)).all()
-            return {"points": _rows_to_points(rows, METRIC_COLUMNS), "last_step": last_step, "total": total,
-                    "downsampled": False}
-        steps, losses = _loss_series(conn, run_id, lower)
-    rejected = _rejected_steps(conn, run_id, lower, cap=max_points // 4) if max_points >= 8 else []
+            columns = [_M.c[name] for name in fields]
+            rows = conn.execute(select(*columns).where(_range(run_id, lower, until_step)).order_by(_M.c.step)).all()
+            return list(rows), last_step, total, False
+        steps, losses = _loss_series(conn, run_id, lower, until_step)
+    rejected = _rejected_steps(conn, run_id, lower, until_step, cap=max_points // 4) if max_points >= 8 else []
     keep = steps[minmax_indices(losses, max_points - len(rejected))].tolist()
     keep = sorted(set(keep).union(rejected))
-    return {"points": _full_rows(conn, run_id, keep), "last_step": last_step, "total": total,
-            "downsampled": len(keep) < total}
+    return _rows_at(conn, run_id, keep, fields), last_step, total, len(keep) < total
 
 
-def _rejected_steps(conn: Connection, run_id: int, lower: int, *, cap: int) -> list[int]:
-    """Steps after ``lower`` whose TR step was rejected (partial index), at most ``cap``, evenly spread."""
-    steps = conn.scalars(select(_M.c.step).where(_M.c.run_id == run_id, _M.c.step > lower, text("NOT accepted"))
-                         .order_by(_M.c.step)).all()
-    if len(steps) <= cap:
-        return list(steps)
-    return [steps[i] for i in np.linspace(0, len(steps) - 1, cap).round().astype(np.int64).tolist()]
+def metrics_page(conn: Connection, run_id: int, *, since_step: int | None, max_points: int,
+                 fields: tuple[str, ...] = METRIC_COLUMNS, until_step: int | None = None,
+                 layout: str = "rows") -> dict[str, Any]:
+    """The metrics response: row-wise (``points``: one dict per step) or column-wise (``columns``: one array
+    per field, ``fields`` naming them in order). See :func:`metric_rows` for the selection."""
+    rows, last_step, total, downsampled = metric_rows(conn, run_id, since_step=since_step, max_points=max_points,
+                                                      fields=fields, until_step=until_step)
+    return {**_LAYOUTS[layout](rows, fields), "last_step": last_step, "total": total, "downsampled": downsampled}
+
+
+_LAYOUTS: dict[str, Callable[[list[tuple], tuple[str, ...]], dict[str, Any]]] = {
+    "rows": lambda rows, fields: {"points": _rows_to_points(rows, fields)},
+    "columns": lambda rows, fields: {"fields": list(fields), "columns": _rows_to_columns(rows, fields)},
+}
+METRIC_LAYOUTS = tuple(_LAYOUTS)
+
+
+def metrics_batch(conn: Connection, cursors: list[tuple[int, int | None, int | None]], *,
+                  comparison_id: int | None, fields: tuple[str, ...], max_points: int, evals: bool,
+                  point_cap: int | None = None) -> list[dict[str, Any]]:
+    """Column-wise new points of several runs in one call: the runs of ``comparison_id`` (if given) and the
+    ``cursors`` (run id, since_step, eval_since_step); a comparison's runs without a cursor start from scratch.
+
+    Raises:
+        LookupError: naming the run ids (or the comparison) that do not exist.
+        ValueError: a cursor names a run outside the comparison, or runs x max_points exceeds ``point_cap``.
+    """
+    since = {rid: (s, e) for rid, s, e in cursors}
+    runs = _R.c
+    if comparison_id is not None:
+        if conn.scalar(select(Comparison.__table__.c.id).where(Comparison.__table__.c.id == comparison_id)) is None:
+            raise LookupError(f"comparison {comparison_id} not found; GET /api/comparisons lists them")
+        found = conn.execute(select(runs.id, runs.status).where(runs.comparison_id == comparison_id)
+                             .order_by(runs.id)).all()
+        outside = sorted(set(since) - {r[0] for r in found})
+        if outside:
+            raise ValueError(f"Invalid runs: {outside} are not in comparison {comparison_id}; "
+                             "leave them out or drop comparison_id")
+    else:
+        found = conn.execute(select(runs.id, runs.status).where(runs.id.in_(list(since))).order_by(runs.id)).all()
+        missing = sorted(set(since) - {r[0] for r in found})
+        if missing:
+            raise LookupError(f"run(s) {missing} not found; GET /api/runs lists the runs")
+    if point_cap is not None and len(found) * max_points > point_cap:
+        raise ValueError(f"Invalid max_points: {len(found)} runs x {max_points} exceeds {point_cap} points; "
+                         "lower max_points or ask for fewer runs")
+    out = []
+    for run_id, status in found:
+        since_step, eval_since = since.get(run_id, (None, None))
+        page = metrics_page(conn, run_id, since_step=since_step, max_points=max_points, fields=fields,
+                            layout="columns")
+        item = {"id": run_id, "status": status, **page}
+        if evals:
+            item["evals"] = evaluation_columns(conn, run_id, since_step=eval_since)
+        out.append(item)
+    return out
+
+
+def _rejected_steps(conn: Connection, run_id: int, lower: int, upper: int | None, *, cap: int) -> list[int]:
+    """Steps in range whose TR step was rejected (partial index), at most ``cap``, evenly spread.
+
+    Picked in SQL: with the i-th of n rejected steps (0-based), keep i where floor(i (cap-1) / (n-1)) changes,
+    which keeps the first and the last and ``cap`` in all (every one when n <= cap).
+    """
+    cond = _range(run_id, lower, upper) & text("NOT accepted")
+    ranked = select(_M.c.step, (func.row_number().over(order_by=_M.c.step) - 1).label("i"),
+                    func.count().over().label("n")).where(cond).subquery()
+    i, n = ranked.c.i, ranked.c.n
+    span = func.nullif(n - 1, 0)
+    keep = or_(n <= cap, i == 0, (i * (cap - 1)) // span != ((i - 1) * (cap - 1)) // span)
+    return list(conn.scalars(select(ranked.c.step).where(keep).order_by(ranked.c.step)).all())
 
 
 def iter_metrics(conn: Connection, run_id: int, *, chunk: int = 5000) -> Iterator[list[dict[str, Any]]]:
@@ -291,11 +403,21 @@ def iter_metrics(conn: Connection, run_id: int, *, chunk: int = 5000) -> Iterato
         after = rows[-1][0]
 
 
-def evaluations(conn: Connection, run_id: int, *, since_step: int | None = None) -> list[dict[str, Any]]:
+def _evaluation_rows(conn: Connection, run_id: int, since_step: int | None) -> list[tuple]:
     lower = -1 if since_step is None else since_step
     columns = tuple(_E.c[name] for name in EVAL_COLUMNS)
-    rows = conn.execute(select(*columns).where(_E.c.run_id == run_id, _E.c.step > lower).order_by(_E.c.step)).all()
-    return _rows_to_points(rows, EVAL_COLUMNS)
+    return list(conn.execute(select(*columns).where(_E.c.run_id == run_id, _E.c.step > lower)
+                             .order_by(_E.c.step)).all())
+
+
+def evaluations(conn: Connection, run_id: int, *, since_step: int | None = None) -> list[dict[str, Any]]:
+    return _rows_to_points(_evaluation_rows(conn, run_id, since_step), EVAL_COLUMNS)
+
+
+def evaluation_columns(conn: Connection, run_id: int, *, since_step: int | None = None) -> dict[str, Any]:
+    """Evaluations after ``since_step``, column-wise: ``{"fields": [...], "columns": {field: [...]}}``."""
+    return {"fields": list(EVAL_COLUMNS), "columns": _rows_to_columns(_evaluation_rows(conn, run_id, since_step),
+                                                                      EVAL_COLUMNS)}
 
 
 def reconstruction_list(session: Session, run_id: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pydantic_core import to_json
 from backend import store
 from backend.scheduler import log_path
 from backend.deps import MAX_ID, ConnectionDep, RunDep, SessionDep, wake_scheduler
-from backend.schemas import EvalPage, MetricsPage, ReconstructionList, RunList, RunOut
+from backend.schemas import EvalPage, MetricColumns, MetricsPage, ReconstructionList, RunList, RunOut
 from backend.tables import ALL_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS
 from trainer.config import RunConfig
 
@@ -76,10 +76,37 @@ def _json(body: Any) -> Response:
     return Response(content=to_json(body), media_type="application/json")
 
 
-@router.get("/{run_id}/metrics", response_model=MetricsPage, summary="Step metrics, incremental and downsampled")
+def metric_fields(fields: list[str] | None) -> tuple[str, ...]:
+    """``?fields=a,b`` or ``?fields=a&fields=b`` (``step`` is always included); unknown names → 422."""
+    if not fields:
+        return METRIC_COLUMNS
+    if sum(len(f) for f in fields) > MAX_FIELDS_CHARS:
+        raise HTTPException(422, [{"loc": ["query", "fields"], "type": "value_error", "input": None,
+                                   "msg": f"fields selection longer than {MAX_FIELDS_CHARS} characters; "
+                                          f"choose from {list(METRIC_COLUMNS)}"}])
+    try:
+        return store.metric_fields([f for value in fields for f in value.split(",")])
+    except ValueError as exc:
+        raise HTTPException(422, [{"loc": ["query", "fields"], "type": "value_error", "input": fields,
+                                   "msg": str(exc)}]) from None
+
+
+MAX_FIELDS_CHARS = 1000
+
+
+@router.get("/{run_id}/metrics", response_model=MetricsPage | MetricColumns,
+            summary="Step metrics, incremental and downsampled (row-wise, or column-wise with format=columns)")
 def metrics(run: RunDep, conn: ConnectionDep, since_step: SinceStep = None,
-            max_points: Annotated[int, Query(ge=2, le=1_000_000)] = 2000) -> Response:
-    return _json(store.metrics_page(conn, run.id, since_step=since_step, max_points=max_points))
+            max_points: Annotated[int, Query(ge=2, le=1_000_000)] = 2000,
+            until_step: Annotated[int | None, Query(ge=0, le=MAX_ID,
+                                                    description="only points with step <= until_step (zoom)")] = None,
+            fields: Annotated[list[str] | None, Query(description="e.g. train_loss,backprops (step always included)")
+                              ] = None,
+            format: Annotated[Literal["rows", "columns"], Query(  # noqa: A002
+                description="rows: one object per step (points); columns: one array per field (columns)")] = "rows",
+            ) -> Response:
+    return _json(store.metrics_page(conn, run.id, since_step=since_step, max_points=max_points,
+                                    fields=metric_fields(fields), until_step=until_step, layout=format))
 
 
 @router.get("/{run_id}/evals", response_model=EvalPage, summary="Evaluations (train/test loss and accuracy)")
