@@ -1,7 +1,9 @@
 """The FastAPI app (``backend.main:app``): store and job runner set up in the lifespan, routes under /api."""
 from __future__ import annotations
 
+
 import gc
+import math
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -87,11 +89,24 @@ def _warm_up(data_dir: str) -> None:
     _freeze_startup_objects()
 
 
+def _finite_json(value: Any) -> Any:
+    """``value`` with NaN/inf floats (a body may carry them) as strings, so the 422 echo is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value
+
+
 def _plain_errors(errors: Any) -> list[dict[str, Any]]:
     """FastAPI's 422 list with exception objects in ``ctx`` turned into their messages."""
     out = []
     for error in errors:
         error = dict(error)
+        if "input" in error:
+            error["input"] = _finite_json(error["input"])
         if isinstance(error.get("ctx"), dict):
             error["ctx"] = {k: str(v) if isinstance(v, BaseException) else v for k, v in error["ctx"].items()}
         out.append(error)
