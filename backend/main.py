@@ -1,10 +1,9 @@
 """The FastAPI app (``backend.main:app``): store and job runner set up in the lifespan, routes under /api."""
 from __future__ import annotations
 
-
 import gc
-import math
 import logging
+import math
 import threading
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
