@@ -117,3 +117,22 @@ def test_job_runner_on_postgres(pg_url: str, tmp_path: Path) -> None:
         wait_status(client, long, ("running",))
         client.post(f"/api/runs/{long}/cancel")
         assert wait_status(client, long, ("cancelled",), timeout=10)["status"] == "cancelled"
+
+
+def test_metrics_sql_internals_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    """Rejected steps spread by the window function, kept rows by the unnest join, column-wise and batched."""
+    with TestClient(create_app(make_settings(tmp_path, database_url=pg_url))) as client:
+        run_id = client.post("/api/runs", json=MLP_RUN).json()["id"]
+        rejected = frozenset(range(37, 6000, 211))
+        record_run(client, run_id, steps=6000, tr=True, rejected=rejected, spike={4321: 50.0})
+        page = client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 200, "format": "columns",
+                                                                  "fields": "accepted,train_loss"}).json()
+        steps = page["columns"]["step"]
+        assert page["downsampled"] and len(steps) <= 200 and rejected <= set(steps) and 4321 in steps
+        assert steps == sorted(steps) and page["fields"] == ["step", "train_loss", "accepted"]
+        capped = client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 40}).json()["points"]
+        kept = [p["step"] for p in capped if not p["accepted"]]
+        assert len(kept) == 10 and kept[0] == 37 and kept[-1] == max(rejected)
+        batch = client.post("/api/metrics/batch", json={"runs": [{"id": run_id, "since_step": 5990}],
+                                                        "fields": ["rho"]}).json()["runs"][0]
+        assert batch["columns"]["step"] == list(range(5991, 6001)) and batch["columns"]["rho"][0] == 0.9
