@@ -202,6 +202,8 @@ class RunCursor(BaseModel):
     since_step: int | None = Field(default=None, ge=-1, le=2**63 - 1, description="metrics with step > this")
     eval_since_step: int | None = Field(default=None, ge=-1, le=2**63 - 1,
                                         description="evaluations with step > this")
+    fields: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=64, description="this run's fields, instead of the request's (e.g. TR columns)")
 
 
 class MetricsBatchRequest(BaseModel):

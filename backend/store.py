@@ -334,17 +334,18 @@ _LAYOUTS: dict[str, Callable[[list[tuple], tuple[str, ...]], dict[str, Any]]] = 
 METRIC_LAYOUTS = tuple(_LAYOUTS)
 
 
-def metrics_batch(conn: Connection, cursors: list[tuple[int, int | None, int | None]], *,
+def metrics_batch(conn: Connection, cursors: list[tuple[int, int | None, int | None, tuple[str, ...] | None]], *,
                   comparison_id: int | None, fields: tuple[str, ...], max_points: int, evals: bool,
                   point_cap: int | None = None) -> list[dict[str, Any]]:
     """Column-wise new points of several runs in one call: the runs of ``comparison_id`` (if given) and the
-    ``cursors`` (run id, since_step, eval_since_step); a comparison's runs without a cursor start from scratch.
+    ``cursors`` (run id, since_step, eval_since_step, fields or None for ``fields``); a comparison's runs without
+    a cursor start from scratch.
 
     Raises:
         LookupError: naming the run ids (or the comparison) that do not exist.
         ValueError: a cursor names a run outside the comparison, or runs x max_points exceeds ``point_cap``.
     """
-    since = {rid: (s, e) for rid, s, e in cursors}
+    since = {rid: (s, e, f) for rid, s, e, f in cursors}
     runs = _R.c
     if comparison_id is not None:
         if conn.scalar(select(Comparison.__table__.c.id).where(Comparison.__table__.c.id == comparison_id)) is None:
@@ -365,8 +366,8 @@ def metrics_batch(conn: Connection, cursors: list[tuple[int, int | None, int | N
                          "lower max_points or ask for fewer runs")
     out = []
     for run_id, status in found:
-        since_step, eval_since = since.get(run_id, (None, None))
-        page = metrics_page(conn, run_id, since_step=since_step, max_points=max_points, fields=fields,
+        since_step, eval_since, own_fields = since.get(run_id, (None, None, None))
+        page = metrics_page(conn, run_id, since_step=since_step, max_points=max_points, fields=own_fields or fields,
                             layout="columns")
         item = {"id": run_id, "status": status, **page}
         if evals:

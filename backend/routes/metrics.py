@@ -20,9 +20,10 @@ def _unprocessable(field: str, msg: str, value: object) -> HTTPException:
 def batch(body: MetricsBatchRequest, conn: ConnectionDep) -> Response:
     try:
         fields = store.metric_fields(body.fields)
+        cursors = [(c.id, c.since_step, c.eval_since_step, None if c.fields is None else store.metric_fields(c.fields))
+                   for c in body.runs]
     except ValueError as exc:
         raise _unprocessable("fields", str(exc), body.fields) from None
-    cursors = [(c.id, c.since_step, c.eval_since_step) for c in body.runs]
     try:
         runs = store.metrics_batch(conn, cursors, comparison_id=body.comparison_id, fields=fields,
                                    max_points=body.max_points, evals=body.evals, point_cap=MAX_BATCH_POINTS)

@@ -65,15 +65,16 @@ def test_metrics_bad_queries_are_422_naming_the_field(client: TestClient, query:
 
 def test_batch_for_explicit_runs_sends_only_new_points(client: TestClient) -> None:
     a, b = _run(client, 100, evals=(50, 100)), _run(client, 40, tr=True)
-    body = {"runs": [{"id": a, "since_step": 90, "eval_since_step": 50}, {"id": b}], "fields": ["train_loss"],
-            "max_points": 20}
+    body = {"runs": [{"id": a, "since_step": 90, "eval_since_step": 50},
+                     {"id": b, "fields": ["train_loss", "rho"]}], "fields": ["train_loss"], "max_points": 20}
     out = client.post("/api/metrics/batch", json=body).json()["runs"]
     by_id = {r["id"]: r for r in out}
     assert by_id[a]["columns"]["step"] == list(range(91, 101)) and by_id[a]["fields"] == ["step", "train_loss"]
     assert by_id[a]["evals"]["columns"]["step"] == [100] and by_id[a]["status"] == "completed"
     assert by_id[b]["total"] == 40 and by_id[b]["downsampled"] and len(by_id[b]["columns"]["step"]) <= 20
     assert by_id[b]["last_step"] == 40 and by_id[b]["evals"]["columns"]["step"] == []
-    single = client.get(f"/api/runs/{b}/metrics", params={"max_points": 20, "fields": "train_loss",
+    assert by_id[b]["fields"] == ["step", "train_loss", "rho"] and by_id[b]["columns"]["rho"][0] == 0.9
+    single = client.get(f"/api/runs/{b}/metrics", params={"max_points": 20, "fields": "train_loss,rho",
                                                            "format": "columns"}).json()
     assert single["columns"] == by_id[b]["columns"]  # the same downsampling as the single-run route
     none = client.post("/api/metrics/batch", json={"runs": [{"id": a}], "evals": False}).json()["runs"][0]
@@ -103,6 +104,7 @@ def test_batch_for_a_comparison(client: TestClient) -> None:
     ({"runs": [{"id": i} for i in range(201)]}, "at most 200"),
     ({"runs": [{"id": 1}, {"id": 1}]}, "each run once"),
     ({"runs": [{"id": 1}], "fields": ["loss"]}, "loss"),
+    ({"runs": [{"id": 1, "fields": ["step", "nope"]}]}, "nope"),
     ({"runs": [{"id": 1}], "max_points": float("nan")}, "max_points"),
     ({"runs": [{"id": 1, "since_step": float("inf")}]}, "since_step"),
     ({"runs": [{"id": 1}], "max_points": 1}, "greater than or equal to 2"),
