@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import httpx
 
@@ -133,9 +133,32 @@ class ApiClient:
     def delete_run(self, run_id: int) -> None:
         self._request("DELETE", f"/runs/{run_id}")
 
-    def metrics(self, run_id: int, *, since_step: int | None = None, max_points: int | None = None) -> dict[str, Any]:
+    def metrics(self, run_id: int, *, since_step: int | None = None, max_points: int | None = None,
+                until_step: int | None = None, fields: Sequence[str] | None = None,
+                columns: bool = False) -> dict[str, Any]:
+        """One run's points (``since_step`` < step <= ``until_step``), row-wise or, with ``columns``, column-wise."""
         return self._json("GET", f"/runs/{run_id}/metrics",
-                          params={"since_step": since_step, "max_points": max_points})
+                          params={"since_step": since_step, "max_points": max_points, "until_step": until_step,
+                                  "fields": ",".join(fields) if fields else None,
+                                  "format": "columns" if columns else None})
+
+    def metrics_batch(self, cursors: Sequence[Mapping[str, Any]], *, comparison_id: int | None = None,
+                      fields: Sequence[str] | None = None, max_points: int = 2000,
+                      evals: bool = True) -> dict[str, Any]:
+        """New points of many runs in one request (POST /api/metrics/batch), column-wise.
+
+        Args:
+            cursors: per run ``{"id", "since_step", "eval_since_step", "fields"}`` (all but id optional).
+            comparison_id: also every run of this comparison (those without a cursor from the start).
+            fields: metric fields for runs whose cursor names none (``step`` is always sent).
+        """
+        body: dict[str, Any] = {"runs": [{k: v for k, v in c.items() if v is not None} for c in cursors],
+                                "max_points": max_points, "evals": evals}
+        if comparison_id is not None:
+            body["comparison_id"] = comparison_id
+        if fields is not None:
+            body["fields"] = list(fields)
+        return self._json("POST", "/metrics/batch", json=body)
 
     def evals(self, run_id: int, *, since_step: int | None = None) -> dict[str, Any]:
         return self._json("GET", f"/runs/{run_id}/evals", params={"since_step": since_step})

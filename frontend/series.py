@@ -16,6 +16,7 @@ __all__ = [
     "X_AXES",
     "is_active",
     "append_points",
+    "bound_rows",
     "downsample_minmax",
     "ema",
     "series_key",
@@ -47,19 +48,64 @@ def is_active(run: Mapping[str, Any]) -> bool:
     return run.get("status") in ACTIVE
 
 
-def append_points(existing: pd.DataFrame | None, points: list[dict[str, Any]]) -> pd.DataFrame:
-    """``existing`` plus new ``points`` (dicts with a ``step``), one row per step (newest wins), by step."""
-    new = pd.DataFrame.from_records(points) if points else None
+def append_points(existing: pd.DataFrame | None, points: list[dict[str, Any]] | pd.DataFrame, *,
+                  max_rows: int | None = None, keep_steps: tuple[int, int] | None = None) -> pd.DataFrame:
+    """``existing`` plus new ``points`` (dicts, or a frame, with a ``step``), one row per step (newest wins), by step.
+
+    The usual live case (new steps all after the last one held) appends without re-sorting; overlapping
+    points take the slow path (merge, newest wins, sort). With ``max_rows``, a frame that grows past it is
+    thinned to ``max_rows // 2`` rows by :func:`bound_rows` (so thinning happens once per ``max_rows // 2``
+    new rows, not every refresh).
+    """
+    if isinstance(points, pd.DataFrame):
+        new = points if not points.empty else None
+    else:
+        new = pd.DataFrame.from_records(points) if points else None
+    if new is not None and "step" not in new.columns:
+        raise ValueError("points must carry a 'step' field")
     if existing is None or existing.empty:
-        out = new if new is not None else pd.DataFrame({"step": pd.Series(dtype="int64")})
+        if new is None:
+            return pd.DataFrame({"step": pd.Series(dtype="int64")})
+        out = new
+        if not (out["step"].is_monotonic_increasing and out["step"].is_unique):
+            out = out.drop_duplicates("step", keep="last").sort_values("step", kind="stable")
+        out = out.reset_index(drop=True)
     elif new is None:
         return existing
+    elif (new["step"].is_monotonic_increasing and new["step"].is_unique
+          and new["step"].iloc[0] > existing["step"].iloc[-1]):
+        out = pd.concat([existing, new], ignore_index=True)
     else:
         out = pd.concat([existing, new], ignore_index=True)
-    if "step" not in out.columns:
-        raise ValueError("points must carry a 'step' field")
-    out = out.drop_duplicates("step", keep="last").sort_values("step", kind="stable").reset_index(drop=True)
+        out = out.drop_duplicates("step", keep="last").sort_values("step", kind="stable").reset_index(drop=True)
+    if max_rows is not None and len(out) > max_rows:
+        out = bound_rows(out, max(4, max_rows // 2), keep_steps=keep_steps)
     return out
+
+
+def bound_rows(df: pd.DataFrame, target: int, *, y: str = "train_loss",
+               keep_steps: tuple[int, int] | None = None) -> pd.DataFrame:
+    """At most ~``target`` rows of ``df`` (by step) that keep the shape of ``y``: min/max-preserving on ``y``
+    (evenly spaced when ``df`` has no ``y``), plus the rejected TR steps (``accepted`` is False; at most
+    ``target // 4`` of them, evenly spread, so the result stays bounded) and every row with ``keep_steps[0] <= step <= keep_steps[1]`` (a range the user asked to see in detail)."""
+    n = len(df)
+    if n <= target:
+        return df
+    keep = np.zeros(n, dtype=bool)
+    if y in df.columns:
+        keep[downsample_minmax(pd.to_numeric(df[y], errors="coerce").to_numpy(float), max(4, target))] = True
+    else:
+        keep[np.linspace(0, n - 1, max(2, target)).round().astype(int)] = True
+    if "accepted" in df.columns:
+        rejected = np.flatnonzero((df["accepted"] == False).to_numpy(dtype=bool))  # noqa: E712 (None allowed)
+        cap = max(1, target // 4)
+        if len(rejected) > cap:
+            rejected = rejected[np.linspace(0, len(rejected) - 1, cap).round().astype(int)]
+        keep[rejected] = True
+    if keep_steps is not None:
+        steps = df["step"].to_numpy()
+        keep |= (steps >= keep_steps[0]) & (steps <= keep_steps[1])
+    return df[keep].reset_index(drop=True)
 
 
 def downsample_minmax(y: np.ndarray, max_points: int) -> np.ndarray:

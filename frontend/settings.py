@@ -17,8 +17,9 @@ class Settings(BaseSettings):
     api_url: str = Field(default="http://127.0.0.1:8000", description="base URL of the trustlab API")
     request_timeout: float = Field(default=10.0, gt=0, description="seconds before an API call gives up")
     refresh_seconds: float = Field(default=1.5, ge=0.5, le=60, description="live chart refresh interval")
-    max_points: int = Field(default=10_000, ge=10, le=100_000,
-                            description="points per run asked of the API on the first fetch (downsampled)")
+    max_points: int = Field(default=2000, ge=10, le=100_000,
+                            description="points per run asked of the API per fetch (downsampled); each run's "
+                                        "cached history holds at most twice this many")
     plot_points: int = Field(default=1200, ge=10, le=100_000,
                              description="points per curve drawn (min/max-preserving downsampling)")
 

@@ -8,7 +8,7 @@ import streamlit as st
 from frontend import charts, series
 from frontend.api_client import ApiError
 from frontend.images import upscale_png
-from frontend.live import LiveData
+from frontend.live import LiveData, chart_fields
 from frontend.live_chart import live_plotly_chart
 from frontend.settings import get_settings
 from frontend.ui import PAGES, call, client, meta, run_title
@@ -185,7 +185,7 @@ def _tick() -> None:
     runs = current_runs()
     has_recon = any(models.get((r.get("config") or {}).get("model"), {}).get("task") == "reconstruction"
                     for r in runs)
-    call(store.refresh, api, runs, reconstructions=has_recon)
+    call(store.refresh, api, runs, reconstructions=has_recon, fields=lambda r: chart_fields(r, x_col))
     _render(runs)
     if active_at_start and not any(series.is_active(r) for r in runs):
         st.rerun()  # everything finished: one full rerun turns the polling off

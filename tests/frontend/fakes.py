@@ -173,12 +173,32 @@ class FakeApi:
             raise ApiError(409, f"run {run_id} is {run['status']}; cancel it first")
         del self.runs[run_id]
 
-    def metrics(self, run_id: int, *, since_step=None, max_points=None) -> dict[str, Any]:
+    def metrics(self, run_id: int, *, since_step=None, max_points=None, until_step=None, fields=None,
+                columns=False) -> dict[str, Any]:
         self.calls.append(("metrics", (run_id, since_step)))
         self._run(run_id)
-        pts = [p for p in self.points.get(run_id, []) if since_step is None or p["step"] > since_step]
+        pts = [p for p in self.points.get(run_id, []) if (since_step is None or p["step"] > since_step)
+               and (until_step is None or p["step"] <= until_step)]
         last = self.points[run_id][-1]["step"] if self.points.get(run_id) else None
-        return {"points": pts, "last_step": last, "total": len(pts), "downsampled": False}
+        page = {"points": pts, "last_step": last, "total": len(pts), "downsampled": False}
+        return _columns(page, fields) if columns else page
+
+    def metrics_batch(self, cursors, *, comparison_id=None, fields=None, max_points=2000, evals=True):
+        """POST /api/metrics/batch over the fake points (no downsampling)."""
+        self.calls.append(("metrics_batch", tuple((c["id"], c.get("since_step")) for c in cursors)))
+        out = []
+        for c in cursors:
+            run = self._run(c["id"])
+            pts = [p for p in self.points.get(c["id"], []) if c.get("since_step") is None or p["step"] > c["since_step"]]
+            last = self.points[c["id"]][-1]["step"] if self.points.get(c["id"]) else None
+            item = {"id": c["id"], "status": run["status"], "last_step": last, "total": len(pts), "downsampled": False,
+                    **_columns({"points": pts}, c.get("fields") or fields)}
+            if evals:
+                epts = [p for p in self.eval_records.get(c["id"], [])
+                        if c.get("eval_since_step") is None or p["step"] > c["eval_since_step"]]
+                item["evals"] = _columns({"points": epts}, None)
+            out.append(item)
+        return {"runs": out}
 
     def evals(self, run_id: int, *, since_step=None) -> dict[str, Any]:
         self.calls.append(("evals", (run_id, since_step)))
@@ -219,3 +239,10 @@ class FakeApi:
         for i in c["run_ids"]:
             self.runs.pop(i, None)
         del self.comparisons[comparison_id]
+
+
+def _columns(page: dict[str, Any], fields) -> dict[str, Any]:
+    """A row-wise fake page column-wise, as the API's format=columns (step first, then the selected fields)."""
+    pts = page.pop("points")
+    names = list(dict.fromkeys(["step", *(fields or [k for p in pts for k in p])]))
+    return {**page, "fields": names, "columns": {f: [p.get(f) for p in pts] for f in names}}

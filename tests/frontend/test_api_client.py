@@ -128,3 +128,25 @@ def test_get_client_is_built_from_settings_and_replaceable():
     set_client(stub)
     assert get_client() is stub
     set_client(None)
+
+
+def test_column_wise_metrics_and_the_batched_request():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, dict(request.url.params),
+                     json.loads(request.content) if request.content else None))
+        return httpx.Response(200, json={"runs": []})
+
+    c = _client(handler)
+    c.metrics(7, since_step=10, until_step=99, fields=["train_loss", "rho"], columns=True, max_points=50)
+    c.metrics_batch([{"id": 3, "since_step": 40, "eval_since_step": None}, {"id": 4, "fields": ["epoch"]}],
+                    fields=["train_loss"], max_points=500)
+    c.metrics_batch([], comparison_id=9, evals=False)
+    assert seen == [
+        ("GET", "/api/runs/7/metrics", {"since_step": "10", "max_points": "50", "until_step": "99",
+                                        "fields": "train_loss,rho", "format": "columns"}, None),
+        ("POST", "/api/metrics/batch", {}, {"runs": [{"id": 3, "since_step": 40}, {"id": 4, "fields": ["epoch"]}],
+                                            "max_points": 500, "evals": True, "fields": ["train_loss"]}),
+        ("POST", "/api/metrics/batch", {}, {"runs": [], "max_points": 2000, "evals": False, "comparison_id": 9}),
+    ]

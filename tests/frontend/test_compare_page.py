@@ -71,8 +71,9 @@ def test_live_update_fetches_only_new_points(api, open_page):
     api.eval_records[a["id"]] += eval_points([60], tr=True)
     api.calls.clear()
     at.run()
-    assert ("metrics", (a["id"], 40)) in api.calls and ("evals", (a["id"], 40)) in api.calls
-    assert all(c[1][1] is not None for c in api.calls if c[0] == "metrics")
+    batches = [c for c in api.calls if c[0] == "metrics_batch"]
+    assert batches == [("metrics_batch", ((a["id"], 40), (b["id"], 40)))]  # one request per refresh, new points only
+    assert not any(c[0] in ("metrics", "evals") for c in api.calls)
     tr_loss = [t for t in figures(at)[0]["data"] if t["name"] == "TR Adagrad"][0]
     assert len(tr_loss["x"]) == 60
 
