@@ -11,8 +11,8 @@ from backend import store
 from tests.backend.conftest import MLP_RUN, record_run
 
 
-def _run(client: TestClient, steps: int, **kw) -> int:
-    run_id = client.post("/api/runs", json=MLP_RUN).json()["id"]
+def _run(client: TestClient, steps: int, optimizer: str = "sgd", **kw) -> int:
+    run_id = client.post("/api/runs", json={**MLP_RUN, "optimizer": {"name": optimizer}}).json()["id"]
     record_run(client, run_id, steps=steps, **kw)
     return run_id
 
@@ -153,3 +153,26 @@ def test_kept_rows_join_matches_the_in_list_lookup(client: TestClient) -> None:
         fallback = store._rows_at(conn, rid, steps, store.METRIC_COLUMNS)
     plain.dispose()
     assert [r[0] for r in joined] == sorted(set(steps)) and [tuple(r) for r in joined] == [tuple(r) for r in fallback]
+
+
+def test_the_ui_data_code_against_the_real_api(client: TestClient) -> None:
+    """frontend.live + frontend.api_client over this API: one batched request per refresh, new points only."""
+    from frontend.api_client import ApiClient
+    from frontend.live import LiveData, chart_fields
+
+    tr = _run(client, 500, "tr-uniform", tr=True, status=None, rejected=frozenset({250}))
+    sgd = _run(client, 300, status=None)
+    api = ApiClient("http://testserver")
+    api._http = client  # the TestClient is an httpx.Client bound to the app
+    runs = [client.get(f"/api/runs/{i}").json() for i in (tr, sgd)]
+    live = LiveData(max_points=100)
+    live.refresh(api, runs, fields=lambda r: chart_fields(r, "epoch"))
+    assert live.requests == 1 and live.last_step(tr) == 500 and live.last_step(sgd) == 300
+    assert set(live.metrics[sgd].columns) == {"step", "epoch", "train_loss"} and len(live.metrics[sgd]) <= 100
+    assert 250 in live.metrics[tr]["step"].tolist() and "radius" in live.metrics[tr].columns
+    want = client.get(f"/api/runs/{sgd}/metrics", params={"max_points": 100, "fields": "epoch,train_loss"}).json()
+    assert live.metrics[sgd]["step"].tolist() == [p["step"] for p in want["points"]]
+    record_run(client, sgd, steps=0, status="completed")
+    runs = [client.get(f"/api/runs/{i}").json() for i in (tr, sgd)]
+    assert live.refresh(api, runs, fields=lambda r: chart_fields(r, "epoch")) == 0 and live.requests == 2
+    assert live.is_done(sgd) and not live.is_done(tr)
