@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +19,11 @@ if TYPE_CHECKING:  # torch is imported lazily: the API process checks availabili
     import torch
 
 __all__ = ["TensorData", "DatasetUnavailable", "load_dataset", "dataset_available", "find_dataset",
-           "read_idx", "SYSTEM_LOCATIONS", "NORMALIZATION"]
+           "read_idx", "decoded_arrays", "cache_path", "SYSTEM_LOCATIONS", "NORMALIZATION", "CACHE_SUBDIR"]
+
+CACHE_SUBDIR = "cache"  # decoded-tensor cache: <data_dir>/cache/<dataset>-<key>.pt
+_CACHE_FORMAT = 1  # bump when the cached layout changes; old files are then simply not found
+_CACHE_KEYS = ("train_x", "train_y", "test_x", "test_y")
 
 # Places outside the data directory where distributions install datasets.
 SYSTEM_LOCATIONS: dict[str, tuple[str, ...]] = {
@@ -154,6 +161,60 @@ def _read_arrays(name: str, folder: Path) -> tuple[np.ndarray, np.ndarray, np.nd
             arr["test_y"].astype(np.int64))
 
 
+def _source_files(name: str, folder: Path) -> list[Path]:
+    files = _cifar_files(folder) if name == "cifar10" else _idx_files(folder)
+    if files is None:
+        raise DatasetUnavailable(f"dataset {name!r}: files vanished from {folder}")
+    return [files[k] for k in sorted(files)]
+
+
+def cache_path(name: str, folder: Path, cache_dir: Path) -> Path:
+    """Where ``name``'s decoded tensors from ``folder`` are cached: keyed by a hash of the source files' paths,
+    sizes and modification times (a changed or replaced file is a new dataset version)."""
+    stat = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in _source_files(name, folder)]
+    key = hashlib.sha256(json.dumps([_CACHE_FORMAT, name, stat]).encode()).hexdigest()[:20]
+    return cache_dir / f"{name}-{key}.pt"
+
+
+def decoded_arrays(name: str, folder: Path, cache_dir: Path | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train_x uint8 N×C×H×W, train_y int64, test_x, test_y), decoded once per dataset version.
+
+    The first call decodes the source files (gunzip, unpickle) and saves the tensors with ``torch.save`` to
+    :func:`cache_path` (written to a temporary file, then renamed: concurrent workers never read half a file);
+    later calls read it back with ``torch.load(weights_only=True, mmap=True)``. No normalisation here: the
+    cache holds the raw pixels. An unreadable cache file is reported (warning) and rebuilt; a cache folder
+    that cannot be written is reported and the decoded arrays are used without caching.
+    """
+    import torch
+
+    if cache_dir is None:
+        return _read_arrays(name, folder)
+    path = cache_path(name, folder, cache_dir)
+    if path.is_file():
+        try:
+            saved = torch.load(path, weights_only=True, mmap=True, map_location="cpu")
+            arrays = tuple(saved[k].numpy() for k in _CACHE_KEYS)
+            if arrays[0].dtype != np.uint8 or arrays[0].ndim != 4 or len(arrays[0]) != len(arrays[1]):
+                raise ValueError(f"unexpected layout {arrays[0].dtype} {arrays[0].shape}")
+            return arrays  # type: ignore[return-value]
+        except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt from the sources, said aloud
+            warnings.warn(f"dataset cache {path} unreadable ({type(exc).__name__}: {exc}); decoding {name} again",
+                          RuntimeWarning, stacklevel=2)
+    arrays = _read_arrays(name, folder)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({k: torch.from_numpy(np.require(a, requirements=["C", "W"])) for k, a in zip(_CACHE_KEYS, arrays)}, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp.exists():
+            tmp.unlink()
+        warnings.warn(f"could not write the dataset cache {path} ({exc}); {name} is decoded at every start",
+                      RuntimeWarning, stacklevel=2)
+    return arrays
+
+
 def load_dataset(
     name: str,
     data_dir: str | os.PathLike,
@@ -163,6 +224,7 @@ def load_dataset(
     train_subset: int | None = None,
     test_subset: int | None = None,
     download: bool = True,
+    cache: bool = True,
 ) -> TensorData:
     """Load ``name`` into tensors on ``device``.
 
@@ -173,6 +235,7 @@ def load_dataset(
     Args:
         normalize: standardize per channel (classifiers); False keeps pixels in [0, 1] (autoencoders).
         train_subset / test_subset: keep only the first N samples.
+        cache: decode once per dataset version into ``<data_dir>/cache/`` (see :func:`decoded_arrays`).
 
     Raises:
         DatasetUnavailable: naming the dataset, every place looked and how to get it.
@@ -194,7 +257,7 @@ def load_dataset(
         raise DatasetUnavailable(f"dataset {name!r} not found. Looked in: {where}{dl}. To get it: {info.how_to_get}.")
     import torch
 
-    train_x, train_y, test_x, test_y = _read_arrays(name, folder)
+    train_x, train_y, test_x, test_y = decoded_arrays(name, folder, data_dir / CACHE_SUBDIR if cache else None)
     if train_subset is not None:
         train_x, train_y = train_x[:train_subset], train_y[:train_subset]
     if test_subset is not None:

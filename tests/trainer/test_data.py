@@ -1,4 +1,5 @@
 """Dataset discovery and loading: local layouts, Debian's system copy, download fallback, clear failures."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +80,58 @@ def test_download_failure_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(data_mod, "_download", offline)
     with pytest.raises(DatasetUnavailable, match="download failed .*network is unreachable"):
         load_dataset("mnist", tmp_path, download=True)
+
+
+def test_decode_cache_is_written_once_and_reused(fake_mnist_dir, monkeypatch):
+    plain = load_dataset("mnist", fake_mnist_dir, download=False, cache=False)
+    assert not (fake_mnist_dir / "cache").exists()
+    first = load_dataset("mnist", fake_mnist_dir, download=False)
+    cached = list((fake_mnist_dir / "cache").glob("mnist-*.pt"))
+    assert len(cached) == 1
+
+    def no_decoding(*a, **k):
+        raise AssertionError("decoded again despite a warm cache")
+
+    monkeypatch.setattr(data_mod, "_read_arrays", no_decoding)
+    second = load_dataset("mnist", fake_mnist_dir, download=False, train_subset=50)
+    for d in (first, second):  # the cache holds raw pixels; normalisation stays a separate step
+        n = len(d.train_x)
+        assert torch.equal(d.train_x, plain.train_x[:n]) and torch.equal(d.train_y, plain.train_y[:n])
+        assert torch.equal(d.test_x, plain.test_x) and torch.equal(d.test_y, plain.test_y)
+    raw = load_dataset("mnist", fake_mnist_dir, download=False, normalize=False)
+    assert float(raw.train_x.min()) >= 0.0 and float(raw.train_x.max()) <= 1.0
+
+
+def test_a_changed_source_file_is_a_new_cache_entry(fake_mnist_dir):
+    load_dataset("mnist", fake_mnist_dir, download=False)
+    src = fake_mnist_dir / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    labels = read_idx(src).copy()
+    labels[0] = (labels[0] + 1) % 10
+    write_idx(src, labels)
+    os.utime(src, ns=(1, 1))  # a different mtime even on coarse clocks
+    d = load_dataset("mnist", fake_mnist_dir, download=False)
+    assert int(d.train_y[0]) == int(labels[0])
+    assert len(list((fake_mnist_dir / "cache").glob("mnist-*.pt"))) == 2
+
+
+def test_a_corrupt_cache_is_reported_and_rebuilt(fake_mnist_dir):
+    load_dataset("mnist", fake_mnist_dir, download=False)
+    (path,) = (fake_mnist_dir / "cache").glob("mnist-*.pt")
+    path.write_bytes(b"not a torch file")
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        d = load_dataset("mnist", fake_mnist_dir, download=False)
+    assert d.train_size == 96
+    torch.load(path, weights_only=True)  # rewritten, readable again
+
+
+def test_an_unwritable_cache_folder_is_reported(fake_mnist_dir):
+    (fake_mnist_dir / "cache").write_text("a file where the cache folder should be")
+    with pytest.warns(RuntimeWarning, match="could not write the dataset cache"):
+        d = load_dataset("mnist", fake_mnist_dir, download=False)
+    assert d.train_size == 96
+
+
+def test_cifar_decode_cache(fake_cifar_dir):
+    a = load_dataset("cifar10", fake_cifar_dir, normalize=False, download=False)
+    b = load_dataset("cifar10", fake_cifar_dir, normalize=False, download=False)
+    assert torch.equal(a.train_x, b.train_x) and len(list((fake_cifar_dir / "cache").glob("cifar10-*.pt"))) == 1
