@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["AXES", "METRICS", "MIN_PAIRS", "finite", "smoothed_final", "final_value", "cost_to_target", "mean_std",
-           "bootstrap_ci", "budget_summary", "Metric", "results", "results_rows", "results_csv",
+           "bootstrap_ci", "bootstrap_band", "paired_curves", "budget_summary", "Metric", "results", "results_rows", "results_csv",
            "results_markdown"]
 
 MIN_PAIRS = 3  # fewer paired seeds than this never give a verdict (a bootstrap of 1-2 values says nothing)
@@ -83,6 +83,70 @@ def bootstrap_ci(diffs: Sequence[float], *, level: float = 0.95, n_boot: int = 1
     means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def bootstrap_band(diffs: np.ndarray, *, level: float = 0.95, n_boot: int = 2000, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise percentile bootstrap band of the mean over seeds (rows) of ``diffs`` (seeds × points): the seeds
+    are resampled together, so each resample is a whole set of paired curves."""
+    if not 0.5 <= level < 1:
+        raise ValueError(f"Invalid confidence level {level}: use 0.5 <= level < 1")
+    d = np.asarray(diffs, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, d.shape[0], size=(n_boot, d.shape[0]))
+    means = d[idx].mean(axis=1)  # n_boot × points
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return lo, hi
+
+
+def paired_curves(runs: Sequence[Mapping[str, Any]], *, reference: str, axis: str = "backprops",
+                  key: str = "train_loss", points: int = 100, level: float = 0.95, n_boot: int = 2000,
+                  seed: int = 0) -> dict[str, Any]:
+    """Per group, the paired difference (group − reference) of the evaluated ``key`` against ``axis``.
+
+    For each seed both groups ran, both evaluation curves are linearly interpolated onto a common grid of
+    ``points`` values from 0 to the smallest final ``axis`` value among all pairs (so every grid point has all
+    n pairs); the curve is the mean difference over seeds with a pointwise bootstrap band.
+
+    Returns {"reference", "axis", "key", "level", "groups": [{"group", "n", "x", "mean", "lo", "hi"}]};
+    a group with no complete pair has n = 0 and empty lists.
+    """
+    if axis not in AXES:
+        raise ValueError(f"Invalid axis {axis!r}: choose from {list(AXES)}")
+    if not 2 <= points <= 2000:
+        raise ValueError(f"Invalid points {points}: use 2..2000")
+
+    def curve(run: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+        pts = [(finite(e.get(axis)), finite(e.get(key))) for e in run.get("evals") or []]
+        pts = [(x, y) for x, y in pts if x is not None and y is not None]
+        if len(pts) < 2:
+            return None
+        xs, ys = np.array(pts).T
+        order = np.argsort(xs, kind="stable")
+        return xs[order], ys[order]
+
+    by_group: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for r in runs:
+        by_group.setdefault(r["group"], {})[r["seed"]] = r
+    if reference not in by_group:
+        raise ValueError(f"Invalid reference {reference!r}: choose one of {list(by_group)}")
+    ref = {s: curve(r) for s, r in by_group[reference].items()}
+    out = []
+    for name, seeds in by_group.items():
+        if name == reference:
+            continue
+        pairs = [(c, ref[s]) for s, r in seeds.items() if s in ref and ref[s] is not None
+                 and (c := curve(r)) is not None]
+        if not pairs:
+            out.append({"group": name, "n": 0, "x": [], "mean": [], "lo": [], "hi": []})
+            continue
+        end = min(min(a[0][-1], b[0][-1]) for a, b in pairs)
+        grid = np.linspace(0.0, end, points)
+        diffs = np.array([np.interp(grid, *a) - np.interp(grid, *b) for a, b in pairs])
+        lo, hi = bootstrap_band(diffs, level=level, n_boot=n_boot, seed=seed)
+        out.append({"group": name, "n": len(pairs), "x": grid.tolist(), "mean": diffs.mean(axis=0).tolist(),
+                    "lo": lo.tolist(), "hi": hi.tolist()})
+    return {"reference": reference, "axis": axis, "key": key, "level": level, "groups": out}
 
 
 def budget_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from backend import stats
 from backend.deps import ComparisonDep, SessionDep
-from backend.results import comparison_results
+from backend.results import comparison_paired_curves, comparison_results
 
 router = APIRouter(prefix="/comparisons", tags=["comparisons"])
 
@@ -49,3 +49,18 @@ def results(comparison: ComparisonDep, session: SessionDep,
                         else (stats.results_markdown(res), "text/markdown", "md"))
     return Response(content=body, media_type=media, headers={
         "Content-Disposition": f'attachment; filename="comparison-{comparison.id}-results.{ext}"'})
+
+
+@router.get("/{comparison_id}/paired-curves", summary="Paired difference (group − reference) of the evaluated "
+            "train loss against an x-axis, mean over seeds with a pointwise bootstrap band")
+def paired_curves(comparison: ComparisonDep, session: SessionDep,
+                  reference: Annotated[str | None, Query(max_length=300)] = None,
+                  axis: Annotated[Literal["backprops", "epoch", "wall_time"], Query()] = "backprops",
+                  points: Annotated[int, Query(ge=2, le=500)] = 100,
+                  level: Annotated[float, Query(ge=0.5, le=0.999)] = 0.95) -> dict[str, Any]:
+    try:
+        return comparison_paired_curves(session, comparison.id, reference=reference, axis=axis, points=points,
+                                        level=level)
+    except ValueError as exc:
+        raise HTTPException(422, [{"loc": ["query", "reference"], "type": "value_error", "input": reference,
+                                   "msg": str(exc)}]) from None

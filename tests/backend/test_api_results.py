@@ -94,3 +94,17 @@ def test_bad_queries_get_422_naming_the_field(client: TestClient) -> None:
         assert r.status_code == 422, (params, r.text)
         assert r.json()["detail"][0]["loc"] == ["query", field]
     assert client.get("/api/comparisons/999/results").status_code == 404
+
+
+def test_paired_curves_endpoint(client: TestClient) -> None:
+    cid = make_comparison(client)["id"]
+    r = client.get(f"/api/comparisons/{cid}/paired-curves", params={"reference": "sgd", "points": 4})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (adam,) = body["groups"]
+    assert body["reference"] == "SGD lr=0.05" and adam["group"] == "Adam" and adam["n"] == 3
+    assert adam["x"] == [0.0, 10.0, 20.0, 30.0]
+    # adam − sgd at backprops 10: 0.4 − 1.0 on every seed
+    assert adam["mean"][1] == pytest.approx(-0.6) and adam["lo"][1] == pytest.approx(-0.6)
+    assert client.get(f"/api/comparisons/{cid}/paired-curves", params={"axis": "steps"}).status_code == 422
+    assert client.get(f"/api/comparisons/{cid}/paired-curves", params={"reference": "x"}).status_code == 422

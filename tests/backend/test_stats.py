@@ -162,3 +162,20 @@ def test_exports_carry_every_seed_and_the_verdicts():
     md = stats.results_markdown(res)
     assert "| b\\|x | 3 |" in md and "[3/3 reached]" in md and "equal budgets in backprops" in md
     assert all(v in md for v in res["verdicts"])
+
+
+def test_paired_curves_interpolate_onto_a_shared_grid_and_band_the_mean():
+    # ref: loss 2 - x/100 on 0..100; other: 1.5 - x/100 on 0..200 (seed 0) and 1.7 - x/100 (seed 1), evals every 50
+    def lin(group, seed, c, end):
+        return {"group": group, "seed": seed, "status": "completed",
+                "evals": [{"backprops": x, "train_loss": c - x / 100} for x in range(0, end + 1, 50)]}
+    runs = [lin("ref", 0, 2.0, 100), lin("ref", 1, 2.0, 100), lin("b", 0, 1.5, 200), lin("b", 1, 1.7, 200)]
+    out = stats.paired_curves(runs, reference="ref", points=5, n_boot=4000)
+    g = out["groups"][0]
+    assert g["n"] == 2 and g["x"] == [0.0, 25.0, 50.0, 75.0, 100.0]  # up to the shortest pair's end
+    assert g["mean"] == pytest.approx([-0.4] * 5)  # (-0.5 + -0.3) / 2 at every x
+    assert g["lo"] == pytest.approx([-0.5] * 5) and g["hi"] == pytest.approx([-0.3] * 5)  # exact 2-seed bootstrap
+    with pytest.raises(ValueError, match="Invalid axis"):
+        stats.paired_curves(runs, reference="ref", axis="steps")
+    lonely = stats.paired_curves(runs + [lin("c", 7, 1.0, 100)], reference="ref")
+    assert lonely["groups"][-1] == {"group": "c", "n": 0, "x": [], "mean": [], "lo": [], "hi": []}
