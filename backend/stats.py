@@ -108,7 +108,7 @@ def paired_curves(runs: Sequence[Mapping[str, Any]], *, reference: str, axis: st
     ``points`` values from 0 to the smallest final ``axis`` value among all pairs (so every grid point has all
     n pairs); the curve is the mean difference over seeds with a pointwise bootstrap band.
 
-    Returns {"reference", "axis", "key", "level", "groups": [{"group", "n", "x", "mean", "lo", "hi"}]};
+    Returns {"reference", "axis", "key", "level", "groups": [{"group", "optimizer", "n", "x", "mean", "lo", "hi"}]};
     a group with no complete pair has n = 0 and empty lists.
     """
     if axis not in AXES:
@@ -137,14 +137,15 @@ def paired_curves(runs: Sequence[Mapping[str, Any]], *, reference: str, axis: st
             continue
         pairs = [(c, ref[s]) for s, r in seeds.items() if s in ref and ref[s] is not None
                  and (c := curve(r)) is not None]
+        optimizer = next(iter(seeds.values())).get("optimizer")
         if not pairs:
-            out.append({"group": name, "n": 0, "x": [], "mean": [], "lo": [], "hi": []})
+            out.append({"group": name, "optimizer": optimizer, "n": 0, "x": [], "mean": [], "lo": [], "hi": []})
             continue
         end = min(min(a[0][-1], b[0][-1]) for a, b in pairs)
         grid = np.linspace(0.0, end, points)
         diffs = np.array([np.interp(grid, *a) - np.interp(grid, *b) for a, b in pairs])
         lo, hi = bootstrap_band(diffs, level=level, n_boot=n_boot, seed=seed)
-        out.append({"group": name, "n": len(pairs), "x": grid.tolist(), "mean": diffs.mean(axis=0).tolist(),
+        out.append({"group": name, "optimizer": optimizer, "n": len(pairs), "x": grid.tolist(), "mean": diffs.mean(axis=0).tolist(),
                     "lo": lo.tolist(), "hi": hi.tolist()})
     return {"reference": reference, "axis": axis, "key": key, "level": level, "groups": out}
 

@@ -178,4 +178,4 @@ def test_paired_curves_interpolate_onto_a_shared_grid_and_band_the_mean():
     with pytest.raises(ValueError, match="Invalid axis"):
         stats.paired_curves(runs, reference="ref", axis="steps")
     lonely = stats.paired_curves(runs + [lin("c", 7, 1.0, 100)], reference="ref")
-    assert lonely["groups"][-1] == {"group": "c", "n": 0, "x": [], "mean": [], "lo": [], "hi": []}
+    assert lonely["groups"][-1] == {"group": "c", "optimizer": None, "n": 0, "x": [], "mean": [], "lo": [], "hi": []}
