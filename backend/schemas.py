@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
 from trainer.config import Budget, OptimizerConfig, RunConfig
-from trainer.registry import OPTIMIZERS, model_fits_dataset
+from trainer.registry import OPTIMIZERS, model_fits_dataset, optimizer_label
 
 __all__ = ["UtcDatetime", "RunOut", "RunList", "ComparisonOut", "ComparisonDetail", "ComparisonList",
            "ComparisonCreate", "ComparisonCreated", "MetricPoint", "MetricsPage", "EvalPoint", "EvalPage",
@@ -142,7 +142,7 @@ class ComparisonCreate(BaseModel):
 
 def run_label(optimizer: str, overrides: dict[str, Any], seed: int, batch_size: int | None = None) -> str:
     """E.g. "SGD lr=0.05 (seed 0)": the optimizer's label, the hyperparameters given, the seed."""
-    parts = [OPTIMIZERS[optimizer].label] + [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+    parts = [optimizer_label(optimizer, overrides)] + [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in sorted(overrides.items())]
     if batch_size is not None:
         parts.append(f"batch={batch_size}")

@@ -161,3 +161,32 @@ class Reconstruction(Base):
 
 METRIC_COLUMNS: tuple[str, ...] = tuple(c.name for c in StepMetric.__table__.columns if c.name != "run_id")
 EVAL_COLUMNS: tuple[str, ...] = tuple(c.name for c in Evaluation.__table__.columns if c.name != "run_id")
+
+
+class Sweep(Base):
+    """A hyperparameter sweep (issue 9): its spec, the comparison grouping its tuning runs, and the comparison its
+    winners were promoted to."""
+
+    __tablename__ = "sweeps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"))
+    promoted_comparison_id: Mapped[int | None] = mapped_column(ForeignKey("comparisons.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = {"sqlite_autoincrement": True}
+
+
+class SweepRun(Base):
+    """One tuning run of a sweep: which optimizer entry of the spec and which grid point it trains."""
+
+    __tablename__ = "sweep_runs"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True,
+                                        autoincrement=False)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    entry: Mapped[int] = mapped_column(Integer)
+    point: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+__all__ += ["Sweep", "SweepRun"]

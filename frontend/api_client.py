@@ -185,6 +185,33 @@ class ApiClient:
     def delete_comparison(self, comparison_id: int) -> None:
         self._request("DELETE", f"/comparisons/{comparison_id}")
 
+    # -- results and sweeps (issue 9) -----------------------------------------------------------------------
+    def comparison_results(self, comparison_id: int, *, reference: str | None = None,
+                           targets: list[float] | None = None, k: int | None = None, level: float | None = None,
+                           fmt: str = "json") -> Any:
+        """The results table (a dict), or the CSV / Markdown export as text with ``fmt="csv"|"markdown"``."""
+        resp = self._request("GET", f"/comparisons/{comparison_id}/results",
+                             params={"reference": reference, "targets": targets or None, "k": k, "level": level,
+                                     "format": fmt})
+        return resp.json() if fmt == "json" else resp.text
+
+    def paired_curves(self, comparison_id: int, *, reference: str | None = None, axis: str = "backprops",
+                      points: int | None = None) -> dict[str, Any]:
+        return self._json("GET", f"/comparisons/{comparison_id}/paired-curves",
+                          params={"reference": reference, "axis": axis, "points": points})
+
+    def create_sweep(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/sweeps", json=spec)
+
+    def list_sweeps(self) -> dict[str, Any]:
+        return self._json("GET", "/sweeps")
+
+    def get_sweep(self, sweep_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/sweeps/{sweep_id}")
+
+    def promote_sweep(self, sweep_id: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._json("POST", f"/sweeps/{sweep_id}/promote", json=body or {})
+
 
 _lock = threading.Lock()
 _client: ApiClient | None = None

@@ -21,6 +21,7 @@ navigation = st.navigation([
     st.Page(PAGES["launch"], title="Launch", icon=":material/rocket_launch:", default=True),
     st.Page(PAGES["runs"], title="Runs", icon=":material/format_list_bulleted:"),
     st.Page(PAGES["compare"], title="Compare", icon=":material/monitoring:"),
+    st.Page(PAGES["sweep"], title="Sweep", icon=":material/tune:"),
     st.Page(PAGES["geometry"], title="Geometry", icon=":material/blur_circular:"),
 ])
 with st.sidebar:

@@ -13,6 +13,9 @@ __all__ = [
     "MODELS",
     "DATASETS",
     "PRESETS",
+    "SWEEP_PRESETS",
+    "VARIANT_LABELS",
+    "optimizer_label",
     "resolve_hyperparameters",
     "model_fits_dataset",
     "metadata",
@@ -296,6 +299,42 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Settings of an optimizer that make it a baseline of its own, labelled as such in runs, sweeps and results:
+# (optimizer, hyperparameter) → label used when that hyperparameter is set to a non-zero value.
+VARIANT_LABELS: dict[tuple[str, str], str] = {("sgd", "momentum"): "SGD+momentum"}
+
+
+def optimizer_label(name: str, hyperparameters: dict[str, Any] | None = None) -> str:
+    """The optimizer's label, or its variant's ("SGD+momentum" for sgd with momentum > 0)."""
+    for (opt, param), label in VARIANT_LABELS.items():
+        if opt == name and (hyperparameters or {}).get(param):
+            return label
+    return OPTIMIZERS[name].label
+
+
+_HALF_DECADES = {"low": 1e-4, "high": 1.0, "per_decade": 2}
+
+# Step-size sweeps (POST /api/sweeps): each entry an optimizer, fixed hyperparameters and a search space.
+SWEEP_PRESETS: dict[str, dict[str, Any]] = {
+    "paper-fmnist-mlp-grid": {
+        "label": "Fashion-MNIST MLP: first-order step-size grid (half decades 1e-4..1)",
+        "dataset": "fashion-mnist", "model": "mlp", "budget": {"epochs": 10}, "seeds": [0],
+        "batch_sizes": {"first-order": 32, "second-order": 512},
+        "criterion": {"kind": "final_train_loss", "k": 3},
+        "optimizers": [
+            {"name": "sgd", "hyperparameters": {}, "space": {"lr": dict(_HALF_DECADES)}},
+            {"name": "sgd", "hyperparameters": {"momentum": 0.9}, "space": {"lr": dict(_HALF_DECADES)}},
+            {"name": "adagrad", "hyperparameters": {}, "space": {"lr": dict(_HALF_DECADES)}},
+            {"name": "rmsprop", "hyperparameters": {}, "space": {"lr": dict(_HALF_DECADES)}},
+            {"name": "adam", "hyperparameters": {}, "space": {"lr": dict(_HALF_DECADES)}},
+        ],
+        "promote_with": ["tr-uniform", "tr-adagrad", "tr-rmsprop"],
+        "notes": "The paper tuned every first-order method on a step-size grid; SGD+momentum (0.9) is the "
+                 "baseline practitioners tune first. Promote the winners with the three TR methods.",
+    },
+}
+
+
 def metadata(dataset_available: dict[str, bool] | None = None) -> dict[str, Any]:
     """Everything a client needs to build a launch form."""
     avail = dataset_available or {}
@@ -309,5 +348,6 @@ def metadata(dataset_available: dict[str, bool] | None = None) -> dict[str, Any]
             for d in DATASETS.values()
         ],
         "presets": [{"name": k, **v} for k, v in PRESETS.items()],
+        "sweep_presets": [{"name": k, **v} for k, v in SWEEP_PRESETS.items()],
     }
 

@@ -10,6 +10,7 @@ from frontend.api_client import ApiError
 from frontend.images import upscale_png
 from frontend.live import LiveData, chart_fields
 from frontend.live_chart import live_plotly_chart
+from frontend.results_panel import results_section
 from frontend.settings import get_settings
 from frontend.ui import PAGES, call, client, meta, run_title
 
@@ -193,3 +194,5 @@ def _tick() -> None:
 
 live = st.fragment(run_every=settings.refresh_seconds if active_at_start else None)(_tick)
 live()
+if selection[0] == "comparison":  # results table, verdicts, exports and paired chart (issue 9)
+    results_section(selection[1], x_col=x_col, x_title=x_title)

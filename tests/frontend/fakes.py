@@ -59,6 +59,7 @@ class FakeApi:
         self.points: dict[int, list[dict[str, Any]]] = {}
         self.eval_records: dict[int, list[dict[str, Any]]] = {}
         self.recons: dict[int, dict[str, Any]] = {}
+        self.sweeps: dict[int, dict[str, Any]] = {}
         self.calls: list[tuple[str, Any]] = []
         self._next_run = 1
         self._next_cmp = 1
@@ -239,6 +240,79 @@ class FakeApi:
         for i in c["run_ids"]:
             self.runs.pop(i, None)
         del self.comparisons[comparison_id]
+
+    # -- results and sweeps (issue 9): the real statistics over the fake's evaluations -----------------------
+    def _stat_runs(self, comparison_id: int) -> list[dict[str, Any]]:
+        from backend.results import group_name
+
+        c = self.get_comparison(comparison_id)
+        return [{"group": group_name(r["label"]), "optimizer": r["optimizer"], "seed": r["seed"],
+                 "status": r["status"], "run_id": r["id"], "budget": r["config"]["budget"],
+                 "evals": self.eval_records.get(r["id"], [])} for r in c["runs"]]
+
+    def comparison_results(self, comparison_id: int, *, reference=None, targets=None, k=None, level=None,
+                           fmt: str = "json") -> Any:
+        from backend import stats
+
+        self.calls.append(("comparison_results", (comparison_id, reference, fmt)))
+        res = stats.results(self._stat_runs(comparison_id), reference=reference, targets=targets or [], k=k or 3,
+                            level=level or 0.95, n_boot=500)
+        return {"json": res, "csv": stats.results_csv(res) if fmt == "csv" else None,
+                "markdown": stats.results_markdown(res) if fmt == "markdown" else None}[fmt]
+
+    def paired_curves(self, comparison_id: int, *, reference=None, axis="backprops", points=None) -> dict[str, Any]:
+        from backend import stats
+
+        self.calls.append(("paired_curves", (comparison_id, reference, axis)))
+        data = self._stat_runs(comparison_id)
+        return stats.paired_curves(data, reference=reference or data[0]["group"], axis=axis, n_boot=200)
+
+    def add_sweep(self, view: dict[str, Any]) -> dict[str, Any]:
+        """Store a sweep view as GET /api/sweeps/{id} returns it (tests build it)."""
+        self.sweeps[view["id"]] = view
+        return view
+
+    def create_sweep(self, spec: dict[str, Any]) -> dict[str, Any]:
+        from backend.sweeps import SweepCreate
+
+        self.calls.append(("create_sweep", spec))
+        try:
+            body = SweepCreate.model_validate(spec)
+        except ValidationError as exc:
+            raise ApiError(422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                                 for e in exc.errors()]) from None
+        sid = len(self.sweeps) + 1
+        runs = [self.add_run(cfg.optimizer.name, status="queued", seed=cfg.seed, model=cfg.model)
+                for _, _, cfg, _ in body.run_configs()]
+        cmp = self.add_comparison(f"sweep: {body.name}", runs)
+        self.add_sweep({"id": sid, "name": body.name, "comparison_id": cmp["id"], "promoted_comparison_id": None,
+                        "status": "queued", "runs_total": len(runs), "runs_finished": 0,
+                        "criterion": {**body.criterion.model_dump(), "label": body.criterion.label},
+                        "spec": body.model_dump(mode="json"), "optimizers": []})
+        return {"id": sid, "comparison_id": cmp["id"], "run_ids": [r["id"] for r in runs]}
+
+    def list_sweeps(self) -> dict[str, Any]:
+        self.calls.append(("list_sweeps", None))
+        return {"items": list(self.sweeps.values()), "total": len(self.sweeps)}
+
+    def get_sweep(self, sweep_id: int) -> dict[str, Any]:
+        self.calls.append(("get_sweep", sweep_id))
+        if sweep_id not in self.sweeps:
+            raise ApiError(404, f"sweep {sweep_id} not found")
+        return self.sweeps[sweep_id]
+
+    def promote_sweep(self, sweep_id: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.calls.append(("promote_sweep", (sweep_id, body)))
+        sweep = self.get_sweep(sweep_id)
+        if sweep["status"] in ACTIVE:
+            raise ApiError(409, f"sweep {sweep_id} still has active runs; wait until it finishes")
+        body = body or {}
+        seeds = list(range(1, 1 + body.get("n_seeds", 5)))
+        names = [o["name"] for o in sweep["optimizers"]] + [o["name"] for o in body.get("extra_optimizers", [])]
+        runs = [self.add_run(n, status="queued", seed=s) for s in seeds for n in names]
+        cmp = self.add_comparison(f"{sweep['name']}: winners", runs)
+        sweep["promoted_comparison_id"] = cmp["id"]
+        return {"id": cmp["id"], "run_ids": [r["id"] for r in runs]}
 
 
 def _columns(page: dict[str, Any], fields) -> dict[str, Any]:

@@ -1,0 +1,59 @@
+"""Sweep routes: launch a hyperparameter sweep, watch its grid and winners, promote the winners to a comparison."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import ValidationError
+
+from backend import sweep_store
+from backend.deps import MAX_ID, SessionDep, wake_scheduler
+from backend.schemas import ComparisonCreated
+from backend.sweeps import PromoteRequest, SweepCreate
+from backend.tables import Sweep
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+
+def get_sweep(sweep_id: Annotated[int, Path(ge=0, le=MAX_ID, description="sweep id")], session: SessionDep) -> Sweep:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise HTTPException(404, f"sweep {sweep_id} not found; GET /api/sweeps lists them")
+    return sweep
+
+
+SweepDep = Annotated[Sweep, Depends(get_sweep)]
+
+
+@router.post("", status_code=201, dependencies=[Depends(wake_scheduler)],
+             summary="Queue one run per grid point, optimizer and tuning seed (ordinary runs, grouped)")
+def create_sweep(body: SweepCreate, session: SessionDep) -> dict[str, Any]:
+    sweep, runs = sweep_store.create_sweep(session, body)
+    session.commit()
+    return {"id": sweep.id, "comparison_id": sweep.comparison_id, "run_ids": [r.id for r in runs]}
+
+
+@router.get("", summary="List sweeps, newest first (status and progress)")
+def list_sweeps(session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> dict[str, Any]:
+    items, total = sweep_store.list_sweeps(session, limit=limit, offset=offset)
+    return {"items": [sweep_store.sweep_view(session, s, detail=False) for s in items], "total": total}
+
+
+@router.get("/{sweep_id}", summary="One sweep: every grid point's criterion, each optimizer's best and edge flags")
+def get_sweep_detail(sweep: SweepDep, session: SessionDep) -> dict[str, Any]:
+    return sweep_store.sweep_view(session, sweep)
+
+
+@router.post("/{sweep_id}/promote", status_code=201, response_model=ComparisonCreated,
+             dependencies=[Depends(wake_scheduler)],
+             summary="Compare the winners (+ extra optimizers) on fresh seeds (default 5)")
+def promote(sweep: SweepDep, session: SessionDep, body: PromoteRequest | None = None) -> dict[str, Any]:
+    try:
+        comparison, runs = sweep_store.promote(session, sweep, body or PromoteRequest())
+    except (ValueError, ValidationError) as exc:
+        session.rollback()
+        field = "seeds" if "seeds" in str(exc) else "extra_optimizers"
+        raise HTTPException(422, [{"loc": ["body", field], "type": "value_error", "msg": str(exc)}]) from None
+    session.commit()
+    return {"id": comparison.id, "run_ids": [r.id for r in runs]}

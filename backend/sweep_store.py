@@ -1,0 +1,174 @@
+"""Sweep store operations: create a sweep's runs, summarise its grid per optimizer, promote the winners."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend import stats, store
+from backend.results import group_name, stat_runs
+from backend.schemas import ComparisonCreate, run_label
+from backend.store import Conflict
+from backend.sweeps import Criterion, PromoteRequest, SweepCreate, SweepOptimizer, edge_flags
+from backend.tables import ACTIVE_STATUSES, Comparison, Run, Sweep, SweepRun, utcnow
+
+__all__ = ["create_sweep", "list_sweeps", "sweep_view", "promote", "criterion_value"]
+
+
+def create_sweep(session: Session, body: SweepCreate) -> tuple[Sweep, list[Run]]:
+    """The sweep, a comparison grouping its tuning runs (so live charts, cancel and delete work on them), and
+    one queued run per grid point and tuning seed. The caller commits."""
+    spec = body.model_dump(mode="json")
+    comparison = Comparison(name=f"sweep: {body.name}"[:200], created_at=utcnow(),
+                            spec={**{k: spec[k] for k in ("dataset", "model", "budget", "seeds")}, "sweep": True})
+    session.add(comparison)
+    session.flush()
+    sweep = Sweep(name=body.name, spec=spec, comparison_id=comparison.id, created_at=utcnow())
+    session.add(sweep)
+    session.flush()
+    runs = []
+    for entry, point, cfg, label in body.run_configs():
+        run = store.create_run(session, cfg, comparison_id=comparison.id, label=label)
+        session.add(SweepRun(run_id=run.id, sweep_id=sweep.id, entry=entry, point=point))
+        runs.append(run)
+    comparison.spec = {**comparison.spec, "sweep_id": sweep.id}
+    session.flush()
+    return sweep, runs
+
+
+def list_sweeps(session: Session, *, limit: int, offset: int) -> tuple[list[Sweep], int]:
+    total = session.scalar(select(func.count()).select_from(Sweep)) or 0
+    items = session.scalars(select(Sweep).order_by(Sweep.id.desc()).limit(limit).offset(offset)).all()
+    return list(items), int(total)
+
+
+def criterion_value(criterion: Criterion, run: dict[str, Any]) -> float | None:
+    """The criterion of one finished run (None when it has no value: no evaluation, or target not reached)."""
+    evals = run["evals"]
+    if criterion.kind == "final_train_loss":
+        return stats.smoothed_final(evals, "train_loss", criterion.k)
+    if criterion.kind == "final_test_accuracy":
+        return stats.final_value(evals, "test_accuracy")
+    return stats.cost_to_target(evals, criterion.target or 0.0, axis="backprops")
+
+
+def _status(statuses: list[str]) -> str:
+    if not statuses:
+        return "empty"
+    if "running" in statuses:
+        return "running"
+    if "queued" in statuses:
+        return "queued"
+    return "finished"
+
+
+def _point_summary(criterion: Criterion, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A grid point over its tuning seeds. Its value is the mean criterion when every seed completed with a value;
+    a diverged seed disqualifies the point; a cancelled or failed one leaves it without a value."""
+    values = [criterion_value(criterion, r) if r["status"] == "completed" else None for r in runs]
+    statuses = [r["status"] for r in runs]
+    diverged = "diverged" in statuses
+    complete = all(s == "completed" for s in statuses) and all(v is not None for v in values)
+    value = float(sum(values) / len(values)) if complete and values and not diverged else None  # type: ignore[arg-type]
+    note = None
+    if diverged:
+        note = "diverged"
+    elif any(s in ACTIVE_STATUSES for s in statuses):
+        note = "running"
+    elif not complete:
+        note = ("target not reached" if criterion.kind == "backprops_to_target"
+                and all(s == "completed" for s in statuses) else "a run did not complete")
+    return {"run_ids": [r["run_id"] for r in runs], "statuses": statuses, "seeds": [r["seed"] for r in runs],
+            "values": values, "value": value, "note": note}
+
+
+def _entry_view(i: int, opt: SweepOptimizer, criterion: Criterion, runs: list[dict[str, Any]],
+                points: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    by_point: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_point.setdefault(repr(sorted(points[r["run_id"]].items())), []).append(r)
+    grid = opt.points()
+    rows = []
+    for point in grid:
+        rruns = sorted(by_point.get(repr(sorted(point.items())), []), key=lambda r: r["seed"])
+        rows.append({"point": point, **_point_summary(criterion, rruns)})
+    scored = [r for r in rows if r["value"] is not None]
+    best = None
+    if scored:
+        pick = min if criterion.lower_is_better else max
+        winner = pick(scored, key=lambda r: r["value"])
+        best = {"point": winner["point"], "hyperparameters": {**opt.hyperparameters, **winner["point"]},
+                "value": winner["value"], "run_ids": winner["run_ids"]}
+    finished = all(s not in ACTIVE_STATUSES for r in rows for s in r["statuses"])
+    space = {k: s.grid() for k, s in opt.space.items()}
+    label = group_name(run_label(opt.name, opt.hyperparameters, 0, opt.batch_size))
+    return {"index": i, "name": opt.name, "label": label, "hyperparameters": opt.hyperparameters,
+            "batch_size": opt.batch_size, "space": space, "points": rows, "best": best, "finished": finished,
+            "edge_flags": edge_flags(space, best["point"]) if best else [],
+            "message": None if best or not finished else "no grid point completed with a value: nothing to promote"}
+
+
+def sweep_view(session: Session, sweep: Sweep, *, detail: bool = True) -> dict[str, Any]:
+    """The API's Sweep shape: status and progress; with ``detail``, per optimizer every grid point's criterion
+    over the tuning seeds, the best configuration and edge flags."""
+    body = SweepCreate.model_validate(sweep.spec)
+    links = session.execute(select(SweepRun.run_id, SweepRun.entry, SweepRun.point)
+                            .where(SweepRun.sweep_id == sweep.id)).all()
+    run_rows = session.scalars(select(Run).where(Run.id.in_([l.run_id for l in links])).order_by(Run.id)).all() \
+        if links else []
+    statuses = [r.status for r in run_rows]
+    view: dict[str, Any] = {
+        "id": sweep.id, "name": sweep.name, "created_at": sweep.created_at, "comparison_id": sweep.comparison_id,
+        "promoted_comparison_id": sweep.promoted_comparison_id, "status": _status(statuses),
+        "runs_total": len(links), "runs_finished": sum(s not in ACTIVE_STATUSES for s in statuses),
+        "criterion": {**body.criterion.model_dump(), "label": body.criterion.label,
+                      "better": "lower" if body.criterion.lower_is_better else "higher"},
+        "spec": sweep.spec,
+    }
+    if not detail:
+        return view
+    data = stat_runs(session, run_rows)
+    entries = {l.run_id: l.entry for l in links}
+    points = {l.run_id: l.point for l in links}
+    view["optimizers"] = [_entry_view(i, opt, body.criterion, [d for d in data if entries[d["run_id"]] == i], points)
+                          for i, opt in enumerate(body.optimizers)]
+    return view
+
+
+def promote(session: Session, sweep: Sweep, request: PromoteRequest) -> tuple[Comparison, list[Run]]:
+    """A comparison of every optimizer's winner plus ``request.extra_optimizers`` on fresh seeds, with the sweep's
+    dataset, model, budget and shared settings. The caller commits.
+
+    Raises:
+        Conflict: the sweep still has active runs, or an optimizer has no winner.
+        ValueError: a requested seed was a tuning seed.
+    """
+    view = sweep_view(session, sweep)
+    body = SweepCreate.model_validate(sweep.spec)
+    if view["status"] in ("running", "queued"):
+        raise Conflict(f"sweep {sweep.id} still has {view['runs_total'] - view['runs_finished']} active run(s); "
+                       "wait until it finishes (or cancel them) before promoting")
+    missing = [o["label"] for o in view["optimizers"] if o["best"] is None]
+    if missing:
+        raise Conflict(f"no winner for {missing}: every grid point failed, diverged or missed the target; "
+                       "extend or repair the grid in a new sweep")
+    if request.seeds is not None:
+        reused = sorted(set(request.seeds) & set(body.seeds))
+        if reused:
+            raise ValueError(f"seeds {reused} were tuning seeds; promote on fresh seeds")
+        seeds = request.seeds
+    else:
+        start = max(body.seeds) + 1
+        seeds = list(range(start, start + request.n_seeds))
+    winners = [{"name": o["name"], "hyperparameters": o["best"]["hyperparameters"], "batch_size": o["batch_size"]}
+               for o in view["optimizers"]]
+    extras = [o.model_dump(exclude_none=True) for o in request.extra_optimizers]
+    comparison_body = ComparisonCreate(
+        name=request.name or f"{sweep.name}: winners", dataset=body.dataset, model=body.model, budget=body.budget,
+        seeds=seeds, optimizers=winners + extras, batch_sizes=body.batch_sizes, **body.shared())
+    comparison, runs = store.create_comparison(session, comparison_body)
+    comparison.spec = {**comparison.spec, "promoted_from_sweep": sweep.id}
+    sweep.promoted_comparison_id = comparison.id
+    session.flush()
+    return comparison, runs

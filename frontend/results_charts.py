@@ -1,0 +1,111 @@
+"""Pure builders for issue 9's views: the results table (DataFrame), the paired-difference chart, the sweep chart."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from frontend.charts import _rgba, color_for, empty_figure
+
+__all__ = ["results_frame", "paired_difference_figure", "sweep_figure", "verdict_lists"]
+
+
+def _num(stat: Mapping[str, Any] | None) -> float | None:
+    return None if not stat else stat.get("mean")
+
+
+def results_frame(res: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per group: numeric mean/std columns (so the table sorts by value), k/n reached per target, and
+    the paired difference of the smoothed final train loss to the reference with its interval."""
+    rows = []
+    axes = res.get("axes") or ["backprops"]
+    for g in res.get("groups") or []:
+        row: dict[str, Any] = {"optimizer": g["group"], "seeds": g["n"]}
+        for key, name in (("final_train_loss", "final train loss"), ("final_test_loss", "test loss"),
+                          ("final_test_accuracy", "test accuracy")):
+            row[name] = _num(g.get(key))
+            row[f"{name} std"] = (g.get(key) or {}).get("std")
+        for t in g.get("targets") or []:
+            row[f"{axes[0]} to ≤{t['target']:g}"] = _num(t.get(axes[0]))
+            row[f"reached ≤{t['target']:g}"] = f"{t['reached']}/{t['n']}"
+        pair = next((p for p in g.get("paired") or [] if p["metric"] == "final_train_loss"), None)
+        row["Δ final loss vs ref"] = None if not pair else pair["mean_diff"]
+        row["interval"] = ("reference" if pair is None else
+                           "—" if not pair["ci"] else f"[{pair['ci'][0]:.4g}, {pair['ci'][1]:.4g}]")
+        row["verdict"] = "reference" if pair is None else (pair["verdict"] or "not resolved")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def verdict_lists(res: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(resolved sentences, unresolved sentences)."""
+    resolved, unresolved = [], []
+    for g in res.get("groups") or []:
+        for p in g.get("paired") or []:
+            (resolved if p.get("verdict") else unresolved).append(p["sentence"])
+    return resolved, unresolved
+
+
+def paired_difference_figure(curves: Mapping[str, Any], *, x_title: str, height: int = 360) -> go.Figure:
+    """Mean paired difference (group − reference) of the evaluated train loss against the x-axis, with its band
+    (pointwise bootstrap interval over seeds); the zero line is the reference."""
+    groups = [g for g in curves.get("groups") or [] if g.get("n")]
+    if not groups:
+        return empty_figure("No paired seeds yet: the difference needs runs of the same seed in both groups")
+    fig = go.Figure()
+    level = curves.get("level", 0.95)
+    for g in groups:
+        colour = color_for(str(g.get("optimizer") or g["group"]))
+        fig.add_trace(go.Scatter(x=g["x"] + g["x"][::-1], y=g["hi"] + g["lo"][::-1], fill="toself",
+                                 fillcolor=_rgba(colour, 0.18), line=dict(width=0), hoverinfo="skip",
+                                 showlegend=False, name=f"{g['group']} {level:.0%} band"))
+        fig.add_trace(go.Scatter(x=g["x"], y=g["mean"], mode="lines", line=dict(color=colour, width=2),
+                                 name=f"{g['group']} − {curves.get('reference')} (n = {g['n']} seeds)"))
+    fig.add_hline(y=0, line=dict(color="#444", width=1, dash="dot"))
+    fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=60, b=50),
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),
+                      xaxis_title=x_title, yaxis_title="Δ train loss (eval) vs reference")
+    return fig
+
+
+def sweep_figure(entry: Mapping[str, Any], *, criterion_label: str, param: str | None = None,
+                 height: int = 320) -> go.Figure:
+    """Criterion against one swept hyperparameter (log x when all values are positive), every tuning seed as a
+    dot, the mean per grid point as a line, the winner marked with a star."""
+    space = entry.get("space") or {}
+    param = param or next(iter(space), None)
+    points = [p for p in entry.get("points") or [] if param in p["point"]]
+    if param is None or not points:
+        return empty_figure("No grid points yet")
+    colour = color_for(str(entry.get("name")))
+    fig = go.Figure()
+    xs, ys = [], []
+    for p in points:
+        for v in p.get("values") or []:
+            if v is not None:
+                xs.append(p["point"][param])
+                ys.append(v)
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", marker=dict(color=colour, size=7, opacity=0.5),
+                             name="per seed"))
+    line = sorted((p["point"][param], p["value"]) for p in points if p.get("value") is not None)
+    if line:
+        fig.add_trace(go.Scatter(x=[a for a, _ in line], y=[b for _, b in line], mode="lines+markers",
+                                 line=dict(color=colour), name="mean over tuning seeds"))
+    failed = [p["point"][param] for p in points if p.get("note") == "diverged"]
+    if failed:
+        top = max(ys) if ys else 1.0
+        fig.add_trace(go.Scatter(x=failed, y=[top] * len(failed), mode="markers", name="diverged",
+                                 marker=dict(symbol="x", color="#8b0000", size=10)))
+    best = entry.get("best")
+    if best and param in best["point"]:
+        fig.add_trace(go.Scatter(x=[best["point"][param]], y=[best["value"]], mode="markers", name="winner",
+                                 marker=dict(symbol="star", size=16, color="#f2b701", line=dict(color="#000", width=1))))
+    numeric = [p["point"][param] for p in points]
+    log_x = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in numeric)
+    fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=50, b=50),
+                      title=dict(text=str(entry.get("label")), x=0), xaxis_title=param, yaxis_title=criterion_label,
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0.3))
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig

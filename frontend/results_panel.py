@@ -1,0 +1,86 @@
+"""The Compare page's results section: sortable results table, verdicts, CSV/Markdown downloads, paired chart."""
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from frontend.live_chart import live_plotly_chart
+from frontend.results_charts import paired_difference_figure, results_frame, verdict_lists
+from frontend.ui import call, client
+
+__all__ = ["parse_targets", "results_section"]
+
+
+def parse_targets(text: str) -> list[float]:
+    """"0.5, 0.3" → [0.5, 0.3]; raises ValueError naming the bad entry (targets must be finite and > 0)."""
+    out = []
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"Invalid loss target {part!r}: give numbers separated by commas, e.g. 0.5, 0.3") from None
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"Invalid loss target {part!r}: targets must be finite and > 0")
+        out.append(value)
+    if len(out) > 10:
+        raise ValueError("Invalid loss targets: at most 10")
+    return out
+
+
+def results_section(comparison_id: int, *, x_col: str, x_title: str) -> None:
+    """Results of one comparison against a chosen reference (all numbers come from the API's results route)."""
+    api = client()
+    st.subheader("Results")
+    first = call(api.comparison_results, comparison_id, stop=False)
+    if not first or not first.get("groups"):
+        st.caption("No results yet: they appear when runs have evaluations.")
+        return
+    groups = [g["group"] for g in first["groups"]]
+    tr = [g for g in groups if g.lower().startswith("tr ")]
+    cols = st.columns([2, 2, 1])
+    reference = cols[0].selectbox("Reference", groups, index=groups.index(tr[-1]) if tr else 0, key="res_reference",
+                                  help="Paired differences are this group minus the reference, seed by seed.")
+    text = cols[1].text_input("Train-loss targets", key="res_targets", placeholder="e.g. 0.5, 0.3",
+                              help="Cost to reach each target, with k/n seeds reached.")
+    k = int(cols[2].number_input("Smooth: last k evals", min_value=1, max_value=100, value=3, key="res_k"))
+    try:
+        targets = parse_targets(text or "")
+    except ValueError as exc:
+        st.warning(str(exc), icon=":material/warning:")
+        targets = []
+    res = call(api.comparison_results, comparison_id, reference=reference, targets=targets, k=k, stop=False)
+    if not res:
+        return
+    n = sorted({g["n"] for g in res["groups"]})
+    st.caption(f"Budget: {res['budget']['note']}. Seeds per group: {', '.join(map(str, n))}. Mean ± std over "
+               f"seeds; intervals: {res['level']:.0%} bootstrap of the mean paired difference (pairs by seed). "
+               "Click a column header to sort.")
+    if not res["budget"]["equal"]:
+        st.warning(res["budget"]["note"], icon=":material/balance:")
+    st.dataframe(results_frame(res), hide_index=True, width="stretch")
+    resolved, unresolved = verdict_lists(res)
+    for sentence in resolved:
+        st.success(sentence, icon=":material/check_circle:")
+    if not resolved:
+        st.info(f"No verdict: no difference to {reference} is resolved with these seeds (see below).",
+                icon=":material/balance:")
+    with st.expander(f"Not resolved ({len(unresolved)})"):
+        st.markdown("\n".join(f"- {s}" for s in unresolved) or "none")
+    down = st.columns(2)
+    params = {"reference": reference, "targets": targets, "k": k}
+    csv_text = call(api.comparison_results, comparison_id, fmt="csv", stop=False, **params) or ""
+    md_text = call(api.comparison_results, comparison_id, fmt="markdown", stop=False, **params) or ""
+    down[0].download_button("Download CSV", csv_text, file_name=f"comparison-{comparison_id}-results.csv",
+                            mime="text/csv", key="res_csv")
+    down[1].download_button("Download Markdown", md_text, file_name=f"comparison-{comparison_id}-results.md",
+                            mime="text/markdown", key="res_md")
+    if len(groups) < 2:
+        return
+    st.subheader("Paired difference to the reference")
+    curves = call(api.paired_curves, comparison_id, reference=reference, axis=x_col, stop=False)
+    if curves:
+        live_plotly_chart(paired_difference_figure(curves, x_title=x_title), key="chart_paired")

@@ -1,0 +1,134 @@
+"""Sweeps: grid generation, POST /api/sweeps (422 with nothing stored), the per-optimizer best with edge flags,
+and promote → a comparison of the winners on fresh seeds."""
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from backend.sweeps import SearchSpace, SweepOptimizer, edge_flags, log_grid
+from backend.tables import Comparison, Run, Sweep, SweepRun
+from tests.backend.conftest import wait_status
+from tests.backend.test_api_results import write_evals
+
+SWEEP = {"name": "tiny", "dataset": "fashion-mnist", "model": "mlp", "budget": {"backprops": 30},
+         "seeds": [0], "train_subset": 512, "eval_every": 5,
+         "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.01, 0.1, 1.0]}}},
+                        {"name": "sgd", "hyperparameters": {"momentum": 0.9}, "space": {"lr": {"values": [0.01, 0.1]}}},
+                        {"name": "adam", "space": {"lr": {"low": 1e-4, "high": 1e-2, "per_decade": 1}}}]}
+
+
+def test_log_grid_half_decades_and_bounds():
+    assert log_grid(1e-4, 1.0, 2) == [1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0]
+    assert log_grid(0.01, 1.0, 1) == [0.01, 0.1, 1.0]
+    assert log_grid(0.5, 0.5, 4) == [0.5]
+    with pytest.raises(ValueError, match="Invalid log range"):
+        log_grid(1.0, 0.1, 2)
+    with pytest.raises(ValueError, match="at most 50"):
+        log_grid(1e-8, 1e8, 4)
+
+
+def test_default_space_is_lr_over_half_decades_and_tr_methods_are_sweepable():
+    assert SweepOptimizer(name="adam").points()[:3] == [{"lr": 1e-4}, {"lr": 3e-4}, {"lr": 1e-3}]
+    tr = SweepOptimizer(name="tr-rmsprop", space={"radius": {"values": [1e-4, 1e-3]}, "eta1": {"values": [0.01, 0.1]}})
+    assert tr.points() == [{"radius": 1e-4, "eta1": 0.01}, {"radius": 1e-4, "eta1": 0.1},
+                           {"radius": 1e-3, "eta1": 0.01}, {"radius": 1e-3, "eta1": 0.1}]
+    with pytest.raises(ValueError, match="has no step size"):
+        SweepOptimizer(name="tr-uniform")
+    assert SearchSpace(values=[1, 1, 2]).grid() == [1, 2]
+
+
+def test_edge_flags():
+    space = {"lr": [0.01, 0.1, 1.0], "momentum": [0.9]}
+    assert edge_flags(space, {"lr": 1.0, "momentum": 0.9}) == [
+        "best lr is the largest tried (1): extend the grid upward"]
+    assert "smallest tried (0.01)" in edge_flags(space, {"lr": 0.01})[0]
+    assert edge_flags(space, {"lr": 0.1}) == []
+
+
+def _count(client: TestClient) -> tuple[int, ...]:
+    with client.app.state.sessions() as s:
+        return tuple(s.scalar(select(func.count()).select_from(t)) for t in (Sweep, SweepRun, Run, Comparison))
+
+
+@pytest.mark.parametrize("change,field,words", [
+    ({"optimizers": [{"name": "sgd", "space": {"lr": {"values": []}}}]}, "optimizers", "empty grid"),
+    ({"optimizers": [{"name": "sgd", "space": {"lr": {}}}]}, "optimizers", "empty grid"),
+    ({"optimizers": [{"name": "sgd", "space": {"lr": {"low": 1e-6, "high": 1, "per_decade": 8}}}] * 11},
+     "optimizers", "at most 500"),
+    ({"optimizers": [{"name": "adam", "space": {"momentum": {"values": [0.9]}}}]}, "optimizers",
+     "unknown hyperparameter 'momentum' for adam"),
+    ({"optimizers": [{"name": "adam", "space": {"lr": {"values": [1000.0]}}}]}, "optimizers", "lr must be <= 100"),
+    ({"criterion": {"kind": "backprops_to_target"}}, "criterion", "needs a target"),
+    ({"seeds": [0, 0]}, "seeds", "distinct"),
+    ({"model": "autoencoder", "dataset": "cifar10"}, None, "does not fit"),
+])
+def test_bad_sweeps_get_422_naming_the_field_and_store_nothing(client: TestClient, change, field, words) -> None:
+    before = _count(client)
+    r = client.post("/api/sweeps", json={**SWEEP, **change})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert any(words in d["msg"] for d in detail), detail
+    if field:
+        assert any(field in d["loc"] for d in detail), detail
+    assert _count(client) == before
+
+
+def test_sweep_runs_best_edge_flags_and_promote(client: TestClient) -> None:
+    r = client.post("/api/sweeps", json=SWEEP)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert len(created["run_ids"]) == 3 + 2 + 3
+    runs = client.get(f"/api/comparisons/{created['comparison_id']}").json()["runs"]
+    assert [r["label"] for r in runs[3:5]] == ["SGD+momentum lr=0.01 momentum=0.9 (seed 0)",
+                                               "SGD+momentum lr=0.1 momentum=0.9 (seed 0)"]
+    assert client.post(f"/api/sweeps/{created['id']}/promote").status_code == 409  # still queued
+    final = {0.01: 0.9, 0.1: 0.5, 1.0: 0.3, 1e-4: 0.8, 1e-3: 0.4}  # final train loss by lr
+    for run in runs:
+        lr = run["config"]["optimizer"]["hyperparameters"]["lr"]
+        if run["optimizer"] == "adam" and lr == 0.01:
+            write_evals(client, run["id"], [2.0, float("nan")], status="diverged")
+        else:
+            write_evals(client, run["id"], [2.0, final[lr] + 0.1, final[lr]])
+    view = client.get(f"/api/sweeps/{created['id']}").json()
+    assert view["status"] == "finished" and view["runs_finished"] == 8
+    sgd, mom, adam = view["optimizers"]
+    assert sgd["best"]["hyperparameters"] == {"lr": 1.0}
+    assert sgd["best"]["value"] == pytest.approx((2.0 + 0.4 + 0.3) / 3)  # smoothed final: mean of the last 3 evals
+    assert sgd["edge_flags"] == ["best lr is the largest tried (1): extend the grid upward"]
+    assert (sgd["label"], mom["label"]) == ("SGD", "SGD+momentum momentum=0.9")
+    assert mom["best"]["hyperparameters"] == {"momentum": 0.9, "lr": 0.1}
+    assert adam["best"]["hyperparameters"] == {"lr": 1e-3} and adam["edge_flags"] == []  # 0.01 diverged
+    assert [p["note"] for p in adam["points"]] == [None, None, "diverged"]
+    listing = client.get("/api/sweeps").json()
+    assert listing["total"] == 1 and listing["items"][0]["runs_total"] == 8
+
+    bad = client.post(f"/api/sweeps/{created['id']}/promote", json={"seeds": [0, 5]})
+    assert bad.status_code == 422 and "tuning seeds" in bad.json()["detail"][0]["msg"]
+    promoted = client.post(f"/api/sweeps/{created['id']}/promote",
+                           json={"extra_optimizers": [{"name": "tr-rmsprop"}]})
+    assert promoted.status_code == 201, promoted.text
+    detail = client.get(f"/api/comparisons/{promoted.json()['id']}").json()
+    assert sorted({r["seed"] for r in detail["runs"]}) == [1, 2, 3, 4, 5]  # 5 fresh seeds
+    assert len(detail["runs"]) == 5 * 4
+    first = [(r["optimizer"], r["config"]["optimizer"]["hyperparameters"].get("lr")) for r in detail["runs"][:4]]
+    assert first[:3] == [("sgd", 1.0), ("sgd", 0.1), ("adam", 1e-3)] and first[3][0] == "tr-rmsprop"
+    assert detail["runs"][1]["label"].startswith("SGD+momentum lr=0.1")
+    assert all(r["config"]["budget"]["backprops"] == 30 and r["config"]["train_subset"] == 512
+               for r in detail["runs"])
+    assert client.get(f"/api/sweeps/{created['id']}").json()["promoted_comparison_id"] == promoted.json()["id"]
+
+
+def test_unknown_sweep_is_404(client: TestClient) -> None:
+    assert client.get("/api/sweeps/12345").status_code == 404
+    assert client.post("/api/sweeps/12345/promote").status_code == 404
+
+
+def test_sweep_runs_train_in_real_workers(live_client: TestClient) -> None:
+    """The sweep's runs are ordinary runs: the job runner trains them (fake trainer) and the sweep finds a best."""
+    body = {**SWEEP, "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.01, 0.1]}}}]}
+    created = live_client.post("/api/sweeps", json=body).json()
+    for rid in created["run_ids"]:
+        wait_status(live_client, rid, ("completed",))
+    view = live_client.get(f"/api/sweeps/{created['id']}").json()
+    assert view["status"] == "finished" and view["optimizers"][0]["best"] is not None

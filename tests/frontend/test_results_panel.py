@@ -1,0 +1,69 @@
+"""The Compare page's results section (AppTest) and its pure builders: table, verdicts, downloads, paired chart."""
+from __future__ import annotations
+
+import pytest
+
+from backend import stats
+from frontend.results_charts import paired_difference_figure, results_frame, sweep_figure, verdict_lists
+from frontend.results_panel import parse_targets
+from tests.frontend.conftest import figures, texts
+
+
+def _comparison(api, seeds=(0, 1, 2)):
+    runs = [api.add_run(o, seed=s, steps=100) for s in seeds for o in ("tr-rmsprop", "adam")]
+    return api.add_comparison("paired", runs)
+
+
+def test_results_table_verdicts_and_paired_chart(api, open_page):
+    _comparison(api)
+    at = open_page("compare")
+    assert not at.exception
+    assert at.selectbox(key="res_reference").value == "TR RMSprop"  # a TR method is the default reference
+    table = at.dataframe[1].value
+    assert list(table["optimizer"]) == ["TR RMSprop", "Adam"] and list(table["seeds"]) == [3, 3]
+    assert list(table["verdict"]) == ["reference", "not resolved"]  # identical final losses: interval [0, 0]
+    at.text_input(key="res_targets").set_value("0.1").run()
+    table = at.dataframe[1].value
+    assert list(table["reached ≤0.1"]) == ["3/3", "3/3"]
+    # the fake's TR runs spend 6 backprops per step, Adam 1: Adam reaches 0.1 in fewer backprops on every seed
+    assert "Adam reaches train loss ≤ 0.1 in fewer backprops than TR RMSprop" in texts(at.success)
+    paired = figures(at)[-1]
+    assert any("Adam − TR RMSprop (n = 3 seeds)" == t.get("name") for t in paired["data"])
+    assert paired["layout"]["xaxis"]["title"]["text"].startswith("Backprops")
+    assert ("comparison_results", (1, "TR RMSprop", "markdown")) in api.calls
+
+
+def test_bad_targets_are_explained(api, open_page):
+    _comparison(api)
+    at = open_page("compare")
+    at.text_input(key="res_targets").set_value("0.5, abc").run()
+    assert "Invalid loss target 'abc'" in texts(at.warning)
+    assert not at.exception
+
+
+def test_parse_targets():
+    assert parse_targets("0.5, 0.3;0.2") == [0.5, 0.3, 0.2]
+    assert parse_targets("") == []
+    for bad in ("-1", "inf", "nan", "x"):
+        with pytest.raises(ValueError, match="Invalid loss target"):
+            parse_targets(bad)
+
+
+def test_pure_builders():
+    runs = [{"group": g, "optimizer": o, "seed": s, "status": "completed", "budget": {"epochs": 1},
+             "evals": [{"backprops": 0, "epoch": 0, "wall_time": 0, "train_loss": 2.0},
+                       {"backprops": 100, "epoch": 1, "wall_time": 1, "train_loss": loss + 0.01 * s}]}
+            for g, o, loss in (("TR uniform", "tr-uniform", 0.5), ("SGD+momentum", "sgd", 0.3)) for s in range(3)]
+    res = stats.results(runs, reference="TR uniform", targets=[1.0], n_boot=500)
+    frame = results_frame(res)
+    assert frame.loc[1, "verdict"] == "better" and frame.loc[1, "backprops to ≤1"] == 100
+    assert frame.loc[1, "Δ final loss vs ref"] == pytest.approx(-0.2 / 2)  # k=3 over (2.0, loss): mean of both
+    resolved, unresolved = verdict_lists(res)
+    assert any("SGD+momentum has a lower smoothed final train loss" in s for s in resolved)
+    fig = paired_difference_figure(stats.paired_curves(runs, reference="TR uniform", n_boot=100), x_title="x")
+    assert fig.data[0].fill == "toself" and fig.data[1].name.startswith("SGD+momentum − TR uniform")
+    entry = {"name": "sgd", "label": "SGD", "space": {"lr": [0.01, 0.1, 1.0]}, "best": {"point": {"lr": 1.0},
+             "value": 0.3}, "points": [{"point": {"lr": lr}, "values": [v], "value": v, "note": None}
+                                       for lr, v in ((0.01, 0.9), (0.1, 0.5), (1.0, 0.3))]}
+    fig = sweep_figure(entry, criterion_label="loss")
+    assert fig.layout.xaxis.type == "log" and fig.data[-1].name == "winner" and fig.data[-1].x == (1.0,)

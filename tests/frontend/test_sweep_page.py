@@ -1,0 +1,89 @@
+"""AppTest: the Sweep page launches a sweep from a preset, shows criterion vs step size with the winner and edge
+warnings, and promotes the winners (with the TR methods) to a comparison."""
+from __future__ import annotations
+
+from frontend.sweep_form import entry_label, sweep_request
+from tests.frontend.conftest import figures, texts
+from trainer.registry import OPTIMIZERS, SWEEP_PRESETS
+
+LABELS = {n: o.label for n, o in OPTIMIZERS.items()}
+
+
+def _view(status="finished"):
+    def entry(i, name, fixed, label, values):
+        pts = [{"point": {"lr": lr}, "values": [v], "value": v, "note": None, "run_ids": [10 * i + j],
+                "statuses": ["completed"], "seeds": [0]} for j, (lr, v) in enumerate(values)]
+        best_lr, best_v = min(values, key=lambda t: t[1])
+        return {"index": i, "name": name, "label": label, "hyperparameters": fixed, "batch_size": None,
+                "space": {"lr": [lr for lr, _ in values]}, "points": pts, "finished": True, "message": None,
+                "best": {"point": {"lr": best_lr}, "hyperparameters": {**fixed, "lr": best_lr}, "value": best_v,
+                         "run_ids": []},
+                "edge_flags": ["best lr is the largest tried (1): extend the grid upward"] if best_lr == 1.0 else []}
+    return {"id": 1, "name": "grid", "comparison_id": 1, "promoted_comparison_id": None, "status": status,
+            "runs_total": 6, "runs_finished": 6 if status == "finished" else 2,
+            "criterion": {"kind": "final_train_loss", "k": 3, "target": None, "label": "smoothed final train loss",
+                          "better": "lower"},
+            "spec": {}, "optimizers": [entry(0, "sgd", {}, "SGD", [(0.01, 0.9), (0.1, 0.5), (1.0, 0.3)]),
+                                       entry(1, "adam", {}, "Adam", [(1e-4, 0.6), (1e-3, 0.4), (1e-2, 0.5)])]}
+
+
+def test_sweep_request_from_the_paper_preset():
+    preset = SWEEP_PRESETS["paper-fmnist-mlp-grid"]
+    entries = [entry_label(e, LABELS) for e in preset["optimizers"]]
+    assert entries == ["SGD", "SGD+momentum (momentum=0.9)", "Adagrad", "RMSprop", "Adam"]
+    body = sweep_request(preset, {"entries": entries[:2], "low": 0.01, "high": 1.0, "per_decade": 1,
+                                  "budget_kind": "backprops", "budget": 200, "train_subset": 512, "seeds": "0, 1",
+                                  "criterion": "final_train_loss", "k": 3, "target": 0, "name": "t"}, LABELS)
+    assert body["optimizers"][1] == {"name": "sgd", "hyperparameters": {"momentum": 0.9},
+                                     "space": {"lr": {"low": 0.01, "high": 1.0, "per_decade": 1}}}
+    assert body["seeds"] == [0, 1] and body["budget"] == {"backprops": 200} and body["train_subset"] == 512
+    from backend.sweeps import SweepCreate
+    assert len(SweepCreate.model_validate(body).run_configs()) == 2 * 2 * 3
+
+
+def test_launch_a_sweep_from_the_form(api, open_page):
+    at = open_page("sweep")
+    assert not at.exception
+    assert "No sweeps yet" in texts(at.info)
+    at.multiselect(key="sw_entries").set_value(["SGD", "Adam"]).run()
+    at.number_input(key="sw_low").set_value(0.01).run()
+    at.selectbox(key="sw_budget_kind").set_value("backprops").run()
+    at.number_input(key="sw_budget").set_value(100.0).run()
+    at.button(key="sw_launch").click().run()
+    assert not at.exception
+    spec = next(c[1] for c in api.calls if c[0] == "create_sweep")
+    assert [o["name"] for o in spec["optimizers"]] == ["sgd", "adam"]
+    assert spec["optimizers"][0]["space"]["lr"] == {"low": 0.01, "high": 1.0, "per_decade": 2}
+    assert "Sweep #1 queued: 10 runs" in texts(at.success)  # 5 half-decade step sizes x 2 optimizers
+
+
+def test_bad_form_is_explained(api, open_page):
+    at = open_page("sweep")
+    at.multiselect(key="sw_entries").set_value([]).run()
+    at.button(key="sw_launch").click().run()
+    assert "Pick at least one optimizer" in texts(at.error)
+    assert not any(c[0] == "create_sweep" for c in api.calls)
+
+
+def test_winners_edge_flags_and_promote(api, open_page):
+    api.add_sweep(_view())
+    at = open_page("sweep")
+    assert not at.exception
+    sgd, adam = figures(at)[:2]
+    assert sgd["layout"]["xaxis"]["type"] == "log"
+    winner = next(t for t in sgd["data"] if t["name"] == "winner")
+    assert winner["x"] == [1.0] and winner["y"] == [0.3]
+    assert "SGD: best lr is the largest tried (1): extend the grid upward" in texts(at.warning)
+    assert at.multiselect(key="sw_extras").value == ["tr-uniform", "tr-adagrad", "tr-rmsprop"]
+    at.button(key="sw_promote").click().run()
+    call = next(c[1] for c in api.calls if c[0] == "promote_sweep")
+    assert call == (1, {"n_seeds": 5, "extra_optimizers": [{"name": n} for n in
+                                                           ("tr-uniform", "tr-adagrad", "tr-rmsprop")]})
+    assert "Comparison #1 queued with 25 runs" in texts(at.success)
+
+
+def test_promote_waits_for_a_running_sweep(api, open_page):
+    api.add_sweep(_view(status="running"))
+    at = open_page("sweep")
+    assert at.button(key="sw_promote").disabled
+    assert "2/6 runs finished" in at.get("progress")[0].proto.text
