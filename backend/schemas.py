@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
-from trainer.config import Budget, OptimizerConfig, RunConfig
+from trainer.config import Budget, EvalEvery, OptimizerConfig, RunConfig
 from trainer.registry import OPTIMIZERS, model_fits_dataset
 
 __all__ = ["UtcDatetime", "RunOut", "RunList", "ComparisonOut", "ComparisonDetail", "ComparisonList",
@@ -103,7 +103,9 @@ class ComparisonCreate(BaseModel):
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=100)
     optimizers: list[ComparisonOptimizer] = Field(min_length=1, max_length=50)
     batch_sizes: dict[Literal["first-order", "second-order"], BatchSize] | None = None
-    eval_every: int | None = Field(default=None, ge=1, le=1_000_000)
+    eval_every: int | EvalEvery | None = Field(default=None, union_mode="left_to_right",
+                                               description="shared by every run: N steps, or {\"epochs\": x} / "
+                                                           "{\"backprops\": N}; default ~50 per run")
     train_subset: int | None = Field(default=None, ge=1)
     test_subset: int | None = Field(default=None, ge=1)
     eval_train_size: int | None = Field(default=None, ge=1)
