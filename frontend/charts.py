@@ -1,6 +1,7 @@
 """Chart builders: pure functions from DataFrames (see frontend.series) to Plotly figures."""
 from __future__ import annotations
 
+import html
 from typing import Any, Sequence
 
 import numpy as np
@@ -136,6 +137,14 @@ def empty_figure(message: str, *, height: int = 300) -> go.Figure:
     return _layout(fig, height=height, uirevision="empty")
 
 
+def _hover_config(d: pd.DataFrame) -> str:
+    """The series' full configuration, small and grey after the value (labels stay short)."""
+    if "config" not in d.columns or d.empty or not isinstance(d["config"].iloc[0], str):
+        return ""
+    text = html.escape(d["config"].iloc[0]).replace("%", "%%").replace("{", "&#123;")
+    return f"  <span style='font-size:11px;color:#777'>{text}</span>"
+
+
 def _dash_for(curves: pd.DataFrame) -> dict[str, str]:
     """Series sharing an optimizer (same colour) are told apart by dash style."""
     out: dict[str, str] = {}
@@ -173,7 +182,7 @@ def _add_curves(fig: go.Figure, curves: pd.DataFrame, *, row: int | None = None,
                                  legendgroup=group, showlegend=showlegend,
                                  line=dict(color=color, width=1.6, dash=dashes[series]),
                                  marker=dict(color=color, size=7) if few else None,
-                                 hovertemplate="%{y:.4g}"), **where)
+                                 hovertemplate="%{y:.4g}" + _hover_config(d)), **where)
 
 
 def curve_figure(curves: pd.DataFrame, *, x_title: str, y_title: str, log_y: bool = False, title: str | None = None,
