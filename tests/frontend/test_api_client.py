@@ -128,3 +128,26 @@ def test_get_client_is_built_from_settings_and_replaceable():
     set_client(stub)
     assert get_client() is stub
     set_client(None)
+
+
+def test_annotation_and_export_routes():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, dict(request.url.params),
+                     json.loads(request.content) if request.content else None))
+        if "export" in request.url.path:
+            return httpx.Response(200, content=b"step,test_loss\n")
+        return httpx.Response(200, json={"id": 7})
+
+    c = _client(handler)
+    c.annotate_run(7, tags=["a", "b"])
+    c.annotate_run(7, note="")
+    c.annotate_comparison(2, tags=[], note="n")
+    assert c.export_evals_csv(7) == b"step,test_loss\n"
+    assert seen == [
+        ("PATCH", "/api/runs/7", {}, {"tags": ["a", "b"]}),
+        ("PATCH", "/api/runs/7", {}, {"note": ""}),
+        ("PATCH", "/api/comparisons/2", {}, {"tags": [], "note": "n"}),
+        ("GET", "/api/runs/7/export", {"format": "csv", "table": "evals"}, None),
+    ]
