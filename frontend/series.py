@@ -25,6 +25,13 @@ __all__ = [
     "build_curves",
     "tr_frame",
     "runs_table",
+    "final_result",
+    "format_duration",
+    "eta_seconds",
+    "RUN_FILTERS",
+    "filter_values",
+    "filter_runs",
+    "finals_table",
     "pick_reconstruction",
     "short_labels",
     "compact_labels",
@@ -426,9 +433,75 @@ def format_budget(budget: Mapping[str, Any] | None) -> str:
     return " or ".join(parts)
 
 
-def runs_table(runs: list[Mapping[str, Any]], comparisons: Mapping[int, str] | None = None) -> pd.DataFrame:
-    """The Runs page table: one row per run, newest first."""
+def final_result(run: Mapping[str, Any], name: str) -> float | None:
+    """A finished run's final evaluation value (``"test_accuracy"``, ``"test_loss"``...) from its summary."""
+    value = (run.get("summary") or {}).get(f"final_{name}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def format_duration(seconds: float | None) -> str:
+    """``3725`` -> ``"1 h 2 min"``; ``None`` -> ``""``."""
+    if seconds is None or not np.isfinite(seconds):
+        return ""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _timestamp(ts: str | None) -> float | None:
+    if not ts:
+        return None
+    try:
+        dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+ETA_WINDOW_SECONDS = 120.0
+
+
+def eta_seconds(run: Mapping[str, Any], history: Sequence[tuple[float, float]], now: float) -> float | None:
+    """Seconds until a running run uses its budget, from its recent rate.
+
+    Args:
+        run: the run (``status``, ``progress``, ``started_at``).
+        history: ``(time, progress)`` samples seen by this page, oldest first.
+        now: the current time (seconds since the epoch).
+
+    The rate is the progress gained over the last ``ETA_WINDOW_SECONDS`` of samples; with fewer than two
+    samples there it is the average since ``started_at``. ``None`` when not running or no progress yet.
+    """
+    if run.get("status") != "running":
+        return None
+    progress = float(run.get("progress") or 0.0)
+    if progress >= 1.0:
+        return 0.0
+    recent = [(t, p) for t, p in history if now - t <= ETA_WINDOW_SECONDS]
+    if len(recent) >= 2 and recent[-1][1] > recent[0][1] and recent[-1][0] > recent[0][0]:
+        rate = (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+    else:
+        started = _timestamp(run.get("started_at"))
+        if started is None or now <= started or progress <= 0:
+            return None
+        rate = progress / (now - started)
+    return (1.0 - progress) / rate if rate > 0 else None
+
+
+def runs_table(runs: list[Mapping[str, Any]], comparisons: Mapping[int, str] | None = None,
+               etas: Mapping[int, float | None] | None = None) -> pd.DataFrame:
+    """The Runs page table: one row per run, newest first, with final test accuracy / loss and ETA."""
     comparisons = comparisons or {}
+    etas = etas or {}
     rows = []
     for r in runs:
         cfg = r.get("config") or {}
@@ -439,15 +512,81 @@ def runs_table(runs: list[Mapping[str, Any]], comparisons: Mapping[int, str] | N
             "comparison": (f"#{cid} {comparisons.get(cid, '')}".strip() if cid is not None else "—"),
             "status": r.get("status", ""),
             "progress": float(r.get("progress") or 0.0),
+            "ETA": format_duration(etas.get(r["id"])),
+            "test acc": final_result(r, "test_accuracy"),
+            "test loss": final_result(r, "test_loss"),
+            "tags": ", ".join(r.get("tags") or []),
             "dataset / model": f"{cfg.get('dataset', '?')} / {cfg.get('model', '?')}",
             "budget": format_budget(cfg.get("budget")),
             "device": r.get("device") or "",
             "started": format_time(r.get("started_at")) or ("waiting" if r.get("status") == "queued" else ""),
             "error": r.get("error") or "",
         })
-    df = pd.DataFrame(rows, columns=["id", "run", "comparison", "status", "progress", "dataset / model", "budget",
-                                     "device", "started", "error"])
+    df = pd.DataFrame(rows, columns=["id", "run", "comparison", "status", "progress", "ETA", "test acc", "test loss",
+                                     "tags", "dataset / model", "budget", "device", "started", "error"])
     return df.sort_values("id", ascending=False, kind="stable").reset_index(drop=True)
+
+
+RUN_FILTERS = ("status", "optimizer", "dataset", "model", "comparison", "tag")
+
+
+def filter_values(run: Mapping[str, Any], field: str) -> list[Any]:
+    """The values of ``field`` (one of ``RUN_FILTERS``) a run can be filtered by."""
+    cfg = run.get("config") or {}
+    return {
+        "status": lambda: [run.get("status")],
+        "optimizer": lambda: [run.get("optimizer")],
+        "dataset": lambda: [cfg.get("dataset")],
+        "model": lambda: [cfg.get("model")],
+        "comparison": lambda: [run.get("comparison_id")],
+        "tag": lambda: list(run.get("tags") or []),
+    }[field]()
+
+
+def filter_runs(runs: Sequence[Mapping[str, Any]], chosen: Mapping[str, Sequence[Any]], text: str = ""
+                ) -> list[Mapping[str, Any]]:
+    """Runs matching every non-empty filter (any of its values) and, when given, containing ``text``
+    (case-insensitive) in their id (``#12``), label, optimizer, tags or note."""
+    for field in chosen:
+        if field not in RUN_FILTERS:
+            raise ValueError(f"Invalid filter: {field!r}; use one of {RUN_FILTERS}")
+    needle = text.strip().lower()
+    out = []
+    for r in runs:
+        if any(values and not set(filter_values(r, f)) & set(values) for f, values in chosen.items()):
+            continue
+        if needle:
+            hay = " ".join([f"#{r['id']}", str(r.get("label") or ""), str(r.get("optimizer") or ""),
+                            *(r.get("tags") or []), str(r.get("note") or "")]).lower()
+            if needle not in hay:
+                continue
+        out.append(r)
+    return out
+
+
+def finals_table(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str] | None = None
+                 ) -> pd.DataFrame:
+    """Mean ± std of the final test accuracy and loss per setting (runs that differ only by seed).
+
+    Only finished runs with a final evaluation count; ``n`` says how many seeds each row has (std needs 2).
+    Columns: ``setting, n, seeds, test acc mean, test acc std, test loss mean, test loss std``.
+    """
+    groups = group_runs(runs)
+    labels = compact_labels(list(runs), optimizer_labels, key=series_key)
+    rows = []
+    for key, members in groups.items():
+        done = [r for r in members if r.get("status") in TERMINAL and final_result(r, "test_loss") is not None]
+        if not done:
+            continue
+        row: dict[str, Any] = {"setting": labels[key], "n": len(done),
+                               "seeds": ", ".join(str(r.get("seed")) for r in done)}
+        for name, col in (("test_accuracy", "test acc"), ("test_loss", "test loss")):
+            vals = np.array([v for r in done if (v := final_result(r, name)) is not None], dtype=float)
+            row[f"{col} mean"] = float(vals.mean()) if len(vals) else None
+            row[f"{col} std"] = float(vals.std(ddof=1)) if len(vals) > 1 else None
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["setting", "n", "seeds", "test acc mean", "test acc std", "test loss mean",
+                                       "test loss std"])
 
 
 def short_labels(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str]) -> dict[int, str]:

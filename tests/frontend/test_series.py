@@ -218,3 +218,53 @@ def test_labels_are_short_with_the_full_config_in_hover_and_a_diff_table():
     assert diff["lr"].tolist() == ["—", "0.1", "0.01"] and diff["eta1"].tolist() == ["1e-05", "—", "—"]
     assert "seed" not in series.config_diff([sgd_a, sgd_b]).columns
     assert list(series.config_diff(tr).columns) == ["id", "run", "seed"]
+
+
+def test_eta_from_the_recent_rate_else_the_average_since_start():
+    from datetime import datetime
+
+    run = {"status": "running", "progress": 0.5, "started_at": "2026-01-02T10:00:00Z"}
+    start = datetime.fromisoformat("2026-01-02T10:00:00+00:00").timestamp()
+    assert series.eta_seconds(run, [], start + 100) == pytest.approx(100)  # 50% in 100 s: 100 s to go
+    # recently twice as fast: 10% in the last 10 s -> 50% left takes 50 s
+    history = [(start + 90, 0.4), (start + 95, 0.45), (start + 100, 0.5)]
+    assert series.eta_seconds(run, history, start + 100) == pytest.approx(50)
+    stale = [(start - 1000, 0.0), (start + 100, 0.5)]  # older than the window: falls back to the average
+    assert series.eta_seconds(run, stale, start + 100) == pytest.approx(100)
+    assert series.eta_seconds({**run, "status": "queued"}, history, start + 100) is None
+    assert series.eta_seconds({**run, "progress": 0.0}, [], start + 100) is None
+    assert series.format_duration(3725) == "1 h 2 min" and series.format_duration(65) == "1 min 05 s"
+
+
+def test_filter_runs_by_fields_tags_and_text():
+    api = FakeApi()
+    a = api.add_run("sgd", status="completed")
+    b = api.add_run("tr-uniform", status="running", model="autoencoder")
+    c = api.add_run("adam", status="failed")
+    a["tags"], b["tags"] = ["baseline"], ["baseline", "fig3"]
+    c["note"] = "out of memory on the GPU"
+    runs = [a, b, c]
+    ids = lambda rs: [r["id"] for r in rs]  # noqa: E731
+    assert ids(series.filter_runs(runs, {"status": ["completed", "running"]})) == [a["id"], b["id"]]
+    assert ids(series.filter_runs(runs, {"tag": ["fig3"]})) == [b["id"]]
+    assert ids(series.filter_runs(runs, {"model": ["mlp"], "optimizer": ["adam", "sgd"]})) == [a["id"], c["id"]]
+    assert ids(series.filter_runs(runs, {"status": []}, "MEMORY")) == [c["id"]]
+    assert ids(series.filter_runs(runs, {}, f"#{b['id']}")) == [b["id"]]
+    with pytest.raises(ValueError, match="Invalid filter"):
+        series.filter_runs(runs, {"colour": ["red"]})
+
+
+def test_results_column_and_finals_table_mean_std_by_setting():
+    api = FakeApi()
+    runs = [api.add_run("sgd", seed=s) for s in (0, 1, 2)] + [api.add_run("adam"), api.add_run("adam", seed=1,
+                                                                                               status="running")]
+    for r, acc, loss in zip(runs, (0.8, 0.82, 0.84, 0.9, None), (0.5, 0.45, 0.4, 0.3, None)):
+        r["summary"] = {"final_test_accuracy": acc, "final_test_loss": loss} if acc else None
+    table = series.runs_table(runs)
+    assert table.set_index("id").loc[runs[0]["id"], "test acc"] == 0.8
+    assert pd.isna(table.set_index("id").loc[runs[4]["id"], "test acc"])
+    finals = series.finals_table(runs).set_index("setting")
+    assert finals.loc["SGD", "n"] == 3 and finals.loc["SGD", "seeds"] == "0, 1, 2"
+    assert finals.loc["SGD", "test acc mean"] == pytest.approx(0.82)
+    assert finals.loc["SGD", "test acc std"] == pytest.approx(np.std([0.8, 0.82, 0.84], ddof=1))
+    assert finals.loc["Adam", "n"] == 1 and pd.isna(finals.loc["Adam", "test acc std"])  # the running one waits
