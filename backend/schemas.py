@@ -4,15 +4,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, ValidationError,
+                      field_validator, model_validator)
 
-from trainer.config import Budget, OptimizerConfig, RunConfig
+from trainer.config import Budget, EvalEvery, OptimizerConfig, RunConfig
 from trainer.registry import OPTIMIZERS, model_fits_dataset, optimizer_label
 
 __all__ = ["UtcDatetime", "RunOut", "RunList", "ComparisonOut", "ComparisonDetail", "ComparisonList",
            "ComparisonCreate", "ComparisonCreated", "MetricPoint", "MetricsPage", "EvalPoint", "EvalPage",
            "ReconstructionList", "Health", "MetricColumns", "RunCursor", "MetricsBatchRequest", "MetricsBatch",
-           "MAX_BATCH_RUNS", "MAX_BATCH_POINTS", "MAX_RUNS_PER_COMPARISON", "run_label"]
+           "MAX_BATCH_RUNS", "MAX_BATCH_POINTS", "MAX_RUNS_PER_COMPARISON", "run_label", "AnnotationPatch",
+           "MAX_TAGS", "MAX_NOTE_CHARS"]
 
 MAX_RUNS_PER_COMPARISON = 200
 
@@ -27,6 +29,34 @@ def _utc_iso(value: datetime | None) -> str | None:
 UtcDatetime = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str)]
 
 Status = Literal["queued", "running", "completed", "diverged", "failed", "cancelled", "interrupted"]
+
+
+MAX_TAGS = 20
+MAX_NOTE_CHARS = 4000
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40,
+                                       pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+/-]*$")]
+
+
+class AnnotationPatch(BaseModel):
+    """PATCH body for a run or comparison: replace its tags and/or its note (omitted fields stay as they are)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS,
+                                   description=f"at most {MAX_TAGS} tags of 1-40 characters: letters, digits, "
+                                               "_ . : + / - (starting with a letter or digit); [] clears them")
+    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS,
+                             description=f"free text, at most {MAX_NOTE_CHARS} characters; \"\" clears it")
+
+    @field_validator("tags")
+    @classmethod
+    def _distinct(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else list(dict.fromkeys(v))
+
+    @model_validator(mode="after")
+    def _something(self) -> "AnnotationPatch":
+        if self.tags is None and self.note is None:
+            raise ValueError("Invalid patch: give tags (a list of strings) and/or note (a string)")
+        return self
 
 
 class Health(BaseModel):
@@ -51,6 +81,8 @@ class RunOut(BaseModel):
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
+    tags: list[str] = Field(default_factory=list, description="set with PATCH /api/runs/{id}")
+    note: str = Field(default="", description="set with PATCH /api/runs/{id}")
 
 
 class RunList(BaseModel):
@@ -67,6 +99,8 @@ class ComparisonOut(BaseModel):
         description="running if any run is, else queued if any is, completed if all completed, "
                     "finished when all ended otherwise, empty when its runs were deleted")
     spec: dict[str, Any]
+    tags: list[str] = Field(default_factory=list, description="set with PATCH /api/comparisons/{id}")
+    note: str = Field(default="", description="set with PATCH /api/comparisons/{id}")
 
 
 class ComparisonDetail(ComparisonOut):
@@ -104,7 +138,9 @@ class ComparisonCreate(BaseModel):
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=100)
     optimizers: list[ComparisonOptimizer] = Field(min_length=1, max_length=50)
     batch_sizes: dict[Literal["first-order", "second-order"], BatchSize] | None = None
-    eval_every: int | None = Field(default=None, ge=1, le=1_000_000)
+    eval_every: int | EvalEvery | None = Field(default=None, union_mode="left_to_right",
+                                               description="shared by every run: N steps, or {\"epochs\": x} / "
+                                                           "{\"backprops\": N}; default ~50 per run")
     train_subset: int | None = Field(default=None, ge=1)
     test_subset: int | None = Field(default=None, ge=1)
     eval_train_size: int | None = Field(default=None, ge=1)

@@ -20,7 +20,7 @@ __all__ = ["stored_config", "create_run", "create_comparison", "list_runs", "lis
            "run_view", "comparison_view", "progress", "request_cancel", "delete_run", "delete_comparison",
            "metric_fields", "metric_rows", "metrics_page", "METRIC_LAYOUTS", "metrics_batch", "evaluations",
            "evaluation_columns", "reconstruction_list", "reconstruction_png", "iter_metrics",
-           "Conflict"]
+           "Conflict", "annotate"]
 
 _IN_CHUNK = 900  # bound parameters per IN (...) clause; below SQLite's historical limit of 999
 
@@ -89,7 +89,17 @@ def run_view(run: Run) -> dict[str, Any]:
         "optimizer": run.optimizer, "label": run.label, "seed": run.seed, "device": run.device,
         "error": run.error, "summary": run.summary, "progress": progress(run), "last_step": run.last_step,
         "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
+        "tags": list(run.tags or []), "note": run.note or "",
     }
+
+
+def annotate(session: Session, obj: Run | Comparison, *, tags: list[str] | None, note: str | None) -> None:
+    """Replace the tags and/or the note of a run or comparison (``None``: leave as is); commits."""
+    if tags is not None:
+        obj.tags = list(tags)
+    if note is not None:
+        obj.note = note
+    session.commit()
 
 
 def request_cancel(session: Session, run: Run) -> Run:
@@ -145,7 +155,8 @@ def _comparison_status(runs: list[Run]) -> str:
 
 def comparison_view(comparison: Comparison, runs: list[Run], *, with_runs: bool = False) -> dict[str, Any]:
     view = {"id": comparison.id, "name": comparison.name, "created_at": comparison.created_at,
-            "run_ids": [r.id for r in runs], "status": _comparison_status(runs), "spec": comparison.spec}
+            "run_ids": [r.id for r in runs], "status": _comparison_status(runs), "spec": comparison.spec,
+            "tags": list(comparison.tags or []), "note": comparison.note or ""}
     if with_runs:
         view["runs"] = [run_view(r) for r in runs]
     return view

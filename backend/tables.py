@@ -39,6 +39,8 @@ class Comparison(Base):
     name: Mapped[str] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    tags: Mapped[list[str] | None] = mapped_column(JSON)  # researcher's labels (PATCH; validated in schemas)
+    note: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (clients cache by id)
 
@@ -67,6 +69,8 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    tags: Mapped[list[str] | None] = mapped_column(JSON)  # researcher's labels (PATCH; validated in schemas)
+    note: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_runs_status_id", "status", "id"),

@@ -212,6 +212,22 @@ class ApiClient:
     def promote_sweep(self, sweep_id: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._json("POST", f"/sweeps/{sweep_id}/promote", json=body or {})
 
+    def annotate_run(self, run_id: int, *, tags: list[str] | None = None, note: str | None = None
+                     ) -> dict[str, Any]:
+        """PATCH a run's tags and/or note (``None``: unchanged)."""
+        body = {k: v for k, v in (("tags", tags), ("note", note)) if v is not None}
+        return self._json("PATCH", f"/runs/{run_id}", json=body)
+
+    def annotate_comparison(self, comparison_id: int, *, tags: list[str] | None = None, note: str | None = None
+                            ) -> dict[str, Any]:
+        """PATCH a comparison's tags and/or note (``None``: unchanged)."""
+        body = {k: v for k, v in (("tags", tags), ("note", note)) if v is not None}
+        return self._json("PATCH", f"/comparisons/{comparison_id}", json=body)
+
+    def export_evals_csv(self, run_id: int) -> bytes:
+        """A run's evaluations as CSV (``export`` gives the step metrics or the whole JSON document)."""
+        return self._request("GET", f"/runs/{run_id}/export", params={"format": "csv", "table": "evals"}).content
+
 
 _lock = threading.Lock()
 _client: ApiClient | None = None

@@ -1,6 +1,7 @@
 """Chart builders: pure functions from DataFrames (see frontend.series) to Plotly figures."""
 from __future__ import annotations
 
+import html
 from typing import Any, Sequence
 
 import numpy as np
@@ -67,15 +68,42 @@ def log_ticks(values: Any, *, max_labels: int = 6) -> dict[str, Any]:
         return {}
     lo, hi = float(v.min()), float(v.max())
     span = float(np.log10(hi / lo))
+    pinned: dict[str, Any] = {}
+    if span < _MIN_LOG_SPAN:  # one point (or a flat curve): pad to a readable range with two labelled ticks
+        mid = (np.log10(lo) + np.log10(hi)) / 2
+        lo, hi = 10 ** (mid - _MIN_LOG_SPAN / 2), 10 ** (mid + _MIN_LOG_SPAN / 2)
+        span = _MIN_LOG_SPAN
+        pinned = {"range": [float(np.log10(lo)), float(np.log10(hi))], "autorange": False}
     if span >= 2:
         return {"dtick": max(1, int(np.ceil(span / max_labels))), "exponentformat": "power"}
     mantissas = (1, 2, 5) if span >= 0.8 else (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)
     ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
              for m in mantissas]
-    ticks = [t for t in ticks if lo / 1.15 <= t <= hi * 1.15]
+    ticks = [t for t in ticks if lo / (1 if pinned else 1.15) <= t <= hi * (1 if pinned else 1.15)]
     if len(ticks) < 2:
-        return {}
-    return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks]}
+        return pinned
+    return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks], **pinned}
+
+
+_MIN_LOG_SPAN = 0.4  # decades: narrower data gets a padded, pinned range (Plotly labels it with overlapping digits)
+# Series with at most this many points also get markers: one evaluation per run must still be visible.
+_MARKERS_UP_TO = 12
+
+
+def _x_range(values: Any) -> list[float] | None:
+    """An explicit x range where Plotly's would mislead: one x value only (it draws -1..1, negative costs)."""
+    v = np.asarray(pd.to_numeric(pd.Series(np.ravel(values)), errors="coerce"), dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0 or v.min() != v.max():
+        return None
+    x0 = float(v[0])
+    return [0.0, 1.0] if x0 == 0 else [0.0, x0 * 1.1] if x0 > 0 else [x0 * 1.1, 0.0]
+
+
+def _x_axis(values: Any) -> dict[str, Any]:
+    """x-axis settings for a cost axis (backprops, epochs, seconds, steps): never below zero."""
+    rng = _x_range(values)
+    return {"rangemode": "nonnegative", **({"range": rng, "autorange": False} if rng else {})}
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -109,6 +137,14 @@ def empty_figure(message: str, *, height: int = 300) -> go.Figure:
     return _layout(fig, height=height, uirevision="empty")
 
 
+def _hover_config(d: pd.DataFrame) -> str:
+    """The series' full configuration, small and grey after the value (labels stay short)."""
+    if "config" not in d.columns or d.empty or not isinstance(d["config"].iloc[0], str):
+        return ""
+    text = html.escape(d["config"].iloc[0]).replace("%", "%%").replace("{", "&#123;")
+    return f"  <span style='font-size:11px;color:#777'>{text}</span>"
+
+
 def _dash_for(curves: pd.DataFrame) -> dict[str, str]:
     """Series sharing an optimizer (same colour) are told apart by dash style."""
     out: dict[str, str] = {}
@@ -138,12 +174,15 @@ def _add_curves(fig: go.Figure, curves: pd.DataFrame, *, row: int | None = None,
                 floor = floor / 10 if np.isfinite(floor) else 1e-12
                 lo_b = np.maximum(lo_b, floor)
             fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hi_b, lo_b[::-1]]),
-                                     fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
+                                     mode="lines", fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0),
                                      hoverinfo="skip", showlegend=False, legendgroup=group, name=label + " ± std"),
                           **where)
-        fig.add_trace(go.Scatter(x=d["x"], y=d["y"], mode="lines", name=label, legendgroup=group,
-                                 showlegend=showlegend, line=dict(color=color, width=1.6, dash=dashes[series]),
-                                 hovertemplate="%{y:.4g}"), **where)
+        few = len(d) <= _MARKERS_UP_TO
+        fig.add_trace(go.Scatter(x=d["x"], y=d["y"], mode="lines+markers" if few else "lines", name=label,
+                                 legendgroup=group, showlegend=showlegend,
+                                 line=dict(color=color, width=1.6, dash=dashes[series]),
+                                 marker=dict(color=color, size=7) if few else None,
+                                 hovertemplate="%{y:.4g}" + _hover_config(d)), **where)
 
 
 def curve_figure(curves: pd.DataFrame, *, x_title: str, y_title: str, log_y: bool = False, title: str | None = None,
@@ -160,7 +199,8 @@ def curve_figure(curves: pd.DataFrame, *, x_title: str, y_title: str, log_y: boo
         return empty_figure("No points yet.", height=height)
     fig = go.Figure()
     _add_curves(fig, curves, log_y=log_y)
-    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", showgrid=True)
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", showgrid=True,
+                     **({} if log_x else _x_axis(curves["x"])))
     fig.update_yaxes(title_text=y_title, type="log" if log_y else "linear", showgrid=True,
                      **(log_ticks(curves[["y", "hi"]]) if log_y else {}))
     return _layout(fig, height=height, uirevision=uirevision, title=title)
@@ -182,8 +222,9 @@ def eval_figure(loss: pd.DataFrame, accuracy: pd.DataFrame | None, *, x_title: s
         fig.update_yaxes(title_text="accuracy", tickformat=".0%", row=1, col=2)
     fig.update_yaxes(title_text="loss", type="log" if log_y else "linear", row=1, col=1,
                      **(log_ticks(loss[["y", "hi"]]) if log_y and not loss.empty else {}))
+    xs = pd.concat([loss["x"], accuracy["x"] if has_acc else loss["x"]])
     for c in range(1, cols + 1):
-        fig.update_xaxes(title_text=x_title, row=1, col=c)
+        fig.update_xaxes(title_text=x_title, row=1, col=c, **_x_axis(xs))
     return _layout(fig, height=height, uirevision=uirevision, top=70)
 
 
@@ -267,7 +308,7 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
     fig.update_yaxes(type="log", title_text="Δ", row=r0, col=1, **log_ticks(tr["radius"]))
     fig.update_yaxes(range=[rho_range[0] - 0.05, rho_range[1] + 0.05], title_text="ρ", row=r0 + 1, col=1)
     fig.update_yaxes(title_text="iterations", rangemode="tozero", row=r0 + 2, col=1)
-    fig.update_xaxes(title_text=x_title, row=rows, col=1)
+    fig.update_xaxes(title_text=x_title, row=rows, col=1, **_x_axis(tr["x"]))
     return _layout(fig, height=height, uirevision=uirevision, top=80)
 
 

@@ -19,14 +19,27 @@ __all__ = [
     "bound_rows",
     "downsample_minmax",
     "ema",
+    "ema_x",
     "series_key",
     "series_label",
     "group_runs",
     "build_curves",
     "tr_frame",
     "runs_table",
+    "final_result",
+    "format_duration",
+    "eta_seconds",
+    "RUN_FILTERS",
+    "filter_values",
+    "filter_runs",
+    "finals_table",
     "pick_reconstruction",
     "short_labels",
+    "compact_labels",
+    "optimizer_label",
+    "flatten_config",
+    "describe_config",
+    "config_diff",
     "format_budget",
     "format_time",
     "tr_thresholds",
@@ -157,7 +170,47 @@ def ema(y: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
+# Smoothing by x-distance: the weight applies per this fraction of the chart's x range, for every run alike.
+SMOOTHING_RESOLUTION = 1000
+
+
+def ema_x(x: np.ndarray, y: np.ndarray, weight: float, unit: float) -> np.ndarray:
+    """Debiased exponential moving average by distance along x (TensorBoard's smoothing, made rate-free).
+
+    Between consecutive points the old average decays by ``weight ** (dx / unit)``, so the window is the
+    same length in x (backprops, epochs, ...) whether a run logs 16 or 600 points per epoch; a run with one
+    point per ``unit`` gets exactly :func:`ema`. NaNs stay NaN and do not disturb the average.
+
+    Args:
+        x: non-decreasing positions; y: values (same length).
+        weight: in [0, 1), 0 = no smoothing.
+        unit: x distance over which the weight applies once (> 0).
+    """
+    if not 0 <= weight < 1:
+        raise ValueError(f"Invalid smoothing weight: {weight}; use a value in [0, 1)")
+    if not (np.isfinite(unit) and unit > 0):
+        raise ValueError(f"Invalid smoothing unit: {unit}; use a positive distance")
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) != len(y):
+        raise ValueError(f"Invalid series: {len(x)} x values for {len(y)} y values")
+    if weight == 0 or len(y) == 0:
+        return y.copy()
+    out = np.full_like(y, np.nan)
+    acc = norm = 0.0
+    last_x: float | None = None
+    for i, (xi, v) in enumerate(zip(x, y)):
+        if np.isnan(v):
+            continue
+        d = weight if last_x is None else weight ** (max(0.0, xi - last_x) / unit)
+        acc = d * acc + (1 - d) * v
+        norm = d * norm + (1 - d)
+        out[i] = acc / norm if norm > 0 else v
+        last_x = xi
+    return out
+
+
 _SEED_SUFFIX = re.compile(r"\s*\(seed \d+\)\s*$")
+_SEED_TEXT = re.compile(r" · seed \d+$")
 
 
 def series_key(run: Mapping[str, Any]) -> str:
@@ -182,51 +235,152 @@ def group_runs(runs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str,
     return groups
 
 
-def _unique_labels(groups: dict[str, list[Mapping[str, Any]]]) -> dict[str, str]:
-    """Series labels, disambiguated with the differing hyperparameters when two series share a label."""
-    labels = {k: series_label(rs[0]) for k, rs in groups.items()}
-    counts: dict[str, int] = {}
+_SETTING_TOKEN = re.compile(r"\s+\S+=\S+")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def optimizer_label(run: Mapping[str, Any], optimizer_labels: Mapping[str, str] | None = None) -> str:
+    """The optimizer's display name ("TR uniform"): from the API's metadata, else the run label's head."""
+    opt = str(run.get("optimizer") or ((run.get("config") or {}).get("optimizer") or {}).get("name") or "")
+    if optimizer_labels and opt in optimizer_labels:
+        return optimizer_labels[opt]
+    head = _SETTING_TOKEN.sub("", series_label(run)).strip()
+    return head or opt or f"run {run.get('id')}"
+
+
+def flatten_config(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's configuration as flat ``name -> value`` (hyperparameter overrides by name, ``budget.epochs``...)."""
+    cfg = run.get("config") or {}
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        if key == "optimizer":
+            out["optimizer"] = (value or {}).get("name") or run.get("optimizer")
+            for hk, hv in sorted(((value or {}).get("hyperparameters") or {}).items()):
+                out[hk] = hv
+        elif isinstance(value, dict):
+            for sk, sv in value.items():
+                if sv is not None:
+                    out[f"{key}.{sk}"] = sv
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def describe_config(run: Mapping[str, Any], optimizer_labels: Mapping[str, str] | None = None) -> str:
+    """The full configuration in one line, for hovers: "TR uniform · eta1=1e-05 ... · batch 512 · ..."."""
+    flat = flatten_config(run)
+    cfg = run.get("config") or {}
+    hp = ((cfg.get("optimizer") or {}).get("hyperparameters") or {})
+    parts = [optimizer_label(run, optimizer_labels)]
+    if hp:
+        parts.append(" ".join(f"{k}={_fmt(v)}" for k, v in sorted(hp.items())))
+    parts.append(f"batch {cfg.get('batch_size') or 'default'}")
+    parts.append(f"{cfg.get('dataset', '?')}/{cfg.get('model', '?')}")
+    budget = format_budget(cfg.get("budget"))
+    if budget:
+        parts.append(budget)
+    if "seed" in flat:
+        parts.append(f"seed {flat['seed']}")
+    return " · ".join(parts)
+
+
+_LABEL_KEYS_IGNORED = frozenset({"seed", "optimizer"})
+
+
+def compact_labels(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str] | None = None,
+                   *, key: Any = None) -> dict[Any, str]:
+    """Short labels: the optimizer's name plus only the settings that tell it apart from other runs of the
+    same optimizer here (e.g. "SGD lr=0.1" beside "SGD lr=0.01"; a lone "TR uniform" stays just that).
+
+    Args:
+        runs: run dicts; runs sharing ``key(run)`` (default: the run id) share a label.
+        optimizer_labels: registry name -> display name (``meta["optimizers"]``); default: the run label's head.
+    """
+    key = key or (lambda r: r["id"])
+    reps: dict[Any, Mapping[str, Any]] = {}
+    for r in runs:
+        reps.setdefault(key(r), r)
+    flat = {k: flatten_config(r) for k, r in reps.items()}
+    by_opt: dict[str, list[Any]] = {}
+    for k, r in reps.items():
+        by_opt.setdefault(str(r.get("optimizer") or flat[k].get("optimizer")), []).append(k)
+    labels: dict[Any, str] = {}
+    for keys in by_opt.values():
+        names = sorted({n for k in keys for n in flat[k]} - _LABEL_KEYS_IGNORED)
+        differing = [n for n in names if len({json.dumps(flat[k].get(n), default=str) for k in keys}) > 1]
+        for k in keys:
+            extra = [f"{n.replace('batch_size', 'batch')}={_fmt(flat[k][n])}" for n in differing if n in flat[k]]
+            labels[k] = " ".join([optimizer_label(reps[k], optimizer_labels), *extra])
+    seen: dict[str, int] = {}
     for v in labels.values():
-        counts[v] = counts.get(v, 0) + 1
-    for k, rs in groups.items():
-        if counts[labels[k]] > 1:
-            hp = ((rs[0].get("config") or {}).get("optimizer") or {}).get("hyperparameters") or {}
-            extra = ", ".join(f"{a}={b}" for a, b in sorted(hp.items())) or "defaults"
-            labels[k] = f"{labels[k]} ({extra})"
-    return labels
+        seen[v] = seen.get(v, 0) + 1
+    seeds: dict[str, set[Any]] = {}
+    for k, v in labels.items():
+        seeds.setdefault(v, set()).add(reps[k].get("seed"))
+    return {k: (v if seen[v] == 1 else f"{v} (seed {reps[k].get('seed')})" if len(seeds[v]) == seen[v]
+                else f"{v} (#{reps[k]['id']})") for k, v in labels.items()}
 
 
-_CURVE_COLUMNS = ["series", "label", "optimizer", "x", "y", "lo", "hi", "seeds"]
+def config_diff(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str] | None = None
+                ) -> pd.DataFrame:
+    """One row per run, one column per configuration setting whose value differs between the runs
+    ("—" where a run does not set it). Columns ``id`` and ``run`` come first."""
+    flat = [flatten_config(r) for r in runs]
+    names = list(dict.fromkeys(n for f in flat for n in f))
+    differing = [n for n in names if len({json.dumps(f.get(n), default=str) for f in flat}) > 1]
+    labels = compact_labels(runs, optimizer_labels)
+    rows = [{"id": r["id"], "run": labels[r["id"]], **{n: _fmt(f[n]) if n in f else "—" for n in differing}}
+            for r, f in zip(runs, flat)]
+    return pd.DataFrame(rows, columns=["id", "run", *differing])
+
+
+_CURVE_COLUMNS = ["series", "label", "optimizer", "x", "y", "lo", "hi", "seeds", "config"]
 
 
 def build_curves(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFrame], *, x: str, y: str,
-                 smoothing: float = 0.0, max_points: int = 1000, aggregate: bool = True) -> pd.DataFrame:
+                 smoothing: float = 0.0, max_points: int = 1000, aggregate: bool = True,
+                 optimizer_labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One curve per series (runs that differ only by seed), ready for a chart builder.
 
     Args:
         runs: Run dicts (API shape).
         frames: run id -> DataFrame of points with columns ``x`` and ``y``.
         x, y: column names (e.g. ``"backprops"``, ``"train_loss"``).
-        smoothing: EMA weight in [0, 1), applied per run before aggregation.
+        smoothing: EMA weight in [0, 1) per 1/1000 of the x range of all these runs (:func:`ema_x`), applied
+            per run before aggregation; 0 (the default, and what evaluation curves get) leaves points raw.
         max_points: per curve (min/max-preserving for single runs; grid size for seed means).
         aggregate: with several seeds, draw mean ± std (``lo``/``hi``) instead of one curve per run.
+        optimizer_labels: registry name -> display name, for the short labels (:func:`compact_labels`).
 
-    Returns a DataFrame with columns ``series, label, optimizer, x, y, lo, hi, seeds`` (``lo``/``hi`` are NaN
-    where there is no band).
+    Returns a DataFrame with columns ``series, label, optimizer, x, y, lo, hi, seeds, config`` (``lo``/``hi``
+    are NaN where there is no band; ``config`` is the full configuration in words, for the hover).
     """
     groups = group_runs(runs)
-    labels = _unique_labels(groups)
+    labels = compact_labels(runs, optimizer_labels, key=series_key)
     parts: list[pd.DataFrame] = []
+    data: dict[int, pd.DataFrame] = {}
+    for r in runs:
+        df = frames.get(r["id"])
+        if df is None or df.empty or x not in df.columns or y not in df.columns:
+            continue
+        d = df[[x, y]].apply(pd.to_numeric, errors="coerce").dropna().sort_values(x, kind="stable")
+        if not d.empty:
+            data[r["id"]] = d
+    unit = 1.0
+    if data:  # one smoothing window in x for every run of the chart
+        span = max(d[x].iloc[-1] for d in data.values()) - min(d[x].iloc[0] for d in data.values())
+        unit = span / SMOOTHING_RESOLUTION if span > 0 else 1.0
     for key, members in groups.items():
         xy = []
         for r in members:
-            df = frames.get(r["id"])
-            if df is None or df.empty or x not in df.columns or y not in df.columns:
+            d = data.get(r["id"])
+            if d is None:
                 continue
-            d = df[[x, y]].apply(pd.to_numeric, errors="coerce").dropna().sort_values(x, kind="stable")
-            if d.empty:
-                continue
-            xy.append((r, d[x].to_numpy(float), ema(d[y].to_numpy(float), smoothing)))
+            xs = d[x].to_numpy(float)
+            xy.append((r, xs, ema_x(xs, d[y].to_numpy(float), smoothing, unit)))
         if not xy:
             continue
         opt = str(members[0].get("optimizer") or "")
@@ -236,7 +390,7 @@ def build_curves(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFram
                 label = labels[key] if len(xy) == 1 else f"{labels[key]} (seed {r.get('seed')})"
                 parts.append(pd.DataFrame({"series": key if len(xy) == 1 else f"{key}#{r['id']}", "label": label,
                                            "optimizer": opt, "x": xs[idx], "y": ys[idx], "lo": np.nan,
-                                           "hi": np.nan, "seeds": 1}))
+                                           "hi": np.nan, "seeds": 1, "config": describe_config(r, optimizer_labels)}))
             continue
         lo_x = min(xs[0] for _, xs, _ in xy)
         hi_x = max(xs[-1] for _, xs, _ in xy)
@@ -253,7 +407,9 @@ def build_curves(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFram
         ok = count > 0
         parts.append(pd.DataFrame({"series": key, "label": f"{labels[key]} (mean ± std, {len(xy)} seeds)",
                                    "optimizer": opt, "x": grid[ok], "y": mean[ok], "lo": (mean - std)[ok],
-                                   "hi": (mean + std)[ok], "seeds": len(xy)}))
+                                   "hi": (mean + std)[ok], "seeds": len(xy),
+                                   "config": _SEED_TEXT.sub("", describe_config(xy[0][0], optimizer_labels))
+                                   + f" · seeds {', '.join(str(r.get('seed')) for r, _, _ in xy)}"}))
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("x", "y", "lo", "hi") else "object")
                              for c in _CURVE_COLUMNS})
@@ -264,7 +420,7 @@ _TR_COLUMNS = ["radius", "new_radius", "rho", "cg_iterations", "cg_exit", "accep
 
 
 def tr_frame(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFrame], *, x: str,
-             max_points: int = 2000) -> pd.DataFrame:
+             max_points: int = 2000, optimizer_labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Trust-region internals of the TR runs among ``runs``, stacked: one row per (kept) step.
 
     Columns: ``run_id, label, optimizer, x, radius, rho, cg_iterations, cg_exit, accepted, train_loss``.
@@ -272,7 +428,7 @@ def tr_frame(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFrame], 
     extremes of ρ and the radius.
     """
     parts = []
-    labels = {r["id"]: r.get("label") or series_label(r) for r in runs}
+    labels = compact_labels(runs, optimizer_labels)
     for r in runs:
         df = frames.get(r["id"])
         if df is None or df.empty or "radius" not in df.columns or x not in df.columns:
@@ -323,9 +479,75 @@ def format_budget(budget: Mapping[str, Any] | None) -> str:
     return " or ".join(parts)
 
 
-def runs_table(runs: list[Mapping[str, Any]], comparisons: Mapping[int, str] | None = None) -> pd.DataFrame:
-    """The Runs page table: one row per run, newest first."""
+def final_result(run: Mapping[str, Any], name: str) -> float | None:
+    """A finished run's final evaluation value (``"test_accuracy"``, ``"test_loss"``...) from its summary."""
+    value = (run.get("summary") or {}).get(f"final_{name}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def format_duration(seconds: float | None) -> str:
+    """``3725`` -> ``"1 h 2 min"``; ``None`` -> ``""``."""
+    if seconds is None or not np.isfinite(seconds):
+        return ""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _timestamp(ts: str | None) -> float | None:
+    if not ts:
+        return None
+    try:
+        dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+ETA_WINDOW_SECONDS = 120.0
+
+
+def eta_seconds(run: Mapping[str, Any], history: Sequence[tuple[float, float]], now: float) -> float | None:
+    """Seconds until a running run uses its budget, from its recent rate.
+
+    Args:
+        run: the run (``status``, ``progress``, ``started_at``).
+        history: ``(time, progress)`` samples seen by this page, oldest first.
+        now: the current time (seconds since the epoch).
+
+    The rate is the progress gained over the last ``ETA_WINDOW_SECONDS`` of samples; with fewer than two
+    samples there it is the average since ``started_at``. ``None`` when not running or no progress yet.
+    """
+    if run.get("status") != "running":
+        return None
+    progress = float(run.get("progress") or 0.0)
+    if progress >= 1.0:
+        return 0.0
+    recent = [(t, p) for t, p in history if now - t <= ETA_WINDOW_SECONDS]
+    if len(recent) >= 2 and recent[-1][1] > recent[0][1] and recent[-1][0] > recent[0][0]:
+        rate = (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+    else:
+        started = _timestamp(run.get("started_at"))
+        if started is None or now <= started or progress <= 0:
+            return None
+        rate = progress / (now - started)
+    return (1.0 - progress) / rate if rate > 0 else None
+
+
+def runs_table(runs: list[Mapping[str, Any]], comparisons: Mapping[int, str] | None = None,
+               etas: Mapping[int, float | None] | None = None) -> pd.DataFrame:
+    """The Runs page table: one row per run, newest first, with final test accuracy / loss and ETA."""
     comparisons = comparisons or {}
+    etas = etas or {}
     rows = []
     for r in runs:
         cfg = r.get("config") or {}
@@ -336,25 +558,86 @@ def runs_table(runs: list[Mapping[str, Any]], comparisons: Mapping[int, str] | N
             "comparison": (f"#{cid} {comparisons.get(cid, '')}".strip() if cid is not None else "—"),
             "status": r.get("status", ""),
             "progress": float(r.get("progress") or 0.0),
+            "ETA": format_duration(etas.get(r["id"])),
+            "test acc": final_result(r, "test_accuracy"),
+            "test loss": final_result(r, "test_loss"),
+            "tags": ", ".join(r.get("tags") or []),
             "dataset / model": f"{cfg.get('dataset', '?')} / {cfg.get('model', '?')}",
             "budget": format_budget(cfg.get("budget")),
             "device": r.get("device") or "",
             "started": format_time(r.get("started_at")) or ("waiting" if r.get("status") == "queued" else ""),
             "error": r.get("error") or "",
         })
-    df = pd.DataFrame(rows, columns=["id", "run", "comparison", "status", "progress", "dataset / model", "budget",
-                                     "device", "started", "error"])
+    df = pd.DataFrame(rows, columns=["id", "run", "comparison", "status", "progress", "ETA", "test acc", "test loss",
+                                     "tags", "dataset / model", "budget", "device", "started", "error"])
     return df.sort_values("id", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def short_labels(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str]) -> dict[int, str]:
-    """Column headers: the optimizer's label (e.g. "TR RMSprop"), or the full series label where two runs
-    share an optimizer."""
-    counts: dict[str, int] = {}
+RUN_FILTERS = ("status", "optimizer", "dataset", "model", "comparison", "tag")
+
+
+def filter_values(run: Mapping[str, Any], field: str) -> list[Any]:
+    """The values of ``field`` (one of ``RUN_FILTERS``) a run can be filtered by."""
+    cfg = run.get("config") or {}
+    return {
+        "status": lambda: [run.get("status")],
+        "optimizer": lambda: [run.get("optimizer")],
+        "dataset": lambda: [cfg.get("dataset")],
+        "model": lambda: [cfg.get("model")],
+        "comparison": lambda: [run.get("comparison_id")],
+        "tag": lambda: list(run.get("tags") or []),
+    }[field]()
+
+
+def filter_runs(runs: Sequence[Mapping[str, Any]], chosen: Mapping[str, Sequence[Any]], text: str = ""
+                ) -> list[Mapping[str, Any]]:
+    """Runs matching every non-empty filter (any of its values) and, when given, containing ``text``
+    (case-insensitive) in their id (``#12``), label, optimizer, tags or note."""
+    for field in chosen:
+        if field not in RUN_FILTERS:
+            raise ValueError(f"Invalid filter: {field!r}; use one of {RUN_FILTERS}")
+    needle = text.strip().lower()
+    out = []
     for r in runs:
-        counts[r.get("optimizer", "")] = counts.get(r.get("optimizer", ""), 0) + 1
-    return {r["id"]: (optimizer_labels.get(r.get("optimizer", ""), series_label(r))
-                      if counts[r.get("optimizer", "")] == 1 else series_label(r)) for r in runs}
+        if any(values and not set(filter_values(r, f)) & set(values) for f, values in chosen.items()):
+            continue
+        if needle:
+            hay = " ".join([f"#{r['id']}", str(r.get("label") or ""), str(r.get("optimizer") or ""),
+                            *(r.get("tags") or []), str(r.get("note") or "")]).lower()
+            if needle not in hay:
+                continue
+        out.append(r)
+    return out
+
+
+def finals_table(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str] | None = None
+                 ) -> pd.DataFrame:
+    """Mean ± std of the final test accuracy and loss per setting (runs that differ only by seed).
+
+    Only finished runs with a final evaluation count; ``n`` says how many seeds each row has (std needs 2).
+    Columns: ``setting, n, seeds, test acc mean, test acc std, test loss mean, test loss std``.
+    """
+    groups = group_runs(runs)
+    labels = compact_labels(list(runs), optimizer_labels, key=series_key)
+    rows = []
+    for key, members in groups.items():
+        done = [r for r in members if r.get("status") in TERMINAL and final_result(r, "test_loss") is not None]
+        if not done:
+            continue
+        row: dict[str, Any] = {"setting": labels[key], "n": len(done),
+                               "seeds": ", ".join(str(r.get("seed")) for r in done)}
+        for name, col in (("test_accuracy", "test acc"), ("test_loss", "test loss")):
+            vals = np.array([v for r in done if (v := final_result(r, name)) is not None], dtype=float)
+            row[f"{col} mean"] = float(vals.mean()) if len(vals) else None
+            row[f"{col} std"] = float(vals.std(ddof=1)) if len(vals) > 1 else None
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["setting", "n", "seeds", "test acc mean", "test acc std", "test loss mean",
+                                       "test loss std"])
+
+
+def short_labels(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str]) -> dict[int, str]:
+    """Column headers per run id: :func:`compact_labels` (optimizer + only what differs)."""
+    return compact_labels(runs, optimizer_labels)
 
 
 def pick_reconstruction(steps: list[int], backprops: list[float], budget: float | None) -> int | None:

@@ -7,7 +7,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from trainer.registry import OPTIMIZERS, model_fits_dataset, resolve_hyperparameters
 
-__all__ = ["Budget", "OptimizerConfig", "RunConfig"]
+__all__ = ["Budget", "EvalEvery", "OptimizerConfig", "RunConfig", "DEFAULT_EVALUATIONS"]
+
+# evaluations per run when eval_every is not given (spread evenly over the budget)
+DEFAULT_EVALUATIONS = 50
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -25,6 +28,34 @@ class Budget(BaseModel):
         if self.epochs is None and self.backprops is None and self.seconds is None:
             raise ValueError("set at least one budget: epochs, backprops or seconds")
         return self
+
+
+class EvalEvery(BaseModel):
+    """Evaluation cadence along one cost axis: exactly one of steps, backprops or epochs.
+
+    Backprops or epochs give every run of a comparison the same evaluation points whatever its batch size
+    or optimizer family; steps (a plain integer ``eval_every`` means steps) do not.
+    """
+
+    model_config = _STRICT
+    steps: int | None = Field(default=None, ge=1, le=1_000_000, description="every N optimizer steps")
+    backprops: int | None = Field(default=None, ge=1, le=10**12, description="every N backprops")
+    epochs: float | None = Field(default=None, gt=0, le=10_000, description="every N (fractional) epochs")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "EvalEvery":
+        given = [k for k in ("steps", "backprops", "epochs") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"Invalid eval_every: give exactly one of steps, backprops or epochs, got {given or 'none'}")
+        return self
+
+    def axis(self) -> tuple[str, float]:
+        """(counter, interval): counter is "step", "backprops" or "epoch" (the record's field names)."""
+        if self.steps is not None:
+            return "step", float(self.steps)
+        if self.backprops is not None:
+            return "backprops", float(self.backprops)
+        return "epoch", float(self.epochs)
 
 
 class OptimizerConfig(BaseModel):
@@ -65,7 +96,11 @@ class RunConfig(BaseModel):
     budget: Budget
     batch_size: int | None = Field(default=None, ge=1, le=65536,
                                    description="minibatch size; default 512 for TR, 128 for first-order")
-    eval_every: int = Field(default=50, ge=1, le=1_000_000, description="evaluate every N optimizer steps")
+    eval_every: int | EvalEvery | None = Field(
+        default=None, union_mode="left_to_right",
+        description="evaluation cadence: an integer N (every N optimizer steps), or one of "
+                    '{"steps": N}, {"backprops": N}, {"epochs": x}; default: about 50 evaluations spread '
+                    "over the budget's epochs or backprops (every 50 steps for a budget in seconds only)")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     device: str = Field(default="auto", description='"auto" (cuda if available), "cpu", "cuda" or "cuda:N"')
     train_subset: int | None = Field(default=None, ge=1, description="use only the first N training samples")
@@ -78,6 +113,27 @@ class RunConfig(BaseModel):
     num_reconstructions: int = Field(default=8, ge=1, le=16, description="autoencoders: test images shown")
     data_dir: str | None = Field(default=None, description="where datasets live; default from the environment")
     download: bool = Field(default=True, description="let torchvision download a missing dataset when online")
+
+    @field_validator("eval_every")
+    @classmethod
+    def _eval_every(cls, v: int | EvalEvery | None) -> int | EvalEvery | None:
+        if isinstance(v, int) and not 1 <= v <= 1_000_000:
+            raise ValueError(f"Invalid eval_every: {v}; give 1 to 1000000 steps, or {{\"epochs\": x}} / "
+                             "{\"backprops\": N}")
+        return v
+
+    def eval_schedule(self) -> tuple[str, float]:
+        """(counter, interval) of the evaluation cadence, with the default resolved from the budget."""
+        v = self.eval_every
+        if isinstance(v, EvalEvery):
+            return v.axis()
+        if isinstance(v, int):
+            return "step", float(v)
+        if self.budget.epochs is not None:
+            return "epoch", self.budget.epochs / DEFAULT_EVALUATIONS
+        if self.budget.backprops is not None:
+            return "backprops", max(1.0, float(self.budget.backprops // DEFAULT_EVALUATIONS))
+        return "step", float(DEFAULT_EVALUATIONS)
 
     @field_validator("device")
     @classmethod

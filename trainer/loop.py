@@ -177,6 +177,9 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
         reporter.on_images(0, "original", images_png(evaluator.recon_images))
     do_eval()
 
+    eval_axis, eval_interval = cfg.eval_schedule()
+    next_eval = eval_interval
+
     perm = torch.randperm(n_train, generator=gen).to(device)
     cursor = 0
     status, message = RunStatus.COMPLETED, "budget reached"
@@ -249,8 +252,9 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
         if not math.isfinite(loss_value):
             status, message = RunStatus.DIVERGED, f"training loss became {loss_value} at step {step}"
             break
-        if step % cfg.eval_every == 0:
+        if full[eval_axis] >= next_eval * (1 - 1e-9):  # tolerance: fractional epochs sum in floating point
             do_eval()
+            next_eval = (math.floor(full[eval_axis] / eval_interval * (1 + 1e-9)) + 1) * eval_interval
     if status != RunStatus.DIVERGED and (not last_eval or last_eval["step"] != step):
         do_eval()
     summary.update({

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from backend import store
 from backend.deps import MAX_ID, ComparisonDep, SessionDep, wake_scheduler
 from backend.scheduler import log_path
-from backend.schemas import ComparisonCreate, ComparisonCreated, ComparisonDetail, ComparisonList
+from backend.schemas import (AnnotationPatch, ComparisonCreate, ComparisonCreated, ComparisonDetail,
+                             ComparisonList)
 
 router = APIRouter(prefix="/comparisons", tags=["comparisons"])
 
@@ -31,6 +32,13 @@ def list_comparisons(session: SessionDep, limit: Annotated[int, Query(ge=1, le=1
 
 @router.get("/{comparison_id}", response_model=ComparisonDetail, summary="One comparison with its runs")
 def get_comparison(comparison: ComparisonDep, session: SessionDep) -> dict[str, Any]:
+    runs = store.comparison_runs(session, [comparison.id])[comparison.id]
+    return store.comparison_view(comparison, runs, with_runs=True)
+
+
+@router.patch("/{comparison_id}", response_model=ComparisonDetail, summary="Set a comparison's tags and/or note")
+def annotate_comparison(comparison: ComparisonDep, body: AnnotationPatch, session: SessionDep) -> dict[str, Any]:
+    store.annotate(session, comparison, tags=body.tags, note=body.note)
     runs = store.comparison_runs(session, [comparison.id])[comparison.id]
     return store.comparison_view(comparison, runs, with_runs=True)
 

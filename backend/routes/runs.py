@@ -13,7 +13,7 @@ from pydantic_core import to_json
 from backend import store
 from backend.scheduler import log_path
 from backend.deps import MAX_ID, ConnectionDep, RunDep, SessionDep, wake_scheduler
-from backend.schemas import EvalPage, MetricColumns, MetricsPage, ReconstructionList, RunList, RunOut
+from backend.schemas import AnnotationPatch, EvalPage, MetricColumns, MetricsPage, ReconstructionList, RunList, RunOut
 from backend.tables import ALL_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS
 from trainer.config import RunConfig
 
@@ -55,6 +55,12 @@ def list_runs(session: SessionDep,
 
 @router.get("/{run_id}", response_model=RunOut, summary="One run")
 def get_run(run: RunDep) -> dict[str, Any]:
+    return store.run_view(run)
+
+
+@router.patch("/{run_id}", response_model=RunOut, summary="Set a run's tags and/or note")
+def annotate_run(run: RunDep, body: AnnotationPatch, session: SessionDep) -> dict[str, Any]:
+    store.annotate(session, run, tags=body.tags, note=body.note)
     return store.run_view(run)
 
 

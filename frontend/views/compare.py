@@ -71,19 +71,25 @@ axis = controls[0].segmented_control("x-axis", list(series.X_AXES), key="cmp_axi
 log_y = controls[1].toggle("Log scale", key="cmp_log", value=True)
 bands = controls[2].toggle("Mean ± std", key="cmp_bands", value=True, help="Aggregate seeds of the same setting.")
 smoothing = controls[3].slider("Smoothing", 0.0, 0.99, key="cmp_smooth", value=0.9, step=0.01,
-                               help="Exponential moving average of the training loss (0 = raw).")
+                               help="Debiased exponential moving average of the training loss by distance along "
+                                    "the x-axis: the weight applies per 1/1000 of the axis, the same window for "
+                                    "every run however often it logs (0 = raw). Evaluation curves are never "
+                                    "smoothed.")
 
 x_col, x_title = series.X_AXES[axis]
 stores: dict[Any, LiveData] = st.session_state.setdefault("live_stores", {})
 store = stores.setdefault(selection, LiveData(max_points=settings.max_points))
 models = {m["name"]: m for m in meta()["models"]}
 order = {o["name"]: i for i, o in enumerate(meta()["optimizers"])}
+opt_labels = {o["name"]: o["label"] for o in meta()["optimizers"]}
 runs0 = current_runs()
 active_at_start = any(series.is_active(r) for r in runs0)
 
 
 def _status_section(runs: list[Mapping[str, Any]]) -> None:
     table = series.runs_table(runs)[["id", "run", "status", "progress", "device", "started"]]
+    short = series.compact_labels(runs, opt_labels)
+    table["run"] = [short[i] for i in table["id"]]
     st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 260),
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0,
                                                                             max_value=1.0, format="percent"),
@@ -93,6 +99,14 @@ def _status_section(runs: list[Mapping[str, Any]]) -> None:
             st.error(f"{run_title(r)} {r['status']}: {r['error']}", icon=":material/error:")
         elif r.get("status") == "diverged":
             st.warning(f"{run_title(r)} diverged (the training loss became non-finite).", icon=":material/warning:")
+    if len(runs) > 1:
+        with st.expander("Configuration: what differs between these runs"):
+            diff = series.config_diff(runs, opt_labels)
+            if diff.shape[1] > 2:
+                st.dataframe(diff, hide_index=True, width="stretch",
+                             column_config={"id": st.column_config.NumberColumn("id", format="#%d", width="small")})
+            else:
+                st.caption("These runs share every setting.")
 
 
 def _reconstructions(runs: list[Mapping[str, Any]]) -> None:
@@ -111,7 +125,7 @@ def _reconstructions(runs: list[Mapping[str, Any]]) -> None:
     if not latest and len(budgets) > 1:
         budget = st.select_slider("At a budget of (backprops)", options=budgets, value=budgets[-1],
                                   key="cmp_recon_budget", format_func=lambda b: f"{b:,.0f}")
-    headers = series.short_labels(runs, {o["name"]: o["label"] for o in meta()["optimizers"]})
+    headers = series.short_labels(runs, opt_labels)
     cols = st.columns(len(runs) + 1)
     source = next((r for r in runs if listings[r["id"]].get("has_original")), None)
     with cols[0]:
@@ -138,14 +152,15 @@ def _tr_section(tr_runs: list[Mapping[str, Any]], uirev: str) -> None:
     by_id = {r["id"]: r for r in tr_runs}
     if st.session_state.get("cmp_tr_runs") is None or not set(st.session_state["cmp_tr_runs"]) <= set(by_id):
         st.session_state["cmp_tr_runs"] = [r["id"] for r in tr_runs if r.get("seed", 0) == first_seed]
-    chosen = st.multiselect("TR runs", list(by_id), key="cmp_tr_runs", format_func=lambda i: run_title(by_id[i]))
+    short = series.compact_labels(tr_runs, opt_labels)
+    chosen = st.multiselect("TR runs", list(by_id), key="cmp_tr_runs", format_func=lambda i: f"#{i} {short[i]}")
     picked = [by_id[i] for i in chosen]
-    tr = series.tr_frame(picked, store.metrics, x=x_col, max_points=settings.plot_points)
+    tr = series.tr_frame(picked, store.metrics, x=x_col, max_points=settings.plot_points, optimizer_labels=opt_labels)
     if tr.empty and any(series.is_active(r) for r in picked):
         st.info("Waiting for the trust-region runs to take their first steps…", icon=":material/hourglass_top:")
         return
     tr_loss = series.build_curves(picked, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
-                                  max_points=settings.plot_points, aggregate=False)
+                                  max_points=settings.plot_points, aggregate=False, optimizer_labels=opt_labels)
     live_plotly_chart(charts.tr_internals_figure(tr, tr_loss, x_title=x_title, log_y=log_y, uirevision=uirev,
                                                  thresholds=series.tr_thresholds(picked)), key="chart_tr")
 
@@ -159,14 +174,15 @@ def _render(runs: list[dict[str, Any]]) -> None:
         return
     uirev = f"{selection}-{axis}-{log_y}"
     loss = series.build_curves(runs, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
-                               max_points=settings.plot_points, aggregate=bands)
+                               max_points=settings.plot_points, aggregate=bands, optimizer_labels=opt_labels)
     st.subheader("Training loss")
     live_plotly_chart(charts.curve_figure(loss, x_title=x_title, y_title="minibatch loss", log_y=log_y,
                                           uirevision=uirev), key="chart_loss")
+    # evaluation curves are never smoothed: each point is a full evaluation, not a noisy minibatch
     test_loss = series.build_curves(runs, store.evals, x=x_col, y="test_loss", max_points=settings.plot_points,
-                                    aggregate=bands)
+                                    aggregate=bands, smoothing=0.0, optimizer_labels=opt_labels)
     test_acc = series.build_curves(runs, store.evals, x=x_col, y="test_accuracy", max_points=settings.plot_points,
-                                   aggregate=bands)
+                                   aggregate=bands, smoothing=0.0, optimizer_labels=opt_labels)
     st.subheader("Evaluation")
     live_plotly_chart(charts.eval_figure(test_loss, test_acc, x_title=x_title, log_y=log_y, uirevision=uirev),
                       key="chart_eval")

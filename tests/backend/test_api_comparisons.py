@@ -42,3 +42,12 @@ def test_list_status_and_delete(client: TestClient) -> None:
     assert client.get(f"/api/comparisons/{first['id']}").status_code == 404
     assert client.get(f"/api/runs/{first['run_ids'][0]}").status_code == 404
     assert client.get("/api/comparisons").json()["total"] == 1
+
+
+def test_eval_every_in_epochs_is_shared_by_every_run(client: TestClient) -> None:
+    r = client.post("/api/comparisons", json={**SPEC, "budget": {"epochs": 1}, "eval_every": {"epochs": 0.05}})
+    assert r.status_code == 201, r.text
+    runs = client.get(f"/api/comparisons/{r.json()['id']}").json()["runs"]
+    assert {r["config"]["eval_every"]["epochs"] for r in runs} == {0.05}
+    bad = client.post("/api/comparisons", json={**SPEC, "eval_every": {"epochs": 1, "steps": 3}})
+    assert bad.status_code == 422 and "exactly one of steps, backprops or epochs" in bad.text

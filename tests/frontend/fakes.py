@@ -79,7 +79,8 @@ class FakeApi:
                "error": error, "summary": None,
                "progress": progress if progress is not None else (1.0 if status == "completed" else 0.3),
                "last_step": steps or None, "created_at": "2026-01-02T10:00:00Z",
-               "started_at": None if status == "queued" else "2026-01-02T10:00:01Z", "finished_at": None}
+               "started_at": None if status == "queued" else "2026-01-02T10:00:01Z", "finished_at": None,
+               "tags": [], "note": ""}
         self.runs[rid] = run
         self.points[rid] = metric_points(steps, tr=tr) if steps else []
         classifier = model in ("mlp", "resnet18")
@@ -97,7 +98,8 @@ class FakeApi:
         for r in runs:
             r["comparison_id"] = cid
         self.comparisons[cid] = {"id": cid, "name": name, "created_at": "2026-01-02T10:00:00Z",
-                                 "run_ids": [r["id"] for r in runs], "status": self._cmp_status(runs), "spec": {}}
+                                 "run_ids": [r["id"] for r in runs], "status": self._cmp_status(runs), "spec": {},
+                                 "tags": [], "note": ""}
         return self.comparisons[cid]
 
     @staticmethod
@@ -215,7 +217,34 @@ class FakeApi:
         return png(shade=40 if which == "original" else 200)
 
     def export(self, run_id: int, fmt: str = "csv") -> bytes:
-        return b"step,train_loss\n"
+        self.calls.append(("export", (run_id, fmt)))
+        self._run(run_id)
+        return b"step,train_loss\n" if fmt == "csv" else b'{"run": {}, "metrics": [], "evaluations": []}'
+
+    def export_evals_csv(self, run_id: int) -> bytes:
+        self.calls.append(("export_evals_csv", run_id))
+        return b"step,test_loss\n"
+
+    def annotate_run(self, run_id: int, *, tags=None, note=None) -> dict[str, Any]:
+        self.calls.append(("annotate_run", (run_id, tags, note)))
+        run = self._run(run_id)
+        if tags is not None:
+            bad = [t for t in tags if not t or " " in t or len(t) > 40]
+            if bad:
+                raise ApiError(422, [{"loc": ["body", "tags", 0], "msg": "String should match pattern"}])
+            run["tags"] = list(dict.fromkeys(tags))
+        if note is not None:
+            run["note"] = note
+        return run
+
+    def annotate_comparison(self, comparison_id: int, *, tags=None, note=None) -> dict[str, Any]:
+        self.calls.append(("annotate_comparison", (comparison_id, tags, note)))
+        c = self.comparisons[comparison_id]
+        if tags is not None:
+            c["tags"] = list(dict.fromkeys(tags))
+        if note is not None:
+            c["note"] = note
+        return c
 
     def list_comparisons(self) -> dict[str, Any]:
         self.calls.append(("list_comparisons", None))

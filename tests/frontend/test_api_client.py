@@ -150,3 +150,26 @@ def test_column_wise_metrics_and_the_batched_request():
                                             "max_points": 500, "evals": True, "fields": ["train_loss"]}),
         ("POST", "/api/metrics/batch", {}, {"runs": [], "max_points": 2000, "evals": False, "comparison_id": 9}),
     ]
+
+
+def test_annotation_and_export_routes():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, dict(request.url.params),
+                     json.loads(request.content) if request.content else None))
+        if "export" in request.url.path:
+            return httpx.Response(200, content=b"step,test_loss\n")
+        return httpx.Response(200, json={"id": 7})
+
+    c = _client(handler)
+    c.annotate_run(7, tags=["a", "b"])
+    c.annotate_run(7, note="")
+    c.annotate_comparison(2, tags=[], note="n")
+    assert c.export_evals_csv(7) == b"step,test_loss\n"
+    assert seen == [
+        ("PATCH", "/api/runs/7", {}, {"tags": ["a", "b"]}),
+        ("PATCH", "/api/runs/7", {}, {"note": ""}),
+        ("PATCH", "/api/comparisons/2", {}, {"tags": [], "note": "n"}),
+        ("GET", "/api/runs/7/export", {"format": "csv", "table": "evals"}, None),
+    ]

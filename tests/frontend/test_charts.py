@@ -133,3 +133,33 @@ def test_log_ticks_label_decades_only_for_wide_ranges():
     assert charts.log_ticks([1e-8, 1.0]) == {"dtick": 2, "exponentformat": "power"}
     assert charts.log_ticks([1e-3, 1.0, np.nan, -1.0]) == {"dtick": 1, "exponentformat": "power"}
     assert charts.log_ticks([]) == {}
+
+
+def test_bands_are_lines_only_without_stray_markers():
+    """Band traces without mode= get Plotly's default markers (coloured dots matching no legend entry)."""
+    runs, _, evals = _runs(seeds=(0, 1))
+    loss = series.build_curves(runs, evals, x="backprops", y="test_loss")
+    fig = charts.eval_figure(loss, series.build_curves(runs, evals, x="backprops", y="test_accuracy"),
+                             x_title="Backprops", log_y=True)
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert len(bands) == 4 and all(t.mode == "lines" for t in bands)
+    assert all(t.mode is not None for t in fig.data)
+
+
+def test_one_evaluation_per_run_still_reads_correctly():
+    """Only the step-0 evaluation: points visible, no negative x, two distinct well-spaced loss ticks."""
+    runs, _, _ = _runs()
+    one = {r["id"]: pd.DataFrame(eval_points([0], tr=r["optimizer"].startswith("tr-"))) for r in runs}
+    loss = series.build_curves(runs, one, x="backprops", y="test_loss")
+    acc = series.build_curves(runs, one, x="backprops", y="test_accuracy")
+    fig = charts.eval_figure(loss, acc, x_title="Backprops", log_y=True)
+    assert all("markers" in t.mode for t in fig.data)
+    for ax in (fig.layout.xaxis, fig.layout.xaxis2):
+        assert ax.rangemode == "nonnegative" and ax.range[0] >= 0 and ax.range[1] > ax.range[0]
+    y = fig.layout.yaxis
+    assert y.type == "log" and len(y.tickvals) >= 2 and len(set(y.ticktext)) == len(y.ticktext)
+    assert y.range[0] <= np.log10(min(loss["y"])) and y.range[1] >= np.log10(max(loss["y"]))
+    gaps = np.diff(np.log10(y.tickvals)) / (y.range[1] - y.range[0])
+    assert gaps.min() > 0.15  # ticks at least 15% of the axis apart: labels cannot overlap
+    curves = charts.curve_figure(series.build_curves(runs, one, x="epoch", y="test_loss"), x_title="", y_title="")
+    assert curves.layout.xaxis.range[0] == 0

@@ -143,3 +143,22 @@ def test_without_static_serving_the_charts_fall_back_to_st_plotly_chart(api, ope
     at = open_page("compare")
     assert len(at.get("plotly_chart")) == 3 and not at.get("bidi_component")
     assert {"TR uniform"} <= set(_names(figures(at)[0]))
+
+
+def test_short_labels_config_diff_and_raw_evaluations(api, open_page):
+    preset = {"eta1": 1e-5, "eta2": 0.9, "gamma2": 1.25, "radius": 1e-3}
+    a = api.add_run("tr-uniform", steps=60, hyperparameters=preset)
+    a["label"] = "TR uniform eta1=1e-05 eta2=0.9 gamma2=1.25 radius=0.001 (seed 0)"
+    b = api.add_run("sgd", steps=60, hyperparameters={"lr": 0.1})
+    c = api.add_run("sgd", steps=60, hyperparameters={"lr": 0.01})
+    api.add_comparison("labels", [a, b, c])
+    at = open_page("compare")
+    loss, evals, _ = figures(at)
+    assert set(_names(loss)) == {"TR uniform", "SGD lr=0.1", "SGD lr=0.01"}
+    tr = [t for t in loss["data"] if t["name"] == "TR uniform"][0]
+    assert "eta1=1e-05 eta2=0.9 gamma2=1.25 radius=0.001" in tr["hovertemplate"]
+    diff = at.dataframe[1].value
+    assert {"optimizer", "lr", "eta1"} <= set(diff.columns) and diff["run"].tolist()[0] == "TR uniform"
+    raw = [e["test_loss"] for e in api.eval_records[a["id"]]]
+    tr_eval = [t for t in evals["data"] if t["name"] == "TR uniform" and t.get("yaxis", "y") == "y"][0]
+    assert tr_eval["y"] == raw  # smoothing (default 0.9) leaves evaluations alone

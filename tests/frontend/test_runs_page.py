@@ -28,15 +28,89 @@ def test_cancel_and_delete(api, open_page):
     running = api.add_run("tr-uniform", status="running", steps=5)
     done = api.add_run("sgd", status="completed", steps=5)
     at = open_page("runs")
-    at.multiselect(key="runs_picked").set_value([running["id"]]).run()
+    at.checkbox(key=f"runs_sel_{running['id']}").check().run()
     assert at.button(key="runs_delete").disabled  # active runs are cancelled first
     at.button(key="runs_cancel").click().run()
     assert ("cancel_run", running["id"]) in api.calls
     assert "Cancel requested for run #1" in texts(at.success)
-    at.multiselect(key="runs_picked").set_value([done["id"]]).run()
+    at.checkbox(key=f"runs_sel_{running['id']}").uncheck().run()
+    at.checkbox(key=f"runs_sel_{done['id']}").check().run()
     at.button(key="runs_delete").click().run()
+    assert ("delete_run", done["id"]) not in api.calls  # nothing goes before the confirmation
+    at.button(key="runs_confirm_yes").click().run()
     assert ("delete_run", done["id"]) in api.calls
     assert done["id"] not in api.runs
+
+
+def test_selection_is_exact_confirmed_and_survives_refreshes(api, open_page):
+    """#5 must not also pick #15 (the multiselect matched substrings), deletion lists what goes before it
+    happens, and the selection stays while the page refreshes and new runs appear."""
+    runs = [api.add_run("sgd", status="completed", steps=5) for _ in range(15)]
+    five, fifteen = runs[4], runs[14]
+    at = open_page("runs")
+    at.checkbox(key=f"runs_sel_{five['id']}").check().run()
+    at.run()  # a refresh
+    api.add_run("adam", status="completed", steps=5)  # a new run appears on top of the table
+    at.run()
+    assert at.checkbox(key=f"runs_sel_{five['id']}").value
+    assert not at.checkbox(key=f"runs_sel_{fifteen['id']}").value
+    at.button(key="runs_delete").click().run()
+    confirm = " ".join(m.value for m in at.markdown)
+    assert "#5 SGD (seed 0)" in confirm and "#15" not in confirm
+    assert "Delete 1 run and all their points?" in texts(at.warning)
+    at.button(key="runs_confirm_no").click().run()
+    assert not any(c[0] == "delete_run" for c in api.calls) and five["id"] in api.runs
+    at.button(key="runs_delete").click().run()
+    at.button(key="runs_confirm_yes").click().run()
+    assert [c for c in api.calls if c[0] == "delete_run"] == [("delete_run", five["id"])]
+    assert fifteen["id"] in api.runs and "Deleted run #5." in texts(at.success)
+
+
+def test_comparison_deletion_lists_its_runs_first(api, open_page):
+    a, b = api.add_run("sgd", steps=5), api.add_run("adam", steps=5)
+    api.add_comparison("pair", [a, b])
+    at = open_page("runs")
+    at.button(key="runs_delete_cmp").click().run()
+    assert not any(c[0] == "delete_comparison" for c in api.calls)
+    listed = " ".join(m.value for m in at.markdown)
+    assert "#1 SGD (seed 0)" in listed and "#2 Adam (seed 0)" in listed
+    at.button(key="runs_confirm_yes").click().run()
+    assert ("delete_comparison", 1) in api.calls and not api.runs
+
+
+def test_filters_results_tags_and_downloads(api, open_page):
+    a = api.add_run("sgd", steps=5)
+    b = api.add_run("tr-uniform", steps=5)
+    b["summary"] = {"final_test_accuracy": 0.87, "final_test_loss": 0.36}
+    api.add_comparison("pair", [a, b])
+    at = open_page("runs")
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[b["id"], "test acc"] == 0.87 and table.loc[b["id"], "test loss"] == 0.36
+    at.multiselect(key="runs_f_optimizer").set_value(["tr-uniform"]).run()
+    assert at.dataframe[0].value["id"].tolist() == [b["id"]]
+    at.multiselect(key="runs_f_optimizer").set_value([]).run()
+    at.text_input(key="runs_search").input("#1").run()
+    assert at.dataframe[0].value["id"].tolist() == [a["id"]]
+    at.text_input(key="runs_search").input("").run()
+    at.checkbox(key=f"runs_sel_{b['id']}").check().run()
+    assert len(at.get("download_button")) == 3
+    at.text_input(key=f"runs_tags_run_{b['id']}").input("baseline, fig2").run()
+    at.text_area(key=f"runs_note_run_{b['id']}").input("the paper's setting").run()
+    at.button(key=f"runs_save_run_{b['id']}").click().run()
+    assert ("annotate_run", (b["id"], ["baseline", "fig2"], "the paper's setting")) in api.calls
+    at.multiselect(key="runs_f_tag").set_value(["fig2"]).run()
+    assert at.dataframe[0].value["id"].tolist() == [b["id"]]
+    finals = at.dataframe[-1].value if "setting" in at.dataframe[-1].value.columns else at.dataframe[-2].value
+    assert finals.set_index("setting").loc["TR uniform", "n"] == 1
+
+
+def test_bad_tags_are_refused_in_words(api, open_page):
+    a = api.add_run("sgd", steps=5)
+    at = open_page("runs")
+    at.checkbox(key=f"runs_sel_{a['id']}").check().run()
+    at.text_input(key=f"runs_tags_run_{a['id']}").input("has space").run()
+    at.button(key=f"runs_save_run_{a['id']}").click().run()
+    assert "run #1: tags[0]: String should match pattern" in texts(at.error)
 
 
 def test_deleting_an_active_comparison_is_refused_in_words(api, open_page):
@@ -44,13 +118,14 @@ def test_deleting_an_active_comparison_is_refused_in_words(api, open_page):
     api.add_comparison("busy", [r])
     at = open_page("runs")
     at.button(key="runs_delete_cmp").click().run()
+    at.button(key="runs_confirm_yes").click().run()
     assert "comparison #1: comparison 1 has active runs; cancel them first" in texts(at.error)
 
 
 def test_open_in_compare(api, open_page):
     a = api.add_run("adam", status="completed", steps=30)
     at = open_page("runs")
-    at.multiselect(key="runs_picked").set_value([a["id"]]).run()
+    at.checkbox(key=f"runs_sel_{a['id']}").check().run()
     at.button(key="runs_compare").click().run()
     assert at.title[0].value == "Compare"
     assert at.multiselect(key="cmp_runs").value == [a["id"]]

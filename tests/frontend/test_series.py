@@ -67,7 +67,7 @@ def _runs_with_frames(seeds=(0,), optimizers=("tr-rmsprop", "adam"), steps=100):
 def test_build_curves_single_seed_one_curve_per_optimizer():
     runs, frames = _runs_with_frames()
     curves = series.build_curves(runs, frames, x="backprops", y="train_loss")
-    assert list(curves.columns) == ["series", "label", "optimizer", "x", "y", "lo", "hi", "seeds"]
+    assert list(curves.columns) == ["series", "label", "optimizer", "x", "y", "lo", "hi", "seeds", "config"]
     assert set(curves["label"]) == {"TR RMSprop", "Adam"}
     assert curves["lo"].isna().all()
     adam = curves[curves["optimizer"] == "adam"]
@@ -156,3 +156,115 @@ def test_short_labels():
     c["label"] = "Adam lr=0.01 (seed 0)"
     labels = series.short_labels([a, b, c], {"sgd": "SGD", "adam": "Adam"})
     assert labels == {a["id"]: "SGD", b["id"]: "Adam", c["id"]: "Adam lr=0.01"}
+
+
+def test_ema_x_matches_a_naive_reference_and_ema_on_a_regular_grid():
+    x = np.array([0.0, 1.0, 3.0, 3.5, 7.0, 8.0])
+    y = np.array([1.0, 3.0, np.nan, 2.0, 5.0, 4.0])
+    w, unit = 0.6, 2.0
+    ref = []
+    for i in range(len(x)):  # naive: point j weighs (1 - d_j) * prod of later decays up to i
+        if np.isnan(y[i]):
+            ref.append(np.nan)
+            continue
+        ok = [j for j in range(i + 1) if not np.isnan(y[j])]
+        d = {j: (w if k == 0 else w ** ((x[j] - x[ok[k - 1]]) / unit)) for k, j in enumerate(ok)}
+        wt = [(1 - d[j]) * np.prod([d[k] for k in ok if j < k <= i]) for j in ok]
+        ref.append(float(np.dot(wt, y[ok]) / np.sum(wt)))
+    np.testing.assert_allclose(series.ema_x(x, y, w, unit), ref)
+    grid, full = np.arange(6.0), np.array([1.0, 3.0, 4.0, 2.0, 5.0, 4.0])
+    np.testing.assert_allclose(series.ema_x(grid, full, w, 1.0), series.ema(full, w))
+    with pytest.raises(ValueError, match="smoothing unit"):
+        series.ema_x(x, y, w, 0.0)
+
+
+def test_smoothing_is_by_x_distance_so_sparse_runs_do_not_lag():
+    """A TR run with 16 points per epoch and a first-order one with 600 on the same falling curve: the same
+    smoothing must leave them close, not the sparse one far behind (per-point EMA: 1.35 vs 0.9 raw)."""
+    api = FakeApi()
+    dense, sparse = api.add_run("sgd"), api.add_run("tr-uniform")
+    curve = lambda e: 0.9 + 2.0 * np.exp(-3 * e)  # noqa: E731
+    xd, xs = np.linspace(0, 2, 1200), np.linspace(0, 2, 32)
+    frames = {dense["id"]: pd.DataFrame({"epoch": xd, "train_loss": curve(xd)}),
+              sparse["id"]: pd.DataFrame({"epoch": xs, "train_loss": curve(xs)})}
+    out = series.build_curves([dense, sparse], frames, x="epoch", y="train_loss", smoothing=0.9)
+    end = out.groupby("optimizer")["y"].last()
+    assert abs(end["tr-uniform"] - end["sgd"]) < 0.01
+    assert end["tr-uniform"] - curve(2.0) < 0.02  # and neither is far from the raw value
+    per_point_gap = series.ema(curve(xs), 0.9)[-1] - series.ema(curve(xd), 0.9)[-1]
+    assert per_point_gap > 0.05  # what the old per-point smoothing did: the sparse run lagged behind
+
+
+def test_labels_are_short_with_the_full_config_in_hover_and_a_diff_table():
+    """Preset runs were labelled "TR uniform eta1=1e-05 eta2=0.9 gamma2=1.25 radius=0.001": too long."""
+    api = FakeApi()
+    preset = {"eta1": 1e-5, "eta2": 0.9, "gamma2": 1.25, "radius": 1e-3}
+    tr = [api.add_run("tr-uniform", seed=s, hyperparameters=preset) for s in (0, 1)]
+    for r in tr:
+        r["label"] = f"TR uniform eta1=1e-05 eta2=0.9 gamma2=1.25 radius=0.001 (seed {r['seed']})"
+    sgd_a = api.add_run("sgd", hyperparameters={"lr": 0.1})
+    sgd_b = api.add_run("sgd", hyperparameters={"lr": 0.01})
+    adam = api.add_run("adam", hyperparameters={"lr": 0.001})
+    runs = [*tr, sgd_a, sgd_b, adam]
+    frames = {r["id"]: pd.DataFrame(metric_points(10, tr=r["optimizer"].startswith("tr-"))) for r in runs}
+    curves = series.build_curves(runs, frames, x="step", y="train_loss")
+    assert set(curves["label"]) == {"TR uniform (mean ± std, 2 seeds)", "SGD lr=0.1", "SGD lr=0.01", "Adam"}
+    tr_config = curves[curves["optimizer"] == "tr-uniform"]["config"].iloc[0]
+    assert "eta1=1e-05 eta2=0.9 gamma2=1.25 radius=0.001" in tr_config and "seeds 0, 1" in tr_config
+    assert series.compact_labels(runs, {"sgd": "SGD", "tr-uniform": "TR uniform", "adam": "Adam"})[sgd_b["id"]] \
+        == "SGD lr=0.01"
+    diff = series.config_diff([tr[0], sgd_a, sgd_b])
+    assert list(diff.columns) == ["id", "run", "optimizer", "eta1", "eta2", "gamma2", "radius", "lr"]
+    assert diff["lr"].tolist() == ["—", "0.1", "0.01"] and diff["eta1"].tolist() == ["1e-05", "—", "—"]
+    assert "seed" not in series.config_diff([sgd_a, sgd_b]).columns
+    assert list(series.config_diff(tr).columns) == ["id", "run", "seed"]
+
+
+def test_eta_from_the_recent_rate_else_the_average_since_start():
+    from datetime import datetime
+
+    run = {"status": "running", "progress": 0.5, "started_at": "2026-01-02T10:00:00Z"}
+    start = datetime.fromisoformat("2026-01-02T10:00:00+00:00").timestamp()
+    assert series.eta_seconds(run, [], start + 100) == pytest.approx(100)  # 50% in 100 s: 100 s to go
+    # recently twice as fast: 10% in the last 10 s -> 50% left takes 50 s
+    history = [(start + 90, 0.4), (start + 95, 0.45), (start + 100, 0.5)]
+    assert series.eta_seconds(run, history, start + 100) == pytest.approx(50)
+    stale = [(start - 1000, 0.0), (start + 100, 0.5)]  # older than the window: falls back to the average
+    assert series.eta_seconds(run, stale, start + 100) == pytest.approx(100)
+    assert series.eta_seconds({**run, "status": "queued"}, history, start + 100) is None
+    assert series.eta_seconds({**run, "progress": 0.0}, [], start + 100) is None
+    assert series.format_duration(3725) == "1 h 2 min" and series.format_duration(65) == "1 min 05 s"
+
+
+def test_filter_runs_by_fields_tags_and_text():
+    api = FakeApi()
+    a = api.add_run("sgd", status="completed")
+    b = api.add_run("tr-uniform", status="running", model="autoencoder")
+    c = api.add_run("adam", status="failed")
+    a["tags"], b["tags"] = ["baseline"], ["baseline", "fig3"]
+    c["note"] = "out of memory on the GPU"
+    runs = [a, b, c]
+    ids = lambda rs: [r["id"] for r in rs]  # noqa: E731
+    assert ids(series.filter_runs(runs, {"status": ["completed", "running"]})) == [a["id"], b["id"]]
+    assert ids(series.filter_runs(runs, {"tag": ["fig3"]})) == [b["id"]]
+    assert ids(series.filter_runs(runs, {"model": ["mlp"], "optimizer": ["adam", "sgd"]})) == [a["id"], c["id"]]
+    assert ids(series.filter_runs(runs, {"status": []}, "MEMORY")) == [c["id"]]
+    assert ids(series.filter_runs(runs, {}, f"#{b['id']}")) == [b["id"]]
+    with pytest.raises(ValueError, match="Invalid filter"):
+        series.filter_runs(runs, {"colour": ["red"]})
+
+
+def test_results_column_and_finals_table_mean_std_by_setting():
+    api = FakeApi()
+    runs = [api.add_run("sgd", seed=s) for s in (0, 1, 2)] + [api.add_run("adam"), api.add_run("adam", seed=1,
+                                                                                               status="running")]
+    for r, acc, loss in zip(runs, (0.8, 0.82, 0.84, 0.9, None), (0.5, 0.45, 0.4, 0.3, None)):
+        r["summary"] = {"final_test_accuracy": acc, "final_test_loss": loss} if acc else None
+    table = series.runs_table(runs)
+    assert table.set_index("id").loc[runs[0]["id"], "test acc"] == 0.8
+    assert pd.isna(table.set_index("id").loc[runs[4]["id"], "test acc"])
+    finals = series.finals_table(runs).set_index("setting")
+    assert finals.loc["SGD", "n"] == 3 and finals.loc["SGD", "seeds"] == "0, 1, 2"
+    assert finals.loc["SGD", "test acc mean"] == pytest.approx(0.82)
+    assert finals.loc["SGD", "test acc std"] == pytest.approx(np.std([0.8, 0.82, 0.84], ddof=1))
+    assert finals.loc["Adam", "n"] == 1 and pd.isna(finals.loc["Adam", "test acc std"])  # the running one waits

@@ -67,3 +67,26 @@ def test_presets_are_valid_configs(name):
     for opt in p["optimizers"]:
         RunConfig.model_validate({"dataset": p["dataset"], "model": p["model"], "optimizer": opt,
                                   "budget": p["budget"]})
+
+
+def test_eval_every_accepts_steps_backprops_or_epochs_and_defaults_to_50_evaluations():
+    assert RunConfig.model_validate({**BASE, "eval_every": 7}).eval_schedule() == ("step", 7.0)  # old form
+    assert RunConfig.model_validate({**BASE, "eval_every": {"epochs": 0.1}}).eval_schedule() == ("epoch", 0.1)
+    assert RunConfig.model_validate({**BASE, "eval_every": {"backprops": 500}}).eval_schedule() == ("backprops", 500)
+    assert RunConfig.model_validate({**BASE, "budget": {"epochs": 2}}).eval_schedule() == ("epoch", 0.04)
+    assert RunConfig.model_validate({**BASE, "budget": {"backprops": 10_000}}).eval_schedule() == ("backprops", 200)
+    assert RunConfig.model_validate({**BASE, "budget": {"seconds": 60}}).eval_schedule() == ("step", 50)
+    again = RunConfig.model_validate(RunConfig.model_validate({**BASE, "eval_every": {"epochs": 0.5}}).model_dump())
+    assert again.eval_schedule() == ("epoch", 0.5)
+
+
+@pytest.mark.parametrize("value,needle", [
+    ({"epochs": 0.1, "steps": 3}, "exactly one of steps, backprops or epochs"),
+    ({}, "exactly one of steps, backprops or epochs"),
+    ({"epochs": -1}, "greater than 0"),
+    ({"epochs": float("nan")}, "eval_every"),
+    (0, "Invalid eval_every: 0"),
+    ({"minutes": 3}, "Extra inputs are not permitted"),
+])
+def test_bad_eval_every_is_refused(value, needle):
+    assert needle in _err(eval_every=value)

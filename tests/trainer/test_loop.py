@@ -153,3 +153,28 @@ def test_cifar_code_path_on_generated_data(fake_cifar_dir, model):
     assert s["status"] == "completed", s["message"]
     assert s["num_parameters"] == (411_146 if model == "mlp" else s["num_parameters"])
     assert len(rep.steps) == 5
+
+
+@pytest.mark.parametrize("opt,batch", [("sgd", 8), ("tr-uniform", 32)])
+def test_eval_every_in_epochs_gives_every_run_the_same_eval_points(fake_mnist_dir, opt, batch):
+    """Evaluations at fixed epochs whatever the batch size (in steps, TR at batch 32 would get 4x fewer)."""
+    rep = ListReporter()
+    s = trainer.run(_cfg(opt, dataset="mnist", train_subset=64, test_subset=64, batch_size=batch,
+                         budget={"epochs": 2}, eval_every={"epochs": 0.5}), rep, data_dir=fake_mnist_dir)
+    assert s["status"] == "completed", s["message"]
+    assert [e["epoch"] for e in rep.evals] == pytest.approx([0, 0.5, 1.0, 1.5, 2.0])
+
+
+def test_eval_every_in_backprops_and_default_of_about_50(fake_mnist_dir):
+    rep = ListReporter()
+    s = trainer.run(_cfg("tr-uniform", dataset="mnist", train_subset=256, test_subset=64, batch_size=64,
+                         budget={"backprops": 60}, eval_every={"backprops": 20}), rep, data_dir=fake_mnist_dir)
+    bps = [e["backprops"] for e in rep.evals]
+    assert bps[0] == 0 and bps[-1] == s["backprops"]
+    # a TR step costs 1 gradient + several HVPs: evaluate at the first step reaching each multiple of 20
+    assert all(b >= 20 * i for i, b in enumerate(bps[:-1])) and len(bps) >= 3
+    rep = ListReporter()
+    cfg = _cfg("sgd", dataset="mnist", train_subset=256, test_subset=64, batch_size=8, budget={"backprops": 100})
+    del cfg["eval_every"]
+    trainer.run(cfg, rep, data_dir=fake_mnist_dir)
+    assert [e["step"] for e in rep.evals] == list(range(0, 101, 2))  # 50 evaluations + the one at step 0
