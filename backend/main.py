@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from backend.db import make_engine, make_session_factory, migrate
 from backend.routes import api_router
 from backend.routes.meta import dataset_availability
-from backend.scheduler import Scheduler
+from backend.runner.scheduler import Scheduler
 from backend.settings import Settings, get_settings
 from backend.store import Conflict
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from backend.main import create_app
 from backend.settings import Settings
 from backend.tables import Run
-from backend.worker import StoreReporter, finish_run
+from backend.runner.worker import StoreReporter, finish_run
 
 FAKE_TRAINER = "tests.backend.fake_trainer:run"
 

@@ -13,16 +13,16 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select, update
 
-from backend.devices import SlotPlan, plan_slots
+from backend.runner.devices import SlotPlan, plan_slots
 from backend.settings import Settings
 from backend.tables import Run, utcnow
-from backend.worker import finish_run
+from backend.runner.worker import finish_run
 
 __all__ = ["Scheduler", "log_path", "describe_exit", "REPO_ROOT"]
 
 log = logging.getLogger("trustlab.scheduler")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _TAIL_BYTES = 4000
 
 
@@ -229,7 +229,7 @@ class Scheduler:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("ab") as out:
-                proc = subprocess.Popen([self.python, "-m", "backend.worker", str(run_id)], stdin=subprocess.DEVNULL,
+                proc = subprocess.Popen([self.python, "-m", "backend.runner.worker", str(run_id)], stdin=subprocess.DEVNULL,
                                         stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(Path.cwd()),
                                         start_new_session=True, close_fds=True)
         except OSError as exc:

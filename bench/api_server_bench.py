@@ -1,6 +1,6 @@
 """Measure the store: the worker's batch-writer throughput, logging overhead of a real run, metrics query latency.
 
-Run ``python -m backend.benchmark [--points 200000] [--no-train]``; it uses a temporary SQLite store.
+Run ``python -m bench.api_server_bench [--points 200000] [--no-train]``; it uses a temporary SQLite store.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def main() -> None:
 
     from backend import store
     from backend.db import make_engine, make_session_factory, migrate
-    from backend.worker import StoreReporter
+    from backend.runner.worker import StoreReporter
     from trainer.config import RunConfig
 
     with tempfile.TemporaryDirectory() as tmp:

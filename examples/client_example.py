@@ -2,8 +2,8 @@
 
 Usage (with the API running, e.g. ``make api``)::
 
-    python -m backend.client_example                        # a 1-minute TR vs SGD vs Adam comparison
-    python -m backend.client_example --api http://host:8000 --budget-epochs 2 --seeds 0 1 2 --out results/
+    python -m examples.client_example                        # a 1-minute TR vs SGD vs Adam comparison
+    python -m examples.client_example --api http://host:8000 --budget-epochs 2 --seeds 0 1 2 --out results/
 
 It uses only HTTP (httpx), exactly what the UI sees; see docs/API.md for every route.
 """

@@ -1,4 +1,4 @@
-"""Worker process: ``python -m backend.worker RUN_ID`` trains one stored run and writes its records back in batches.
+"""Worker process: ``python -m backend.runner.worker RUN_ID`` trains one stored run and writes its records back in batches.
 
 The scheduler claims the run (status "running") and starts this process; the worker reads the RunConfig
 from the store, calls the trainer with a ``StoreReporter`` and sets the final status. SIGTERM (or SIGINT)
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m backend.worker RUN_ID", file=sys.stderr)
+        print("usage: python -m backend.runner.worker RUN_ID", file=sys.stderr)
         return 2
     run_id = int(args[0])
     parent_pid = os.getppid()
