@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
+from backend.runner.states import RunState
 from trainer.config import Budget, OptimizerConfig, RunConfig
 from trainer.registry import OPTIMIZERS, model_fits_dataset
 
@@ -25,7 +26,7 @@ def _utc_iso(value: datetime | None) -> str | None:
 # The store keeps naive UTC datetimes; responses say so with a trailing Z.
 UtcDatetime = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str)]
 
-Status = Literal["queued", "running", "completed", "diverged", "failed", "cancelled", "interrupted"]
+Status = RunState
 
 
 class Health(BaseModel):

@@ -5,7 +5,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from frontend.series import TERMINAL, append_points
+from frontend.run_states import is_terminal
+from frontend.series import append_points
 
 __all__ = ["LiveData"]
 
@@ -46,7 +47,7 @@ class LiveData:
                 continue
             if run.get("status") == "queued":
                 continue
-            terminal = run.get("status") in TERMINAL
+            terminal = is_terminal(run)
             m = client.metrics(rid, since_step=self._last_step.get(rid), max_points=self.max_points)
             self.requests += 1
             points = m.get("points") or []

@@ -10,9 +10,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from frontend.run_states import is_active  # noqa: F401 - re-exported: views call series.is_active
+
 __all__ = [
-    "ACTIVE",
-    "TERMINAL",
     "X_AXES",
     "is_active",
     "append_points",
@@ -31,8 +31,6 @@ __all__ = [
     "tr_thresholds",
 ]
 
-ACTIVE = frozenset({"queued", "running"})
-TERMINAL = frozenset({"completed", "diverged", "failed", "cancelled", "interrupted"})
 
 # x-axis name -> (column in metric/eval points, axis title)
 X_AXES: dict[str, tuple[str, str]] = {
@@ -41,10 +39,6 @@ X_AXES: dict[str, tuple[str, str]] = {
     "wall time": ("wall_time", "Wall time (s)"),
     "steps": ("step", "Optimizer steps"),
 }
-
-
-def is_active(run: Mapping[str, Any]) -> bool:
-    return run.get("status") in ACTIVE
 
 
 def append_points(existing: pd.DataFrame | None, points: list[dict[str, Any]]) -> pd.DataFrame:
