@@ -70,9 +70,10 @@ def insert_run(engine: Any, config: dict[str, Any], *, status: str = "queued") -
 class ApiServer:
     """``uvicorn backend.main:app`` in a subprocess on a free port; a context manager."""
 
-    def __init__(self, tmp: Path, *, env: dict[str, str] | None = None, startup_timeout: float = 60.0) -> None:
+    def __init__(self, tmp: Path, *, env: dict[str, str] | None = None, startup_timeout: float = 60.0,
+                 port: int | None = None) -> None:
         self.tmp = tmp
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env or bench_environment(tmp)
         self.startup_timeout = startup_timeout

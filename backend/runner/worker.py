@@ -263,19 +263,36 @@ def train_run(run_id: int, settings: "Settings", stop: threading.Event, *, paren
 
 
 def preload(settings: "Settings") -> list[str]:
-    """Warm a worker: import the trainer and decode the configured datasets through ``trainer.data``'s
-    public loader (kept in this process for the run it will get). Returns the datasets loaded."""
+    """Warm a worker: import the training function, decode the configured datasets through ``trainer.data``'s
+    public loader (kept in this process), and train a tiny run per dataset (one first-order and one TR step
+    on 64 samples, records discarded) so that lazy imports and first-call initialisation are paid now,
+    not by the next real run. Returns the datasets warmed."""
     _load_trainer(settings.trainer)
     names = [n.strip() for n in settings.warm_datasets.split(",") if n.strip()]
     if not names:
         return []
+    import trainer
+    from trainer.config import RunConfig
     from trainer.data import dataset_available, load_dataset
+    from trainer.registry import MODELS
 
+    device = "cpu" if settings.pinned_gpu is None else "cuda"
     loaded = []
     for name in names:
-        if dataset_available(name, settings.data_dir):
-            _PRELOADED.append(load_dataset(name, settings.data_dir, download=False))
-            loaded.append(name)
+        if not dataset_available(name, settings.data_dir):
+            print(f"warm worker: dataset {name!r} is not on this machine; not preloaded", flush=True)
+            continue
+        _PRELOADED.append(load_dataset(name, settings.data_dir, download=False))
+        model = next((m for m, spec in MODELS.items() if name in spec.datasets), None)
+        for optimizer in ("sgd", "tr-uniform") if model else ():
+            config = RunConfig.model_validate({
+                "dataset": name, "model": model, "optimizer": {"name": optimizer}, "budget": {"backprops": 2},
+                "train_subset": 64, "test_subset": 64, "eval_train_size": 64, "batch_size": 32, "device": device})
+            summary = trainer.run(config, None, data_dir=str(settings.data_dir))
+            if summary.get("status") != "completed":
+                print(f"warm worker: warm-up run on {name} ended {summary.get('status')}: {summary.get('message')}",
+                      flush=True)
+        loaded.append(name)
     return loaded
 
 
