@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from backend.db import make_engine, make_session_factory, migrate
 from backend.routes import api_router
 from backend.routes.meta import dataset_availability
-from backend.scheduler import Scheduler
+from backend.runner.scheduler import Scheduler
 from backend.settings import Settings, get_settings
 from backend.store import Conflict
 
@@ -47,10 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The dataset check imports torch (seconds): do it now, off the request path.
         threading.Thread(target=_warm_up, args=(str(settings.data_dir),), daemon=True).start()
         if scheduler is not None:
-            scheduler.start()
-            log.info("store %s, %d run slot(s) (GPUs: %s), %d torch thread(s) per run",
-                     engine.url.render_as_string(hide_password=True), scheduler.plan.limit,
-                     ",".join(scheduler.plan.gpus) or "none", scheduler.plan.torch_threads)
+            scheduler.start()  # logs the executor's capacity
+            log.info("store %s", engine.url.render_as_string(hide_password=True))
         _freeze_startup_objects()
         try:
             yield

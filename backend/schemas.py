@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, ValidationError,
                       field_validator, model_validator)
 
+from backend.runner.states import RunState
 from trainer.config import Budget, EvalEvery, OptimizerConfig, RunConfig
 from trainer.registry import OPTIMIZERS, model_fits_dataset, optimizer_label
 
@@ -28,7 +29,7 @@ def _utc_iso(value: datetime | None) -> str | None:
 # The store keeps naive UTC datetimes; responses say so with a trailing Z.
 UtcDatetime = Annotated[datetime, PlainSerializer(_utc_iso, return_type=str)]
 
-Status = Literal["queued", "running", "completed", "diverged", "failed", "cancelled", "interrupted"]
+Status = RunState
 
 
 MAX_TAGS = 20

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,16 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, description="SQLite busy timeout")
     trainer: str = Field(default="trainer:run", description='training function "module:function" (tests swap it)')
     pinned_gpu: str | None = Field(default=None, description="set by the scheduler for a worker: its GPU id")
+    executor: Literal["local", "ray"] = Field(
+        default="local", description="where runs execute: local worker processes, or a Ray cluster (needs PostgreSQL)")
+    warm_workers: int = Field(default=2, ge=0, le=64,
+                              description="local executor: idle pre-started workers kept ready (0: cold start)")
+    warm_datasets: str = Field(default="fashion-mnist",
+                               description='datasets a warm worker decodes in advance, comma-separated ("" none)')
+    ray_address: str | None = Field(default=None, description='Ray cluster to join, e.g. "127.0.0.1:6379"; '
+                                                              "default: the cluster ray start made on this host")
+    ray_namespace: str = Field(default="trustlab", min_length=1, max_length=64,
+                               description="Ray namespace of the run actors (one per trustlab deployment)")
 
     @field_validator("gpus")
     @classmethod
@@ -81,6 +92,7 @@ class Settings(BaseSettings):
             "TRUSTLAB_FLUSH_RECORDS": str(self.flush_records),
             "TRUSTLAB_SQLITE_BUSY_TIMEOUT_MS": str(self.sqlite_busy_timeout_ms),
             "TRUSTLAB_TRAINER": self.trainer,
+            "TRUSTLAB_WARM_DATASETS": self.warm_datasets,
             "PYTHONUNBUFFERED": "1",
         })
         for key, value in overrides.items():

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from backend.downsample import minmax_indices
 from backend.rollup import block_of
+from backend.runner import lifecycle
+from backend.runner.states import RunState
 from backend.schemas import ComparisonCreate, run_label
 from backend.tables import (ACTIVE_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS, Comparison, Evaluation,
                             MetricBlock, Reconstruction, Run, StepMetric, utcnow)
@@ -43,7 +45,7 @@ def create_run(session: Session, config: RunConfig, *, comparison_id: int | None
                label: str | None = None) -> Run:
     run = Run(config=stored_config(config), optimizer=config.optimizer.name, seed=config.seed,
               label=label or run_label(config.optimizer.name, config.optimizer.hyperparameters, config.seed),
-              comparison_id=comparison_id, status="queued", cancel_requested=False, created_at=utcnow())
+              comparison_id=comparison_id, status=lifecycle.INITIAL_STATE, cancel_requested=False, created_at=utcnow())
     session.add(run)
     session.flush()
     return run
@@ -72,7 +74,7 @@ def list_runs(session: Session, *, statuses: list[str] | None, comparison_id: in
 
 def progress(run: Run) -> float:
     """Fraction of the budget used: the largest of epochs, backprops and seconds used / allowed."""
-    if run.status == "completed":
+    if run.status == RunState.COMPLETED:
         return 1.0
     budget = (run.config or {}).get("budget") or {}
     fractions = [used / limit for used, limit in ((run.last_epoch, budget.get("epochs")),
@@ -103,18 +105,11 @@ def annotate(session: Session, obj: Run | Comparison, *, tags: list[str] | None,
 
 
 def request_cancel(session: Session, run: Run) -> Run:
-    """Dequeue a queued run at once; flag a running one (the scheduler sends SIGTERM). Idempotent."""
-    now = utcnow()
-    dequeued = session.execute(
-        update(Run).where(Run.id == run.id, Run.status == "queued")
-        .values(status="cancelled", finished_at=now, error="cancelled before it started")).rowcount
-    if not dequeued:
-        session.execute(update(Run).where(Run.id == run.id, Run.status == "running").values(cancel_requested=True))
-    session.commit()
-    session.refresh(run)
-    if run.status not in ("running", "cancelled"):
-        raise Conflict(f"run {run.id} already ended with status {run.status!r}; there is nothing to cancel")
-    return run
+    """Dequeue a queued run at once; flag a running one (the runner stops it). Idempotent (lifecycle module)."""
+    try:
+        return lifecycle.request_cancel(session, run)
+    except lifecycle.CancelRefused as exc:
+        raise Conflict(str(exc)) from None
 
 
 def _delete_run_rows(session: Session, run_ids: list[int]) -> None:
@@ -146,11 +141,11 @@ def _comparison_status(runs: list[Run]) -> str:
     statuses = {r.status for r in runs}
     if not statuses:
         return "empty"
-    if "running" in statuses:
+    if RunState.RUNNING in statuses:
         return "running"
-    if "queued" in statuses:
+    if RunState.QUEUED in statuses:
         return "queued"
-    return "completed" if statuses == {"completed"} else "finished"
+    return "completed" if statuses == {RunState.COMPLETED} else "finished"
 
 
 def comparison_view(comparison: Comparison, runs: list[Run], *, with_runs: bool = False) -> dict[str, Any]:

@@ -7,13 +7,17 @@ from typing import Any
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Text, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from backend.runner.states import ACTIVE_STATES, ALL_STATES, TERMINAL_STATES, RunState
 
 __all__ = ["Base", "Comparison", "Run", "StepMetric", "MetricBlock", "BLOCK_SIZE", "Evaluation", "Reconstruction", "utcnow",
            "ACTIVE_STATUSES", "FINAL_STATUSES", "ALL_STATUSES", "METRIC_COLUMNS", "EVAL_COLUMNS"]
 
-ACTIVE_STATUSES = ("queued", "running")
-FINAL_STATUSES = ("completed", "diverged", "failed", "cancelled", "interrupted")
-ALL_STATUSES = ACTIVE_STATUSES + FINAL_STATUSES
+# Run states are defined once, in backend.runner.states; these names stay for the store's callers.
+ACTIVE_STATUSES = ACTIVE_STATES
+FINAL_STATUSES = TERMINAL_STATES
+ALL_STATUSES = ALL_STATES
 
 # Stable constraint names, so Alembic migrations can refer to them on every backend.
 _NAMING = {"ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -24,6 +28,19 @@ _NAMING = {"ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name
 def utcnow() -> datetime:
     """Now, as a naive UTC datetime (what the store keeps; responses add the Z)."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class StateColumn(TypeDecorator):
+    """A run state stored as its plain string (String(16)), read back as a ``RunState``."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else RunState(value).value  # unknown names fail here, not in the store
+
+    def process_result_value(self, value: str | None, dialect: Any) -> RunState | None:
+        return None if value is None else RunState(value)
 
 
 class Base(DeclarativeBase):
@@ -51,7 +68,7 @@ class Run(Base):
     __tablename__ = "runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     comparison_id: Mapped[int | None] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[RunState] = mapped_column(StateColumn(), default=RunState.QUEUED)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     optimizer: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(300))

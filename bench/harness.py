@@ -48,30 +48,32 @@ def open_store(tmp: Path) -> Any:
 
 
 def insert_run(engine: Any, config: dict[str, Any], *, status: str = "queued") -> int:
-    """Create a run through the store module (as POST /api/runs does); returns its id."""
-    from sqlalchemy import update
-
+    """Create a run through the store module (as POST /api/runs does), claimed when ``status`` is running;
+    returns its id."""
+    if status not in ("queued", "running"):
+        raise ValueError(f"Invalid initial status for a bench run: {status!r}; use queued or running")
     from backend.db import make_session_factory
+    from backend.runner import lifecycle
+    from backend.runner.states import RunState
     from backend.store import create_run
-    from backend.tables import Run, utcnow
     from trainer.config import RunConfig
 
     with make_session_factory(engine)() as session:
         run = create_run(session, RunConfig.model_validate(config))
         session.commit()
         run_id = int(run.id)
-    if status != "queued":
-        with engine.begin() as conn:
-            conn.execute(update(Run).where(Run.id == run_id).values(status=status, started_at=utcnow()))
+    if status == RunState.RUNNING and not lifecycle.claim(engine, run_id):
+        raise RuntimeError(f"could not claim run {run_id}")
     return run_id
 
 
 class ApiServer:
     """``uvicorn backend.main:app`` in a subprocess on a free port; a context manager."""
 
-    def __init__(self, tmp: Path, *, env: dict[str, str] | None = None, startup_timeout: float = 60.0) -> None:
+    def __init__(self, tmp: Path, *, env: dict[str, str] | None = None, startup_timeout: float = 60.0,
+                 port: int | None = None) -> None:
         self.tmp = tmp
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = env or bench_environment(tmp)
         self.startup_timeout = startup_timeout

@@ -16,13 +16,14 @@ from typing import Any
 
 import httpx
 
+from backend.runner.states import TERMINAL_STATES, RunState
 from bench.harness import ApiServer, bench_environment, temp_dir
 from bench.hooks import TIMING_DIR_ENV
 from bench.timing import median, percentile
 
 __all__ = ["measure_live_latency", "latencies"]
 
-FINAL = {"completed", "diverged", "failed", "cancelled", "interrupted"}
+FINAL = frozenset(TERMINAL_STATES)
 
 
 def latencies(reported: dict[int, float], seen: dict[int, float]) -> list[float]:
@@ -45,7 +46,7 @@ def measure_live_latency(*, device: str = "cpu", seconds: float = 8.0, poll: flo
             r.raise_for_status()
             run_id = r.json()["id"]
             last = -1
-            status = "queued"
+            status = RunState.QUEUED
             next_status = 0.0
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
@@ -65,7 +66,7 @@ def measure_live_latency(*, device: str = "cpu", seconds: float = 8.0, poll: flo
                 time.sleep(poll)
             else:
                 raise RuntimeError(f"run {run_id} did not finish in time (status {status})")
-            if status != "completed":
+            if status != RunState.COMPLETED:
                 raise RuntimeError(f"run {run_id} ended {status}: {run.get('error')}")
         files = list(timing_dir.glob("*.json"))
         if len(files) != 1:

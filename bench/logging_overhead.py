@@ -1,9 +1,9 @@
-"""Item 3: one first-order epoch as a bare PyTorch loop versus through ``python -m backend.worker`` and the store.
+"""Item 3: one first-order epoch as a bare PyTorch loop versus through ``python -m backend.runner.worker`` and the store.
 
 Three kinds of process, each started fresh, alternated, ``repeats`` times:
   * bare: ``python -m bench.bare_loop bare`` — the reference loop;
   * trainer: ``python -m bench.bare_loop trainer`` — ``trainer.run`` with a reporter that drops records;
-  * worker: ``python -m backend.worker RUN_ID`` on a run created in a SQLite store, with the real
+  * worker: ``python -m backend.runner.worker RUN_ID`` on a run created in a SQLite store, with the real
     StoreReporter; the worker's training function is ``bench.hooks:timed_run`` (``trainer.run`` plus timestamps).
 The time compared is the training phase: from data and model ready (the trainer's ``on_start``) to the end
 of training including the final store write (``on_finish`` returned) — not the process start-up (importing
@@ -59,7 +59,7 @@ def measure_logging_overhead(*, repeats: int = 5, device: str = "cpu") -> tuple[
                 out = tmp / f"{kind}-{i}.json"
                 if kind == "worker":
                     run_id = insert_run(engine, overhead_config(env["TRUSTLAB_DATA_DIR"]))
-                    cmd = [py, "-m", "backend.worker", str(run_id)]
+                    cmd = [py, "-m", "backend.runner.worker", str(run_id)]
                     before = set(timing_dir.iterdir())
                     wall = _run(cmd, env)
                     new = [p for p in timing_dir.iterdir() if p not in before]

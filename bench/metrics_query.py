@@ -41,7 +41,7 @@ def synthetic_records(n: int, seed: int = 0):
 
 def fill_run(engine: Any, n: int = POINTS) -> tuple[int, float]:
     """A completed run with ``n`` step records written by StoreReporter; returns (run id, seconds taken)."""
-    from backend.worker import StoreReporter
+    from backend.runner.worker import StoreReporter
 
     config = {"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "tr-uniform"},
               "budget": {"backprops": 4 * n}, "device": "cpu"}

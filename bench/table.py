@@ -36,6 +36,9 @@ FIGURES: tuple[Figure, ...] = (
     Figure("incremental_p95_ms", "metrics", "p95 GET metrics?since_step (last 100 of 200k)", " ms", 100.0,
            "{:.1f}"),
     Figure("live_latency_s", "live", "record reported in worker → visible via API (p95)", " s", 1.0, "{:.2f}"),
+    Figure("launch_to_first_point_p50_s", "launch", "POST /api/runs → first point, 2 runs training (p50)", " s", 3.0,
+           "{:.2f}"),
+    Figure("launch_to_first_point_p95_s", "launch", "  same, p95 over 10 launches", " s", None, "{:.2f}"),
 )
 FIGURE_BY_KEY = {f.key: f for f in FIGURES}
 

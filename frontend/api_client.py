@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import httpx
 
+from frontend import run_states
 from frontend.settings import get_settings
 
 __all__ = ["ApiClient", "ApiError", "ApiUnreachable", "error_messages", "get_client", "set_client"]
@@ -114,7 +115,11 @@ class ApiClient:
         return self._json("GET", "/health")
 
     def meta(self) -> dict[str, Any]:
-        return self._json("GET", "/meta")
+        """GET /api/meta; also adopts its ``run_states`` (frontend.run_states)."""
+        body = self._json("GET", "/meta")
+        if isinstance(body, dict):
+            run_states.update(body.get("run_states"))
+        return body
 
     def list_runs(self, *, status: str | None = None, comparison_id: int | None = None, limit: int = 200,
                   offset: int = 0) -> dict[str, Any]:

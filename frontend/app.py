@@ -12,7 +12,7 @@ import streamlit as st  # noqa: E402
 
 from frontend.live_chart import ensure_plotly_js  # noqa: E402
 from frontend.settings import get_settings  # noqa: E402
-from frontend.ui import PAGES  # noqa: E402
+from frontend.ui import PAGES, load_run_states  # noqa: E402
 
 ensure_plotly_js()  # live charts load Plotly from frontend/static/ (server.enableStaticServing)
 st.set_page_config(page_title="trustlab", page_icon="📉", layout="wide")
@@ -26,4 +26,5 @@ navigation = st.navigation([
 ])
 with st.sidebar:
     st.caption(f"trustlab · optimizers compared live · API {get_settings().api_url}")
+load_run_states()  # run states come from GET /api/meta, never from a copy in the UI
 navigation.run()

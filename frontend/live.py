@@ -6,7 +6,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from frontend.series import TERMINAL, append_points
+from frontend.run_states import is_terminal
+from frontend.series import append_points
 
 __all__ = ["LiveData", "TR_FIELDS", "chart_fields", "columns_frame"]
 
@@ -123,7 +124,7 @@ class LiveData:
                 self.evals[rid] = append_points(self.evals.get(rid), eframe, max_rows=self.history_points)
                 self._last_eval[rid] = int(eframe["step"].iloc[-1])
                 new += len(eframe)
-            terminal = run.get("status") in TERMINAL
+            terminal = is_terminal(run)
             if reconstructions and (eframe is not None or rid not in self.reconstructions or terminal):
                 self.reconstructions[rid] = client.reconstructions(rid)
                 self.requests += 1

@@ -10,9 +10,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from frontend.run_states import is_active, is_terminal  # noqa: F401 - is_active re-exported: views call series.is_active
+
 __all__ = [
-    "ACTIVE",
-    "TERMINAL",
     "X_AXES",
     "is_active",
     "append_points",
@@ -45,8 +45,6 @@ __all__ = [
     "tr_thresholds",
 ]
 
-ACTIVE = frozenset({"queued", "running"})
-TERMINAL = frozenset({"completed", "diverged", "failed", "cancelled", "interrupted"})
 
 # x-axis name -> (column in metric/eval points, axis title)
 X_AXES: dict[str, tuple[str, str]] = {
@@ -55,10 +53,6 @@ X_AXES: dict[str, tuple[str, str]] = {
     "wall time": ("wall_time", "Wall time (s)"),
     "steps": ("step", "Optimizer steps"),
 }
-
-
-def is_active(run: Mapping[str, Any]) -> bool:
-    return run.get("status") in ACTIVE
 
 
 def append_points(existing: pd.DataFrame | None, points: list[dict[str, Any]] | pd.DataFrame, *,
@@ -621,7 +615,7 @@ def finals_table(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[st
     labels = compact_labels(list(runs), optimizer_labels, key=series_key)
     rows = []
     for key, members in groups.items():
-        done = [r for r in members if r.get("status") in TERMINAL and final_result(r, "test_loss") is not None]
+        done = [r for r in members if is_terminal(r) and final_result(r, "test_loss") is not None]
         if not done:
             continue
         row: dict[str, Any] = {"setting": labels[key], "n": len(done),

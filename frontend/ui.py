@@ -1,14 +1,17 @@
 """Small Streamlit helpers shared by the pages: API calls with errors in words, run titles, the meta cache."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Mapping, TypeVar
 
 import streamlit as st
 
-from frontend import api_client
+from frontend import api_client, run_states
 from frontend.api_client import ApiError, ApiUnreachable
 
-__all__ = ["call", "show_api_error", "client", "meta", "run_title", "PAGES"]
+__all__ = ["call", "show_api_error", "client", "meta", "load_run_states", "run_title", "PAGES"]
+
+log = logging.getLogger("trustlab.ui")
 
 T = TypeVar("T")
 
@@ -51,6 +54,24 @@ def meta() -> Mapping[str, Any]:
     if "_meta" not in st.session_state:
         st.session_state["_meta"] = call(client().meta)
     return st.session_state["_meta"]
+
+
+def load_run_states() -> None:
+    """Adopt the API's run states once per session (pages that never call ``meta()`` need them too).
+
+    Without an API the pages say so themselves on their first call; here only a log line, and the
+    fallback of ``frontend.run_states`` stays until a later page load succeeds.
+    """
+    if st.session_state.get("_run_states_loaded"):
+        return
+    try:
+        if "_meta" not in st.session_state:
+            st.session_state["_meta"] = client().meta()
+    except (ApiUnreachable, ApiError) as exc:
+        log.warning("run states not loaded from the API yet: %s", exc)
+        return
+    run_states.update((st.session_state.get("_meta") or {}).get("run_states"))
+    st.session_state["_run_states_loaded"] = True
 
 
 def run_title(run: Mapping[str, Any]) -> str:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from backend import store
 from backend.deps import MAX_ID, ComparisonDep, SessionDep, wake_scheduler
-from backend.scheduler import log_path
+from backend.runner.scheduler import log_path
 from backend.schemas import (AnnotationPatch, ComparisonCreate, ComparisonCreated, ComparisonDetail,
                              ComparisonList)
 

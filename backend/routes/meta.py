@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import text
 
 from backend.deps import SettingsDep
+from backend.runner.states import states_metadata
 from backend.schemas import Health
 from trainer.registry import DATASETS, metadata
 
@@ -38,6 +39,6 @@ def health(request: Request) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/meta", summary="Optimizers, models, datasets (with availability) and presets")
+@router.get("/meta", summary="Optimizers, models, datasets (with availability), presets and run states")
 def meta(settings: SettingsDep) -> dict[str, Any]:
-    return metadata(dataset_availability(str(settings.data_dir)))
+    return {**metadata(dataset_availability(str(settings.data_dir))), "run_states": states_metadata()}

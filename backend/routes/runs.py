@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic_core import to_json
 
 from backend import store
-from backend.scheduler import log_path
+from backend.runner.scheduler import log_path
 from backend.deps import MAX_ID, ConnectionDep, RunDep, SessionDep, wake_scheduler
 from backend.schemas import AnnotationPatch, EvalPage, MetricColumns, MetricsPage, ReconstructionList, RunList, RunOut
 from backend.tables import ALL_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from backend.main import create_app
 from backend.settings import Settings
 from backend.tables import Run
-from backend.worker import StoreReporter, finish_run
+from backend.runner.worker import StoreReporter, finish_run
 
 FAKE_TRAINER = "tests.backend.fake_trainer:run"
 
@@ -28,7 +28,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"var_dir": tmp_path / "var", "database_url": f"sqlite:///{tmp_path / 'var' / 't.db'}",
                               "data_dir": tmp_path / "data", "scheduler": False, "gpus": "",
                               "max_concurrent_runs": 2, "poll_interval": 0.1, "cancel_grace_seconds": 3.0,
-                              "flush_seconds": 0.1, "trainer": FAKE_TRAINER}
+                              "flush_seconds": 0.1, "trainer": FAKE_TRAINER, "warm_workers": 1, "warm_datasets": ""}
     values.update(overrides)
     return Settings(**values)
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from backend.tables import Run
-from backend.worker import StoreReporter, finish_run
+from backend.runner.worker import StoreReporter, finish_run
 
 SPEC = {"name": "paired", "dataset": "fashion-mnist", "model": "mlp", "budget": {"backprops": 40},
         "seeds": [0, 1, 2], "train_subset": 512,

@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from backend.db import make_engine, migrate
-from backend.devices import SlotPlan
+from backend.runner.devices import SlotPlan
 from backend.main import create_app
-from backend.scheduler import Scheduler
+from backend.runner.scheduler import Scheduler
 from backend.tables import Run
 from tests.backend.conftest import MLP_RUN, make_settings, wait_for, wait_status
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from backend import devices
-from backend.devices import detect_gpus, plan_slots
+from backend.runner import devices
+from backend.runner.devices import detect_gpus, plan_slots
 from backend.settings import Settings
 
 

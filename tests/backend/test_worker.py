@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from backend import worker
+from backend.runner import worker
 from backend.settings import Settings
 from backend.tables import Run
-from backend.worker import StoreReporter, clean_json, final_status
+from backend.runner.worker import StoreReporter, clean_json, final_status
 from tests.backend.conftest import FAKE_TRAINER, MLP_RUN
 
 

@@ -1,4 +1,4 @@
-"""Smoke test of ``python -m backend.benchmark`` (small sizes), so the measurement script keeps working."""
+"""Smoke test of ``python -m bench.api_server_bench`` (small sizes), so the measurement script keeps working."""
 from __future__ import annotations
 
 import subprocess
@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.slow
 def test_benchmark_runs() -> None:
-    out = subprocess.run([sys.executable, "-m", "backend.benchmark", "--points", "3000", "--queries", "3",
+    out = subprocess.run([sys.executable, "-m", "bench.api_server_bench", "--points", "3000", "--queries", "3",
                           "--no-train"], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr

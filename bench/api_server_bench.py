@@ -1,6 +1,6 @@
 """Measure the store: the worker's batch-writer throughput, logging overhead of a real run, metrics query latency.
 
-Run ``python -m backend.benchmark [--points 200000] [--no-train]``; it uses a temporary SQLite store.
+Run ``python -m bench.api_server_bench [--points 200000] [--no-train]``; it uses a temporary SQLite store.
 """
 from __future__ import annotations
 
@@ -75,8 +75,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from backend import store
+    from backend.runner import lifecycle
     from backend.db import make_engine, make_session_factory, migrate
-    from backend.worker import StoreReporter
+    from backend.runner.worker import StoreReporter
     from trainer.config import RunConfig
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,9 +90,9 @@ def main() -> None:
             config = RunConfig.model_validate(body)
             with sessions() as session:
                 run = store.create_run(session, config)
-                run.status = "running"
                 session.commit()
-                return run.id, config
+            lifecycle.claim(engine, run.id)
+            return run.id, config
 
         # 1. The worker's batch writer: StoreReporter.on_step fed as fast as Python can (defaults 0.5 s / 500).
         run_id, _ = new_run({"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "tr-uniform"},

@@ -2,8 +2,8 @@
 
 Usage (with the API running, e.g. ``make api``)::
 
-    python -m backend.client_example                        # a 1-minute TR vs SGD vs Adam comparison
-    python -m backend.client_example --api http://host:8000 --budget-epochs 2 --seeds 0 1 2 --out results/
+    python -m examples.client_example                        # a 1-minute TR vs SGD vs Adam comparison
+    python -m examples.client_example --api http://host:8000 --budget-epochs 2 --seeds 0 1 2 --out results/
 
 It uses only HTTP (httpx), exactly what the UI sees; see docs/API.md for every route.
 """
@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 
-FINAL = {"completed", "diverged", "failed", "cancelled", "interrupted"}
 
 
 def _check(response: httpx.Response) -> Any:
@@ -42,6 +41,7 @@ def main() -> None:
     http = httpx.Client(base_url=args.api, timeout=30)
     _check(http.get("/api/health"))
     meta = _check(http.get("/api/meta"))
+    final = set(meta["run_states"]["terminal"])  # the API publishes its run states; never copy them
     fmnist = next(d for d in meta["datasets"] if d["name"] == "fashion-mnist")
     if not fmnist["available"]:
         print(f"note: Fashion-MNIST is not on the API machine yet ({fmnist['how_to_get']})")
@@ -73,7 +73,7 @@ def main() -> None:
                 latest_loss[run["id"]] = page["points"][-1]["train_loss"]
         print(" | ".join(f"{r['label']}: {r['status']} {100 * r['progress']:.0f}% loss {latest_loss.get(r['id'])}"
                          for r in runs))
-        if all(r["status"] in FINAL for r in runs):
+        if all(r["status"] in final for r in runs):
             break
         time.sleep(2)
 

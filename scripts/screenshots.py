@@ -2,7 +2,7 @@
 
 Usage (API and UI already running, e.g. ``make run``)::
 
-    python -m frontend.screenshots --ui http://127.0.0.1:8501 --api http://127.0.0.1:8000 --out docs
+    python -m scripts.screenshots --ui http://127.0.0.1:8501 --api http://127.0.0.1:8000 --out docs
 
 Needs playwright and a Chromium (``--chromium``, default /usr/bin/chromium). Launches TR RMSprop vs SGD vs Adam
 on Fashion-MNIST (MLP, optionally a training subset, a budget), waits for the runs to finish and saves

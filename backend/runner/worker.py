@@ -1,5 +1,7 @@
-"""Worker process: ``python -m backend.worker RUN_ID`` trains one stored run and writes its records back in batches.
+"""Worker process: ``python -m backend.runner.worker RUN_ID`` trains one stored run and writes its records back in batches.
 
+``python -m backend.runner.worker --warm`` is a warm worker of the local executor's pool: it imports the
+trainer and decodes datasets first, then waits for one run id on stdin, trains that run and exits.
 The scheduler claims the run (status "running") and starts this process; the worker reads the RunConfig
 from the store, calls the trainer with a ``StoreReporter`` and sets the final status. SIGTERM (or SIGINT)
 only sets a flag; the trainer sees it through ``should_stop()`` at the next step and ends the run, which
@@ -18,13 +20,23 @@ import time
 import traceback
 from typing import Any, Callable
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine, delete, insert, select, update
 
 from backend.rollup import BlockRollup
+from backend.runner import lifecycle
+from backend.runner.lifecycle import finish_run, outcome
+from backend.runner.states import RunState
 from backend.tables import (EVAL_COLUMNS, METRIC_COLUMNS, Evaluation, MetricBlock, Reconstruction, Run,
                             StepMetric, utcnow)
 
-__all__ = ["StoreReporter", "main", "final_status", "clean_json"]
+if TYPE_CHECKING:
+    from backend.settings import Settings
+
+__all__ = ["StoreReporter", "main", "warm_main", "train_run", "preload", "final_status", "finish_run", "clean_json",
+           "log_path"]
 
 _STEP_TABLE = StepMetric.__table__
 _EVAL_TABLE = Evaluation.__table__
@@ -63,20 +75,7 @@ def clean_json(value: Any) -> Any:
     return str(value)
 
 
-def final_status(summary: dict[str, Any], *, cancel_requested: bool, orphaned: bool) -> tuple[str, str | None]:
-    """Map the trainer's summary status to the store's (status, error)."""
-    status = summary.get("status")
-    message = summary.get("message") or None
-    if status == "completed":
-        return "completed", None
-    if status == "diverged":
-        return "diverged", message or f"diverged at step {summary.get('steps')}"
-    if status == "stopped":
-        if cancel_requested:
-            return "cancelled", f"cancelled on request at step {summary.get('steps', 0)}"
-        why = "its API process went away" if orphaned else "the API shut down"
-        return "interrupted", f"interrupted at step {summary.get('steps', 0)}: {why}"
-    return "failed", message or f"trainer ended with unknown status {status!r}"
+final_status = outcome  # the trainer's summary → the store's (state, error); defined in the lifecycle module
 
 
 class StoreReporter:
@@ -159,9 +158,8 @@ class StoreReporter:
 
     def on_finish(self, summary: dict[str, Any]) -> None:
         self.finish_records()
-        with self.engine.connect() as conn:
-            cancel_requested = bool(conn.scalar(select(Run.cancel_requested).where(Run.id == self.run_id)))
-        status, error = final_status(summary, cancel_requested=cancel_requested, orphaned=self.orphaned)
+        cancel_requested = lifecycle.cancel_requested(self.engine, self.run_id)
+        status, error = outcome(summary, cancel_requested=cancel_requested, orphaned=self.orphaned)
         finish_run(self.engine, self.run_id, status, error, clean_json(summary))
         self.finished = True
 
@@ -206,12 +204,9 @@ class StoreReporter:
         self.flush_time += time.perf_counter() - t0
 
 
-def finish_run(engine: Engine, run_id: int, status: str, error: str | None, summary: dict[str, Any] | None) -> bool:
-    """Set the final status of a run that is still "running" (never overwrite one set elsewhere)."""
-    with engine.begin() as conn:
-        done = conn.execute(update(Run).where(Run.id == run_id, Run.status == "running")
-                            .values(status=status, error=error, summary=summary, finished_at=utcnow())).rowcount
-    return bool(done)
+def log_path(settings: "Settings", run_id: int) -> Path:
+    """Where a worker's stdout and stderr go."""
+    return settings.log_dir / f"run-{run_id}.log"
 
 
 def _load_trainer(spec: str) -> Callable[..., dict[str, Any]]:
@@ -219,48 +214,36 @@ def _load_trainer(spec: str) -> Callable[..., dict[str, Any]]:
     return getattr(importlib.import_module(module), name or "run")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train run ``argv[0]``. Exit codes: 0 trained (any final status) or nothing to do, 1 worker error, 2 usage."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m backend.worker RUN_ID", file=sys.stderr)
-        return 2
-    run_id = int(args[0])
-    parent_pid = os.getppid()
-
+def train_run(run_id: int, settings: "Settings", stop: threading.Event, *, parent_pid: int | None,
+              train: Callable[..., dict[str, Any]] | None = None) -> int:
+    """Train stored run ``run_id`` in this process and set its final state. Exit code: 0 trained (any final
+    state) or nothing to do, 1 worker error, 2 no such run."""
     from backend.db import make_engine
-    from backend.settings import Settings
     from trainer.config import RunConfig
 
-    settings = Settings()
     engine = make_engine(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     try:
-        with engine.begin() as conn:
-            run = conn.execute(select(Run.status, Run.config).where(Run.id == run_id)).first()
-            if run is None:
-                print(f"run {run_id} not found in {settings.resolved_database_url}", file=sys.stderr)
-                return 2
-            if run.status == "queued":  # started by hand rather than by the scheduler
-                conn.execute(update(Run).where(Run.id == run_id, Run.status == "queued")
-                             .values(status="running", started_at=utcnow()))
-            elif run.status != "running":
-                print(f"run {run_id} is {run.status}; nothing to do", file=sys.stderr)
-                return 0
-            conn.execute(update(Run).where(Run.id == run_id).values(pid=os.getpid()))
+        state = lifecycle.claim_by_hand(engine, run_id)  # no-op when the scheduler claimed it
+        if state is None:
+            print(f"run {run_id} not found in {settings.resolved_database_url}", file=sys.stderr)
+            return 2
+        if state != RunState.RUNNING:
+            print(f"run {run_id} is {state.value}; nothing to do", file=sys.stderr)
+            return 0
+        lifecycle.record_worker(engine, run_id, pid=os.getpid())
+        with engine.connect() as conn:
+            stored = conn.scalar(select(Run.config).where(Run.id == run_id))
         try:
-            config = RunConfig.model_validate(run.config)
+            config = RunConfig.model_validate(stored)
         except ValueError as exc:
-            finish_run(engine, run_id, "failed", f"stored config is no longer valid: {exc}", None)
+            finish_run(engine, run_id, RunState.FAILED, f"stored config is no longer valid: {exc}", None)
             return 0
         if settings.pinned_gpu is not None and config.device.startswith("cuda:"):
             config = config.model_copy(update={"device": "cuda"})  # CUDA_VISIBLE_DEVICES shows one GPU
         reporter = StoreReporter(engine, run_id, stop, flush_seconds=settings.flush_seconds,
                                  flush_records=settings.flush_records, parent_pid=parent_pid,
                                  torch_threads=settings.torch_threads)
-        train = _load_trainer(settings.trainer)
+        train = train or _load_trainer(settings.trainer)
         summary = train(config, reporter, data_dir=str(settings.data_dir))
         if not reporter.finished:  # a trainer that returned without on_finish
             reporter.on_finish(summary if isinstance(summary, dict) else {"status": "failed",
@@ -269,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the run must not stay "running"
         traceback.print_exc()
         try:
-            finish_run(engine, run_id, "failed", f"worker error: {type(exc).__name__}: {exc}",
+            finish_run(engine, run_id, RunState.FAILED, f"worker error: {type(exc).__name__}: {exc}",
                        {"traceback": traceback.format_exc()})
         except Exception as store_exc:  # noqa: BLE001 - store unreachable: say so on stderr, which the scheduler tails
             print(f"worker {run_id}: could not record the failure in the store: "
@@ -277,6 +260,105 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         engine.dispose()
+
+
+def preload(settings: "Settings") -> list[str]:
+    """Warm a worker: import the training function, decode the configured datasets through ``trainer.data``'s
+    public loader (kept in this process), and train a tiny run per dataset (one first-order and one TR step
+    on 64 samples, records discarded) so that lazy imports and first-call initialisation are paid now,
+    not by the next real run. Returns the datasets warmed."""
+    _load_trainer(settings.trainer)
+    names = [n.strip() for n in settings.warm_datasets.split(",") if n.strip()]
+    if not names:
+        return []
+    import trainer
+    from trainer.config import RunConfig
+    from trainer.data import dataset_available, load_dataset
+    from trainer.registry import MODELS
+
+    device = "cpu" if settings.pinned_gpu is None else "cuda"
+    loaded = []
+    for name in names:
+        if not dataset_available(name, settings.data_dir):
+            print(f"warm worker: dataset {name!r} is not on this machine; not preloaded", flush=True)
+            continue
+        _PRELOADED.append(load_dataset(name, settings.data_dir, download=False))
+        model = next((m for m, spec in MODELS.items() if name in spec.datasets), None)
+        for optimizer in ("sgd", "tr-uniform") if model else ():
+            config = RunConfig.model_validate({
+                "dataset": name, "model": model, "optimizer": {"name": optimizer}, "budget": {"backprops": 2},
+                "train_subset": 64, "test_subset": 64, "eval_train_size": 64, "batch_size": 32, "device": device})
+            summary = trainer.run(config, None, data_dir=str(settings.data_dir))
+            if summary.get("status") != "completed":
+                print(f"warm worker: warm-up run on {name} ended {summary.get('status')}: {summary.get('message')}",
+                      flush=True)
+        loaded.append(name)
+    return loaded
+
+
+_PRELOADED: list[Any] = []  # decoded datasets of a warm worker (trainer.data caches by path when it can)
+
+
+def _redirect_output(path: Path) -> None:
+    """Send this process's stdout and stderr (fds 1 and 2) to ``path`` from now on."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+
+
+def warm_main() -> int:
+    """A warm worker: import and preload, then wait for one run id on stdin, train it, exit.
+
+    SIGTERM while idle ends the process at once; while training it asks the trainer to stop (as for a
+    cold worker). End of stdin (the pool closed it, or the API died) ends it too.
+    """
+    from backend.settings import Settings
+
+    stop = threading.Event()
+    busy = threading.Event()
+
+    def on_signal(*_: Any) -> None:
+        if not busy.is_set():
+            os._exit(0)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    parent_pid = os.getppid()
+    settings = Settings()
+    t0 = time.perf_counter()
+    loaded = preload(settings)
+    print(f"warm worker {os.getpid()}: ready in {time.perf_counter() - t0:.2f} s (datasets: {loaded or 'none'})",
+          flush=True)
+    line = sys.stdin.readline().strip()
+    if not line.isdigit():
+        return 0
+    busy.set()
+    run_id = int(line)
+    _redirect_output(log_path(settings, run_id))
+    return train_run(run_id, settings, stop, parent_pid=parent_pid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``RUN_ID``: train that run; ``--warm``: a warm worker (see ``warm_main``). Exit code 2: usage."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--warm"]:
+        return warm_main()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: python -m backend.runner.worker RUN_ID | --warm", file=sys.stderr)
+        return 2
+    from backend.settings import Settings
+
+    return train_run(int(args[0]), Settings(), stop, parent_pid=os.getppid())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Examples of using trustlab over its REST API."""
