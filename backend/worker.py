@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from typing import Any, Callable
 
 from sqlalchemy import Engine, delete, insert, select, update
@@ -231,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     run_id = int(args[0])
     parent_pid = os.getppid()
 
+    from backend import limits
     from backend.db import make_engine
     from backend.settings import Settings
-    from trainer.config import RunConfig
+    from trainer.config import from_stored
 
     settings = Settings()
     engine = make_engine(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             conn.execute(update(Run).where(Run.id == run_id).values(pid=os.getpid()))
         try:
-            config = RunConfig.model_validate(run.config)
+            config = from_stored(run.config)
         except ValueError as exc:
             finish_run(engine, run_id, "failed", f"stored config is no longer valid: {exc}", None)
             return 0
@@ -260,17 +260,16 @@ def main(argv: list[str] | None = None) -> int:
         reporter = StoreReporter(engine, run_id, stop, flush_seconds=settings.flush_seconds,
                                  flush_records=settings.flush_records, parent_pid=parent_pid,
                                  torch_threads=settings.torch_threads)
+        reporter = limits.prepare_worker(settings, config, reporter)
         train = _load_trainer(settings.trainer)
-        summary = train(config, reporter, data_dir=str(settings.data_dir))
+        summary = train(config, reporter, data_dir=str(settings.data_dir), download=settings.download)
         if not reporter.finished:  # a trainer that returned without on_finish
             reporter.on_finish(summary if isinstance(summary, dict) else {"status": "failed",
                                                                           "message": "trainer returned no summary"})
         return 0
     except Exception as exc:  # noqa: BLE001 - the run must not stay "running"
-        traceback.print_exc()
         try:
-            finish_run(engine, run_id, "failed", f"worker error: {type(exc).__name__}: {exc}",
-                       {"traceback": traceback.format_exc()})
+            finish_run(engine, run_id, "failed", limits.worker_error(exc, settings.worker_memory_gb), None)
         except Exception as store_exc:  # noqa: BLE001 - store unreachable: say so on stderr, which the scheduler tails
             print(f"worker {run_id}: could not record the failure in the store: "
                   f"{type(store_exc).__name__}: {store_exc}", file=sys.stderr)

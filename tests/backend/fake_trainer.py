@@ -12,7 +12,7 @@ import sys
 import time
 
 
-def run(config, reporter, *, data_dir=None):  # noqa: ANN001 - mirrors trainer.run
+def run(config, reporter, *, data_dir=None, download=True):  # noqa: ANN001 - mirrors trainer.run
     reporter.on_start({"device": "cpu", "num_parameters": 10, "task": "classification"})
     seed, budget = config.seed, config.budget
     summary = {"status": "completed", "message": "budget reached", "steps": 0}
