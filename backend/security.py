@@ -17,6 +17,8 @@ import json
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
+from starlette.exceptions import HTTPException
+
 from backend.settings import Settings, is_loopback
 
 __all__ = ["RequestGate", "PUBLIC_PATHS", "UNSAFE_METHODS"]
@@ -31,8 +33,8 @@ PUBLIC_PATHS = frozenset({"/api/health"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive`` while a body streams in; FastAPI passes HTTPExceptions through to a 413 answer."""
 
 
 def _arrived_remotely(scope: Scope) -> bool:
@@ -92,7 +94,7 @@ class RequestGate:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(413, self._too_large())
             return message
 
         async def tracked_send(message: Message) -> None:
