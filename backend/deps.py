@@ -28,7 +28,7 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_connection(session: Annotated[Session, Depends(get_session)]) -> Connection:
+def get_connection(session: Annotated[Session, Depends(get_session, scope="function")]) -> Connection:
     """The request session's own connection (never a second one from the pool)."""
     return session.connection()
 
@@ -37,7 +37,9 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session (and its connection) closes as soon as the route returns, not after the
+# response has been sent to a possibly slow client.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ConnectionDep = Annotated[Connection, Depends(get_connection)]
 

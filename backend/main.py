@@ -51,6 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(engine)
         app.state.settings = settings
         app.state.engine = engine
+        # Health checks have their own connection: a pool drained by readers never makes the API look dead.
+        app.state.health_engine = make_engine(settings.resolved_database_url, busy_timeout_ms=5000, pool_size=1,
+                                              pool_timeout=settings.pool_timeout_seconds)
         app.state.sessions = make_session_factory(engine)
         scheduler = Scheduler(settings, engine) if settings.scheduler else None
         app.state.scheduler = scheduler
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if scheduler is not None:
                 await run_in_threadpool(scheduler.stop)
             engine.dispose()
+            app.state.health_engine.dispose()
             os.umask(old_umask)
 
     app = FastAPI(title="trustlab", version="0.1.0", lifespan=lifespan,

@@ -7,10 +7,16 @@ Every HTTP request passes here before routing. Order of checks and their answers
   403 a state-changing request (POST/PUT/PATCH/DELETE) from another origin (Origin / Sec-Fetch-Site), unless the
       origin is in ``cors_origins``;
   415 a body on a state-changing request that is not ``application/json``;
-  413 a body larger than ``max_body_bytes`` (by Content-Length, or counted while it streams in).
+  413 a body larger than ``max_body_bytes`` (by Content-Length, or counted while it streams in);
+  503 (Retry-After) when a request waited ``queue_seconds`` for one of the ``2 x pool_size`` request slots.
+
+The slots bound the requests in flight to the store connections there are, so a request never holds a
+connection while it waits for a thread (which drained the pool before): excess requests wait here, holding
+nothing. /api/health needs no slot.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -70,6 +76,8 @@ class RequestGate:
         self.any_host = "*" in self.hosts
         self.origins = set(settings.cors_origin_list)
         self.max_body = settings.max_body_bytes
+        self.slots = asyncio.Semaphore(2 * settings.pool_size)
+        self.queue_seconds = settings.queue_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,6 +89,20 @@ class RequestGate:
             status, message, extra = problem
             await _answer(send, status, message, extra)
             return
+        if scope.get("path") in PUBLIC_PATHS:
+            await self._forward(scope, receive, send, headers)
+            return
+        try:
+            await asyncio.wait_for(self.slots.acquire(), self.queue_seconds)
+        except TimeoutError:
+            await _answer(send, 503, "the API is busy; retry in a second", {"retry-after": "1"})
+            return
+        try:
+            await self._forward(scope, receive, send, headers)
+        finally:
+            self.slots.release()
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         if scope["method"] not in UNSAFE_METHODS and "content-length" not in headers \
                 and "transfer-encoding" not in headers:
             await self.app(scope, receive, send)

@@ -78,7 +78,11 @@ class Settings(BaseSettings):
                     "memory estimate; default 75% of physical memory")
     pool_timeout_seconds: float = Field(default=3.0, gt=0, le=60,
                                         description="wait this long for a free store connection, then answer 503")
-    pool_size: int = Field(default=20, ge=1, le=1000, description="store connections kept open by the API")
+    pool_size: int = Field(default=20, ge=1, le=1000,
+                           description="store connections kept open by the API (as many again may overflow); "
+                                       "at most 2 x pool_size requests are served at once")
+    queue_seconds: float = Field(default=10.0, gt=0, le=600,
+                                 description="a request waits this long for a free slot, then gets 503")
     max_concurrent_runs: int | None = Field(
         default=None, ge=1, le=1024, description="runs training at once; default one per GPU, else per core (max 4)")
     gpus: str | None = Field(

@@ -42,7 +42,7 @@ def _store_check(engine) -> None:  # noqa: ANN001 - an Engine
             responses={503: {"description": "the run store is unreachable or busy"}})
 async def health(request: Request) -> dict[str, str]:
     try:
-        await anyio.to_thread.run_sync(_store_check, request.app.state.engine, limiter=_HEALTH_THREADS)
+        await anyio.to_thread.run_sync(_store_check, request.app.state.health_engine, limiter=_HEALTH_THREADS)
     except Exception as exc:  # noqa: BLE001 - report an unreachable store as 503, not 500
         raise HTTPException(503, f"run store unreachable: {type(exc).__name__}") from None
     return {"status": "ok"}
