@@ -24,14 +24,14 @@ run: venv
 	@mkdir -p var
 	@echo "trustlab: API on http://$(API_HOST):$(API_PORT) (docs at /docs), UI on http://127.0.0.1:$(UI_PORT)"
 	@trap 'kill 0' EXIT INT TERM; \
-	$(PY) -m uvicorn backend.main:app --host $(API_HOST) --port $(API_PORT) & \
+	TRUSTLAB_HOST=$(API_HOST) TRUSTLAB_PORT=$(API_PORT) $(PY) -m backend.serve & \
 	$(PY) -m streamlit run frontend/app.py --server.address 127.0.0.1 --server.port $(UI_PORT) \
 	  --server.headless true --browser.gatherUsageStats false & \
 	wait
 
 api: venv
 	@mkdir -p var
-	$(PY) -m uvicorn backend.main:app --host $(API_HOST) --port $(API_PORT)
+	TRUSTLAB_HOST=$(API_HOST) TRUSTLAB_PORT=$(API_PORT) $(PY) -m backend.serve
 
 test: venv
 	$(PY) -m pytest -q

@@ -1,18 +1,26 @@
-"""FastAPI dependencies: store sessions and the one place where unknown ids become 404s."""
+"""FastAPI dependencies: store sessions and the one place where unknown ids become 404s.
+
+A request holds at most one store connection: the session's, which the connection dependency reuses.
+"""
 from __future__ import annotations
 
 from typing import Annotated, Iterator
 
 from fastapi import Depends, HTTPException, Path, Request
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
+from backend.errors import QueueFull
+from backend.limits import check_fits
 from backend.settings import Settings
 from backend.tables import Comparison, Run
+from trainer.config import RunConfig
 
-__all__ = ["SessionDep", "ConnectionDep", "SettingsDep", "RunDep", "ComparisonDep", "MAX_ID", "wake_scheduler"]
+__all__ = ["SessionDep", "ConnectionDep", "SettingsDep", "RunDep", "ComparisonDep", "MAX_ID", "MAX_PAGE", "wake_scheduler",
+           "admit_runs"]
 
 MAX_ID = 2**63 - 1
+MAX_PAGE = 500  # most items per list page
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -20,18 +28,20 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_connection(request: Request) -> Iterator[Connection]:
-    with request.app.state.engine.connect() as conn:
-        yield conn
+def get_connection(session: Annotated[Session, Depends(get_session, scope="function")]) -> Connection:
+    """The request session's own connection (never a second one from the pool)."""
+    return session.connection()
 
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
-ConnectionDep = Annotated[Connection, Depends(get_connection)]
+# scope="function": the session (and its connection) closes as soon as the route returns, not after the
+# response has been sent to a possibly slow client.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ConnectionDep = Annotated[Connection, Depends(get_connection)]
 
 
 def get_run(run_id: Annotated[int, Path(ge=0, le=MAX_ID, description="run id")], session: SessionDep) -> Run:
@@ -58,3 +68,27 @@ def wake_scheduler(request: Request) -> None:
     scheduler = getattr(request.app.state, "scheduler", None)
     if scheduler is not None:
         scheduler.wake()
+
+
+def admit_runs(request: Request, session: Session, configs: list[RunConfig]) -> None:
+    """Refuse runs before anything is stored: too many for one request (422), the queue is full (429), or a
+    run clearly cannot fit in a CPU worker's memory (422, naming the estimate and the setting)."""
+    settings: Settings = request.app.state.settings
+    if len(configs) > settings.max_runs_per_comparison:
+        raise HTTPException(422, [{"loc": ["body"], "type": "value_error", "msg": (
+            f"{len(configs)} runs requested (seeds x optimizers); at most {settings.max_runs_per_comparison} "
+            "(setting TRUSTLAB_MAX_RUNS_PER_COMPARISON)")}])
+    queued = session.scalar(select(func.count()).select_from(Run).where(Run.status == "queued")) or 0
+    if queued + len(configs) > settings.max_queued_runs:
+        raise QueueFull(f"{queued} runs are queued and this request adds {len(configs)}; at most "
+                        f"{settings.max_queued_runs} may wait (setting TRUSTLAB_MAX_QUEUED_RUNS). Wait for runs "
+                        "to start or cancel some")
+    scheduler = getattr(request.app.state, "scheduler", None)
+    gpus = bool(scheduler is not None and scheduler.plan.gpus)
+    for config in configs:
+        if config.device == "cpu" or not gpus:
+            try:
+                check_fits(config, settings.worker_memory_gb)
+            except ValueError as exc:
+                raise HTTPException(422, [{"loc": ["body", "batch_size"], "type": "value_error",
+                                           "msg": str(exc)}]) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import threading
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -12,12 +13,16 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from backend.db import make_engine, make_session_factory, migrate
+from backend.db import make_engine, make_session_factory, migrate, private_dir
+from backend.errors import COMMON_RESPONSES, QueueFull
 from backend.routes import api_router
 from backend.routes.meta import dataset_availability
 from backend.runner.scheduler import Scheduler
+from backend.security import RequestGate
 from backend.settings import Settings, get_settings
 from backend.store import Conflict
 
@@ -37,10 +42,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        settings.check_bind()  # a non-loopback bind without a token refuses to start
+        old_umask = os.umask(0o077)  # store, logs and worker files: owner-only (workers inherit it)
+        private_dir(settings.var_dir.resolve())
+        private_dir(settings.log_dir)
+        engine = make_engine(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+                             pool_size=settings.pool_size, pool_timeout=settings.pool_timeout_seconds)
         migrate(engine)
         app.state.settings = settings
         app.state.engine = engine
+        # Health checks have their own connection: a pool drained by readers never makes the API look dead.
+        app.state.health_engine = make_engine(settings.resolved_database_url, busy_timeout_ms=5000, pool_size=1,
+                                              pool_timeout=settings.pool_timeout_seconds)
         app.state.sessions = make_session_factory(engine)
         scheduler = Scheduler(settings, engine) if settings.scheduler else None
         app.state.scheduler = scheduler
@@ -56,15 +69,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if scheduler is not None:
                 await run_in_threadpool(scheduler.stop)
             engine.dispose()
+            app.state.health_engine.dispose()
+            os.umask(old_umask)
 
     app = FastAPI(title="trustlab", version="0.1.0", lifespan=lifespan,
                   description="Launch and watch optimizer runs (trust-region and first-order). "
                               "Contract: docs/API.md.")
-    app.include_router(api_router)
+    app.include_router(api_router, responses=COMMON_RESPONSES)
+    app.add_middleware(RequestGate, settings=settings)  # Host, token, origin, content type, body size
+    if settings.cors_origin_list:  # outside the gate, so browsers' preflight requests get their answer
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=False,
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
 
     @app.exception_handler(Conflict)
     async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(QueueFull)
+    async def _queue_full(_request: Request, exc: QueueFull) -> JSONResponse:
+        return JSONResponse(status_code=429, content={"detail": str(exc)}, headers={"Retry-After": "60"})
+
+    @app.exception_handler(PoolTimeout)
+    async def _busy(_request: Request, _exc: PoolTimeout) -> JSONResponse:
+        return JSONResponse(status_code=503, headers={"Retry-After": "1"},
+                            content={"detail": "the API is busy (no free store connection); retry in a second"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -86,26 +114,29 @@ def _warm_up(data_dir: str) -> None:
     _freeze_startup_objects()
 
 
-def _finite_json(value: Any) -> Any:
-    """``value`` with NaN/inf floats (a body may carry them) as strings, so the 422 echo is valid JSON."""
+_ECHO_CHARS = 200
+
+
+def _echo(value: Any) -> Any:
+    """A refused input as it can be shown back: JSON-safe (NaN/Infinity as strings) and short."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_json(v) for v in value]
-    return value
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value if not isinstance(value, int) or abs(value) < 10**18 else str(value)[:40]
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= _ECHO_CHARS else text[:_ECHO_CHARS] + f"... ({len(text)} characters)"
 
 
 def _plain_errors(errors: Any) -> list[dict[str, Any]]:
-    """FastAPI's 422 list with exception objects in ``ctx`` turned into their messages."""
+    """FastAPI's 422 list made JSON-safe: exception objects in ``ctx`` become their messages, inputs are echoed
+    short and without NaN/Infinity (which JSON cannot carry)."""
     out = []
     for error in errors:
         error = dict(error)
-        if "input" in error:
-            error["input"] = _finite_json(error["input"])
         if isinstance(error.get("ctx"), dict):
-            error["ctx"] = {k: str(v) if isinstance(v, BaseException) else v for k, v in error["ctx"].items()}
+            error["ctx"] = {k: _echo(str(v) if isinstance(v, BaseException) else v) for k, v in error["ctx"].items()}
+        if "input" in error:
+            error["input"] = _echo(error["input"])
         out.append(error)
     return out
 

@@ -8,7 +8,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConst
                       field_validator, model_validator)
 
 from backend.runner.states import RunState
-from trainer.config import Budget, EvalEvery, OptimizerConfig, RunConfig
+from trainer.config import MAX_SAMPLES, Budget, EvalEvery, Guards, OptimizerConfig, RunConfig
 from trainer.registry import OPTIMIZERS, model_fits_dataset, optimizer_label
 
 __all__ = ["UtcDatetime", "RunOut", "RunList", "ComparisonOut", "ComparisonDetail", "ComparisonList",
@@ -17,7 +17,7 @@ __all__ = ["UtcDatetime", "RunOut", "RunList", "ComparisonOut", "ComparisonDetai
            "MAX_BATCH_RUNS", "MAX_BATCH_POINTS", "MAX_RUNS_PER_COMPARISON", "run_label", "AnnotationPatch",
            "MAX_TAGS", "MAX_NOTE_CHARS"]
 
-MAX_RUNS_PER_COMPARISON = 200
+MAX_RUNS_PER_COMPARISON = 200  # the default of Settings.max_runs_per_comparison (checked in backend.deps.admit_runs)
 
 
 def _utc_iso(value: datetime | None) -> str | None:
@@ -131,31 +131,38 @@ BatchSize = Annotated[int, Field(ge=1, le=65536)]
 class ComparisonCreate(BaseModel):
     """One run per optimizer and seed; runs with the same seed share initial weights and data order."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str = Field(min_length=1, max_length=200)
-    dataset: str
-    model: str
+    dataset: RunConfig.model_fields["dataset"].annotation = Field(  # type: ignore[valid-type]
+        description="fashion-mnist | mnist | cifar10")
+    model: RunConfig.model_fields["model"].annotation = Field(  # type: ignore[valid-type]
+        description="mlp | resnet18 | autoencoder | conv-autoencoder")
     budget: Budget
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=100)
     optimizers: list[ComparisonOptimizer] = Field(min_length=1, max_length=50)
     batch_sizes: dict[Literal["first-order", "second-order"], BatchSize] | None = None
-    eval_every: int | EvalEvery | None = Field(default=None, union_mode="left_to_right",
-                                               description="shared by every run: N steps, or {\"epochs\": x} / "
-                                                           "{\"backprops\": N}; default ~50 per run")
-    train_subset: int | None = Field(default=None, ge=1)
-    test_subset: int | None = Field(default=None, ge=1)
-    eval_train_size: int | None = Field(default=None, ge=1)
+    eval_every: Annotated[int, Field(ge=1, le=1_000_000)] | EvalEvery | None = Field(
+        default=None, union_mode="left_to_right",
+        description="shared by every run: N steps, or {\"epochs\": x} / {\"backprops\": N}; default ~50 per run")
+    train_subset: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
+    test_subset: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
+    eval_train_size: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
     num_reconstructions: int | None = Field(default=None, ge=1, le=16)
-    device: str | None = None
+    device: str | None = Field(default=None, max_length=16)
+    guards: Guards | None = Field(default=None, description="guard thresholds for every run (RunConfig.guards)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("model"), str) and isinstance(data.get("dataset"), str):
+            model_fits_dataset(data["model"], data["dataset"])
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "ComparisonCreate":
         model_fits_dataset(self.model, self.dataset)
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
-        total = len(self.seeds) * len(self.optimizers)
-        if total > MAX_RUNS_PER_COMPARISON:
-            raise ValueError(f"{total} runs requested (seeds x optimizers); at most {MAX_RUNS_PER_COMPARISON}")
         try:
             self.run_configs()
         except ValidationError as exc:
@@ -165,7 +172,8 @@ class ComparisonCreate(BaseModel):
     def run_configs(self) -> list[tuple[RunConfig, str]]:
         """(RunConfig, label) per optimizer and seed, seeds outermost."""
         shared = {k: getattr(self, k) for k in ("eval_every", "train_subset", "test_subset", "eval_train_size",
-                                                  "num_reconstructions", "device") if getattr(self, k) is not None}
+                                                  "num_reconstructions", "device", "guards")
+                  if getattr(self, k) is not None}
         out = []
         for seed in self.seeds:
             for opt in self.optimizers:

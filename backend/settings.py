@@ -1,15 +1,37 @@
 """Backend settings from ``TRUSTLAB_*`` environment variables: the only reader of os.environ in the backend."""
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings", "cpu_count"]
+__all__ = ["Settings", "get_settings", "cpu_count", "total_memory_gb", "is_loopback", "LOOPBACK_NAMES"]
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, brackets allowed) is this machine's loopback interface only."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def total_memory_gb() -> float:
+    """Physical memory of this machine in GiB (Linux sysconf; 8 when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux
+        return 8.0
 
 
 def cpu_count() -> int:
@@ -32,7 +54,36 @@ class Settings(BaseSettings):
     var_dir: Path = Field(default=Path("var"), description="folder for the default SQLite store and worker logs")
     database_url: str | None = Field(
         default=None, description="any SQLAlchemy URL; default sqlite:///<var_dir>/trustlab.db")
-    data_dir: Path = Field(default=Path("data"), description="dataset folder handed to the trainer")
+    data_dir: Path = Field(default=Path("data"), description="dataset folder handed to the trainer (server only)")
+    download: bool = Field(default=True, description="let torchvision download a missing dataset when online")
+    host: str = Field(default="127.0.0.1", max_length=255,
+                      description="address the API binds to (python -m backend.serve, make run); anything but "
+                                  "loopback requires api_token")
+    port: int = Field(default=8000, ge=1, le=65535, description="port the API binds to")
+    api_token: SecretStr | None = Field(
+        default=None, description="bearer token required on every route but /api/health (required when host is "
+                                  "not loopback; optional on loopback, and enforced when set)")
+    allowed_hosts: str = Field(default="", max_length=4096,
+                               description="extra Host header names accepted, comma-separated (loopback names and "
+                                           "host are always accepted); * accepts any")
+    cors_origins: str = Field(default="", max_length=4096,
+                              description="origins allowed to call the API from a browser (CORS), comma-separated; "
+                                          "default none")
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, le=1_000_000_000, description="largest request body")
+    max_queued_runs: int = Field(default=1000, ge=1, le=1_000_000, description="most runs waiting in the queue")
+    max_runs_per_comparison: int = Field(default=200, ge=1, le=5000,
+                                         description="most runs one comparison (or sweep) may create")
+    worker_memory_gb: float = Field(
+        default_factory=lambda: round(max(1.0, 0.75 * total_memory_gb()), 1), gt=0, le=1_000_000,
+        description="address-space limit of a worker process (RLIMIT_AS) in GiB, and the budget of the up-front "
+                    "memory estimate; default 75% of physical memory")
+    pool_timeout_seconds: float = Field(default=3.0, gt=0, le=60,
+                                        description="wait this long for a free store connection, then answer 503")
+    pool_size: int = Field(default=20, ge=1, le=1000,
+                           description="store connections kept open by the API (as many again may overflow); "
+                                       "at most 2 x pool_size requests are served at once")
+    queue_seconds: float = Field(default=10.0, gt=0, le=600,
+                                 description="a request waits this long for a free slot, then gets 503")
     max_concurrent_runs: int | None = Field(
         default=None, ge=1, le=1024, description="runs training at once; default one per GPU, else per core (max 4)")
     gpus: str | None = Field(
@@ -78,6 +129,30 @@ class Settings(BaseSettings):
         return url
 
     @property
+    def host_names(self) -> set[str]:
+        """Host header names accepted (lower case, no port): loopback names, ``host`` and ``allowed_hosts``."""
+        names = {*LOOPBACK_NAMES, "[::1]", self.host.strip().lower()}
+        names.update(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
+        return names
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def token(self) -> str | None:
+        value = self.api_token.get_secret_value() if self.api_token is not None else ""
+        return value or None
+
+    def check_bind(self) -> None:
+        """Refuse a non-loopback ``host`` without ``api_token`` (raises ValueError saying what to set)."""
+        if not is_loopback(self.host) and self.token is None:
+            raise ValueError(f"Invalid configuration: the API would listen on {self.host!r}, which is reachable from "
+                             "other machines, without authentication. Set TRUSTLAB_API_TOKEN to a long random "
+                             "secret (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or bind "
+                             "to 127.0.0.1.")
+
+    @property
     def log_dir(self) -> Path:
         return self.var_dir.resolve() / "logs"
 
@@ -93,6 +168,8 @@ class Settings(BaseSettings):
             "TRUSTLAB_SQLITE_BUSY_TIMEOUT_MS": str(self.sqlite_busy_timeout_ms),
             "TRUSTLAB_TRAINER": self.trainer,
             "TRUSTLAB_WARM_DATASETS": self.warm_datasets,
+            "TRUSTLAB_DOWNLOAD": "1" if self.download else "0",
+            "TRUSTLAB_WORKER_MEMORY_GB": str(self.worker_memory_gb),
             "PYTHONUNBUFFERED": "1",
         })
         for key, value in overrides.items():

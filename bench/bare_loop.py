@@ -21,12 +21,11 @@ __all__ = ["overhead_config", "bare_epoch", "main"]
 SEED, BATCH, LR = 0, 128, 0.1
 
 
-def overhead_config(data_dir: str | None = None) -> dict[str, Any]:
+def overhead_config() -> dict[str, Any]:
     """The RunConfig of the logging-overhead comparison (evaluation shrunk to one sample: not training)."""
     return {"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "sgd", "hyperparameters": {"lr": LR}},
             "budget": {"epochs": 1}, "batch_size": BATCH, "eval_every": 1_000_000, "eval_train_size": 1,
-            "test_subset": 1, "seed": SEED, "device": "cpu", "download": False,
-            **({"data_dir": data_dir} if data_dir else {})}
+            "test_subset": 1, "seed": SEED, "device": "cpu"}
 
 
 def bare_epoch(data_dir: str) -> dict[str, Any]:
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ.pop(hooks.TIMING_DIR_ENV, None)
         wrapper = hooks.TimingReporter(NullReporter())
-        summary = hooks.run(overhead_config(), wrapper, data_dir=data_dir)
+        summary = hooks.run(overhead_config(), wrapper, data_dir=data_dir, download=False)
         t = wrapper.timings(summary)
         out = {"train_seconds": t["train_seconds"], "train_cpu_seconds": t["train_cpu_seconds"],
                "steps": summary["steps"],

@@ -69,12 +69,12 @@ class TimingReporter:
         }
 
 
-def timed_run(config: Any, reporter: Any = None, *, data_dir: Any = None) -> dict[str, Any]:
+def timed_run(config: Any, reporter: Any = None, *, data_dir: Any = None, download: bool = True) -> dict[str, Any]:
     """``trainer.run`` with timings; written to ``$BENCH_TIMING_DIR/<pid>.json`` when that is set."""
     from trainer.reporting import NullReporter
 
     wrapper = TimingReporter(reporter if reporter is not None else NullReporter())
-    summary = run(config, wrapper, data_dir=data_dir)
+    summary = run(config, wrapper, data_dir=data_dir, download=download)
     folder = os.environ.get(TIMING_DIR_ENV)
     if folder:
         path = Path(folder) / f"{os.getpid()}.json"

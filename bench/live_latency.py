@@ -38,7 +38,7 @@ def measure_live_latency(*, device: str = "cpu", seconds: float = 8.0, poll: flo
         timing_dir.mkdir()
         env = bench_environment(tmp, TRUSTLAB_TRAINER="bench.hooks:timed_run", **{TIMING_DIR_ENV: str(timing_dir)})
         config = {"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "tr-rmsprop"},
-                  "budget": {"seconds": seconds}, "device": device, "download": False}
+                  "budget": {"seconds": seconds}, "device": device}
         seen: dict[int, float] = {}
         with ApiServer(tmp, env=env) as api, httpx.Client(base_url=api.url, timeout=30.0) as client:
             t_post = time.time()

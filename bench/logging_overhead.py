@@ -58,7 +58,7 @@ def measure_logging_overhead(*, repeats: int = 5, device: str = "cpu") -> tuple[
             for kind in order:
                 out = tmp / f"{kind}-{i}.json"
                 if kind == "worker":
-                    run_id = insert_run(engine, overhead_config(env["TRUSTLAB_DATA_DIR"]))
+                    run_id = insert_run(engine, overhead_config())
                     cmd = [py, "-m", "backend.runner.worker", str(run_id)]
                     before = set(timing_dir.iterdir())
                     wall = _run(cmd, env)

@@ -80,11 +80,14 @@ class ApiClient:
         base_url: e.g. ``http://127.0.0.1:8000`` (the ``/api`` prefix is added here).
         timeout: seconds per request (default 10).
         transport: an ``httpx`` transport, for tests (e.g. ``httpx.MockTransport``).
+        token: the API's bearer token (TRUSTLAB_API_TOKEN), sent as ``Authorization: Bearer``. Default: none.
     """
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None,
+                 token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport, headers=headers)
 
     def close(self) -> None:
         self._http.close()
@@ -244,7 +247,8 @@ def get_client() -> ApiClient:
     with _lock:
         if _client is None:
             s = get_settings()
-            _client = ApiClient(s.api_url, timeout=s.request_timeout)
+            token = s.api_token.get_secret_value() if s.api_token is not None else None
+            _client = ApiClient(s.api_url, timeout=s.request_timeout, token=token)
         return _client
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRUSTLAB_", extra="ignore")
 
     api_url: str = Field(default="http://127.0.0.1:8000", description="base URL of the trustlab API")
+    api_token: SecretStr | None = Field(default=None, description="the API's bearer token (same TRUSTLAB_API_TOKEN)")
     request_timeout: float = Field(default=10.0, gt=0, description="seconds before an API call gives up")
     refresh_seconds: float = Field(default=1.5, ge=0.5, le=60, description="live chart refresh interval")
     max_points: int = Field(default=2000, ge=10, le=100_000,

@@ -43,7 +43,7 @@ def _train(spec: dict[str, Any], path: str) -> dict[str, Any]:
 
     reporter = ListReporter()
     t0 = time.perf_counter()
-    summary = run(spec["config"], reporter, data_dir=DATA_DIR)
+    summary = run(spec["config"], reporter, data_dir=DATA_DIR, download=False)
     elapsed = time.perf_counter() - t0
     save_run(compact(spec, reporter, elapsed), Path(path))
     return {"key": spec["key"], "status": summary["status"], "message": summary.get("message"),

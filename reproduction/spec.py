@@ -90,7 +90,7 @@ def _config(exp: Experiment, optimizer: str, seed: int, backprops: int, hyper: d
         "dataset": "fashion-mnist", "model": exp.model, "optimizer": {"name": optimizer, "hyperparameters": hyper},
         "budget": {"backprops": backprops}, "batch_size": exp.batch_tr if tr else exp.batch_first_order,
         "eval_every": eval_every or (exp.eval_every_tr if tr else exp.eval_every_first_order),
-        "seed": seed, "device": "cpu", "download": False, **exp.settings,
+        "seed": seed, "device": "cpu", **exp.settings,
     }
 
 

@@ -5,8 +5,8 @@ from trainer.reporting import ListReporter, NullReporter, Reporter, RunStatus
 __all__ = ["Budget", "OptimizerConfig", "RunConfig", "Reporter", "NullReporter", "ListReporter", "RunStatus", "run"]
 
 
-def run(config, reporter=None, *, data_dir=None):
+def run(config, reporter=None, *, data_dir=None, download=True):
     """Train one run (see ``trainer.loop.run``)."""
     from trainer.loop import run as _run
 
-    return _run(config, reporter, data_dir=data_dir)
+    return _run(config, reporter, data_dir=data_dir, download=download)

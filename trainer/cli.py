@@ -71,11 +71,9 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             raise CliError(f"--config {args.config} must hold a JSON object")
     for flag, key in (("dataset", "dataset"), ("model", "model"), ("batch_size", "batch_size"),
                       ("eval_every", "eval_every"), ("train_subset", "train_subset"), ("test_subset", "test_subset"),
-                      ("seed", "seed"), ("device", "device"), ("data_dir", "data_dir")):
+                      ("seed", "seed"), ("device", "device")):
         if getattr(args, flag) is not None:
             data[key] = getattr(args, flag)
-    if args.no_download:
-        data["download"] = False
     opt = dict(data.get("optimizer") or {})
     if args.optimizer:
         if opt.get("name") not in (None, args.optimizer):
@@ -180,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: cannot write --out {args.out}: {exc.strerror}", file=sys.stderr)
             return 2
     try:
-        summary = run(cfg, _CliReporter(cfg, out, args.quiet))
+        summary = run(cfg, _CliReporter(cfg, out, args.quiet), data_dir=args.data_dir,
+                      download=not args.no_download)
     finally:
         if out is not None:
             out.close()

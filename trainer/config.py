@@ -1,18 +1,33 @@
 """RunConfig: the single source of truth for one training run's configuration."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trainer.registry import OPTIMIZERS, model_fits_dataset, resolve_hyperparameters
-
-__all__ = ["Budget", "EvalEvery", "OptimizerConfig", "RunConfig", "DEFAULT_EVALUATIONS"]
+from trainer.registry import DATASETS, MODELS, OPTIMIZERS, model_fits_dataset, resolve_hyperparameters
 
 # evaluations per run when eval_every is not given (spread evenly over the budget)
 DEFAULT_EVALUATIONS = 50
 
-_STRICT = ConfigDict(extra="forbid")
+# Registry names as Literals: the OpenAPI schema enumerates them (the registry stays the one definition).
+_OPTIMIZER_NAMES = tuple(OPTIMIZERS)
+_MODEL_NAMES = tuple(MODELS)
+_DATASET_NAMES = tuple(DATASETS)
+
+__all__ = ["Budget", "EvalEvery", "OptimizerConfig", "RunConfig", "DEFAULT_EVALUATIONS", "Guards", "LEGACY_FIELDS", "from_stored", "MAX_BACKPROPS",
+           "MAX_SECONDS", "MAX_SAMPLES"]
+
+# Unknown fields are refused; NaN and ±Infinity are refused (every number must be finite).
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+MAX_BACKPROPS = 10**12
+MAX_SECONDS = 30 * 24 * 3600.0  # 30 days
+MAX_SAMPLES = 10_000_000  # larger than any registered dataset; the dataset's own size is checked too
+
+# Fields older versions accepted from clients; stored configs may still hold them. Data locations are server
+# configuration (TRUSTLAB_DATA_DIR / the CLI's --data-dir and --no-download), never part of a run.
+LEGACY_FIELDS = ("data_dir", "download")
 
 
 class Budget(BaseModel):
@@ -20,8 +35,8 @@ class Budget(BaseModel):
 
     model_config = _STRICT
     epochs: float | None = Field(default=None, gt=0, le=10_000, description="training epochs (fractional allowed)")
-    backprops: int | None = Field(default=None, gt=0, description="gradients + Hessian-vector products")
-    seconds: float | None = Field(default=None, gt=0, description="optimization wall time in seconds")
+    backprops: int | None = Field(default=None, gt=0, le=MAX_BACKPROPS, description="gradients + Hessian-vector products")
+    seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS, description="optimization wall time in seconds")
 
     @model_validator(mode="after")
     def _at_least_one(self) -> "Budget":
@@ -62,13 +77,14 @@ class OptimizerConfig(BaseModel):
     """An optimizer by registry name plus hyperparameter overrides."""
 
     model_config = _STRICT
-    name: str = Field(description="one of sgd, adagrad, rmsprop, adam, tr-uniform, tr-adagrad, tr-rmsprop")
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    name: Literal[_OPTIMIZER_NAMES] = Field(  # type: ignore[valid-type]
+        description="one of sgd, adagrad, rmsprop, adam, tr-uniform, tr-adagrad, tr-rmsprop")
+    hyperparameters: dict[Annotated[str, Field(max_length=64)], Any] = Field(default_factory=dict, max_length=64)
 
-    @field_validator("name")
+    @field_validator("name", mode="before")
     @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in OPTIMIZERS:
+    def _known(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {v!r}; choose one of {sorted(OPTIMIZERS)}")
         return v
 
@@ -86,12 +102,29 @@ class OptimizerConfig(BaseModel):
         return resolve_hyperparameters(self.name, self.hyperparameters)
 
 
+class Guards(BaseModel):
+    """Stop runs that obviously failed (trainer/guards.py). On by default with generous thresholds."""
+
+    model_config = _STRICT
+    enabled: bool = Field(default=True, description="check the guards below at every step")
+    loss_factor: float = Field(default=100.0, gt=1, le=1e12,
+                               description="diverged when the minibatch loss exceeds this multiple of the first "
+                                           "step's loss (a non-finite loss always ends the run as diverged)")
+    radius_floor: float = Field(default=1e-12, ge=0, le=1,
+                                description="TR: stop when the trust radius stays below this ...")
+    radius_patience: int = Field(default=50, ge=1, le=1_000_000, description="... for this many consecutive steps")
+    cg_cap_patience: int = Field(default=500, ge=1, le=1_000_000,
+                                 description="TR: stop when every subproblem solve hits the iteration cap for this "
+                                             "many consecutive steps")
+
+
 class RunConfig(BaseModel):
     """Everything needed to reproduce one run. Unknown fields are refused."""
 
     model_config = _STRICT
-    dataset: str = Field(description="fashion-mnist | mnist | cifar10")
-    model: str = Field(description="mlp | resnet18 | autoencoder | conv-autoencoder")
+    dataset: Literal[_DATASET_NAMES] = Field(description="fashion-mnist | mnist | cifar10")  # type: ignore[valid-type]
+    model: Literal[_MODEL_NAMES] = Field(  # type: ignore[valid-type]
+        description="mlp | resnet18 | autoencoder | conv-autoencoder")
     optimizer: OptimizerConfig
     budget: Budget
     batch_size: int | None = Field(default=None, ge=1, le=65536,
@@ -102,17 +135,20 @@ class RunConfig(BaseModel):
                     '{"steps": N}, {"backprops": N}, {"epochs": x}; default: about 50 evaluations spread '
                     "over the budget's epochs or backprops (every 50 steps for a budget in seconds only)")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    device: str = Field(default="auto", description='"auto" (cuda if available), "cpu", "cuda" or "cuda:N"')
-    train_subset: int | None = Field(default=None, ge=1, description="use only the first N training samples")
-    eval_train_size: int = Field(default=2048, ge=1, description="size of the fixed training subset for eval loss")
-    test_subset: int | None = Field(default=None, ge=1, description="evaluate on the first N test samples only")
+    device: str = Field(default="auto", max_length=16,
+                        description='"auto" (cuda if available), "cpu", "cuda" or "cuda:N"')
+    train_subset: int | None = Field(default=None, ge=1, le=MAX_SAMPLES,
+                                     description="use only the first N training samples (at most the dataset's size)")
+    eval_train_size: int = Field(default=2048, ge=1, le=MAX_SAMPLES,
+                                 description="size of the fixed training subset for eval loss")
+    test_subset: int | None = Field(default=None, ge=1, le=MAX_SAMPLES,
+                                    description="evaluate on the first N test samples only (at most the test set's size)")
     grad_norm_every: int = Field(default=10, ge=1, le=1_000_000,
                                  description="first-order runs: record grad_norm and step_norm every N steps "
                                              "(null in between; measuring them costs ~15% of a small MLP step); "
                                              "TR runs get them every step for free")
     num_reconstructions: int = Field(default=8, ge=1, le=16, description="autoencoders: test images shown")
-    data_dir: str | None = Field(default=None, description="where datasets live; default from the environment")
-    download: bool = Field(default=True, description="let torchvision download a missing dataset when online")
+    guards: Guards = Field(default_factory=Guards, description="stop runs that obviously failed")
 
     @field_validator("eval_every")
     @classmethod
@@ -142,9 +178,27 @@ class RunConfig(BaseModel):
             return v
         raise ValueError(f'device must be "auto", "cpu", "cuda" or "cuda:N", got {v!r}')
 
+    @model_validator(mode="before")
+    @classmethod
+    def _names(cls, data: Any) -> Any:
+        """Unknown model/dataset names get the registry's message (which lists the choices)."""
+        if isinstance(data, dict) and isinstance(data.get("model"), str) and isinstance(data.get("dataset"), str):
+            model_fits_dataset(data["model"], data["dataset"])
+        return data
+
     @model_validator(mode="after")
     def _fits(self) -> "RunConfig":
         model_fits_dataset(self.model, self.dataset)
+        info = DATASETS[self.dataset]
+        if self.train_subset is not None and self.train_subset > info.train_size:
+            raise ValueError(f"train_subset {self.train_subset} exceeds the {info.train_size} training samples of "
+                             f"{self.dataset}; use at most {info.train_size} (or leave it out for all)")
+        if self.test_subset is not None and self.test_subset > info.test_size:
+            raise ValueError(f"test_subset {self.test_subset} exceeds the {info.test_size} test samples of "
+                             f"{self.dataset}; use at most {info.test_size} (or leave it out for all)")
+        if self.eval_train_size > info.train_size:
+            raise ValueError(f"eval_train_size {self.eval_train_size} exceeds the {info.train_size} training "
+                             f"samples of {self.dataset}; use at most {info.train_size}")
         return self
 
     @property
@@ -155,3 +209,8 @@ class RunConfig(BaseModel):
     def is_second_order(self) -> bool:
         return self.optimizer.family == "second-order"
 
+
+
+def from_stored(data: dict[str, Any]) -> RunConfig:
+    """A RunConfig from a stored JSON config; fields of older versions (``LEGACY_FIELDS``) are dropped, never used."""
+    return RunConfig.model_validate({k: v for k, v in data.items() if k not in LEGACY_FIELDS})

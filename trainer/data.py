@@ -51,7 +51,15 @@ NORMALIZATION = {
 
 
 class DatasetUnavailable(RuntimeError):
-    """A dataset is neither on disk nor downloadable; the message says where we looked and what to do."""
+    """A dataset is neither on disk nor downloadable; the message says where we looked and what to do.
+
+    ``public_message`` says the same without any server path (for API clients): the dataset, the
+    setting that points at the data and how to get it.
+    """
+
+    def __init__(self, message: str, public_message: str | None = None) -> None:
+        super().__init__(message)
+        self.public_message = public_message or message
 
 
 @dataclass
@@ -254,7 +262,11 @@ def load_dataset(
         where = ", ".join(str(p) for p in looked)
         dl = (f"; download failed ({download_error})" if download_error else
               "; download disabled" if not download else "")
-        raise DatasetUnavailable(f"dataset {name!r} not found. Looked in: {where}{dl}. To get it: {info.how_to_get}.")
+        raise DatasetUnavailable(
+            f"dataset {name!r} not found. Looked in: {where}{dl}. To get it: {info.how_to_get}.",
+            f"dataset {name!r} is not on the server{'; download failed' if download_error else ''}. "
+            f"The server's administrator can put it in the data folder (setting TRUSTLAB_DATA_DIR; CLI --data-dir) "
+            f"or allow a download; to get it: {info.how_to_get}.")
     import torch
 
     train_x, train_y, test_x, test_y = decoded_arrays(name, folder, data_dir / CACHE_SUBDIR if cache else None)

@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from trainer.config import RunConfig
-from trainer.data import TensorData, load_dataset
+from trainer.data import DatasetUnavailable, TensorData, load_dataset
+from trainer.guards import RunGuard
 from trainer.models import build_model, count_parameters, loss_function
 from trainer.optim.factory import build_optimizer
 from trainer.optim.trust_region import TrustRegion
@@ -102,25 +103,31 @@ class _Evaluator:
         return images_png(out)
 
 
-def run(config: RunConfig | dict, reporter: Reporter | None = None, *, data_dir: str | Path | None = None
-        ) -> dict[str, Any]:
+def run(config: RunConfig | dict, reporter: Reporter | None = None, *, data_dir: str | Path | None = None,
+        download: bool = True) -> dict[str, Any]:
     """Train one run to its budget and return the summary (also passed to ``reporter.on_finish``).
 
     Failures (bad device, missing data, any exception) end with status "failed" and the error message; a
-    non-finite training loss ends with "diverged" at that step; ``reporter.should_stop()`` (checked every
-    step) ends with "stopped". Same config and seed → same records on the CPU (up to ``wall_time``).
+    non-finite training loss ends with "diverged" at that step, and so do the other guards of
+    ``config.guards`` (trainer/guards.py; TR stalls end "failed" with the reason); ``reporter.should_stop()``
+    (checked every step) ends with "stopped". Same config and seed → same records on the CPU (up to ``wall_time``).
 
     Args:
         config: a RunConfig (or its dict form).
         reporter: receives records; default discards them.
-        data_dir: dataset directory when the config names none. Default "data".
+        data_dir: dataset directory (server configuration, never part of the config). Default "data".
+        download: let torchvision download a missing dataset when online. Default True.
     """
     reporter = reporter or NullReporter()
     summary: dict[str, Any] = {"status": RunStatus.FAILED, "message": "", "steps": 0, "backprops": 0,
                                "epoch": 0.0, "wall_time": 0.0}
     try:
         cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
-        _train(cfg, reporter, Path(cfg.data_dir or data_dir or DEFAULT_DATA_DIR), summary)
+        _train(cfg, reporter, Path(data_dir or DEFAULT_DATA_DIR), summary, download=download)
+    except DatasetUnavailable as exc:
+        summary["status"] = RunStatus.FAILED
+        summary["message"] = f"{type(exc).__name__}: {exc}"
+        summary["public_message"] = exc.public_message  # without server paths, for API clients
     except Exception as exc:  # noqa: BLE001 - reported to the caller as status "failed" with the error
         summary["status"] = RunStatus.FAILED
         summary["message"] = f"{type(exc).__name__}: {exc}"
@@ -129,11 +136,11 @@ def run(config: RunConfig | dict, reporter: Reporter | None = None, *, data_dir:
     return summary
 
 
-def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str, Any]) -> None:
+def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str, Any], *, download: bool) -> None:
     device = resolve_device(cfg.device)
     task = MODELS[cfg.model].task
     data = load_dataset(cfg.dataset, data_dir, device=device, normalize=task == "classification",
-                        train_subset=cfg.train_subset, test_subset=cfg.test_subset, download=cfg.download)
+                        train_subset=cfg.train_subset, test_subset=cfg.test_subset, download=download)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.dataset).to(device)
     model.train()
@@ -142,6 +149,7 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
     params = [p for p in model.parameters() if p.requires_grad]
     opt = build_optimizer(cfg.optimizer.name, params, hyper)
     is_tr = isinstance(opt, TrustRegion)
+    guard = RunGuard(cfg.guards, is_tr=is_tr, cg_cap=hyper.get("max_cg_iters"))
     batch = cfg.effective_batch_size
     n_train = data.train_size
     evaluator = _Evaluator(cfg, data, model, loss_fn)
@@ -249,8 +257,9 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
                 "train_loss": _finite(loss_value), **record}
         full["grad_norm"] = _finite(full["grad_norm"])
         reporter.on_step(full)
-        if not math.isfinite(loss_value):
-            status, message = RunStatus.DIVERGED, f"training loss became {loss_value} at step {step}"
+        verdict = guard.check(step, loss_value, record)
+        if verdict is not None:
+            status, message = verdict.status, verdict.message
             break
         if full[eval_axis] >= next_eval * (1 - 1e-9):  # tolerance: fractional epochs sum in floating point
             do_eval()

@@ -1,6 +1,7 @@
 """Registries of optimizers, models and datasets: one mapping drives the CLI, API, UI and tests."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,10 @@ class HyperParam:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{self.name} must be a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{self.name} must be finite, got {value!r}")
+        if abs(value) > 1e300:
+            raise ValueError(f"{self.name} must be at most 1e300 in magnitude")
         if self.type == "int":
             if float(value) != int(value):
                 raise ValueError(f"{self.name} must be an integer, got {value!r}")

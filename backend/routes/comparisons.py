@@ -6,7 +6,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from backend import store
-from backend.deps import MAX_ID, ComparisonDep, SessionDep, wake_scheduler
+from backend.deps import MAX_ID, MAX_PAGE, ComparisonDep, SessionDep, admit_runs, wake_scheduler
+from backend.errors import CONFLICT, NOT_FOUND, QUEUE_FULL, responses
 from backend.runner.scheduler import log_path
 from backend.schemas import (AnnotationPatch, ComparisonCreate, ComparisonCreated, ComparisonDetail,
                              ComparisonList)
@@ -15,35 +16,40 @@ router = APIRouter(prefix="/comparisons", tags=["comparisons"])
 
 
 @router.post("", status_code=201, response_model=ComparisonCreated, dependencies=[Depends(wake_scheduler)],
-             summary="Queue one run per optimizer and seed (same seed: same initial weights and data order)")
-def create_comparison(body: ComparisonCreate, session: SessionDep) -> dict[str, Any]:
+             summary="Queue one run per optimizer and seed (same seed: same initial weights and data order)",
+             responses=QUEUE_FULL)
+def create_comparison(body: ComparisonCreate, session: SessionDep, request: Request) -> dict[str, Any]:
+    admit_runs(request, session, [cfg for cfg, _label in body.run_configs()])
     comparison, runs = store.create_comparison(session, body)
     session.commit()
     return {"id": comparison.id, "run_ids": [r.id for r in runs]}
 
 
 @router.get("", response_model=ComparisonList, summary="List comparisons, newest first")
-def list_comparisons(session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+def list_comparisons(session: SessionDep, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
                      offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> dict[str, Any]:
     items, total = store.list_comparisons(session, limit=limit, offset=offset)
     runs = store.comparison_runs(session, [c.id for c in items])
     return {"items": [store.comparison_view(c, runs[c.id]) for c in items], "total": total}
 
 
-@router.get("/{comparison_id}", response_model=ComparisonDetail, summary="One comparison with its runs")
+@router.get("/{comparison_id}", response_model=ComparisonDetail, summary="One comparison with its runs",
+            responses=NOT_FOUND)
 def get_comparison(comparison: ComparisonDep, session: SessionDep) -> dict[str, Any]:
     runs = store.comparison_runs(session, [comparison.id])[comparison.id]
     return store.comparison_view(comparison, runs, with_runs=True)
 
 
-@router.patch("/{comparison_id}", response_model=ComparisonDetail, summary="Set a comparison's tags and/or note")
+@router.patch("/{comparison_id}", response_model=ComparisonDetail, summary="Set a comparison's tags and/or note",
+              responses=NOT_FOUND)
 def annotate_comparison(comparison: ComparisonDep, body: AnnotationPatch, session: SessionDep) -> dict[str, Any]:
     store.annotate(session, comparison, tags=body.tags, note=body.note)
     runs = store.comparison_runs(session, [comparison.id])[comparison.id]
     return store.comparison_view(comparison, runs, with_runs=True)
 
 
-@router.delete("/{comparison_id}", status_code=204, summary="Delete a comparison and its (finished) runs")
+@router.delete("/{comparison_id}", status_code=204, summary="Delete a comparison and its (finished) runs",
+               responses=responses(NOT_FOUND, CONFLICT))
 def delete_comparison(comparison: ComparisonDep, session: SessionDep, request: Request) -> Response:
     runs = store.comparison_runs(session, [comparison.id])[comparison.id]
     store.delete_comparison(session, comparison)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import text
 
@@ -29,11 +30,20 @@ def dataset_availability(data_dir: str) -> dict[str, bool]:
     return dict(_availability["value"])
 
 
-@router.get("/health", response_model=Health, summary="Liveness and store check")
-def health(request: Request) -> dict[str, str]:
+# Health checks get their own two threads: a flood of slow requests on the shared thread pool never delays them.
+_HEALTH_THREADS = anyio.CapacityLimiter(2)
+
+
+def _store_check(engine) -> None:  # noqa: ANN001 - an Engine
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+@router.get("/health", response_model=Health, summary="Liveness and store check (no token needed)",
+            responses={503: {"description": "the run store is unreachable or busy"}})
+async def health(request: Request) -> dict[str, str]:
     try:
-        with request.app.state.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        await anyio.to_thread.run_sync(_store_check, request.app.state.health_engine, limiter=_HEALTH_THREADS)
     except Exception as exc:  # noqa: BLE001 - report an unreachable store as 503, not 500
         raise HTTPException(503, f"run store unreachable: {type(exc).__name__}") from None
     return {"status": "ok"}

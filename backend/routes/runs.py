@@ -12,7 +12,8 @@ from pydantic_core import to_json
 
 from backend import store
 from backend.runner.scheduler import log_path
-from backend.deps import MAX_ID, ConnectionDep, RunDep, SessionDep, wake_scheduler
+from backend.deps import MAX_ID, MAX_PAGE, ConnectionDep, RunDep, SessionDep, admit_runs, wake_scheduler
+from backend.errors import CONFLICT, NOT_FOUND, QUEUE_FULL, responses
 from backend.schemas import AnnotationPatch, EvalPage, MetricColumns, MetricsPage, ReconstructionList, RunList, RunOut
 from backend.tables import ALL_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS
 from trainer.config import RunConfig
@@ -35,8 +36,9 @@ def _statuses(status: list[str] | None) -> list[str] | None:
 
 
 @router.post("", status_code=201, response_model=RunOut, dependencies=[Depends(wake_scheduler)],
-             summary="Queue a run")
-def create_run(config: RunConfig, session: SessionDep) -> dict[str, Any]:
+             summary="Queue a run", responses=QUEUE_FULL)
+def create_run(config: RunConfig, session: SessionDep, request: Request) -> dict[str, Any]:
+    admit_runs(request, session, [config])
     run = store.create_run(session, config)
     session.commit()
     return store.run_view(run)
@@ -46,31 +48,33 @@ def create_run(config: RunConfig, session: SessionDep) -> dict[str, Any]:
 def list_runs(session: SessionDep,
               status: Annotated[list[str] | None, Query(description="e.g. running or queued,running")] = None,
               comparison_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
-              limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+              limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
               offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> dict[str, Any]:
     runs, total = store.list_runs(session, statuses=_statuses(status), comparison_id=comparison_id, limit=limit,
                                   offset=offset)
     return {"items": [store.run_view(r) for r in runs], "total": total}
 
 
-@router.get("/{run_id}", response_model=RunOut, summary="One run")
+@router.get("/{run_id}", response_model=RunOut, summary="One run", responses=NOT_FOUND)
 def get_run(run: RunDep) -> dict[str, Any]:
     return store.run_view(run)
 
 
-@router.patch("/{run_id}", response_model=RunOut, summary="Set a run's tags and/or note")
+@router.patch("/{run_id}", response_model=RunOut, summary="Set a run's tags and/or note", responses=NOT_FOUND)
 def annotate_run(run: RunDep, body: AnnotationPatch, session: SessionDep) -> dict[str, Any]:
     store.annotate(session, run, tags=body.tags, note=body.note)
     return store.run_view(run)
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut, dependencies=[Depends(wake_scheduler)],
-             summary="Dequeue a queued run, or stop a running one (it becomes cancelled within seconds)")
+             summary="Dequeue a queued run, or stop a running one (it becomes cancelled within seconds)",
+             responses=responses(NOT_FOUND, CONFLICT))
 def cancel_run(run: RunDep, session: SessionDep) -> dict[str, Any]:
     return store.run_view(store.request_cancel(session, run))
 
 
-@router.delete("/{run_id}", status_code=204, summary="Delete a finished run and all its data")
+@router.delete("/{run_id}", status_code=204, summary="Delete a finished run and all its data",
+               responses=responses(NOT_FOUND, CONFLICT))
 def delete_run(run: RunDep, session: SessionDep, request: Request) -> Response:
     store.delete_run(session, run)
     log_path(request.app.state.settings, run.id).unlink(missing_ok=True)
@@ -101,9 +105,10 @@ MAX_FIELDS_CHARS = 1000
 
 
 @router.get("/{run_id}/metrics", response_model=MetricsPage | MetricColumns,
-            summary="Step metrics, incremental and downsampled (row-wise, or column-wise with format=columns)")
+            summary="Step metrics, incremental and downsampled (row-wise, or column-wise with format=columns)",
+            responses=NOT_FOUND)
 def metrics(run: RunDep, conn: ConnectionDep, since_step: SinceStep = None,
-            max_points: Annotated[int, Query(ge=2, le=1_000_000)] = 2000,
+            max_points: Annotated[int, Query(ge=2, le=100_000)] = 2000,
             until_step: Annotated[int | None, Query(ge=0, le=MAX_ID,
                                                     description="only points with step <= until_step (zoom)")] = None,
             fields: Annotated[list[str] | None, Query(description="e.g. train_loss,backprops (step always included)")
@@ -115,13 +120,14 @@ def metrics(run: RunDep, conn: ConnectionDep, since_step: SinceStep = None,
                                     fields=metric_fields(fields), until_step=until_step, layout=format))
 
 
-@router.get("/{run_id}/evals", response_model=EvalPage, summary="Evaluations (train/test loss and accuracy)")
+@router.get("/{run_id}/evals", response_model=EvalPage, summary="Evaluations (train/test loss and accuracy)",
+            responses=NOT_FOUND)
 def evals(run: RunDep, conn: ConnectionDep, since_step: SinceStep = None) -> Response:
     return _json({"points": store.evaluations(conn, run.id, since_step=since_step)})
 
 
 @router.get("/{run_id}/reconstructions", response_model=ReconstructionList,
-            summary="Steps with autoencoder reconstructions")
+            summary="Steps with autoencoder reconstructions", responses=NOT_FOUND)
 def reconstructions(run: RunDep, session: SessionDep) -> dict[str, Any]:
     return store.reconstruction_list(session, run.id)
 
@@ -134,29 +140,33 @@ def _png(png: bytes | None, what: str, run_id: int, *, immutable: bool) -> Respo
     return Response(content=png, media_type="image/png", headers={"Cache-Control": cache})
 
 
-@router.get("/{run_id}/reconstructions/latest.png", response_class=Response, summary="Newest reconstruction")
+@router.get("/{run_id}/reconstructions/latest.png", response_class=Response, summary="Newest reconstruction",
+            responses=NOT_FOUND)
 def latest_png(run: RunDep, session: SessionDep) -> Response:
     return _png(store.reconstruction_png(session, run.id), "reconstruction yet", run.id, immutable=False)
 
 
-@router.get("/{run_id}/reconstructions/original.png", response_class=Response, summary="The input images")
+@router.get("/{run_id}/reconstructions/original.png", response_class=Response, summary="The input images",
+            responses=NOT_FOUND)
 def original_png(run: RunDep, session: SessionDep) -> Response:
     return _png(store.reconstruction_png(session, run.id, kind="original"), "original images", run.id,
                 immutable=True)
 
 
-@router.get("/{run_id}/reconstructions/{step}.png", response_class=Response, summary="Reconstruction at a step")
+@router.get("/{run_id}/reconstructions/{step}.png", response_class=Response, summary="Reconstruction at a step",
+            responses=NOT_FOUND)
 def step_png(run: RunDep, session: SessionDep, step: Annotated[int, Path(ge=0, le=MAX_ID)]) -> Response:
     return _png(store.reconstruction_png(session, run.id, step=step), f"reconstruction at step {step}", run.id,
                 immutable=True)
 
 
-@router.get("/{run_id}/export", summary="Download a run's records as CSV or JSON")
-def export(run: RunDep, request: Request,
+@router.get("/{run_id}/export", summary="Download a run's records as CSV or JSON", responses=NOT_FOUND)
+def export(run: RunDep, request: Request, session: SessionDep,
            format: Annotated[Literal["csv", "json"], Query(description="csv or json")] = "csv",  # noqa: A002
            table: Annotated[Literal["metrics", "evals"], Query(description="csv only: which table")] = "metrics",
            ) -> StreamingResponse:
     engine, run_id, view = request.app.state.engine, run.id, RunOut.model_validate(store.run_view(run))
+    session.close()  # the stream below takes its own connection: never hold two
     if format == "csv":
         columns = METRIC_COLUMNS if table == "metrics" else EVAL_COLUMNS
 

@@ -17,7 +17,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from typing import Any, Callable
 
 from pathlib import Path
@@ -219,7 +218,8 @@ def train_run(run_id: int, settings: "Settings", stop: threading.Event, *, paren
     """Train stored run ``run_id`` in this process and set its final state. Exit code: 0 trained (any final
     state) or nothing to do, 1 worker error, 2 no such run."""
     from backend.db import make_engine
-    from trainer.config import RunConfig
+    from backend import limits
+    from trainer.config import from_stored
 
     engine = make_engine(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     try:
@@ -234,7 +234,7 @@ def train_run(run_id: int, settings: "Settings", stop: threading.Event, *, paren
         with engine.connect() as conn:
             stored = conn.scalar(select(Run.config).where(Run.id == run_id))
         try:
-            config = RunConfig.model_validate(stored)
+            config = from_stored(stored)
         except ValueError as exc:
             finish_run(engine, run_id, RunState.FAILED, f"stored config is no longer valid: {exc}", None)
             return 0
@@ -243,17 +243,16 @@ def train_run(run_id: int, settings: "Settings", stop: threading.Event, *, paren
         reporter = StoreReporter(engine, run_id, stop, flush_seconds=settings.flush_seconds,
                                  flush_records=settings.flush_records, parent_pid=parent_pid,
                                  torch_threads=settings.torch_threads)
+        reporter = limits.prepare_worker(settings, config, reporter)
         train = train or _load_trainer(settings.trainer)
-        summary = train(config, reporter, data_dir=str(settings.data_dir))
+        summary = train(config, reporter, data_dir=str(settings.data_dir), download=settings.download)
         if not reporter.finished:  # a trainer that returned without on_finish
             reporter.on_finish(summary if isinstance(summary, dict) else {"status": "failed",
                                                                           "message": "trainer returned no summary"})
         return 0
     except Exception as exc:  # noqa: BLE001 - the run must not stay "running"
-        traceback.print_exc()
         try:
-            finish_run(engine, run_id, RunState.FAILED, f"worker error: {type(exc).__name__}: {exc}",
-                       {"traceback": traceback.format_exc()})
+            finish_run(engine, run_id, RunState.FAILED, limits.worker_error(exc, settings.worker_memory_gb), None)
         except Exception as store_exc:  # noqa: BLE001 - store unreachable: say so on stderr, which the scheduler tails
             print(f"worker {run_id}: could not record the failure in the store: "
                   f"{type(store_exc).__name__}: {store_exc}", file=sys.stderr)

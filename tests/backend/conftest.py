@@ -28,7 +28,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {"var_dir": tmp_path / "var", "database_url": f"sqlite:///{tmp_path / 'var' / 't.db'}",
                               "data_dir": tmp_path / "data", "scheduler": False, "gpus": "",
                               "max_concurrent_runs": 2, "poll_interval": 0.1, "cancel_grace_seconds": 3.0,
-                              "flush_seconds": 0.1, "trainer": FAKE_TRAINER, "warm_workers": 1, "warm_datasets": ""}
+                              "flush_seconds": 0.1, "trainer": FAKE_TRAINER, "warm_workers": 1, "warm_datasets": "",
+                              "allowed_hosts": "testserver"}  # TestClient's Host header
     values.update(overrides)
     return Settings(**values)
 

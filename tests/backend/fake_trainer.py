@@ -2,7 +2,8 @@
 
 Behaviour by seed: 0-99 train ``budget.backprops`` steps (``budget.seconds``: step until stopped or the time is
 up, 20 ms a step); 666 diverges at step 3; 667 fails like a trainer exception; 668 crashes the process after
-printing to stderr; 669 ignores stop requests; 670 reports its CUDA_VISIBLE_DEVICES and OMP_NUM_THREADS.
+printing to stderr; 669 ignores stop requests; 670 reports its CUDA_VISIBLE_DEVICES and OMP_NUM_THREADS; 671 tries
+to allocate twice the worker's memory limit (TRUSTLAB_WORKER_MEMORY_GB) and raises MemoryError under it.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 import time
 
 
-def run(config, reporter, *, data_dir=None):  # noqa: ANN001 - mirrors trainer.run
+def run(config, reporter, *, data_dir=None, download=True):  # noqa: ANN001 - mirrors trainer.run
     reporter.on_start({"device": "cpu", "num_parameters": 10, "task": "classification"})
     seed, budget = config.seed, config.budget
     summary = {"status": "completed", "message": "budget reached", "steps": 0}
@@ -22,6 +23,10 @@ def run(config, reporter, *, data_dir=None):  # noqa: ANN001 - mirrors trainer.r
         summary.update(status="failed", message="RuntimeError: simulated trainer failure")
         reporter.on_finish(summary)
         return summary
+    if seed == 671:
+        limit_gb = float(os.environ.get("TRUSTLAB_WORKER_MEMORY_GB", "1"))
+        hog = bytearray(int(2 * limit_gb * 2**30))  # MemoryError under the worker's RLIMIT_AS
+        del hog
     if seed == 668:
         print("boom: simulated crash in the training process", file=sys.stderr, flush=True)
         os._exit(3)

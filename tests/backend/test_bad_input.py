@@ -62,7 +62,7 @@ def test_malformed_json_is_refused(client: TestClient) -> None:
     r = client.post("/api/runs", content=b'{"dataset": "fashion-mnist",', headers={"content-type": "application/json"})
     assert r.status_code == 422 and "JSON decode error" in r.json()["detail"][0]["msg"]
     r = client.post("/api/runs", content=b"dataset=mnist", headers={"content-type": "text/plain"})
-    assert r.status_code == 422
+    assert r.status_code == 415 and "application/json" in r.json()["detail"]
     assert client.get("/api/runs").json()["total"] == 0
 
 

@@ -36,8 +36,8 @@ def test_cli_trains_and_writes_jsonl(tmp_path):
 def test_cli_config_file_with_flag_override(tmp_path, capsys):
     cfg = tmp_path / "run.json"
     cfg.write_text(json.dumps({"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "adam"},
-                               "budget": {"backprops": 3}, "train_subset": 256, "download": False}))
-    assert main(["--config", str(cfg), "--seed", "2", "--quiet", "--data-dir", str(tmp_path)]) == 0
+                               "budget": {"backprops": 3}, "train_subset": 256}))
+    assert main(["--config", str(cfg), "--seed", "2", "--quiet", "--data-dir", str(tmp_path), "--no-download"]) == 0
     assert "adam on fashion-mnist/mlp: completed" in capsys.readouterr().out
 
 

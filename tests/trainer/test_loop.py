@@ -13,7 +13,7 @@ needs_fmnist = pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").
 
 def _cfg(opt, **over):
     cfg = {"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": opt}, "budget": {"epochs": 2},
-           "train_subset": 2048, "test_subset": 1000, "eval_every": 1000, "download": False, "device": "cpu"}
+           "train_subset": 2048, "test_subset": 1000, "eval_every": 1000, "device": "cpu"}
     cfg.update(over)
     return cfg
 
@@ -23,7 +23,7 @@ def _cfg(opt, **over):
 def test_every_optimizer_lowers_the_loss(opt, tmp_path):
     rep = ListReporter()
     # Batch 128 for all: 64 steps, enough for tr-rmsprop's small Δ₀ = 1e-4 to grow (×1.1 per success).
-    s = trainer.run(_cfg(opt, batch_size=128, budget={"epochs": 4}), rep, data_dir=tmp_path)
+    s = trainer.run(_cfg(opt, batch_size=128, budget={"epochs": 4}), rep, data_dir=tmp_path, download=False)
     assert s["status"] == "completed", s["message"]
     first, last = rep.evals[0], rep.evals[-1]
     assert first["step"] == 0 and last["step"] == s["steps"]
@@ -37,7 +37,7 @@ def test_every_optimizer_lowers_the_loss(opt, tmp_path):
 @needs_fmnist
 def test_tr_records_and_cost_accounting(tmp_path):
     rep = ListReporter()
-    s = trainer.run(_cfg("tr-adagrad", budget={"backprops": 60}), rep, data_dir=tmp_path)
+    s = trainer.run(_cfg("tr-adagrad", budget={"backprops": 60}), rep, data_dir=tmp_path, download=False)
     assert s["status"] == "completed"
     for prev, rec in zip(rep.steps, rep.steps[1:]):
         assert rec["backprops"] == rec["gradients"] + rec["hvps"]
@@ -55,7 +55,7 @@ def test_tr_records_and_cost_accounting(tmp_path):
 @needs_fmnist
 def test_first_order_norms_every_n_steps(tmp_path):
     rep = ListReporter()
-    trainer.run(_cfg("sgd", budget={"backprops": 7}, grad_norm_every=3), rep, data_dir=tmp_path)
+    trainer.run(_cfg("sgd", budget={"backprops": 7}, grad_norm_every=3), rep, data_dir=tmp_path, download=False)
     measured = [r["step"] for r in rep.steps if r["grad_norm"] is not None]
     assert measured == [1, 4, 7]
     assert all((r["step_norm"] is None) == (r["grad_norm"] is None) for r in rep.steps)
@@ -64,7 +64,7 @@ def test_first_order_norms_every_n_steps(tmp_path):
         if r["grad_norm"] is not None:
             assert r["step_norm"] == pytest.approx(lr * r["grad_norm"], rel=1e-4)
     every = ListReporter()
-    trainer.run(_cfg("sgd", budget={"backprops": 3}, grad_norm_every=1), every, data_dir=tmp_path)
+    trainer.run(_cfg("sgd", budget={"backprops": 3}, grad_norm_every=1), every, data_dir=tmp_path, download=False)
     assert all(r["grad_norm"] is not None for r in every.steps)
 
 
@@ -72,7 +72,7 @@ def test_first_order_norms_every_n_steps(tmp_path):
 def test_same_seed_same_records(tmp_path):
     def records(seed):
         rep = ListReporter()
-        trainer.run(_cfg("tr-rmsprop", budget={"backprops": 40}, seed=seed), rep, data_dir=tmp_path)
+        trainer.run(_cfg("tr-rmsprop", budget={"backprops": 40}, seed=seed), rep, data_dir=tmp_path, download=False)
         return [{k: v for k, v in r.items() if k != "wall_time"} for r in rep.steps]
 
     a, b, c = records(3), records(3), records(4)
@@ -83,7 +83,7 @@ def test_same_seed_same_records(tmp_path):
 @needs_fmnist
 def test_stop_flag_ends_run_with_stopped(tmp_path):
     rep = ListReporter(stop_after=3)
-    s = trainer.run(_cfg("sgd"), rep, data_dir=tmp_path)
+    s = trainer.run(_cfg("sgd"), rep, data_dir=tmp_path, download=False)
     assert s["status"] == "stopped" and s["steps"] == 3 and len(rep.steps) == 3
 
 
@@ -111,7 +111,7 @@ def test_divergence_is_reported_with_step(opt, tmp_path, monkeypatch):
 
     monkeypatch.setattr(loop, "loss_function", poisoned)
     rep = ListReporter()
-    s = trainer.run(_cfg(opt), rep, data_dir=tmp_path)
+    s = trainer.run(_cfg(opt), rep, data_dir=tmp_path, download=False)
     assert s["status"] == "diverged"
     assert s["steps"] == 5 and "at step 5" in s["message"]
     assert rep.steps[-1]["train_loss"] is None
@@ -119,7 +119,7 @@ def test_divergence_is_reported_with_step(opt, tmp_path, monkeypatch):
 
 def test_missing_dataset_fails_with_message(tmp_path):
     rep = ListReporter()
-    s = trainer.run(_cfg("sgd", dataset="cifar10"), rep, data_dir=tmp_path)
+    s = trainer.run(_cfg("sgd", dataset="cifar10"), rep, data_dir=tmp_path, download=False)
     assert s["status"] == "failed" and "DatasetUnavailable" in s["message"] and "cifar10" in s["message"]
     assert rep.summary == s
 
@@ -129,14 +129,14 @@ def test_cuda_request_without_gpu_fails_clearly(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    s = trainer.run(_cfg("sgd", device="cuda"), ListReporter(), data_dir=tmp_path)
+    s = trainer.run(_cfg("sgd", device="cuda"), ListReporter(), data_dir=tmp_path, download=False)
     assert s["status"] == "failed" and "CUDA is not available" in s["message"]
 
 
 def test_autoencoder_on_generated_mnist_emits_png_strips(fake_mnist_dir):
     rep = ListReporter()
     s = trainer.run(_cfg("tr-uniform", dataset="mnist", model="autoencoder", batch_size=32, budget={"backprops": 12},
-                         eval_every=2, num_reconstructions=8), rep, data_dir=fake_mnist_dir)
+                         eval_every=2, num_reconstructions=8), rep, data_dir=fake_mnist_dir, download=False)
     assert s["status"] == "completed", s["message"]
     kinds = [k for _, k, _ in rep.images]
     assert kinds[0] == "original" and kinds.count("reconstruction") == len(rep.evals)
@@ -149,7 +149,7 @@ def test_autoencoder_on_generated_mnist_emits_png_strips(fake_mnist_dir):
 def test_cifar_code_path_on_generated_data(fake_cifar_dir, model):
     rep = ListReporter()
     s = trainer.run(_cfg("adam", dataset="cifar10", model=model, batch_size=16, budget={"backprops": 5}),
-                    rep, data_dir=fake_cifar_dir)
+                    rep, data_dir=fake_cifar_dir, download=False)
     assert s["status"] == "completed", s["message"]
     assert s["num_parameters"] == (411_146 if model == "mlp" else s["num_parameters"])
     assert len(rep.steps) == 5
