@@ -36,6 +36,14 @@ FIGURES: tuple[Figure, ...] = (
     Figure("incremental_p95_ms", "metrics", "p95 GET metrics?since_step (last 100 of 200k)", " ms", 100.0,
            "{:.1f}"),
     Figure("live_latency_s", "live", "record reported in worker → visible via API (p95)", " s", 1.0, "{:.2f}"),
+    Figure("load_incremental_p50_ms", "load", "100 clients, 4 runs training: p50 incremental metrics poll", " ms",
+           None, "{:.0f}"),
+    Figure("load_incremental_p95_ms", "load", "  same, p95", " ms", None, "{:.0f}"),
+    Figure("load_incremental_p99_ms", "load", "  same, p99", " ms", 500.0, "{:.0f}"),
+    Figure("load_full_p95_ms", "load", "  full page (max_points=2000), p95", " ms", None, "{:.0f}"),
+    Figure("load_full_p99_ms", "load", "  full page, p99", " ms", None, "{:.0f}"),
+    Figure("load_errors", "load", "  errors (transport, 4xx/5xx)", "", 0.0, "{:.0f}"),
+    Figure("load_5xx", "load", "  server errors (5xx)", "", 0.0, "{:.0f}"),
 )
 FIGURE_BY_KEY = {f.key: f for f in FIGURES}
 
