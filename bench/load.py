@@ -2,10 +2,11 @@
 
 A real API (uvicorn, SQLite file, real worker processes with the real trainer) on loopback; ``clients``
 asyncio/httpx clients each loop: GET metrics?since_step=<last seen> (incremental poll, what the UI does every
-refresh) and every fifth time the full downsampled page. Bounded: ``seconds`` of polling, per-request timeout.
+refresh, 1.5 s by default) and every fifth time the full downsampled page, then wait ``interval`` seconds
+(default 0.5: each client polls three times as often as the UI). Bounded: ``seconds`` of polling, per-request timeout.
 Reports p50/p95/p99 latency of both kinds and error counts (transport errors, 5xx, 503 "busy").
 
-Usage: python -m bench.load [--clients 100] [--runs 4] [--seconds 60]
+Usage: python -m bench.load [--clients 100] [--runs 4] [--seconds 60] [--interval 0.5]
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
-async def _client(http: httpx.AsyncClient, run_ids: list[int], deadline: float, out: dict[str, Any], k: int) -> None:
+async def _client(http: httpx.AsyncClient, run_ids: list[int], deadline: float, out: dict[str, Any], k: int,
+                  interval: float) -> None:
     since: dict[int, int] = {}
     i = k
     while time.monotonic() < deadline:
@@ -56,19 +58,20 @@ async def _client(http: httpx.AsyncClient, run_ids: list[int], deadline: float, 
                 out["5xx"] += r.status_code >= 500
                 out["503"] += r.status_code == 503
         i += 1
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)
 
 
-async def _poll(url: str, run_ids: list[int], clients: int, seconds: float) -> dict[str, Any]:
+async def _poll(url: str, run_ids: list[int], clients: int, seconds: float, interval: float) -> dict[str, Any]:
     out: dict[str, Any] = {"incremental": [], "full": [], "errors": 0, "5xx": 0, "503": 0}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as http:
         deadline = time.monotonic() + seconds
-        await asyncio.gather(*(_client(http, run_ids, deadline, out, k) for k in range(clients)))
+        await asyncio.gather(*(_client(http, run_ids, deadline, out, k, interval) for k in range(clients)))
     return out
 
 
-def measure_load(*, clients: int = 100, runs: int = 4, seconds: float = 60.0) -> tuple[dict, dict, dict]:
+def measure_load(*, clients: int = 100, runs: int = 4, seconds: float = 60.0, interval: float = 0.5
+                 ) -> tuple[dict, dict, dict]:
     """(values, reasons, details) as bench/run.py expects; keys load_incremental_p99_ms, load_errors, load_5xx..."""
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -84,7 +87,7 @@ def measure_load(*, clients: int = 100, runs: int = 4, seconds: float = 60.0) ->
                 if time.monotonic() - t0 > 60:
                     raise RuntimeError("runs did not start within 60 s")
                 time.sleep(0.5)
-            out = asyncio.run(_poll(api.url, run_ids, clients, seconds))
+            out = asyncio.run(_poll(api.url, run_ids, clients, seconds, interval))
             statuses = [client.get(f"/api/runs/{i}").json()["status"] for i in run_ids]
             for i in run_ids:
                 client.post(f"/api/runs/{i}/cancel")
@@ -93,7 +96,7 @@ def measure_load(*, clients: int = 100, runs: int = 4, seconds: float = 60.0) ->
               "load_incremental_p99_ms": _pct(inc, 99), "load_full_p50_ms": _pct(full, 50),
               "load_full_p95_ms": _pct(full, 95), "load_full_p99_ms": _pct(full, 99),
               "load_errors": float(out["errors"]), "load_5xx": float(out["5xx"])}
-    details = {"clients": clients, "runs": runs, "seconds": seconds, "requests": len(inc) + len(full) + out["errors"],
+    details = {"clients": clients, "runs": runs, "seconds": seconds, "interval_s": interval, "requests": len(inc) + len(full) + out["errors"],
                "busy_503": out["503"], "run_statuses_during_load": statuses}
     return values, {}, details
 
@@ -103,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--runs", type=int, default=4)
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--interval", type=float, default=0.5, help="seconds each client waits between polls")
     args = p.parse_args(argv)
-    values, _, details = measure_load(clients=args.clients, runs=args.runs, seconds=args.seconds)
+    values, _, details = measure_load(clients=args.clients, runs=args.runs, seconds=args.seconds,
+                                      interval=args.interval)
     print(json.dumps({**values, **details}, indent=1))
     return 0
 
