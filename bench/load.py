@@ -70,12 +70,15 @@ async def _poll(url: str, run_ids: list[int], clients: int, seconds: float, inte
     return out
 
 
-def measure_load(*, clients: int = 100, runs: int = 4, seconds: float = 60.0, interval: float = 0.5
-                 ) -> tuple[dict, dict, dict]:
-    """(values, reasons, details) as bench/run.py expects; keys load_incremental_p99_ms, load_errors, load_5xx..."""
+def measure_load(*, clients: int = 100, runs: int = 4, seconds: float = 60.0, interval: float = 0.5,
+                 trainer: str = "trainer:run") -> tuple[dict, dict, dict]:
+    """(values, reasons, details) as bench/run.py expects; keys load_incremental_p99_ms, load_errors, load_5xx...
+
+    ``trainer``: the training function of the workers (tests use a fake one).
+    """
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        env = bench_environment(tmp, TRUSTLAB_MAX_CONCURRENT_RUNS=str(runs))
+        env = bench_environment(tmp, TRUSTLAB_MAX_CONCURRENT_RUNS=str(runs), TRUSTLAB_TRAINER=trainer)
         with ApiServer(tmp, env=env) as api, httpx.Client(base_url=api.url, timeout=30.0) as client:
             run_ids = []
             for seed in range(runs):
