@@ -59,9 +59,17 @@ def private_dir(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """Create ``path`` empty if missing, owner-only (0600), in an owner-only folder."""
+    """Create ``path`` empty if missing, owner-only (0600), in an owner-only folder.
+
+    An existing file is never opened: closing any descriptor of a SQLite file drops the process's POSIX locks
+    on it, which would break the locking of connections already open in this process.
+    """
     private_dir(path.parent)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:  # created meanwhile by another process
+            pass
     if path.stat().st_uid == os.getuid():
         path.chmod(0o600)
     return path

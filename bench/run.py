@@ -1,11 +1,11 @@
 """`make bench`: measure trustlab itself, print a table and write bench/results/latest.json.
 
-Usage: python -m bench.run [--only hvp,breakdown,logging,metrics,live,launch] [--device cpu|cuda] [--threads N] [--quick]
-                           [--out PATH]
+Usage: python -m bench.run [--only ITEM,ITEM,...] [--device cpu|cuda] [--threads N] [--quick] [--out PATH]
 
 Items: hvp (HVP/gradient cost), breakdown (TR step time split), logging (worker + store vs a bare loop),
 metrics (metrics query latency on a 200k-point run), live (worker record → API), launch (POST /api/runs → first
-point, local executor with warm workers, two runs training meanwhile). Without --only every item
+point, local executor with warm workers, two runs training meanwhile), load (100 clients polling metrics while 4
+runs train), and the items listed in ITEMS below. Without --only every item
 runs and latest.json is rewritten; with --only the other figures already in latest.json are kept (each
 figure carries the machine and time it was measured). On --device cuda the figures go under
 ``other_devices["cuda"]`` of the same file, beside the CPU ones. An item that cannot run (no backend,
@@ -68,6 +68,12 @@ def _metrics(args: argparse.Namespace) -> ItemResult:
     return measure_metrics_query(requests=20 if args.quick else 100)
 
 
+def _load(args: argparse.Namespace) -> ItemResult:
+    from bench.load import measure_load
+
+    return measure_load(clients=100, runs=4, seconds=20 if args.quick else 60)
+
+
 def _live(args: argparse.Namespace) -> ItemResult:
     from bench.live_latency import measure_live_latency
 
@@ -87,6 +93,8 @@ ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ..
     "metrics": (_metrics, ("metrics_p95_ms", "incremental_p95_ms")),
     "live": (_live, ("live_latency_s",)),
     "launch": (_launch, ("launch_to_first_point_p50_s", "launch_to_first_point_p95_s")),
+    "load": (_load, ("load_incremental_p50_ms", "load_incremental_p95_ms", "load_incremental_p99_ms",
+                     "load_full_p95_ms", "load_full_p99_ms", "load_errors", "load_5xx")),
 }
 
 

@@ -39,6 +39,14 @@ FIGURES: tuple[Figure, ...] = (
     Figure("launch_to_first_point_p50_s", "launch", "POST /api/runs → first point, 2 runs training (p50)", " s", 3.0,
            "{:.2f}"),
     Figure("launch_to_first_point_p95_s", "launch", "  same, p95 over 10 launches", " s", None, "{:.2f}"),
+    Figure("load_incremental_p50_ms", "load", "100 clients, 4 runs training: p50 incremental metrics poll", " ms",
+           None, "{:.0f}"),
+    Figure("load_incremental_p95_ms", "load", "  same, p95", " ms", None, "{:.0f}"),
+    Figure("load_incremental_p99_ms", "load", "  same, p99", " ms", 500.0, "{:.0f}"),
+    Figure("load_full_p95_ms", "load", "  full page (max_points=2000), p95", " ms", None, "{:.0f}"),
+    Figure("load_full_p99_ms", "load", "  full page, p99", " ms", None, "{:.0f}"),
+    Figure("load_errors", "load", "  errors (transport, 4xx/5xx)", "", 0.0, "{:.0f}"),
+    Figure("load_5xx", "load", "  server errors (5xx)", "", 0.0, "{:.0f}"),
 )
 FIGURE_BY_KEY = {f.key: f for f in FIGURES}
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Iterator, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import Field
 from pydantic_core import to_json
 
 from backend import store
@@ -46,7 +47,9 @@ def create_run(config: RunConfig, session: SessionDep, request: Request) -> dict
 
 @router.get("", response_model=RunList, summary="List runs, newest first")
 def list_runs(session: SessionDep,
-              status: Annotated[list[str] | None, Query(description="e.g. running or queued,running")] = None,
+              status: Annotated[list[Annotated[str, Field(max_length=200)]] | None, Query(
+                  max_length=20, description=f"one or more of {', '.join(ALL_STATUSES)}, e.g. running or "
+                                             "queued,running")] = None,
               comparison_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
               limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
               offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> dict[str, Any]:

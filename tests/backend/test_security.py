@@ -292,3 +292,56 @@ def test_store_and_logs_are_owner_only(live_client: TestClient) -> None:
     assert mode(settings.log_dir) == 0o700
     logs = list(settings.log_dir.iterdir())
     assert logs and all(mode(p) == 0o600 for p in logs)
+
+
+# -- 2. no hang when the store connections are taken --------------------------------------------------------------
+
+def test_pool_exhausted_is_503_with_retry_after_not_a_hang(tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(tmp_path, pool_size=1, pool_timeout_seconds=0.2))) as c:
+        engine = c.app.state.engine
+        held = [engine.connect(), engine.connect()]  # pool 1 + overflow 1: all taken
+        try:
+            r = c.get("/api/runs")
+            assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+            assert c.get("/api/health").status_code == 200  # health has its own connection
+        finally:
+            for conn in held:
+                conn.close()
+        assert c.get("/api/runs").status_code == 200
+
+
+def test_requests_beyond_the_slots_wait_then_get_503(tmp_path: Path) -> None:
+    import asyncio
+
+    from backend.security import RequestGate
+
+    release = asyncio.Event()
+
+    async def slow_app(scope, receive, send):  # noqa: ANN001 - ASGI
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    gate = RequestGate(slow_app, make_settings(tmp_path, pool_size=1, queue_seconds=0.2))
+
+    async def request(path: str) -> int:
+        sent: list[dict] = []
+
+        async def send(message):  # noqa: ANN001
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        scope = {"type": "http", "method": "GET", "path": path, "headers": [(b"host", b"127.0.0.1:8000")],
+                 "server": ("127.0.0.1", 8000)}
+        await gate(scope, receive, send)
+        return sent[0]["status"]
+
+    async def scenario() -> list[int]:
+        tasks = [asyncio.create_task(request("/api/runs")) for _ in range(3)]  # 2 slots (2 x pool_size)
+        third = await asyncio.wait_for(asyncio.shield(tasks[2]), 5)
+        release.set()
+        return [await tasks[0], await tasks[1], third]
+
+    assert asyncio.run(scenario()) == [200, 200, 503]

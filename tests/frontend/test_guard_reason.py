@@ -1,0 +1,15 @@
+"""AppTest (issue 8.9): a run ended by a guard shows its stated reason on the Runs page."""
+from tests.frontend.conftest import texts
+
+
+def test_guard_reasons_are_visible(api, open_page):
+    api.add_run("tr-uniform", status="failed",
+                error="stopped by guard at step 50: the trust radius stayed below 1e-12 for 50 consecutive steps "
+                      "(guards.radius_floor / radius_patience); no step can make progress")
+    api.add_run("sgd", status="diverged",
+                error="training loss 812 at step 7 exceeds 100 x the first step's loss 2.3 (guards.loss_factor)")
+    at = open_page("runs")
+    assert not at.exception
+    shown = " ".join(texts(at.error))
+    assert "failed: stopped by guard at step 50: the trust radius stayed below 1e-12" in shown
+    assert "diverged: training loss 812 at step 7 exceeds 100 x" in shown
