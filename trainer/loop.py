@@ -140,7 +140,7 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
     loss_fn = loss_function(cfg.model)
     hyper = cfg.optimizer.resolved()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = build_optimizer(cfg.optimizer.name, params, hyper)
+    opt = build_optimizer(cfg.optimizer.name, params, hyper, buffers=list(model.buffers()))
     is_tr = isinstance(opt, TrustRegion)
     batch = cfg.effective_batch_size
     n_train = data.train_size
