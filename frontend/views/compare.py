@@ -163,9 +163,9 @@ def _render(runs: list[dict[str, Any]]) -> None:
     live_plotly_chart(charts.curve_figure(loss, x_title=x_title, y_title="minibatch loss", log_y=log_y,
                                           uirevision=uirev), key="chart_loss")
     test_loss = series.build_curves(runs, store.evals, x=x_col, y="test_loss", max_points=settings.plot_points,
-                                    aggregate=bands)
+                                    aggregate=bands, reference=store.metrics)
     test_acc = series.build_curves(runs, store.evals, x=x_col, y="test_accuracy", max_points=settings.plot_points,
-                                   aggregate=bands)
+                                   aggregate=bands, reference=store.metrics)
     st.subheader("Evaluation")
     live_plotly_chart(charts.eval_figure(test_loss, test_acc, x_title=x_title, log_y=log_y, uirevision=uirev),
                       key="chart_eval")

@@ -142,3 +142,17 @@ def test_without_static_serving_the_charts_fall_back_to_st_plotly_chart(api, ope
     at = open_page("compare")
     assert len(at.get("plotly_chart")) == 3 and not at.get("bidi_component")
     assert {"TR uniform"} <= set(_names(figures(at)[0]))
+
+
+def test_backprops_plus_forwards_axis(api, open_page):
+    a = api.add_run("tr-rmsprop", steps=60)
+    b = api.add_run("adam", steps=60)
+    api.add_comparison("cost", [a, b])
+    at = open_page("compare")
+    at.button_group(key="cmp_axis").set_value("backprops + forwards").run()
+    assert not at.exception
+    loss, evals, tr = figures(at)
+    assert "⅓ backprop" in loss["layout"]["xaxis"]["title"]["text"]
+    tr_curve = next(t for t in loss["data"] if t.get("name") == "TR RMSprop")
+    assert max(tr_curve["x"]) > 6 * 60  # backprops (6 per fake TR step) plus a third of the forwards
+    assert any(len(t.get("x") or []) for t in evals["data"])  # evaluations placed on the derived axis too
