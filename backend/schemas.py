@@ -150,6 +150,11 @@ class ComparisonCreate(BaseModel):
     num_reconstructions: int | None = Field(default=None, ge=1, le=16)
     device: str | None = Field(default=None, max_length=16)
     guards: Guards | None = Field(default=None, description="guard thresholds for every run (RunConfig.guards)")
+    input_scaling: Literal["unit", "standardize"] | None = None
+    autoencoder_loss: Literal["bce", "mse"] | None = None
+    warm_start_epochs: float | None = Field(default=None, ge=0.0, le=1000.0,
+                                            description="trust-region runs only; first-order runs of the same "
+                                                        "comparison start cold")
 
     @model_validator(mode="before")
     @classmethod
@@ -172,25 +177,31 @@ class ComparisonCreate(BaseModel):
     def run_configs(self) -> list[tuple[RunConfig, str]]:
         """(RunConfig, label) per optimizer and seed, seeds outermost."""
         shared = {k: getattr(self, k) for k in ("eval_every", "train_subset", "test_subset", "eval_train_size",
-                                                  "num_reconstructions", "device", "guards")
-                  if getattr(self, k) is not None}
+                                                  "num_reconstructions", "device", "guards", "input_scaling",
+                                                  "autoencoder_loss") if getattr(self, k) is not None}
         out = []
         for seed in self.seeds:
             for opt in self.optimizers:
                 batch = opt.batch_size or (self.batch_sizes or {}).get(OPTIMIZERS[opt.name].family)
+                second_order = OPTIMIZERS[opt.name].family == "second-order"
+                warm = {"warm_start_epochs": self.warm_start_epochs} if self.warm_start_epochs and second_order else {}
                 cfg = RunConfig(dataset=self.dataset, model=self.model, budget=self.budget, seed=seed,
                                 optimizer={"name": opt.name, "hyperparameters": opt.hyperparameters},
-                                batch_size=batch, **shared)
-                out.append((cfg, run_label(opt.name, opt.hyperparameters, seed, opt.batch_size)))
+                                batch_size=batch, **shared, **warm)
+                out.append((cfg, run_label(opt.name, opt.hyperparameters, seed, opt.batch_size,
+                                           variants=cfg.variants())))
         return out
 
 
-def run_label(optimizer: str, overrides: dict[str, Any], seed: int, batch_size: int | None = None) -> str:
-    """E.g. "SGD lr=0.05 (seed 0)": the optimizer's label, the hyperparameters given, the seed."""
+def run_label(optimizer: str, overrides: dict[str, Any], seed: int, batch_size: int | None = None,
+              variants: list[str] | None = None) -> str:
+    """E.g. "SGD lr=0.05 inputs=unit (seed 0)": the optimizer's label, the hyperparameters given, the batch size
+    when given, the run-level switches that differ from their defaults (``RunConfig.variants()``), the seed."""
     parts = [optimizer_label(optimizer, overrides)] + [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in sorted(overrides.items())]
     if batch_size is not None:
         parts.append(f"batch={batch_size}")
+    parts.extend(variants or [])
     return f"{' '.join(parts)} (seed {seed})"
 
 

@@ -44,7 +44,8 @@ def stored_config(config: RunConfig) -> dict[str, Any]:
 def create_run(session: Session, config: RunConfig, *, comparison_id: int | None = None,
                label: str | None = None) -> Run:
     run = Run(config=stored_config(config), optimizer=config.optimizer.name, seed=config.seed,
-              label=label or run_label(config.optimizer.name, config.optimizer.hyperparameters, config.seed),
+              label=label or run_label(config.optimizer.name, config.optimizer.hyperparameters, config.seed,
+                                       variants=config.variants()),
               comparison_id=comparison_id, status=lifecycle.INITIAL_STATE, cancel_requested=False, created_at=utcnow())
     session.add(run)
     session.flush()

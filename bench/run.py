@@ -2,7 +2,8 @@
 
 Usage: python -m bench.run [--only ITEM,ITEM,...] [--device cpu|cuda] [--threads N] [--quick] [--out PATH]
 
-Items: hvp (HVP/gradient cost), breakdown (TR step time split), logging (worker + store vs a bare loop),
+Items: hvp (HVP/gradient cost), breakdown (TR step time split), syncs (host synchronisations per TR step),
+gltr_memory (GLTR peak memory on the autoencoder), logging (worker + store vs a bare loop),
 metrics (metrics query latency on a 200k-point run), live (worker record → API), launch (POST /api/runs → first
 point, local executor with warm workers, two runs training meanwhile), load (100 clients polling metrics while 4
 runs train), and the items listed in ITEMS below. Without --only every item
@@ -56,6 +57,31 @@ def _breakdown(args: argparse.Namespace) -> ItemResult:
             {"mlp": mlp, "autoencoder": ae, "headline": f"MLP {worst['optimizer']} (the worst of the three norms)"})
 
 
+def _syncs(args: argparse.Namespace) -> ItemResult:
+    from bench.syncs import measure_tr_host_syncs
+
+    steps = 10 if args.quick else 30
+    runs = {f"{o}/{s}": measure_tr_host_syncs(o, steps=steps, solver=s)
+            for o in ("tr-uniform", "tr-adagrad", "tr-rmsprop") for s in ("cg", "lanczos")}
+    slopes = [r["per_cg_iteration"] for r in runs.values() if r["per_cg_iteration"] is not None]
+    values = {"tr_host_syncs_per_cg_iteration": max(slopes) if slopes else None,
+              "tr_host_syncs_constant_per_step": max(r["max_excess_over_iterations"] for r in runs.values())}
+    reasons = {} if slopes else {"tr_host_syncs_per_cg_iteration": "CG iterations did not vary between steps"}
+    return values, reasons, {"runs": runs, "method": "tensor→host conversions counted on the CPU (bench/syncs.py); "
+                             "per iteration = least-squares slope of syncs on CG iterations per step, worst of "
+                             "3 norms × 2 solvers; constant = max over steps of syncs - iterations"}
+
+
+def _gltr_memory(args: argparse.Namespace) -> ItemResult:
+    from bench.gltr_memory import measure_gltr_peak_memory
+
+    iters = 10 if args.quick else 50
+    res = measure_gltr_peak_memory(iterations=iters, batch_size=128, device=args.device)
+    return {"gltr_peak_memory_mb": res["lanczos"]["peak_rise_mb"]}, {}, {
+        **res, "method": f"one autoencoder TR step (batch 128) run to {iters} Lanczos iterations, fresh process; "
+                         "CPU: peak RSS rise, GPU: max_memory_allocated rise"}
+
+
 def _logging(args: argparse.Namespace) -> ItemResult:
     from bench.logging_overhead import measure_logging_overhead
 
@@ -89,6 +115,8 @@ def _launch(args: argparse.Namespace) -> ItemResult:
 ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ...]]] = {
     "hvp": (_hvp, ("hvp_over_grad_mlp", "hvp_over_grad_autoencoder")),
     "breakdown": (_breakdown, ("tr_non_derivative_share", "tr_overhead_excl_rho_share")),
+    "syncs": (_syncs, ("tr_host_syncs_per_cg_iteration", "tr_host_syncs_constant_per_step")),
+    "gltr_memory": (_gltr_memory, ("gltr_peak_memory_mb",)),
     "logging": (_logging, ("logging_overhead_ratio", "logging_overhead_wall_ratio")),
     "metrics": (_metrics, ("metrics_p95_ms", "incremental_p95_ms")),
     "live": (_live, ("live_latency_s",)),

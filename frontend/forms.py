@@ -9,6 +9,8 @@ from frontend.api_client import error_messages
 __all__ = [
     "BUDGET_KINDS",
     "DEVICES",
+    "DEFAULT_SCALING",
+    "input_scaling_options",
     "K",
     "hp_key",
     "default_state",
@@ -22,6 +24,12 @@ __all__ = [
 
 BUDGET_KINDS: dict[str, str] = {"epochs": "Epochs", "backprops": "Backprops", "seconds": "Seconds"}
 DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_SCALING = "default"  # the API picks: standardize for classifiers, unit for autoencoders
+
+
+def input_scaling_options(meta: Mapping[str, Any]) -> list[str]:
+    """Choices of the input-scaling widget: the model's default, then ``meta["input_scalings"]``."""
+    return [DEFAULT_SCALING] + [s["name"] for s in meta.get("input_scalings") or []]
 
 
 class K:
@@ -40,6 +48,7 @@ class K:
     test_subset = "launch_test_subset"
     device = "launch_device"
     preset = "launch_preset"
+    input_scaling = "launch_input_scaling"
 
     @staticmethod
     def budget(kind: str) -> str:
@@ -84,7 +93,7 @@ def default_state(meta: Mapping[str, Any]) -> dict[str, Any]:
         K.name: "", K.dataset: dataset, K.model: models[0], K.optimizers: chosen, K.budget_kind: "epochs",
         K.seeds: "0", K.bs_first: _family_batch(meta, "first-order", 128),
         K.bs_second: _family_batch(meta, "second-order", 512), K.eval_every: 50, K.train_subset: 0,
-        K.test_subset: 0, K.device: "auto",
+        K.test_subset: 0, K.device: "auto", K.input_scaling: DEFAULT_SCALING,
     }
     for kind, v in _BUDGET_DEFAULTS.items():
         state[K.budget(kind)] = v
@@ -119,6 +128,7 @@ def preset_state(meta: Mapping[str, Any], preset_name: str) -> dict[str, Any]:
         for hname, value in (entry.get("hyperparameters") or {}).items():
             if hname in specs:
                 state[hp_key(entry["name"], hname)] = _hp_widget_value(specs[hname], value)
+    state[K.input_scaling] = preset.get("input_scaling") or DEFAULT_SCALING
     state[K.preset] = preset_name
     return state
 
@@ -213,6 +223,8 @@ def build_request(meta: Mapping[str, Any], state: Mapping[str, Any]) -> LaunchRe
         common["train_subset"] = int(state[K.train_subset])
     if state.get(K.test_subset):
         common["test_subset"] = int(state[K.test_subset])
+    if state.get(K.input_scaling) not in (None, DEFAULT_SCALING):
+        common["input_scaling"] = state[K.input_scaling]
     labels = tuple(specs[n]["label"] for n in names)
     if len(names) == 1 and len(seeds) == 1:
         bs = batch.get(specs[names[0]]["family"])

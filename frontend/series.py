@@ -14,6 +14,8 @@ from frontend.run_states import is_active, is_terminal  # noqa: F401 - is_active
 
 __all__ = [
     "X_AXES",
+    "FORWARD_COST",
+    "with_x",
     "is_active",
     "append_points",
     "bound_rows",
@@ -52,7 +54,30 @@ X_AXES: dict[str, tuple[str, str]] = {
     "epochs": ("epoch", "Epochs"),
     "wall time": ("wall_time", "Wall time (s)"),
     "steps": ("step", "Optimizer steps"),
+    "backprops + forwards": ("cost", "Backprops + forwards (a forward pass counted as ⅓ backprop)"),
 }
+# The usual convention: a forward pass (the ρ check) costs about a third of a backprop (forward + backward).
+FORWARD_COST = 1.0 / 3.0
+
+
+def with_x(df: pd.DataFrame, x: str, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``df`` with the x column ``x`` present when it is derived: ``cost`` = backprops + ⅓·forwards.
+
+    Points without ``forwards`` (evaluations) take it from ``reference`` (the run's metric points) at the
+    same step; a step before any metric point (the evaluation at step 0) has made no forward pass yet.
+    Other columns, and frames that already carry ``x``, are returned unchanged.
+    """
+    if x != "cost" or x in df.columns or "backprops" not in df.columns:
+        return df
+    if "forwards" in df.columns:
+        forwards = pd.to_numeric(df["forwards"], errors="coerce").fillna(0.0)
+    elif reference is not None and not reference.empty and {"step", "forwards"} <= set(reference.columns):
+        ref = reference[["step", "forwards"]].dropna().drop_duplicates("step").set_index("step")["forwards"]
+        forwards = df["step"].map(ref).astype(float)
+        forwards = forwards.where(df["step"] != 0, 0.0)
+    else:
+        return df
+    return df.assign(cost=pd.to_numeric(df["backprops"], errors="coerce") + FORWARD_COST * forwards)
 
 
 def append_points(existing: pd.DataFrame | None, points: list[dict[str, Any]] | pd.DataFrame, *,
@@ -336,7 +361,8 @@ _CURVE_COLUMNS = ["series", "label", "optimizer", "x", "y", "lo", "hi", "seeds",
 
 def build_curves(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFrame], *, x: str, y: str,
                  smoothing: float = 0.0, max_points: int = 1000, aggregate: bool = True,
-                 optimizer_labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+                 optimizer_labels: Mapping[str, str] | None = None,
+                 reference: Mapping[int, pd.DataFrame] | None = None) -> pd.DataFrame:
     """One curve per series (runs that differ only by seed), ready for a chart builder.
 
     Args:
@@ -348,6 +374,7 @@ def build_curves(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFram
         max_points: per curve (min/max-preserving for single runs; grid size for seed means).
         aggregate: with several seeds, draw mean ± std (``lo``/``hi``) instead of one curve per run.
         optimizer_labels: registry name -> display name, for the short labels (:func:`compact_labels`).
+        reference: run id -> metric points, to derive an x column the ``frames`` lack (see :func:`with_x`).
 
     Returns a DataFrame with columns ``series, label, optimizer, x, y, lo, hi, seeds, config`` (``lo``/``hi``
     are NaN where there is no band; ``config`` is the full configuration in words, for the hover).
@@ -358,6 +385,8 @@ def build_curves(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFram
     data: dict[int, pd.DataFrame] = {}
     for r in runs:
         df = frames.get(r["id"])
+        if df is not None and not df.empty:
+            df = with_x(df, x, (reference or {}).get(r["id"]))
         if df is None or df.empty or x not in df.columns or y not in df.columns:
             continue
         d = df[[x, y]].apply(pd.to_numeric, errors="coerce").dropna().sort_values(x, kind="stable")
@@ -425,6 +454,8 @@ def tr_frame(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFrame], 
     labels = compact_labels(runs, optimizer_labels)
     for r in runs:
         df = frames.get(r["id"])
+        if df is not None and not df.empty:
+            df = with_x(df, x)
         if df is None or df.empty or "radius" not in df.columns or x not in df.columns:
             continue
         d = df[df["radius"].notna()]

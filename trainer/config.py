@@ -5,7 +5,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trainer.registry import DATASETS, MODELS, OPTIMIZERS, model_fits_dataset, resolve_hyperparameters
+from trainer.registry import (DATASETS, MODELS, OPTIMIZERS, default_input_scaling, model_fits_dataset,
+                              resolve_hyperparameters)
 
 # evaluations per run when eval_every is not given (spread evenly over the budget)
 DEFAULT_EVALUATIONS = 50
@@ -148,6 +149,19 @@ class RunConfig(BaseModel):
                                              "(null in between; measuring them costs ~15% of a small MLP step); "
                                              "TR runs get them every step for free")
     num_reconstructions: int = Field(default=8, ge=1, le=16, description="autoencoders: test images shown")
+    input_scaling: Literal["unit", "standardize"] | None = Field(
+        default=None, description='"unit" divides pixels by 255 (the paper\'s choice; un-centred inputs), "standardize" '
+                                  'also subtracts the per-channel mean and divides by the std. Default (null): '
+                                  '"standardize" for classifiers, "unit" for autoencoders; the stored config always '
+                                  'holds the value used')
+    autoencoder_loss: Literal["bce", "mse"] = Field(
+        default="bce", description='autoencoders: "bce" = pixel-wise binary cross-entropy on a sigmoid output (the '
+                                   'paper); "mse" = mean squared error on a linear output layer (the authors\' code)')
+    warm_start_epochs: float = Field(
+        default=0.0, ge=0.0, le=1000.0,
+        description="trust-region runs: epochs of Adagrad (registry defaults, the run's batch size) before the TR "
+                    "method starts, as in the authors' autoencoder configs; counted in backprops, epochs and wall "
+                    "time like any step. 0 = off")
     guards: Guards = Field(default_factory=Guards, description="stop runs that obviously failed")
 
     @field_validator("eval_every")
@@ -199,7 +213,30 @@ class RunConfig(BaseModel):
         if self.eval_train_size > info.train_size:
             raise ValueError(f"eval_train_size {self.eval_train_size} exceeds the {info.train_size} training "
                              f"samples of {self.dataset}; use at most {info.train_size}")
+        reconstruction = MODELS[self.model].task == "reconstruction"
+        if self.input_scaling is None:
+            self.input_scaling = default_input_scaling(self.model)
+        if reconstruction and self.input_scaling != "unit":
+            raise ValueError(f'Invalid input_scaling {self.input_scaling!r} for the {self.model}: an autoencoder '
+                             'reconstructs pixels in [0, 1]; use "unit"')
+        if not reconstruction and self.autoencoder_loss != "bce":
+            raise ValueError(f"Invalid autoencoder_loss {self.autoencoder_loss!r}: the {self.model} is a classifier "
+                             '(cross-entropy); leave autoencoder_loss at "bce"')
+        if self.warm_start_epochs > 0 and OPTIMIZERS[self.optimizer.name].family != "second-order":
+            raise ValueError(f"Invalid warm_start_epochs {self.warm_start_epochs}: a warm start precedes a "
+                             f"trust-region method; {self.optimizer.name} is first-order, set it to 0")
         return self
+
+    def variants(self) -> list[str]:
+        """Run-level switches that differ from their defaults, as short label parts (e.g. "inputs=unit")."""
+        out = []
+        if self.input_scaling != default_input_scaling(self.model):
+            out.append(f"inputs={self.input_scaling}")
+        if self.autoencoder_loss != "bce":
+            out.append(f"loss={self.autoencoder_loss}")
+        if self.warm_start_epochs > 0:
+            out.append(f"warm={self.warm_start_epochs:g}ep")
+        return out
 
     @property
     def effective_batch_size(self) -> int:

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainer.registry import DATASETS
+from trainer.registry import DATASETS, INPUT_SCALINGS
 
 if TYPE_CHECKING:  # torch is imported lazily: the API process checks availability without loading it
     import torch
 
 __all__ = ["TensorData", "DatasetUnavailable", "load_dataset", "dataset_available", "find_dataset",
-           "read_idx", "decoded_arrays", "cache_path", "SYSTEM_LOCATIONS", "NORMALIZATION", "CACHE_SUBDIR"]
+           "read_idx", "decoded_arrays", "cache_path", "SYSTEM_LOCATIONS", "NORMALIZATION", "CACHE_SUBDIR", "scale_inputs"]
 
 CACHE_SUBDIR = "cache"  # decoded-tensor cache: <data_dir>/cache/<dataset>-<key>.pt
 _CACHE_FORMAT = 1  # bump when the cached layout changes; old files are then simply not found
@@ -48,6 +48,24 @@ NORMALIZATION = {
     "mnist": ((0.1307,), (0.3081,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
 }
+
+
+def scale_inputs(x: "torch.Tensor", dataset: str, scaling: str) -> "torch.Tensor":
+    """Apply RunConfig.input_scaling (``trainer.registry.INPUT_SCALINGS``) in place to decoded pixels in [0, 1].
+
+    ``unit`` keeps them as they are (the paper divides by 255 and nothing more); ``standardize`` subtracts the
+    dataset's per-channel mean and divides by its std (``NORMALIZATION``). ``x`` is N×C×H×W float.
+    """
+    import torch
+
+    if scaling == "unit":
+        return x
+    if scaling == "standardize":
+        mean, std = NORMALIZATION[dataset]
+        m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return x.sub_(m).div_(s)
+    raise ValueError(f"Invalid input scaling {scaling!r}; choose one of {sorted(INPUT_SCALINGS)}")
 
 
 class DatasetUnavailable(RuntimeError):
@@ -241,7 +259,8 @@ def load_dataset(
     torchvision download into ``data_dir``.
 
     Args:
-        normalize: standardize per channel (classifiers); False keeps pixels in [0, 1] (autoencoders).
+        normalize: input scaling (:func:`scale_inputs`): True = "standardize" per channel, False = "unit"
+            (pixels in [0, 1], the paper's choice and what autoencoders need).
         train_subset / test_subset: keep only the first N samples.
         cache: decode once per dataset version into ``<data_dir>/cache/`` (see :func:`decoded_arrays`).
 
@@ -277,12 +296,7 @@ def load_dataset(
 
     def prep(x: np.ndarray) -> "torch.Tensor":
         t = torch.from_numpy(np.array(x, copy=True)).to(device=device, dtype=torch.float32).div_(255.0)
-        if normalize:
-            mean, std = NORMALIZATION[name]
-            m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-            s = torch.tensor(std, device=device).view(1, -1, 1, 1)
-            t = t.sub_(m).div_(s)
-        return t
+        return scale_inputs(t, name, "standardize" if normalize else "unit")
 
     return TensorData(
         name=name,

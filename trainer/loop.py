@@ -12,7 +12,7 @@ import torch
 from trainer.config import RunConfig
 from trainer.data import DatasetUnavailable, TensorData, load_dataset
 from trainer.guards import RunGuard
-from trainer.models import build_model, count_parameters, loss_function
+from trainer.models import build_model, count_parameters, loss_function, reconstruction_image
 from trainer.optim.factory import build_optimizer
 from trainer.optim.trust_region import TrustRegion
 from trainer.registry import MODELS
@@ -66,6 +66,7 @@ class _Evaluator:
         self.test = (data.test_x, data.test_y)
         k = min(cfg.num_reconstructions, data.test_size)
         self.recon_images = None if self.classifier else data.test_x[:k]
+        self.to_image = reconstruction_image(cfg.autoencoder_loss)
 
     @torch.no_grad()
     def _measure(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float | None]:
@@ -97,7 +98,7 @@ class _Evaluator:
         was_training = self.model.training
         self.model.eval()
         try:
-            out = torch.sigmoid(self.model(self.recon_images))
+            out = self.to_image(self.model(self.recon_images))
         finally:
             self.model.train(was_training)
         return images_png(out)
@@ -139,19 +140,23 @@ def run(config: RunConfig | dict, reporter: Reporter | None = None, *, data_dir:
 def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str, Any], *, download: bool) -> None:
     device = resolve_device(cfg.device)
     task = MODELS[cfg.model].task
-    data = load_dataset(cfg.dataset, data_dir, device=device, normalize=task == "classification",
+    data = load_dataset(cfg.dataset, data_dir, device=device, normalize=cfg.input_scaling == "standardize",
                         train_subset=cfg.train_subset, test_subset=cfg.test_subset, download=download)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.dataset).to(device)
     model.train()
-    loss_fn = loss_function(cfg.model)
+    loss_fn = loss_function(cfg.model, cfg.autoencoder_loss)
     hyper = cfg.optimizer.resolved()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = build_optimizer(cfg.optimizer.name, params, hyper)
+    opt = build_optimizer(cfg.optimizer.name, params, hyper, buffers=list(model.buffers()))
     is_tr = isinstance(opt, TrustRegion)
     guard = RunGuard(cfg.guards, is_tr=is_tr, cg_cap=hyper.get("max_cg_iters"))
     batch = cfg.effective_batch_size
     n_train = data.train_size
+    # The authors' warm start: Adagrad (registry defaults) for the first warm_start_epochs, then the TR method.
+    warm = build_optimizer("adagrad", params) if is_tr and cfg.warm_start_epochs > 0 else None
+    warm_samples = cfg.warm_start_epochs * n_train if warm is not None else 0.0
+    warm_gradients = 0
     evaluator = _Evaluator(cfg, data, model, loss_fn)
     gen = torch.Generator().manual_seed(cfg.seed)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -209,7 +214,7 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
         xb, yb = data.train_x[idx], data.train_y[idx]
 
         record: dict[str, Any]
-        if is_tr:
+        if is_tr and samples >= warm_samples:
             def closure() -> torch.Tensor:
                 return loss_fn(model(xb), xb, yb)
 
@@ -218,14 +223,15 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
             sync()
             wall += time.perf_counter() - t0
             tr = opt.last_trace
-            gradients, hvps, forwards = opt.gradients, opt.hvps, opt.forwards
+            gradients, hvps, forwards = warm_gradients + opt.gradients, opt.hvps, opt.forwards
             loss_value = tr["loss"]
             record = {"grad_norm": tr["grad_norm"], "step_norm": tr["step_norm"],
                       **{k: tr[k] for k in ("radius", "new_radius", "rho", "cg_iterations", "cg_exit", "accepted",
                                              "pred_decrease", "actual_decrease", "step_norm_m")}}
         else:
+            first_order = warm if is_tr else opt  # a TR run here is in its Adagrad warm start
             t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
+            first_order.zero_grad(set_to_none=True)
             loss = loss_fn(model(xb), xb, yb)
             loss.backward()
             sync()
@@ -237,10 +243,11 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
                     grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
                     before = torch._foreach_mul(params, 1.0)
             t0 = time.perf_counter()
-            opt.step()
+            first_order.step()
             sync()
             wall += time.perf_counter() - t0
             gradients += 1
+            warm_gradients += int(is_tr)
             if measure:
                 with torch.no_grad():
                     torch._foreach_sub_(before, params)

@@ -9,7 +9,8 @@ from torch.nn import functional as F
 
 from trainer.registry import DATASETS, MODELS, model_fits_dataset
 
-__all__ = ["build_model", "loss_function", "MLP", "Autoencoder", "ConvAutoencoder", "count_parameters"]
+__all__ = ["build_model", "loss_function", "reconstruction_image", "MLP", "Autoencoder", "ConvAutoencoder",
+           "count_parameters"]
 
 
 class MLP(nn.Module):
@@ -31,8 +32,9 @@ class MLP(nn.Module):
 class Autoencoder(nn.Module):
     """Deep autoencoder 784-1000-500-250-30 with a mirrored decoder (Hinton & Salakhutdinov 2006).
 
-    Sigmoid after every layer but the 30-unit code layer. ``forward`` returns logits of the output
-    sigmoid; the loss applies the sigmoid inside a numerically stable pixel-wise binary cross-entropy.
+    Sigmoid after every layer but the 30-unit code layer. ``forward`` returns the last Linear layer's output:
+    with the default "bce" loss these are logits of the output sigmoid (applied inside a numerically stable
+    pixel-wise binary cross-entropy); with the "mse" variant the output layer is linear (see ``loss_function``).
     """
 
     def __init__(self, sizes: tuple[int, ...] = (784, 1000, 500, 250, 30)) -> None:
@@ -105,13 +107,38 @@ def _bce_logits(out: torch.Tensor, x: torch.Tensor, _y: torch.Tensor) -> torch.T
     return F.binary_cross_entropy_with_logits(out, x)
 
 
+def _mse_linear(out: torch.Tensor, x: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(out, x)
+
+
 def _cross_entropy(out: torch.Tensor, _x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(out, y)
 
 
-def loss_function(model: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """loss(output, inputs, labels): cross-entropy for classifiers, pixel-wise BCE for autoencoders."""
-    return _bce_logits if MODELS[model].task == "reconstruction" else _cross_entropy
+# RunConfig.autoencoder_loss → (loss on the last layer's output, that output as an image in [0, 1]).
+# Both read the same final Linear layer: "bce" treats it as logits of a sigmoid output, "mse" as a linear output.
+_RECONSTRUCTION = {
+    "bce": (_bce_logits, torch.sigmoid),
+    "mse": (_mse_linear, lambda out: out.clamp(0.0, 1.0)),
+}
+
+
+def loss_function(model: str, autoencoder_loss: str = "bce"
+                  ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """loss(output, inputs, labels), both mean-reduced: cross-entropy for classifiers; for autoencoders pixel-wise
+    BCE on a sigmoid output ("bce", the paper) or MSE on a linear output ("mse", the authors' code)."""
+    if MODELS[model].task != "reconstruction":
+        return _cross_entropy
+    if autoencoder_loss not in _RECONSTRUCTION:
+        raise ValueError(f"Invalid autoencoder loss {autoencoder_loss!r}; choose one of {sorted(_RECONSTRUCTION)}")
+    return _RECONSTRUCTION[autoencoder_loss][0]
+
+
+def reconstruction_image(autoencoder_loss: str = "bce") -> Callable[[torch.Tensor], torch.Tensor]:
+    """Map an autoencoder's output to images in [0, 1] (sigmoid for "bce", clamp of the linear output for "mse")."""
+    if autoencoder_loss not in _RECONSTRUCTION:
+        raise ValueError(f"Invalid autoencoder loss {autoencoder_loss!r}; choose one of {sorted(_RECONSTRUCTION)}")
+    return _RECONSTRUCTION[autoencoder_loss][1]
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -17,6 +17,9 @@ __all__ = [
     "SWEEP_PRESETS",
     "VARIANT_LABELS",
     "optimizer_label",
+    "INPUT_SCALINGS",
+    "AUTOENCODER_LOSSES",
+    "default_input_scaling",
     "resolve_hyperparameters",
     "model_fits_dataset",
     "metadata",
@@ -270,6 +273,23 @@ def model_fits_dataset(model: str, dataset: str) -> None:
         raise ValueError(f"model {model!r} does not fit dataset {dataset!r}; it trains on {list(MODELS[model].datasets)}")
 
 
+# How pixel values reach the model (applied after decoding to float in [0, 1]); RunConfig.input_scaling.
+INPUT_SCALINGS: dict[str, str] = {
+    "unit": "divide by 255: pixels in [0, 1], un-centred (the paper's and the authors' choice)",
+    "standardize": "divide by 255, then subtract the per-channel mean and divide by the per-channel std",
+}
+# Reconstruction losses of the autoencoders; RunConfig.autoencoder_loss.
+AUTOENCODER_LOSSES: dict[str, str] = {
+    "bce": "pixel-wise binary cross-entropy on a sigmoid output (the paper's text)",
+    "mse": "mean squared error on a linear output layer (what the authors' code did)",
+}
+
+
+def default_input_scaling(model: str) -> str:
+    """``standardize`` for classifiers (trustlab's historical default), ``unit`` for autoencoders (targets in [0, 1])."""
+    return "unit" if MODELS[model].task == "reconstruction" else "standardize"
+
+
 # The paper's experiments. Each preset is a comparison: shared settings plus one entry per optimizer.
 _FIRST_ORDER_GRID = {"sgd": 0.1, "adagrad": 0.01, "rmsprop": 0.001, "adam": 0.001}
 AE_TR = {"eta1": 1e-5, "eta2": 0.9, "gamma2": 1.25, "radius": 1e-3}
@@ -277,15 +297,16 @@ AE_TR = {"eta1": 1e-5, "eta2": 0.9, "gamma2": 1.25, "radius": 1e-3}
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-fmnist-mlp": {
         "label": "Fashion-MNIST MLP (paper Fig. 2 / 9)",
-        "dataset": "fashion-mnist", "model": "mlp", "budget": {"epochs": 10},
+        "dataset": "fashion-mnist", "model": "mlp", "budget": {"epochs": 10}, "input_scaling": "unit",
         "optimizers": [{"name": n, "hyperparameters": {}} for n in ("tr-uniform", "tr-adagrad", "tr-rmsprop")]
         + [{"name": n, "hyperparameters": {"lr": lr}} for n, lr in _FIRST_ORDER_GRID.items()],
         "batch_sizes": {"first-order": 32, "second-order": 512},
-        "notes": "Table 1 defaults for TR; first-order batch 32 as in the paper, step sizes from a grid search.",
+        "notes": "Table 1 defaults for TR; first-order batch 32 as in the paper, step sizes from a grid search; "
+                 "raw pixels divided by 255 as in the paper.",
     },
     "paper-fmnist-autoencoder": {
         "label": "Fashion-MNIST autoencoder (paper Fig. 3 / 12)",
-        "dataset": "fashion-mnist", "model": "autoencoder", "budget": {"epochs": 10},
+        "dataset": "fashion-mnist", "model": "autoencoder", "budget": {"epochs": 10}, "input_scaling": "unit",
         "optimizers": [{"name": n, "hyperparameters": dict(AE_TR)}
                        for n in ("tr-uniform", "tr-adagrad", "tr-rmsprop")]
         + [{"name": n, "hyperparameters": {"lr": lr}} for n, lr in
@@ -295,7 +316,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "paper-cifar10-resnet18": {
         "label": "CIFAR-10 ResNet18 (paper Fig. 9)",
-        "dataset": "cifar10", "model": "resnet18", "budget": {"epochs": 5},
+        "dataset": "cifar10", "model": "resnet18", "budget": {"epochs": 5}, "input_scaling": "unit",
         "optimizers": [{"name": n, "hyperparameters": {}} for n in ("tr-uniform", "tr-adagrad", "tr-rmsprop")]
         + [{"name": n, "hyperparameters": {"lr": lr}} for n, lr in _FIRST_ORDER_GRID.items()],
         "batch_sizes": {"first-order": 32, "second-order": 128},
@@ -354,5 +375,7 @@ def metadata(dataset_available: dict[str, bool] | None = None) -> dict[str, Any]
         ],
         "presets": [{"name": k, **v} for k, v in PRESETS.items()],
         "sweep_presets": [{"name": k, **v} for k, v in SWEEP_PRESETS.items()],
+        "input_scalings": [{"name": k, "description": v} for k, v in INPUT_SCALINGS.items()],
+        "autoencoder_losses": [{"name": k, "description": v} for k, v in AUTOENCODER_LOSSES.items()],
     }
 

@@ -180,9 +180,9 @@ def _render(runs: list[dict[str, Any]]) -> None:
                                           uirevision=uirev), key="chart_loss")
     # evaluation curves are never smoothed: each point is a full evaluation, not a noisy minibatch
     test_loss = series.build_curves(runs, store.evals, x=x_col, y="test_loss", max_points=settings.plot_points,
-                                    aggregate=bands, smoothing=0.0, optimizer_labels=opt_labels)
+                                    aggregate=bands, smoothing=0.0, optimizer_labels=opt_labels, reference=store.metrics)
     test_acc = series.build_curves(runs, store.evals, x=x_col, y="test_accuracy", max_points=settings.plot_points,
-                                   aggregate=bands, smoothing=0.0, optimizer_labels=opt_labels)
+                                   aggregate=bands, smoothing=0.0, optimizer_labels=opt_labels, reference=store.metrics)
     st.subheader("Evaluation")
     live_plotly_chart(charts.eval_figure(test_loss, test_acc, x_title=x_title, log_y=log_y, uirevision=uirev),
                       key="chart_eval")

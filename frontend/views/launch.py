@@ -97,6 +97,12 @@ with st.expander("Advanced: batch sizes, quick runs, evaluation, device", expand
                     help="Train on the first N samples only: a quick run.")
     a5.number_input("Test subset (0 = all)", key=K.test_subset, min_value=0, step=1000, format="%d")
     a6.number_input("Evaluate every N steps", key=K.eval_every, min_value=1, step=10, format="%d")
+    scalings = {s["name"]: s["description"] for s in info.get("input_scalings") or []}
+    st.selectbox("Input scaling", forms.input_scaling_options(info), key=K.input_scaling,
+                 format_func=lambda n: "model default (standardize for classifiers, unit for autoencoders)"
+                 if n == forms.DEFAULT_SCALING else f"{n}: {scalings.get(n, '')}",
+                 help="The paper divides pixels by 255 (unit); standardizing centres them, which changes how "
+                      "spherical and ellipsoidal trust regions compare.")
 
 state = {k: st.session_state[k] for k in st.session_state if str(k).startswith("launch_")}
 request = None

@@ -162,3 +162,15 @@ def test_short_labels_config_diff_and_raw_evaluations(api, open_page):
     raw = [e["test_loss"] for e in api.eval_records[a["id"]]]
     tr_eval = [t for t in evals["data"] if t["name"] == "TR uniform" and t.get("yaxis", "y") == "y"][0]
     assert tr_eval["y"] == raw  # smoothing (default 0.9) leaves evaluations alone
+def test_backprops_plus_forwards_axis(api, open_page):
+    a = api.add_run("tr-rmsprop", steps=60)
+    b = api.add_run("adam", steps=60)
+    api.add_comparison("cost", [a, b])
+    at = open_page("compare")
+    at.button_group(key="cmp_axis").set_value("backprops + forwards").run()
+    assert not at.exception
+    loss, evals, tr = figures(at)
+    assert "⅓ backprop" in loss["layout"]["xaxis"]["title"]["text"]
+    tr_curve = next(t for t in loss["data"] if t.get("name") == "TR RMSprop")
+    assert max(tr_curve["x"]) > 6 * 60  # backprops (6 per fake TR step) plus a third of the forwards
+    assert any(len(t.get("x") or []) for t in evals["data"])  # evaluations placed on the derived axis too

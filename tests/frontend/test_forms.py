@@ -41,6 +41,16 @@ def test_presets_reproduce_the_paper_settings(name):
         RunConfig.model_validate({"dataset": p["dataset"], "model": p["model"], "budget": p["budget"],
                                   "optimizer": o})
     assert state[K.name] == preset["label"]
+    assert p["input_scaling"] == "unit"  # the paper's raw [0, 1] inputs
+
+
+def test_input_scaling_choice_is_sent_only_when_not_the_default():
+    state = forms.default_state(META)
+    assert forms.input_scaling_options(META) == [forms.DEFAULT_SCALING, "unit", "standardize"]
+    assert "input_scaling" not in forms.build_request(META, state).payload
+    state[K.input_scaling] = "unit"
+    payload = forms.build_request(META, state).payload
+    assert payload["input_scaling"] == "unit"
 
 
 def test_autoencoder_preset_carries_the_tr_settings():

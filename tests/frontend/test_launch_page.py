@@ -100,3 +100,13 @@ def test_unreachable_api_names_the_url(open_page):
         api_client.set_client(None)
     assert not at.exception
     assert f"Tried {url}" in texts(at.error)
+
+
+def test_input_scaling_selectbox_offered_and_sent(api, open_page):
+    at = open_page()
+    box = at.selectbox(key=K.input_scaling)
+    assert box.options[0].startswith("model default") and any(o.startswith("unit") for o in box.options)
+    at.button(key="preset_paper-fmnist-mlp").click().run()
+    assert at.selectbox(key=K.input_scaling).value == "unit"  # the paper presets use raw [0, 1] inputs
+    at.selectbox(key=K.input_scaling).set_value("standardize").run()
+    assert not at.exception and at.session_state[K.input_scaling] == "standardize"

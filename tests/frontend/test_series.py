@@ -268,3 +268,15 @@ def test_results_column_and_finals_table_mean_std_by_setting():
     assert finals.loc["SGD", "test acc mean"] == pytest.approx(0.82)
     assert finals.loc["SGD", "test acc std"] == pytest.approx(np.std([0.8, 0.82, 0.84], ddof=1))
     assert finals.loc["Adam", "n"] == 1 and pd.isna(finals.loc["Adam", "test acc std"])  # the running one waits
+def test_with_x_derives_backprops_plus_a_third_of_forwards():
+    import pandas as pd
+
+    from frontend.series import FORWARD_COST, X_AXES, with_x
+
+    assert X_AXES["backprops + forwards"][0] == "cost" and FORWARD_COST == 1 / 3
+    m = pd.DataFrame({"step": [1, 2, 3], "backprops": [6, 12, 18], "forwards": [1, 2, 3]})
+    np.testing.assert_allclose(with_x(m, "cost")["cost"], [6 + 1 / 3, 12 + 2 / 3, 19])
+    ev = pd.DataFrame({"step": [0, 2], "backprops": [0, 12], "test_loss": [2.0, 1.0]})
+    np.testing.assert_allclose(with_x(ev, "cost", m)["cost"], [0.0, 12 + 2 / 3])
+    assert "cost" not in with_x(ev, "cost").columns  # nothing to derive it from: left for the caller to skip
+    assert with_x(m, "backprops") is m

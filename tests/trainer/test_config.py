@@ -65,8 +65,9 @@ def test_metadata_lists_every_optimizer_with_family_and_ranges():
 def test_presets_are_valid_configs(name):
     p = PRESETS[name]
     for opt in p["optimizers"]:
-        RunConfig.model_validate({"dataset": p["dataset"], "model": p["model"], "optimizer": opt,
-                                  "budget": p["budget"]})
+        cfg = RunConfig.model_validate({"dataset": p["dataset"], "model": p["model"], "optimizer": opt,
+                                        "budget": p["budget"], "input_scaling": p["input_scaling"]})
+        assert cfg.input_scaling == "unit"  # the paper divides pixels by 255 and nothing more
 
 
 def test_eval_every_accepts_steps_backprops_or_epochs_and_defaults_to_50_evaluations():
@@ -90,3 +91,45 @@ def test_eval_every_accepts_steps_backprops_or_epochs_and_defaults_to_50_evaluat
 ])
 def test_bad_eval_every_is_refused(value, needle):
     assert needle in _err(eval_every=value)
+
+
+def _run_cfg(**over):
+    return RunConfig.model_validate({"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "tr-adagrad"},
+                                     "budget": {"epochs": 1}, **over})
+
+
+def test_input_scaling_default_is_per_task_and_stored():
+    assert _run_cfg().input_scaling == "standardize"
+    assert _run_cfg().model_dump()["input_scaling"] == "standardize"  # recorded in every stored config
+    ae = _run_cfg(model="autoencoder")
+    assert ae.input_scaling == "unit" and ae.variants() == []
+    unit = _run_cfg(input_scaling="unit")
+    assert unit.variants() == ["inputs=unit"]
+    assert RunConfig.model_validate(unit.model_dump()) == unit
+
+
+@pytest.mark.parametrize("over,needle", [
+    ({"model": "autoencoder", "input_scaling": "standardize"}, "Invalid input_scaling"),
+    ({"input_scaling": "raw"}, "input_scaling"),
+    ({"autoencoder_loss": "mse"}, "Invalid autoencoder_loss"),
+    ({"model": "autoencoder", "autoencoder_loss": "l1"}, "autoencoder_loss"),
+    ({"optimizer": {"name": "adam"}, "warm_start_epochs": 1}, "Invalid warm_start_epochs"),
+    ({"warm_start_epochs": -1}, "warm_start_epochs"),
+    ({"warm_start_epochs": float("inf")}, "warm_start_epochs"),
+])
+def test_variant_switches_refuse_bad_values(over, needle):
+    with pytest.raises(ValueError, match=needle):
+        _run_cfg(**over)
+
+
+def test_variants_off_by_default_and_labelled_when_on():
+    cfg = _run_cfg(model="autoencoder")
+    assert cfg.autoencoder_loss == "bce" and cfg.warm_start_epochs == 0
+    on = _run_cfg(model="autoencoder", autoencoder_loss="mse", warm_start_epochs=0.5)
+    assert on.variants() == ["loss=mse", "warm=0.5ep"]
+
+
+def test_metadata_offers_input_scalings_and_losses():
+    meta = metadata()
+    assert [s["name"] for s in meta["input_scalings"]] == ["unit", "standardize"]
+    assert [s["name"] for s in meta["autoencoder_losses"]] == ["bce", "mse"]

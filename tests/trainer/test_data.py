@@ -135,3 +135,40 @@ def test_cifar_decode_cache(fake_cifar_dir):
     a = load_dataset("cifar10", fake_cifar_dir, normalize=False, download=False)
     b = load_dataset("cifar10", fake_cifar_dir, normalize=False, download=False)
     assert torch.equal(a.train_x, b.train_x) and len(list((fake_cifar_dir / "cache").glob("cifar10-*.pt"))) == 1
+def test_scale_inputs_unit_keeps_pixels_and_standardize_centres_them():
+    x = torch.rand(64, 3, 4, 4)
+    unit = data_mod.scale_inputs(x.clone(), "cifar10", "unit")
+    assert torch.equal(unit, x)
+    std = data_mod.scale_inputs(x.clone(), "cifar10", "standardize")
+    mean, sd = data_mod.NORMALIZATION["cifar10"]
+    ref = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(sd).view(1, 3, 1, 1)  # naive reference
+    torch.testing.assert_close(std, ref)
+    with pytest.raises(ValueError, match="Invalid input scaling"):
+        data_mod.scale_inputs(x, "cifar10", "raw")
+
+
+@pytest.mark.skipif(not SYSTEM_FMNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist (installed by .ci/run)")
+@pytest.mark.parametrize("scaling", ["unit", "standardize"])
+def test_input_scaling_on_the_training_data_path(scaling, tmp_path, monkeypatch):
+    # What the training loop feeds the model: capture the tensors trainer.run loads for the config.
+    import trainer
+    from trainer import loop
+
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen["data"] = d = load_dataset(*args, **kwargs)
+        return d
+
+    monkeypatch.setattr(loop, "load_dataset", spy)
+    s = trainer.run({"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "sgd"},
+                     "budget": {"backprops": 1}, "train_subset": 4096, "test_subset": 100, "device": "cpu",
+                     "input_scaling": scaling}, data_dir=tmp_path)
+    assert s["status"] == "completed", s["message"]
+    x = seen["data"].train_x
+    if scaling == "unit":
+        assert float(x.min()) == 0.0 and float(x.max()) == 1.0
+        assert float(x.mean()) == pytest.approx(0.286, abs=0.02)  # un-centred, as the paper trains
+    else:
+        assert abs(float(x.mean())) < 0.03 and float(x.std()) == pytest.approx(1.0, abs=0.03)
+        assert float(x.min()) < -0.5

@@ -219,3 +219,47 @@ def test_tridiagonal_hard_case():
     expected = _dense_exact(T, torch.tensor([1.0, 0.0], dtype=D), None, 3.0)
     assert float(h[0] + 0.5 * h @ T @ h) == pytest.approx(expected, rel=1e-8)
     assert expected == pytest.approx(-1 / 3 + 0.5 * (1 / 9 - 2 * (9 - 1 / 9)), rel=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cg_and_gltr_share_the_preconditioned_stopping_rule(seed):
+    # M ≠ I and a region too large to bind: both solvers must stop at the first iterate whose residual
+    # ‖g + Hs‖_{M⁻¹} meets ‖g‖_{M⁻¹}·κ (θ = 0), i.e. after the same number of HVPs, at the same step.
+    H, g, M = _problem(seed, d=40, kind="pd")
+    # M is non-uniform (0.2 to 3.2), so the Euclidean and M⁻¹ residual norms differ.
+    tol = 1e-3
+
+    def resid(s):
+        r = g + H @ s
+        return math.sqrt(float(r @ (r / M)))
+
+    stop = math.sqrt(float(g @ (g / M))) * tol
+    cg = steihaug_cg(g, lambda v: H @ v, 1e8, precond=M, tol=tol, theta=0.0, max_iter=200)
+    lz = gltr(g, lambda v: H @ v, 1e8, precond=M, tol=tol, theta=0.0, max_iter=200)
+    assert cg.exit is SolverExit.INTERIOR and lz.exit is SolverExit.INTERIOR
+    assert cg.iterations == lz.iterations > 1
+    assert resid(cg.step) <= stop * (1 + 1e-8) and resid(lz.step) <= stop * (1 + 1e-8)
+    torch.testing.assert_close(cg.step, lz.step, rtol=1e-6, atol=1e-9)
+    # One iteration fewer leaves both above the tolerance: neither stopped late.
+    k = cg.iterations - 1
+    cg_short = steihaug_cg(g, lambda v: H @ v, 1e8, precond=M, tol=tol, theta=0.0, max_iter=k)
+    lz_short = gltr(g, lambda v: H @ v, 1e8, precond=M, tol=tol, theta=0.0, max_iter=k)
+    assert resid(cg_short.step) > stop and resid(lz_short.step) > stop
+
+
+def test_gltr_basis_is_allocated_once():
+    H, g, M = _problem(1, d=30, kind="indefinite")
+    calls = []
+    original = torch.empty
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    torch.empty = spy
+    try:
+        res = gltr(g, lambda v: H @ v, 1.0, precond=M, tol=1e-12, max_iter=20)
+    finally:
+        torch.empty = original
+    assert res.iterations > 2
+    assert len(calls) == 1 and tuple(calls[0][0]) == (20, 30)

@@ -97,8 +97,8 @@ def test_divergence_is_reported_with_step(opt, tmp_path, monkeypatch):
     real = loop.loss_function
     calls = {"n": 0}
 
-    def poisoned(model):
-        fn = real(model)
+    def poisoned(model, *args):
+        fn = real(model, *args)
 
         def loss(out, x, y):
             value = fn(out, x, y)
@@ -178,3 +178,27 @@ def test_eval_every_in_backprops_and_default_of_about_50(fake_mnist_dir):
     del cfg["eval_every"]
     trainer.run(cfg, rep, data_dir=fake_mnist_dir)
     assert [e["step"] for e in rep.evals] == list(range(0, 101, 2))  # 50 evaluations + the one at step 0
+@needs_fmnist
+def test_warm_start_runs_adagrad_first_and_counts_its_steps(tmp_path):
+    rep = ListReporter()
+    # 2048 samples, batch 512: warm_start_epochs 0.5 = the first 2 steps are Adagrad steps.
+    s = trainer.run(_cfg("tr-adagrad", budget={"epochs": 1.5}, warm_start_epochs=0.5), rep, data_dir=tmp_path)
+    assert s["status"] == "completed", s["message"]
+    warm, tr = rep.steps[:2], rep.steps[2:]
+    assert all(r.get("cg_iterations") is None and r["hvps"] == 0 for r in warm)
+    assert [r["gradients"] for r in warm] == [1, 2] and warm[-1]["backprops"] == 2
+    assert tr and all(r["cg_iterations"] is not None for r in tr)
+    for prev, rec in zip(rep.steps, rep.steps[1:]):
+        assert rec["backprops"] == rec["gradients"] + rec["hvps"]
+        assert rec["epoch"] == pytest.approx(rec["step"] * 512 / 2048)
+    assert tr[0]["gradients"] == 3  # the TR method's gradient count continues after the warm start
+    assert s["backprops"] == rep.steps[-1]["backprops"] and s["epoch"] == pytest.approx(1.5)
+
+
+def test_autoencoder_mse_variant_on_generated_mnist(fake_mnist_dir):
+    rep = ListReporter()
+    s = trainer.run(_cfg("tr-uniform", dataset="mnist", model="autoencoder", batch_size=32, budget={"backprops": 6},
+                         eval_every=3, autoencoder_loss="mse"), rep, data_dir=fake_mnist_dir)
+    assert s["status"] == "completed", s["message"]
+    assert rep.images and rep.images[-1][1] == "reconstruction"
+    assert rep.evals[0]["train_loss"] < 1.0  # an MSE on [0, 1] pixels, not a BCE (≥ the pixels' entropy)

@@ -38,3 +38,22 @@ def test_resnet18_first_conv_adapted_for_one_channel():
 def test_misfit_pair_refused():
     with pytest.raises(ValueError, match="does not fit dataset 'cifar10'"):
         build_model("autoencoder", "cifar10")
+
+
+def test_autoencoder_losses_against_naive_formulas():
+    from trainer.models import reconstruction_image
+
+    torch.manual_seed(0)
+    out, x = torch.randn(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
+    y = torch.zeros(4, dtype=torch.long)
+    bce = loss_function("autoencoder", "bce")(out, x, y)
+    p = torch.sigmoid(out)
+    torch.testing.assert_close(bce, -(x * p.log() + (1 - x) * (1 - p).log()).mean(), rtol=1e-5, atol=1e-6)
+    mse = loss_function("autoencoder", "mse")(out, x, y)
+    torch.testing.assert_close(mse, ((out - x) ** 2).mean())
+    assert loss_function("mlp", "bce") is loss_function("mlp")
+    torch.testing.assert_close(reconstruction_image("bce")(out), p)
+    img = reconstruction_image("mse")(out)
+    assert float(img.min()) >= 0 and float(img.max()) <= 1
+    with pytest.raises(ValueError, match="Invalid autoencoder loss"):
+        loss_function("autoencoder", "l1")

@@ -169,3 +169,63 @@ def test_closure_required():
     opt = TrustRegion([nn.Parameter(torch.zeros(2))])
     with pytest.raises(ValueError, match="closure"):
         opt.step(None)
+
+
+def _resnet_problem():
+    import copy
+
+    from trainer.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("resnet18", "fashion-mnist")
+    net.train()
+    x = torch.randn(4, 1, 28, 28)
+    y = torch.randint(0, 10, (4,))
+    return net, x, y, (lambda: nn.functional.cross_entropy(net(x), y)), copy.deepcopy
+
+
+def _state(net):
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_rejected_step_restores_batchnorm_buffers_on_resnet18():
+    net, _x, _y, closure, _ = _resnet_problem()
+    opt = TrustRegion(net.parameters(), buffers=net.buffers(), radius=5.0, max_radius=10.0, eta1=1.0, eta2=1.0,
+                      max_cg_iters=2)
+    before = _state(net)
+    opt.step(closure)
+    assert opt.last_trace["accepted"] is False
+    after = _state(net)
+    assert before.keys() == after.keys()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    assert any(k.endswith("num_batches_tracked") for k in before)
+
+
+@pytest.mark.slow
+def test_accepted_step_counts_the_batch_once_in_batchnorm_statistics():
+    net, x, _y, closure, deepcopy = _resnet_problem()
+    reference = deepcopy(net)
+    with torch.no_grad():
+        reference(x)  # one training-mode forward pass at the initial weights: the expected statistics
+    expected = {k: v for k, v in reference.state_dict().items() if not k.endswith(("weight", "bias"))}
+    # A tiny radius makes the quadratic model accurate, so ρ ≈ 1 and the step is accepted.
+    opt = TrustRegion(net.parameters(), buffers=net.buffers(), radius=1e-6, eta1=0.01, max_cg_iters=2)
+    opt.step(closure)
+    assert opt.last_trace["accepted"] is True
+    state = net.state_dict()
+    for k, v in expected.items():
+        torch.testing.assert_close(state[k], v, rtol=1e-6, atol=1e-7, msg=k)
+    tracked = [v for k, v in state.items() if k.endswith("num_batches_tracked")]
+    assert tracked and all(int(t) == 1 for t in tracked)
+
+
+@pytest.mark.slow
+def test_without_buffers_given_the_rho_forward_pass_would_count_twice():
+    # The failure the buffers argument fixes: two forward passes per step in training mode.
+    net, _x, _y, closure, _ = _resnet_problem()
+    opt = TrustRegion(net.parameters(), radius=1e-6, max_cg_iters=1)
+    opt.step(closure)
+    tracked = [v for k, v in net.state_dict().items() if k.endswith("num_batches_tracked")]
+    assert all(int(t) == 2 for t in tracked)

@@ -34,11 +34,15 @@ def _adam(params, h):
 _FIRST_ORDER = {"sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam}
 
 
-def build_optimizer(name: str, params: Iterable[torch.Tensor], hyperparameters: dict[str, Any] | None = None
-                    ) -> torch.optim.Optimizer:
-    """The optimizer registered as ``name`` over ``params``; missing hyperparameters take their defaults."""
+def build_optimizer(name: str, params: Iterable[torch.Tensor], hyperparameters: dict[str, Any] | None = None,
+                    *, buffers: Iterable[torch.Tensor] = ()) -> torch.optim.Optimizer:
+    """The optimizer registered as ``name`` over ``params``; missing hyperparameters take their defaults.
+
+    ``buffers`` (the model's buffers, e.g. BatchNorm statistics) let a trust-region method restore them on a
+    rejected step and keep its ρ forward pass out of them; first-order optimizers ignore them.
+    """
     h = resolve_hyperparameters(name, hyperparameters or {})
     info = OPTIMIZERS[name]
     if info.family == "second-order":
-        return TrustRegion(params, norm=info.norm, **h)
+        return TrustRegion(params, norm=info.norm, buffers=buffers, **h)
     return _FIRST_ORDER[name](params, h)

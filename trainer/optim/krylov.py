@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable
 
+import numpy as np
 import torch
 
-__all__ = ["SolverExit", "SubproblemResult", "steihaug_cg", "gltr", "solve_tridiagonal_tr", "SOLVERS"]
+__all__ = ["SolverExit", "SubproblemResult", "steihaug_cg", "gltr", "solve_tridiagonal_tr", "stopping_threshold",
+           "SOLVERS"]
 
 Tensor = torch.Tensor
 HVP = Callable[[Tensor], Tensor]
@@ -48,6 +50,7 @@ class SubproblemResult:
 
 
 def _check(grad: Tensor, radius: float, precond: Tensor | None, tol: float, theta: float, max_iter: int) -> None:
+    """Argument checks that need no device values (M's positivity is checked with the first products)."""
     if grad.dim() != 1:
         raise ValueError(f"Invalid gradient: expected a flat 1-D tensor, got shape {tuple(grad.shape)}")
     if not (radius > 0 and math.isfinite(radius)):
@@ -58,11 +61,23 @@ def _check(grad: Tensor, radius: float, precond: Tensor | None, tol: float, thet
         raise ValueError(f"Invalid theta: {theta}")
     if max_iter < 1:
         raise ValueError(f"Invalid max_iter: {max_iter}")
-    if precond is not None:
-        if precond.shape != grad.shape:
-            raise ValueError(f"Invalid preconditioner shape {tuple(precond.shape)}; expected {tuple(grad.shape)}")
-        if not bool((precond > 0).all()):
-            raise ValueError("Invalid preconditioner: every entry of M must be positive")
+    if precond is not None and precond.shape != grad.shape:
+        raise ValueError(f"Invalid preconditioner shape {tuple(precond.shape)}; expected {tuple(grad.shape)}")
+
+
+def _initial_product(r: Tensor, z: Tensor, precond: Tensor | None) -> float:
+    """rᵀz (= ‖g‖²_{M⁻¹} for z = M⁻¹g), checking M > 0 in the same host transfer (one synchronisation)."""
+    if precond is None:
+        return float(torch.dot(r, z))
+    rz, m_min = torch.stack((torch.dot(r, z), precond.min().to(r.dtype))).tolist()
+    if not m_min > 0:
+        raise ValueError("Invalid preconditioner: every entry of M must be positive")
+    return rz
+
+
+def stopping_threshold(g_norm: float, tol: float, theta: float) -> float:
+    """The Krylov stopping threshold ‖g‖_{M⁻¹}·min(κ, ‖g‖_{M⁻¹}^θ) shared by both solvers (CGT §7.5.1)."""
+    return g_norm * min(tol, g_norm**theta)
 
 
 def _boundary_tau(s_ms: float, s_mp: float, p_mp: float, radius: float) -> float:
@@ -92,12 +107,19 @@ def steihaug_cg(
     the norm matrix M. The M-inner products sᵀMs, sᵀMp and pᵀMp are computed explicitly (O(d) each)
     rather than by the textbook recursions, which drift in floating point.
 
+    Stopping rule (the same as :func:`gltr`'s, so a solver comparison is like for like): the
+    preconditioned residual ‖r_k‖_{M⁻¹} = sqrt(r_kᵀM⁻¹r_k), r_k = g + Hs_k, is ≤ ‖g‖_{M⁻¹}·min(κ, ‖g‖_{M⁻¹}^θ)
+    (:func:`stopping_threshold`); with M = I both norms are Euclidean.
+
+    Host synchronisations: one per iteration (all scalars of an iteration, including those of the
+    tentative update s + αp, travel in one transfer) plus one before and one after the loop.
+
     Args:
         grad: flat gradient g.
         hvp: callable v ↦ Hv.
         radius: trust radius Δ > 0 (in M-units).
         precond: diagonal M as a positive 1-D tensor; None for the identity (spherical region).
-        tol: κ in the stopping rule ‖r_k‖ ≤ ‖g‖·min(κ, ‖g‖^θ). Default 0.1.
+        tol: κ in the stopping rule. Default 0.1.
         theta: θ in the stopping rule. Default 0.5.
         max_iter: cap on iterations (= Hessian-vector products). Default 50.
 
@@ -112,11 +134,12 @@ def steihaug_cg(
     r = g.clone()  # residual r = g + Hs
     v = r * minv if minv is not None else r  # preconditioned residual M⁻¹r (aliases r when M = I)
     p = -v
-    rv = float(torch.dot(r, v))
-    g_norm = math.sqrt(rv) if minv is None else float(torch.linalg.vector_norm(g))
+    rv_t = torch.dot(r, v)
+    rv = _initial_product(r, v, precond)
+    g_norm = math.sqrt(max(rv, 0.0))
     if g_norm == 0.0:
         return SubproblemResult(s, 0.0, 0, SolverExit.INTERIOR, 0.0)
-    stop_sq = (g_norm * min(tol, g_norm**theta)) ** 2
+    stop_sq = stopping_threshold(g_norm, tol, theta) ** 2
     exit_ = SolverExit.MAX_ITER
     hvps = 0
     s_ms = 0.0
@@ -124,40 +147,98 @@ def steihaug_cg(
         hp = hvp(p)
         hvps += 1
         mp = p * precond if precond is not None else p
-        # pᵀHp, sᵀMp, pᵀMp computed explicitly each iteration (one conversion for the three).
-        curv, s_mp, p_mp = torch.stack((torch.dot(p, hp), torch.dot(s, mp), torch.dot(p, mp))).tolist()
+        # The tentative CG update with α = rᵀM⁻¹r / pᵀHp kept on the device, so that pᵀHp, sᵀMp, pᵀMp and
+        # the updated ‖s‖²_M and rᵀM⁻¹r reach the host in a single transfer.
+        curv_t = torch.dot(p, hp)
+        alpha_t = rv_t / curv_t
+        s_new = torch.addcmul(s, p, alpha_t)
+        r_new = torch.addcmul(r, hp, alpha_t)
+        v_new = r_new * minv if minv is not None else r_new
+        s_new_m = s_new * precond if precond is not None else s_new
+        scalars = torch.stack((curv_t, torch.dot(s, mp), torch.dot(p, mp), torch.dot(s_new_m, s_new),
+                               torch.dot(r_new, v_new)))
+        curv, s_mp, p_mp, s_new_ms, rv_new = scalars.tolist()
         if curv <= 0.0 or not math.isfinite(curv):
             tau = _boundary_tau(s_ms, s_mp, p_mp, radius)
             s.add_(p, alpha=tau)
             r.add_(hp, alpha=tau)
             exit_ = SolverExit.NEGATIVE_CURVATURE
             break
-        alpha = rv / curv
-        s_next_ms = s_ms + 2 * alpha * s_mp + alpha * alpha * p_mp
-        if s_next_ms >= radius * radius:
+        if s_new_ms >= radius * radius:
             tau = _boundary_tau(s_ms, s_mp, p_mp, radius)
             s.add_(p, alpha=tau)
             r.add_(hp, alpha=tau)
             exit_ = SolverExit.BOUNDARY
             break
-        s.add_(p, alpha=alpha)
-        r.add_(hp, alpha=alpha)
-        if minv is None:
-            s_ms, rr = torch.stack((torch.dot(s, s), torch.dot(r, r))).tolist()
-            rv_new = rr
-        else:
-            v = r * minv
-            s_ms, rr, rv_new = torch.stack((torch.dot(s * precond, s), torch.dot(r, r), torch.dot(r, v))).tolist()
-        if rr <= stop_sq:
+        s, r, v, s_ms = s_new, r_new, v_new, s_new_ms
+        if rv_new <= stop_sq:
             exit_ = SolverExit.INTERIOR
             break
         beta = rv_new / rv
-        rv = rv_new
+        rv, rv_t = rv_new, scalars[4]
         p = p.mul_(beta).sub_(v)
     # m(s) = gᵀs + ½sᵀHs with Hs = r - g, so m(s) = ½(gᵀs + rᵀs): no extra Hessian-vector product.
     gs, rs, sms = torch.stack((torch.dot(g, s), torch.dot(r, s),
                                torch.dot(s * precond, s) if precond is not None else torch.dot(s, s))).tolist()
     return SubproblemResult(s, -0.5 * (gs + rs), hvps, exit_, math.sqrt(max(sms, 0.0)))
+
+
+def _solve_tridiagonal_np(alphas: np.ndarray, betas: np.ndarray, gamma0: float, radius: float
+                          ) -> tuple[np.ndarray, float, bool]:
+    """:func:`solve_tridiagonal_tr` on host float64 arrays (no device tensors, so no synchronisation)."""
+    T = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
+    evals, evecs = np.linalg.eigh(T)
+    c = gamma0 * evecs[0, :]  # coordinates of γ₀e₁ in the eigenbasis
+    lmin = float(evals[0])
+    scale = max(1.0, float(np.abs(evals).max()))
+    eps = 1e-12 * scale
+
+    def h_of(lam: float) -> np.ndarray:
+        return -(evecs @ (c / (evals + lam)))
+
+    if lmin > eps:
+        h = h_of(0.0)
+        if float(np.linalg.norm(h)) <= radius:
+            return h, 0.0, False
+    lo = max(0.0, -lmin)
+    # Hard case: the component of c on the leftmost eigenspace vanishes.
+    mask = np.abs(evals - lmin) <= 1e-10 * scale
+    c_left = float(np.linalg.norm(c[mask]))
+    if c_left <= 1e-12 * max(1.0, abs(gamma0)):
+        lam = lo
+        denom = np.where(mask, 1.0, evals + lam)
+        coeff = np.where(mask, 0.0, c / denom)
+        h = -(evecs @ coeff)
+        hn = float(np.linalg.norm(h))
+        if hn <= radius:
+            u = evecs[:, int(np.flatnonzero(mask)[0])]
+            # h + τu with ‖h + τu‖ = Δ; h ⟂ u, so τ = sqrt(Δ² - ‖h‖²).
+            tau = math.sqrt(max(radius * radius - hn * hn, 0.0))
+            return h + tau * u, lam, True
+    # Secular equation φ(λ) = 1/‖h(λ)‖ - 1/Δ = 0 on (lo, ∞); φ is concave and increasing there.
+    lam = lo + max(eps, 1e-12)
+    hi = lo + float(np.linalg.norm(c)) / radius + scale
+    for _ in range(200):
+        d = evals + lam
+        w = c / d
+        hn2 = float(w @ w)
+        hn = math.sqrt(hn2)
+        phi = 1.0 / hn - 1.0 / radius
+        if abs(phi) <= 1e-12 / radius:
+            break
+        if phi > 0:
+            hi = min(hi, lam)
+        else:
+            lo = max(lo, lam)
+        dphi = float(w @ (w / d)) / (hn2 * hn)
+        lam_new = lam - phi / dphi
+        if not (lo < lam_new < hi):
+            lam_new = 0.5 * (lo + hi)
+        if abs(lam_new - lam) <= 1e-15 * max(1.0, lam):
+            lam = lam_new
+            break
+        lam = lam_new
+    return h_of(lam), lam, True
 
 
 def solve_tridiagonal_tr(
@@ -170,64 +251,24 @@ def solve_tridiagonal_tr(
     Newton iterations we work in T's eigenbasis, where ‖h(λ)‖ is explicit and the secular equation
     1/‖h(λ)‖ = 1/Δ is solved by safeguarded Newton; the hard case (e₁ orthogonal to the leftmost
     eigenvector) is handled exactly by adding the eigenvector component that reaches the boundary.
+    The work runs on the host in NumPy (T is tiny), so GLTR never synchronises the device for it.
+
+    Args:
+        alphas: diagonal of T (k values). betas: off-diagonal (k-1 values).
+        gamma0: ‖g‖_{M⁻¹}. radius: Δ.
 
     Returns:
-        (h, λ, on_boundary).
+        (h as a float64 CPU tensor, λ, on_boundary).
     """
-    k = alphas.numel()
-    T = torch.diag(alphas) + torch.diag(betas, 1) + torch.diag(betas, -1)
-    evals, evecs = torch.linalg.eigh(T)
-    c = gamma0 * evecs[0, :]  # coordinates of γ₀e₁ in the eigenbasis
-    lmin = float(evals[0])
-    scale = max(1.0, float(evals.abs().max()))
-    eps = 1e-12 * scale
+    h, lam, on_boundary = _solve_tridiagonal_np(np.asarray(alphas, dtype=np.float64),
+                                                np.asarray(betas, dtype=np.float64), float(gamma0), float(radius))
+    return torch.from_numpy(h), lam, on_boundary
 
-    def h_of(lam: float) -> Tensor:
-        return -(evecs @ (c / (evals + lam)))
 
-    if lmin > eps:
-        h = h_of(0.0)
-        if float(torch.linalg.vector_norm(h)) <= radius:
-            return h, 0.0, False
-    lo = max(0.0, -lmin)
-    # Hard case: the component of c on the leftmost eigenspace vanishes.
-    mask = (evals - lmin).abs() <= 1e-10 * scale
-    c_left = float(torch.linalg.vector_norm(c[mask]))
-    if c_left <= 1e-12 * max(1.0, abs(gamma0)):
-        lam = lo
-        denom = evals + lam
-        coeff = torch.where(mask, torch.zeros_like(c), c / torch.where(mask, torch.ones_like(denom), denom))
-        h = -(evecs @ coeff)
-        hn = float(torch.linalg.vector_norm(h))
-        if hn <= radius:
-            u = evecs[:, int(torch.nonzero(mask)[0])]
-            # h + τu with ‖h + τu‖ = Δ; h ⟂ u, so τ = sqrt(Δ² - ‖h‖²).
-            tau = math.sqrt(max(radius * radius - hn * hn, 0.0))
-            return h + tau * u, lam, True
-    # Secular equation φ(λ) = 1/‖h(λ)‖ - 1/Δ = 0 on (lo, ∞); φ is concave and increasing there.
-    lam = lo + max(eps, 1e-12)
-    hi = lo + float(torch.linalg.vector_norm(c)) / radius + scale
-    for _ in range(200):
-        d = evals + lam
-        w = c / d
-        hn2 = float(torch.dot(w, w))
-        hn = math.sqrt(hn2)
-        phi = 1.0 / hn - 1.0 / radius
-        if abs(phi) <= 1e-12 / radius:
-            break
-        if phi > 0:
-            hi = min(hi, lam)
-        else:
-            lo = max(lo, lam)
-        dphi = float(torch.dot(w, w / d)) / (hn2 * hn)
-        lam_new = lam - phi / dphi
-        if not (lo < lam_new < hi):
-            lam_new = 0.5 * (lo + hi)
-        if abs(lam_new - lam) <= 1e-15 * max(1.0, lam):
-            lam = lam_new
-            break
-        lam = lam_new
-    return h_of(lam), lam, True
+def _tridiagonal(alphas: list[float], betas: list[float]) -> np.ndarray:
+    a = np.asarray(alphas, dtype=np.float64)
+    b = np.asarray(betas[: len(alphas) - 1], dtype=np.float64)
+    return np.diag(a) + np.diag(b, 1) + np.diag(b, -1)
 
 
 def gltr(
@@ -245,11 +286,15 @@ def gltr(
     Builds an M-orthonormal Lanczos basis Q_k of the Krylov space K_k(M⁻¹H, M⁻¹g), so that
     Q_kᵀHQ_k = T_k is tridiagonal and ‖Q_k h‖_M = ‖h‖₂. Each iteration solves the tridiagonal problem
     min γ₀e₁ᵀh + ½hᵀT_kh s.t. ‖h‖ ≤ Δ exactly (:func:`solve_tridiagonal_tr`), so, unlike truncated CG,
-    it continues past the boundary and follows the most negative curvature of the subspace. The
-    residual ‖g + Hs‖_{M⁻¹} = γ_{k+1}|e_kᵀh| is known without extra products; the iteration stops when it
-    is ≤ ‖g‖_{M⁻¹}·min(κ, ‖g‖_{M⁻¹}^θ) (identical to CG's rule when M = I), on an invariant subspace, or at
-    ``max_iter`` (at most d iterations). The basis (k vectors of size d) is kept: it assembles s at the end
-    and fully reorthogonalizes each new Lanczos vector, which keeps T_k faithful in floating point.
+    it continues past the boundary and follows the most negative curvature of the subspace.
+
+    Stopping rule (the same as :func:`steihaug_cg`'s): the preconditioned residual
+    ‖g + Hs_k‖_{M⁻¹} = γ_{k+1}|e_kᵀh_k|, known without extra products, is ≤ ‖g‖_{M⁻¹}·min(κ, ‖g‖_{M⁻¹}^θ)
+    (:func:`stopping_threshold`); also on an invariant subspace, or at ``max_iter`` (at most d iterations).
+
+    The basis is one preallocated ``min(max_iter, d) × d`` tensor (Q_k is a view of its first k rows, never
+    rebuilt): it assembles s at the end and fully reorthogonalizes each new Lanczos vector, which keeps T_k
+    faithful in floating point. Host synchronisations: one per iteration plus one before the loop.
 
     Args: as :func:`steihaug_cg`.
 
@@ -261,40 +306,41 @@ def gltr(
     g = grad.detach()
     minv = None if precond is None else 1.0 / precond
     z = g * minv if minv is not None else g.clone()
-    gamma0 = math.sqrt(max(float(torch.dot(g, z)), 0.0))
+    gamma0 = math.sqrt(max(_initial_product(g, z, precond), 0.0))
     if gamma0 == 0.0:
         return SubproblemResult(torch.zeros_like(g), 0.0, 0, SolverExit.INTERIOR, 0.0)
-    stop = gamma0 * min(tol, gamma0**theta)
-    basis: list[Tensor] = []
+    stop = stopping_threshold(gamma0, tol, theta)
+    n_max = min(max_iter, g.numel())
+    basis = torch.empty((n_max, g.numel()), dtype=g.dtype, device=g.device)  # rows q_0, q_1, ... (M-orthonormal)
     alphas: list[float] = []
     betas: list[float] = []
-    w_prev = torch.zeros_like(g)
+    w_prev: Tensor | None = None
     r = g.clone()
     gamma = gamma0
     hvps = 0
     exit_ = SolverExit.MAX_ITER
-    h = torch.zeros(1, dtype=torch.float64)
-    lam, on_boundary = 0.0, False
-    for _ in range(min(max_iter, g.numel())):
-        q = z / gamma  # M-orthonormal direction
+    h = np.zeros(1)
+    on_boundary = False
+    for k in range(n_max):
+        q = torch.div(z, gamma, out=basis[k])  # M-orthonormal direction
         w = r / gamma  # = M q
-        basis.append(q)
         hq = hvp(q)
         hvps += 1
-        delta = float(torch.dot(q, hq))
-        alphas.append(delta)
-        r = hq - delta * w - (betas[-1] if betas else 0.0) * w_prev
+        delta_t = torch.dot(q, hq)
+        r = hq - delta_t * w
+        if w_prev is not None:
+            r.sub_(w_prev, alpha=betas[-1])
         # Full reorthogonalization against the stored basis (O(kd), cheap next to an HVP): without it,
         # finite precision re-introduces converged directions and T_k acquires spurious eigenvalues.
-        Q = torch.stack(basis)
+        Q = basis[: k + 1]
         corr = Q.T @ (Q @ r)
-        r = r - (corr * precond if precond is not None else corr)
+        r.sub_(corr * precond if precond is not None else corr)
         w_prev = w
         z = r * minv if minv is not None else r
-        gamma_next = math.sqrt(max(float(torch.dot(r, z)), 0.0))
-        a = torch.tensor(alphas, dtype=torch.float64)
-        b = torch.tensor(betas, dtype=torch.float64)
-        h, lam, on_boundary = solve_tridiagonal_tr(a, b, gamma0, radius)
+        delta, gamma_sq = torch.stack((delta_t, torch.dot(r, z))).tolist()
+        gamma_next = math.sqrt(max(gamma_sq, 0.0))
+        alphas.append(delta)
+        h, _, on_boundary = _solve_tridiagonal_np(np.asarray(alphas), np.asarray(betas), gamma0, radius)
         residual = gamma_next * abs(float(h[-1]))
         invariant = gamma_next <= 1e-12 * max(1.0, gamma0)
         if residual <= stop or invariant:
@@ -304,21 +350,13 @@ def gltr(
             break
         betas.append(gamma_next)
         gamma = gamma_next
+    T = _tridiagonal(alphas, betas)
     if exit_ is SolverExit.INTERIOR and on_boundary:
-        a = torch.tensor(alphas, dtype=torch.float64)
-        b = torch.tensor(betas[: len(alphas) - 1], dtype=torch.float64)
-        T = torch.diag(a) + torch.diag(b, 1) + torch.diag(b, -1)
-        indefinite = float(torch.linalg.eigvalsh(T)[0]) < 0
-        exit_ = SolverExit.NEGATIVE_CURVATURE if indefinite else SolverExit.BOUNDARY
-    coeffs = h.to(dtype=g.dtype, device=g.device)
-    s = torch.zeros_like(g)
-    for i, q in enumerate(basis[: coeffs.numel()]):
-        s.add_(q, alpha=float(coeffs[i]))
-    a = torch.tensor(alphas, dtype=torch.float64)
-    b = torch.tensor(betas[: len(alphas) - 1], dtype=torch.float64)
-    T = torch.diag(a) + torch.diag(b, 1) + torch.diag(b, -1)
+        exit_ = SolverExit.NEGATIVE_CURVATURE if float(np.linalg.eigvalsh(T)[0]) < 0 else SolverExit.BOUNDARY
+    m = h.shape[0]
+    s = torch.as_tensor(h, dtype=g.dtype).to(g.device) @ basis[:m]
     model = gamma0 * float(h[0]) + 0.5 * float(h @ (T @ h))
-    return SubproblemResult(s, -model, hvps, exit_, float(torch.linalg.vector_norm(h)))
+    return SubproblemResult(s, -model, hvps, exit_, float(np.linalg.norm(h)))
 
 
 SOLVERS: dict[str, Callable[..., SubproblemResult]] = {"cg": steihaug_cg, "lanczos": gltr}

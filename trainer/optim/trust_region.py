@@ -63,13 +63,17 @@ class TrustRegion(Optimizer):
         beta: RMSprop decay. Default 0.8. eps: floor of M. Default 1e-10.
         norm_update: "every" — M absorbs every minibatch gradient (as Adagrad/RMSprop do); "accepted" —
             the gradient of a rejected step is rolled back out of M. Default "every".
+        buffers: the model's buffers (e.g. BatchNorm running_mean/var and num_batches_tracked; not a
+            hyperparameter). The gradient's forward pass updates them once, as in any training step; the ρ
+            forward pass leaves them as it found them; a rejected step restores them to their state before
+            the step, so the model (parameters and buffers) is exactly as it was. Default: none.
 
     After each step, ``last_trace`` holds: radius (before), new_radius, rho, cg_iterations, cg_exit,
     accepted, pred_decrease, actual_decrease, step_norm_m, step_norm, loss, grad_norm; and the counters
     ``gradients``, ``hvps``, ``forwards`` accumulate.
     """
 
-    def __init__(self, params: Iterable[torch.Tensor], **kwargs: Any) -> None:
+    def __init__(self, params: Iterable[torch.Tensor], *, buffers: Iterable[torch.Tensor] = (), **kwargs: Any) -> None:
         unknown = set(kwargs) - set(TR_DEFAULTS)
         if unknown:
             raise ValueError(f"Invalid trust-region option(s): {sorted(unknown)}")
@@ -101,6 +105,15 @@ class TrustRegion(Optimizer):
         self.hvps = 0
         self.forwards = 0
         self.last_trace: dict[str, Any] = {}
+        self._buffers = [b for b in buffers if torch.is_tensor(b)]
+
+    def _copy_buffers(self) -> list[torch.Tensor]:
+        return [b.detach().clone() for b in self._buffers]
+
+    def _restore_buffers(self, saved: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for b, v in zip(self._buffers, saved):
+                b.copy_(v)
 
     def _params(self) -> list[torch.Tensor]:
         return [p for p in self.param_groups[0]["params"] if p.requires_grad]
@@ -111,6 +124,7 @@ class TrustRegion(Optimizer):
             raise ValueError("TrustRegion.step needs a closure that returns the minibatch loss")
         group = self.param_groups[0]
         params = self._params()
+        buffers_before = self._copy_buffers() if self._buffers else None
         with torch.enable_grad():
             loss = closure()
         if not torch.is_tensor(loss) or loss.dim() != 0:
@@ -121,6 +135,8 @@ class TrustRegion(Optimizer):
             self.last_trace = {"loss": loss_value, "radius": self.radius, "new_radius": self.radius, "rho": None,
                                "cg_iterations": 0, "cg_exit": None, "accepted": False, "pred_decrease": None,
                                "actual_decrease": None, "step_norm_m": 0.0, "step_norm": 0.0, "grad_norm": None}
+            if buffers_before is not None:  # the step is not taken: leave the model as it was
+                self._restore_buffers(buffers_before)
             return loss.detach()
         op = GradientWithHVP(loss, params)
         grad = op.grad
@@ -138,10 +154,13 @@ class TrustRegion(Optimizer):
         self.hvps += result.iterations
         del op, loss
 
+        buffers_after = self._copy_buffers() if self._buffers else None
         with torch.no_grad():
             backup = torch._foreach_mul(params, 1.0)  # exact copies, restored bit-for-bit on rejection
             torch._foreach_add_(params, unflatten_into(result.step, params))
             new_loss = float(closure())
+        if buffers_after is not None:  # the ρ forward pass must not count in the running statistics
+            self._restore_buffers(buffers_after)
         self.forwards += 1
         step_norm, grad_norm = torch.stack((torch.linalg.vector_norm(result.step),
                                             torch.linalg.vector_norm(grad))).tolist()
@@ -155,6 +174,8 @@ class TrustRegion(Optimizer):
         if not accepted:
             with torch.no_grad():
                 torch._foreach_copy_(params, backup)
+            if buffers_before is not None:
+                self._restore_buffers(buffers_before)
             if snapshot is not None:
                 self.norm.load_state_dict(snapshot)
         self.last_trace = {
