@@ -145,6 +145,9 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
     batch = cfg.effective_batch_size
     n_train = data.train_size
     evaluator = _Evaluator(cfg, data, model, loss_fn)
+    setup = getattr(reporter, "on_setup", None)  # optional hook: analyses read the weights (trainer.analysis)
+    if setup is not None:
+        setup(model, data, loss_fn)
     gen = torch.Generator().manual_seed(cfg.seed)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     budget = cfg.budget
