@@ -1,11 +1,12 @@
 """REST routes, one module per resource; ``api_router`` mounts them all under /api."""
 from fastapi import APIRouter
 
-from backend.routes import comparisons, meta, runs
+from backend.routes import analyses, comparisons, meta, runs
 
 api_router = APIRouter(prefix="/api")
 api_router.include_router(meta.router)
 api_router.include_router(runs.router)
 api_router.include_router(comparisons.router)
+api_router.include_router(analyses.router)
 
 __all__ = ["api_router"]
