@@ -47,7 +47,7 @@ def run_analysis(engine: Engine, analysis_id: int, job: dict[str, Any], *, data_
                  should_stop: Callable[[], bool]) -> dict[str, Any]:
     """Compute the analysis ``job`` (from ``store.claim``) and return its result; saves progress as it goes."""
     from trainer.analysis.checkpoints import replay_checkpoints
-    from trainer.analysis.hessian import analyse_hessian
+    from trainer.analysis.hessian import analyse_hessian, check_size, random_rotations
     from trainer.config import RunConfig
 
     params, run_id = job["params"], job["run_id"]
@@ -62,12 +62,17 @@ def run_analysis(engine: Engine, analysis_id: int, job: dict[str, Any], *, data_
     last = max(steps) or 1
     result: dict[str, Any] = {"num_parameters": None, "batch_size": batch, "batch": f"the first {batch} training samples",
                               "device": "cpu", "checkpoints": [], "replay_matches": True}
+    rotations = None  # the same Haar draws for every checkpoint: drawing them costs as much as the Hessian
     for step in steps:
         if should_stop():
             raise InterruptedError("analysis stopped on request")
         replay.model.load_state_dict(replay.states[step])
+        if rotations is None:
+            n = sum(p.numel() for p in replay.model.parameters() if p.requires_grad)
+            check_size(n)
+            rotations = random_rotations(n, int(params["random_draws"]), seed=0)
         out = analyse_hessian(replay.model, replay.loss_fn, x, y, heatmap_size=int(params["heatmap_size"]),
-                              random_draws=int(params["random_draws"]), seed=step)
+                              rotations=rotations)
         match = _matches(recorded.get(step), replay.losses.get(step))
         if match is False:
             result["replay_matches"] = False

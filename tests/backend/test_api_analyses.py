@@ -123,12 +123,12 @@ def test_end_to_end_analysis_of_a_trained_run(real_client: TestClient) -> None:
                    and r, timeout=120)
     assert run["status"] == "completed", run
     r = real_client.post(f"/api/runs/{run_id}/analyses/hessian",
-                         json={"steps": [0, 20], "batch_size": 128, "heatmap_size": 16, "random_draws": 1})
+                         json={"steps": [0, 20], "batch_size": 64, "heatmap_size": 16, "random_draws": 1})
     assert r.status_code == 202, r.text
     analysis = _wait_analysis(real_client, run_id, r.json()["id"])
     assert analysis["status"] == "completed", analysis["error"]
     result = analysis["result"]
-    assert result["num_parameters"] == 3190 and result["batch_size"] == 128
+    assert result["num_parameters"] == 3190 and result["batch_size"] == 64
     assert result["replay_matches"] is True  # the CPU replay reproduced the recorded minibatch losses
     first, last = result["checkpoints"]
     assert (first["step"], last["step"]) == (0, 20)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from trainer.analysis.hessian import (MAX_HESSIAN_PARAMETERS, Block, abs_heatmap, analyse_hessian, check_size,
-                                      dense_hessian, layer_blocks, mass_shares, random_orthogonal,
+                                      dense_hessian, layer_blocks, mass_shares, random_orthogonal, random_rotations,
                                       same_spectrum_baseline, wigner_shares)
 from trainer.models import MLP, build_model, count_parameters
 from trainer.optim.hvp import GradientWithHVP
@@ -93,6 +93,8 @@ def test_same_spectrum_baseline_keeps_the_spectrum_and_loses_the_diagonal() -> N
         mass_shares(R, blocks)["diagonal"])
     with pytest.raises(ValueError, match="at least 1"):
         same_spectrum_baseline(lam, blocks, draws=0)
+    reused = same_spectrum_baseline(lam, blocks, rotations=random_rotations(n, 3, seed=1))
+    assert reused == base
 
 
 def test_heatmap_is_the_mean_of_abs_h_per_cell() -> None:

@@ -21,7 +21,7 @@ from torch import nn
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 __all__ = ["MAX_HESSIAN_PARAMETERS", "MAX_HEATMAP_SIZE", "Block", "layer_blocks", "check_size", "dense_hessian",
-           "mass_shares", "random_orthogonal", "same_spectrum_baseline", "wigner_shares", "abs_heatmap",
+           "mass_shares", "random_orthogonal", "random_rotations", "same_spectrum_baseline", "wigner_shares", "abs_heatmap",
            "analyse_hessian"]
 
 MAX_HESSIAN_PARAMETERS = 4096
@@ -151,20 +151,30 @@ def random_orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
     return Q * signs
 
 
-def same_spectrum_baseline(eigenvalues: torch.Tensor, blocks: Sequence[Block], *, draws: int = 2,
-                           seed: int = 0) -> dict[str, float]:
-    """Mean shares (and their spread over ``draws``) of Q diag(λ) Qᵀ for Haar-random orthogonal Q.
+def random_rotations(n: int, draws: int, seed: int = 0) -> list[torch.Tensor]:
+    """``draws`` Haar-random n×n orthogonal matrices from ``seed`` (reusable across checkpoints of one model)."""
+    if draws < 1:
+        raise ValueError(f"Invalid number of random draws: {draws}; use at least 1")
+    gen = torch.Generator().manual_seed(seed)
+    return [random_orthogonal(n, gen) for _ in range(draws)]
+
+
+def same_spectrum_baseline(eigenvalues: torch.Tensor, blocks: Sequence[Block], *, draws: int = 2, seed: int = 0,
+                           rotations: Sequence[torch.Tensor] | None = None) -> dict[str, float]:
+    """Mean shares (and their spread over the draws) of Q diag(λ) Qᵀ for Haar-random orthogonal Q.
+
+    Args:
+        eigenvalues: λ, the spectrum to keep.
+        blocks: the diagonal blocks.
+        draws, seed: how many Q to draw and from which seed. Default 2, 0.
+        rotations: the Q to use instead (``random_rotations``); drawing them is the costly part.
 
     Returns ``diagonal``, ``block_diagonal`` (means) and ``diagonal_min/max``, ``block_diagonal_min/max``.
     """
-    if draws < 1:
-        raise ValueError(f"Invalid number of random draws: {draws}; use at least 1")
     lam = eigenvalues.to(torch.float64)
-    gen = torch.Generator().manual_seed(seed)
-    shares = []
-    for _ in range(draws):
-        Q = random_orthogonal(lam.numel(), gen)
-        shares.append(mass_shares((Q * lam) @ Q.T, blocks))
+    if rotations is None:
+        rotations = random_rotations(lam.numel(), draws, seed)
+    shares = [mass_shares((Q * lam) @ Q.T, blocks) for Q in rotations]
     out: dict[str, float] = {}
     for key in ("diagonal", "block_diagonal"):
         values = [s[key] for s in shares]
@@ -204,7 +214,7 @@ def abs_heatmap(H: torch.Tensor, size: int = 64) -> tuple[list[list[float]], lis
 
 def analyse_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor, *,
                     limit: int = MAX_HESSIAN_PARAMETERS, heatmap_size: int = 64, random_draws: int = 2,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, rotations: Sequence[torch.Tensor] | None = None) -> dict:
     """Hessian structure of the loss on the batch (``inputs``, ``targets``) at the model's current weights.
 
     Args:
@@ -215,6 +225,7 @@ def analyse_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, tar
         heatmap_size: side of the downsampled |H|. Default 64.
         random_draws: Haar draws of the same-spectrum baseline. Default 2.
         seed: seed of those draws. Default 0.
+        rotations: Haar matrices to reuse instead of drawing ``random_draws`` new ones (``random_rotations``).
 
     Returns a JSON-able dict: ``num_parameters``, ``loss``, ``shares`` (diagonal, block_diagonal, per_block),
     ``random_same_spectrum``, ``wigner``, ``eigenvalues`` (min, max, negative count, Σ|λ|), ``blocks``,
@@ -236,7 +247,8 @@ def analyse_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, tar
         "num_parameters": H.shape[0],
         "loss": loss_value,
         "shares": {**mass_shares(H, blocks), "per_block": per_block},
-        "random_same_spectrum": same_spectrum_baseline(eig, blocks, draws=random_draws, seed=seed),
+        "random_same_spectrum": same_spectrum_baseline(eig, blocks, draws=random_draws, seed=seed,
+                                                       rotations=rotations),
         "wigner": wigner_shares(blocks),
         "eigenvalues": {"min": float(eig[0]), "max": float(eig[-1]), "negative": int((eig < 0).sum()),
                         "abs_sum": float(eig.abs().sum())},
