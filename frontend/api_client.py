@@ -162,6 +162,18 @@ class ApiClient:
     def delete_comparison(self, comparison_id: int) -> None:
         self._request("DELETE", f"/comparisons/{comparison_id}")
 
+    # -- analyses (Hessian structure, paper Fig. 2) ---------------------------------------------------------
+    def create_hessian_analysis(self, run_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        """Queue a Hessian analysis: ``body`` has ``steps`` or ``fractions`` plus optional ``batch_size``,
+        ``heatmap_size``, ``random_draws``."""
+        return self._json("POST", f"/runs/{run_id}/analyses/hessian", json=body)
+
+    def list_analyses(self, run_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/runs/{run_id}/analyses")
+
+    def get_analysis(self, run_id: int, analysis_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/runs/{run_id}/analyses/{analysis_id}")
+
 
 _lock = threading.Lock()
 _client: ApiClient | None = None
