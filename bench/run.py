@@ -1,10 +1,11 @@
 """`make bench`: measure trustlab itself, print a table and write bench/results/latest.json.
 
-Usage: python -m bench.run [--only hvp,breakdown,logging,metrics,live] [--device cpu|cuda] [--threads N] [--quick]
+Usage: python -m bench.run [--only hvp,breakdown,logging,metrics,live,hessian] [--device cpu|cuda] [--threads N] [--quick]
                            [--out PATH]
 
 Items: hvp (HVP/gradient cost), breakdown (TR step time split), logging (worker + store vs a bare loop),
-metrics (metrics query latency on a 200k-point run), live (worker record → API). Without --only every item
+metrics (metrics query latency on a 200k-point run), live (worker record → API), hessian (one checkpoint of
+the Hessian-structure analysis). Without --only every item
 runs and latest.json is rewritten; with --only the other figures already in latest.json are kept (each
 figure carries the machine and time it was measured). On --device cuda the figures go under
 ``other_devices["cuda"]`` of the same file, beside the CPU ones. An item that cannot run (no backend,
@@ -73,12 +74,20 @@ def _live(args: argparse.Namespace) -> ItemResult:
     return measure_live_latency(device=args.device)
 
 
+def _hessian(args: argparse.Namespace) -> ItemResult:
+    from bench.hessian import measure_hessian_checkpoint
+
+    r = measure_hessian_checkpoint(reference_columns=256 if args.quick else 4096, device=args.device)
+    return {"hessian_checkpoint_s": r["first_checkpoint_s"]}, {}, r
+
+
 ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ...]]] = {
     "hvp": (_hvp, ("hvp_over_grad_mlp", "hvp_over_grad_autoencoder")),
     "breakdown": (_breakdown, ("tr_non_derivative_share", "tr_overhead_excl_rho_share")),
     "logging": (_logging, ("logging_overhead_ratio", "logging_overhead_wall_ratio")),
     "metrics": (_metrics, ("metrics_p95_ms", "incremental_p95_ms")),
     "live": (_live, ("live_latency_s",)),
+    "hessian": (_hessian, ("hessian_checkpoint_s",)),
 }
 
 

@@ -36,6 +36,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("incremental_p95_ms", "metrics", "p95 GET metrics?since_step (last 100 of 200k)", " ms", 100.0,
            "{:.1f}"),
     Figure("live_latency_s", "live", "record reported in worker → visible via API (p95)", " s", 1.0, "{:.2f}"),
+    Figure("hessian_checkpoint_s", "hessian", "Hessian analysis, 1st checkpoint (mlp-narrow, b512, 2 draws)", " s",
+           None, "{:.1f}"),
 )
 FIGURE_BY_KEY = {f.key: f for f in FIGURES}
 
