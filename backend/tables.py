@@ -11,7 +11,7 @@ from sqlalchemy.types import TypeDecorator
 
 from backend.runner.states import ACTIVE_STATES, ALL_STATES, TERMINAL_STATES, RunState
 
-__all__ = ["Base", "Comparison", "Run", "StepMetric", "MetricBlock", "BLOCK_SIZE", "Evaluation", "Reconstruction", "utcnow",
+__all__ = ["Base", "Comparison", "Run", "StepMetric", "MetricBlock", "BLOCK_SIZE", "Evaluation", "Reconstruction", "Analysis", "ANALYSIS_STATUSES", "utcnow",
            "ACTIVE_STATUSES", "FINAL_STATUSES", "ALL_STATUSES", "METRIC_COLUMNS", "EVAL_COLUMNS"]
 
 # Run states are defined once, in backend.runner.states; these names stay for the store's callers.
@@ -179,6 +179,31 @@ class Reconstruction(Base):
     png: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+
+ANALYSIS_STATUSES = ("queued", "running", "completed", "failed")
+
+
+class Analysis(Base):
+    """An analysis job on a finished run (kind "hessian": paper Fig. 2), its parameters and results as JSON."""
+
+    __tablename__ = "analyses"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        Index("ix_analyses_run_id", "run_id"),
+        Index("ix_analyses_status_id", "status", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
 METRIC_COLUMNS: tuple[str, ...] = tuple(c.name for c in StepMetric.__table__.columns if c.name != "run_id")
 EVAL_COLUMNS: tuple[str, ...] = tuple(c.name for c in Evaluation.__table__.columns if c.name != "run_id")

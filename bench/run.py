@@ -6,7 +6,7 @@ Items: hvp (HVP/gradient cost), breakdown (TR step time split), syncs (host sync
 gltr_memory (GLTR peak memory on the autoencoder), logging (worker + store vs a bare loop),
 metrics (metrics query latency on a 200k-point run), live (worker record → API), launch (POST /api/runs → first
 point, local executor with warm workers, two runs training meanwhile), load (100 clients polling metrics while 4
-runs train), and the items listed in ITEMS below. Without --only every item
+runs train), hessian (one checkpoint of the Hessian-structure analysis), and the items listed in ITEMS below. Without --only every item
 runs and latest.json is rewritten; with --only the other figures already in latest.json are kept (each
 figure carries the machine and time it was measured). On --device cuda the figures go under
 ``other_devices["cuda"]`` of the same file, beside the CPU ones. An item that cannot run (no backend,
@@ -112,6 +112,13 @@ def _launch(args: argparse.Namespace) -> ItemResult:
     return measure_launch(launches=4 if args.quick else 10)
 
 
+def _hessian(args: argparse.Namespace) -> ItemResult:
+    from bench.hessian import measure_hessian_checkpoint
+
+    r = measure_hessian_checkpoint(reference_columns=256 if args.quick else 4096, device=args.device)
+    return {"hessian_checkpoint_s": r["first_checkpoint_s"]}, {}, r
+
+
 ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ...]]] = {
     "hvp": (_hvp, ("hvp_over_grad_mlp", "hvp_over_grad_autoencoder")),
     "breakdown": (_breakdown, ("tr_non_derivative_share", "tr_overhead_excl_rho_share")),
@@ -123,6 +130,7 @@ ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ..
     "launch": (_launch, ("launch_to_first_point_p50_s", "launch_to_first_point_p95_s")),
     "load": (_load, ("load_incremental_p50_ms", "load_incremental_p95_ms", "load_incremental_p99_ms",
                      "load_full_p95_ms", "load_full_p99_ms", "load_errors", "load_5xx")),
+    "hessian": (_hessian, ("hessian_checkpoint_s",)),
 }
 
 

@@ -53,6 +53,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("load_full_p99_ms", "load", "  full page, p99", " ms", None, "{:.0f}"),
     Figure("load_errors", "load", "  errors (transport, 4xx/5xx)", "", 0.0, "{:.0f}"),
     Figure("load_5xx", "load", "  server errors (5xx)", "", 0.0, "{:.0f}"),
+    Figure("hessian_checkpoint_s", "hessian", "Hessian analysis, 1st checkpoint (mlp-narrow, b512, 2 draws)", " s",
+           None, "{:.1f}"),
 )
 FIGURE_BY_KEY = {f.key: f for f in FIGURES}
 

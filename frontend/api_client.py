@@ -235,6 +235,17 @@ class ApiClient:
     def export_evals_csv(self, run_id: int) -> bytes:
         """A run's evaluations as CSV (``export`` gives the step metrics or the whole JSON document)."""
         return self._request("GET", f"/runs/{run_id}/export", params={"format": "csv", "table": "evals"}).content
+    # -- analyses (Hessian structure, paper Fig. 2) ---------------------------------------------------------
+    def create_hessian_analysis(self, run_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        """Queue a Hessian analysis: ``body`` has ``steps`` or ``fractions`` plus optional ``batch_size``,
+        ``heatmap_size``, ``random_draws``."""
+        return self._json("POST", f"/runs/{run_id}/analyses/hessian", json=body)
+
+    def list_analyses(self, run_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/runs/{run_id}/analyses")
+
+    def get_analysis(self, run_id: int, analysis_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/runs/{run_id}/analyses/{analysis_id}")
 
 
 _lock = threading.Lock()

@@ -23,6 +23,7 @@ navigation = st.navigation([
     st.Page(PAGES["compare"], title="Compare", icon=":material/monitoring:"),
     st.Page(PAGES["sweep"], title="Sweep", icon=":material/tune:"),
     st.Page(PAGES["geometry"], title="Geometry", icon=":material/blur_circular:"),
+    st.Page(PAGES["hessian"], title="Hessian", icon=":material/grid_on:"),
 ])
 with st.sidebar:
     st.caption(f"trustlab · optimizers compared live · API {get_settings().api_url}")

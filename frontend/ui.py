@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 # page files, relative to frontend/app.py (st.navigation and st.switch_page use these)
 PAGES = {"launch": "views/launch.py", "runs": "views/runs.py", "compare": "views/compare.py",
-         "geometry": "views/geometry.py", "sweep": "views/sweep.py"}
+         "geometry": "views/geometry.py", "sweep": "views/sweep.py", "hessian": "views/hessian.py"}
 
 
 def client() -> Any:

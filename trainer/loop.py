@@ -158,6 +158,9 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
     warm_samples = cfg.warm_start_epochs * n_train if warm is not None else 0.0
     warm_gradients = 0
     evaluator = _Evaluator(cfg, data, model, loss_fn)
+    setup = getattr(reporter, "on_setup", None)  # optional hook: analyses read the weights (trainer.analysis)
+    if setup is not None:
+        setup(model, data, loss_fn)
     gen = torch.Generator().manual_seed(cfg.seed)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     budget = cfg.budget

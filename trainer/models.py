@@ -86,6 +86,9 @@ def _resnet18(in_channels: int, num_classes: int) -> nn.Module:
     return net
 
 
+NARROW_HIDDEN = 4  # mlp-narrow: 784-4-10 = 3,190 parameters, within the dense-Hessian limit
+
+
 def build_model(model: str, dataset: str) -> nn.Module:
     """Instantiate ``model`` for ``dataset`` (raises ``ValueError`` when they do not fit)."""
     model_fits_dataset(model, dataset)
@@ -94,6 +97,8 @@ def build_model(model: str, dataset: str) -> nn.Module:
     if model == "mlp":
         sizes = (c * h * w, 128, info.num_classes) if c == 1 else (c * h * w, 128, 128, info.num_classes)
         return MLP(sizes)
+    if model == "mlp-narrow":
+        return MLP((c * h * w, NARROW_HIDDEN, info.num_classes))
     if model == "resnet18":
         return _resnet18(c, info.num_classes)
     if model == "autoencoder":

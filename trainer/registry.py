@@ -225,6 +225,8 @@ MODELS: dict[str, ModelInfo] = {
     for m in (
         ModelInfo("mlp", "MLP (tanh)", ("fashion-mnist", "mnist", "cifar10"), "classification",
                   "784-128-10 on (Fashion-)MNIST, 3072-128-128-10 on CIFAR-10; tanh, cross-entropy"),
+        ModelInfo("mlp-narrow", "Narrow MLP (tanh)", ("fashion-mnist", "mnist"), "classification",
+                  "784-4-10, tanh, cross-entropy (3,190 parameters): small enough for the dense Hessian analysis"),
         ModelInfo("resnet18", "ResNet18", ("fashion-mnist", "mnist", "cifar10"), "classification",
                   "torchvision ResNet18; first convolution adapted to 1-channel input"),
         ModelInfo("autoencoder", "Autoencoder", ("fashion-mnist", "mnist"), "reconstruction",

@@ -1,7 +1,7 @@
 """REST routes, one module per resource; ``api_router`` mounts them all under /api."""
 from fastapi import APIRouter
 
-from backend.routes import comparisons, meta, metrics, results, runs, sweeps
+from backend.routes import analyses, comparisons, meta, metrics, results, runs, sweeps
 
 api_router = APIRouter(prefix="/api")
 api_router.include_router(meta.router)
@@ -10,5 +10,6 @@ api_router.include_router(comparisons.router)
 api_router.include_router(metrics.router)
 api_router.include_router(results.router)
 api_router.include_router(sweeps.router)
+api_router.include_router(analyses.router)
 
 __all__ = ["api_router"]

@@ -7,7 +7,7 @@ from trainer.registry import DATASETS, MODELS
 
 
 @pytest.mark.parametrize("model,dataset,params", [
-    ("mlp", "fashion-mnist", 101_770), ("mlp", "cifar10", 411_146), ("autoencoder", "fashion-mnist", 2_837_314),
+    ("mlp", "fashion-mnist", 101_770), ("mlp-narrow", "fashion-mnist", 3_190), ("mlp", "cifar10", 411_146), ("autoencoder", "fashion-mnist", 2_837_314),
 ])
 def test_parameter_counts_match_paper(model, dataset, params):
     assert count_parameters(build_model(model, dataset)) == params

@@ -1,0 +1,91 @@
+"""Pure chart builders of the Hessian page: |H| heatmap with log colour, and mass shares over training."""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from frontend.charts import empty_figure
+
+__all__ = ["share_table", "heatmap_figure", "shares_figure", "SHARE_SERIES"]
+
+# (column, label, colour, dash): the measured shares solid, the baselines dashed / dotted in the same colour.
+SHARE_SERIES = (
+    ("diagonal", "diagonal share of |H|", "#1f77b4", "solid"),
+    ("random_diagonal", "diagonal, random same-spectrum", "#1f77b4", "dash"),
+    ("wigner_diagonal", "diagonal, Wigner (1/n)", "#1f77b4", "dot"),
+    ("block_diagonal", "per-layer block share of |H|", "#d62728", "solid"),
+    ("random_block_diagonal", "block, random same-spectrum", "#d62728", "dash"),
+    ("wigner_block_diagonal", "block, Wigner (Σ n_b² / n²)", "#d62728", "dot"),
+)
+
+
+def share_table(checkpoints: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per checkpoint: step, loss, the measured shares and their baselines, the spectrum."""
+    rows = []
+    for c in checkpoints:
+        shares, rnd, wig, eig = c["shares"], c["random_same_spectrum"], c["wigner"], c["eigenvalues"]
+        rows.append({"step": c["step"], "loss": c.get("loss"),
+                     "diagonal": shares["diagonal"], "random_diagonal": rnd["diagonal"],
+                     "random_diagonal_min": rnd.get("diagonal_min"), "random_diagonal_max": rnd.get("diagonal_max"),
+                     "wigner_diagonal": wig["diagonal"],
+                     "block_diagonal": shares["block_diagonal"], "random_block_diagonal": rnd["block_diagonal"],
+                     "wigner_block_diagonal": wig["block_diagonal"],
+                     "negative_eigenvalues": eig["negative"], "min_eigenvalue": eig["min"],
+                     "max_eigenvalue": eig["max"], "replay_matches": c.get("replay_matches")})
+    return pd.DataFrame(rows)
+
+
+def shares_figure(table: pd.DataFrame, *, height: int = 380) -> go.Figure:
+    """Shares of |H| mass against the training step (log y: diagonal shares are ≪ block shares)."""
+    if table.empty:
+        return empty_figure("No checkpoint analysed yet", height=height)
+    fig = go.Figure()
+    mode = "lines+markers" if len(table) > 1 else "markers"
+    for column, label, color, dash in SHARE_SERIES:
+        fig.add_trace(go.Scatter(x=table["step"], y=table[column], name=label, mode=mode,
+                                 line=dict(color=color, dash=dash), marker=dict(color=color, size=7)))
+    fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=70, b=50),
+                      legend=dict(orientation="h", yref="container", y=1.0, yanchor="top", x=0, font=dict(size=12)),
+                      hovermode="x unified", font=dict(size=13))
+    fig.update_xaxes(title_text="optimizer step of the checkpoint")
+    fig.update_yaxes(title_text="share of Σ|Hᵢⱼ|", type="log", exponentformat="power")
+    return fig
+
+
+def heatmap_figure(grid: Sequence[Sequence[float]], edges: Sequence[int], blocks: Sequence[Mapping[str, Any]], *,
+                   title: str = "", height: int = 520) -> go.Figure:
+    """|H| (cell means of the downsampled matrix) on a log colour scale, with the layer blocks outlined.
+
+    Args:
+        grid: k×k cell means of |H| (``result.checkpoints[i].heatmap``).
+        edges: the k + 1 parameter-index edges of the cells.
+        blocks: ``{"name", "start", "stop"}`` per layer, drawn as squares on the diagonal.
+    """
+    z = np.asarray(grid, dtype=float)
+    if z.size == 0:
+        return empty_figure("No heatmap in this result", height=height)
+    e = np.asarray(edges, dtype=float)
+    centers = (e[:-1] + e[1:]) / 2
+    positive = z[z > 0]
+    floor = float(positive.min()) if positive.size else 1.0
+    logz = np.log10(np.where(z > 0, z, floor))
+    lo, hi = math.floor(float(logz.min())), math.ceil(float(logz.max()))
+    ticks = list(range(lo, hi + 1)) if hi > lo else [lo]
+    fig = go.Figure(go.Heatmap(
+        x=centers, y=centers, z=logz, colorscale="Viridis", zmin=lo, zmax=max(hi, lo + 1),
+        customdata=z, hovertemplate="row ≈ %{y:.0f}, column ≈ %{x:.0f}<br>mean |H| = %{customdata:.3g}<extra></extra>",
+        colorbar=dict(title=dict(text="|H|"), tickvals=ticks, ticktext=[f"1e{t}" for t in ticks])))
+    for b in blocks:
+        fig.add_shape(type="rect", x0=b["start"], x1=b["stop"], y0=b["start"], y1=b["stop"],
+                      line=dict(color="white", width=1.5, dash="dot"), fillcolor="rgba(0,0,0,0)")
+        fig.add_annotation(x=(b["start"] + b["stop"]) / 2, y=b["start"], text=b["name"], showarrow=False,
+                           font=dict(color="white", size=11), yanchor="bottom")
+    fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=50 if title else 20, b=50),
+                      title=dict(text=title, x=0) if title else None, font=dict(size=13))
+    fig.update_xaxes(title_text="parameter index", range=[e[0], e[-1]], constrain="domain")
+    fig.update_yaxes(title_text="parameter index", range=[e[-1], e[0]], scaleanchor="x")
+    return fig
