@@ -5,29 +5,47 @@ import re
 import resource
 import sys
 import traceback
+from functools import lru_cache
 from typing import Any
 
 from trainer.config import RunConfig
 from trainer.registry import DATASETS, OPTIMIZERS
 
-__all__ = ["ACTIVATIONS_PER_SAMPLE", "PARAMETERS", "estimate_bytes", "check_fits", "apply_memory_limit",
+__all__ = ["model_footprint", "estimate_bytes", "check_fits", "apply_memory_limit",
            "oom_message", "client_message", "LimitedReporter", "prepare_worker", "worker_error"]
 
 GIB = 2**30
-# Per (model, dataset): parameters, and floats output by the leaf modules of one sample's forward pass
-# (measured on the meta device; tests/backend/test_security_limits.py re-measures them).
-PARAMETERS: dict[tuple[str, str], int] = {
-    ("mlp", "fashion-mnist"): 101_770, ("mlp", "mnist"): 101_770, ("mlp", "cifar10"): 411_146,
-    ("resnet18", "fashion-mnist"): 11_175_370, ("resnet18", "mnist"): 11_175_370,
-    ("resnet18", "cifar10"): 11_181_642, ("autoencoder", "fashion-mnist"): 2_837_314,
-    ("autoencoder", "mnist"): 2_837_314, ("conv-autoencoder", "cifar10"): 47_355,
-}
-ACTIVATIONS_PER_SAMPLE: dict[tuple[str, str], int] = {
-    ("mlp", "fashion-mnist"): 1_050, ("mlp", "mnist"): 1_050, ("mlp", "cifar10"): 3_594,
-    ("resnet18", "fashion-mnist"): 129_098, ("resnet18", "mnist"): 129_098, ("resnet18", "cifar10"): 153_098,
-    ("autoencoder", "fashion-mnist"): 8_598, ("autoencoder", "mnist"): 8_598,
-    ("conv-autoencoder", "cifar10"): 23_040,
-}
+
+
+@lru_cache(maxsize=None)
+def model_footprint(model: str, dataset: str) -> tuple[int, int]:
+    """(parameters, floats output by the leaf modules for one sample) of ``model`` on ``dataset``.
+
+    Measured once per pair by building the registry's model on torch's meta device (no memory, no data), so
+    every registered model is covered without a hand-kept table.
+    """
+    import torch
+
+    from trainer.models import build_model
+
+    with torch.device("meta"):
+        net = build_model(model, dataset).eval()  # eval: BatchNorm accepts a single sample
+        floats = 0
+
+        def count(_module: Any, _inputs: Any, output: Any) -> None:
+            nonlocal floats
+            if isinstance(output, torch.Tensor):
+                floats += output.numel()
+
+        hooks = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
+        try:
+            net(torch.empty(1, *DATASETS[dataset].shape))
+        finally:
+            for h in hooks:
+                h.remove()
+    return sum(p.numel() for p in net.parameters()), floats
+
+
 _RUNTIME_BYTES = 0.4 * GIB  # the Python + torch process itself
 
 
@@ -38,10 +56,10 @@ def estimate_bytes(config: RunConfig) -> int:
     Hessian-vector products, Krylov vectors, norm matrix); saved activations of one minibatch (2 x the
     forward outputs first-order, 4 x for TR's double backward); the dataset held in memory; the runtime.
     """
-    key = (config.model, config.dataset)
+    n_params, n_floats = model_footprint(config.model, config.dataset)
     tr = OPTIMIZERS[config.optimizer.name].family == "second-order"
-    params = PARAMETERS[key] * (10 if tr else 4)
-    activations = config.effective_batch_size * ACTIVATIONS_PER_SAMPLE[key] * (4 if tr else 2)
+    params = n_params * (10 if tr else 4)
+    activations = config.effective_batch_size * n_floats * (4 if tr else 2)
     info = DATASETS[config.dataset]
     pixels = info.shape[0] * info.shape[1] * info.shape[2]
     samples = (config.train_subset or info.train_size) + (config.test_subset or info.test_size)

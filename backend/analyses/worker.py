@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from backend.db import make_engine
     from backend.settings import Settings
-    from backend.worker import clean_json
+    from backend.runner.worker import clean_json
 
     settings = Settings()
     engine = make_engine(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)

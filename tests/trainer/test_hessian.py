@@ -189,7 +189,7 @@ def test_size_limit_names_the_limit_and_the_fix() -> None:
 
 
 NARROW_RUN = {"dataset": "mnist", "model": "mlp-narrow", "optimizer": {"name": "sgd"}, "budget": {"backprops": 8},
-              "batch_size": 16, "eval_every": 4, "seed": 3, "download": False}
+              "batch_size": 16, "eval_every": 4, "seed": 3}
 
 
 def test_replay_returns_the_weights_and_losses_of_the_recorded_run(fake_mnist_dir) -> None:

@@ -100,7 +100,7 @@ def replay_checkpoints(config: RunConfig, steps: Sequence[int], *, data_dir: str
                          "(the run's final backprops count)")
     cfg = config.model_copy(update={"device": "cpu", "budget": budget})
     reporter = CheckpointReporter(steps, should_stop)
-    summary = run(cfg, reporter, data_dir=data_dir)
+    summary = run(cfg, reporter, data_dir=data_dir, download=False)
     if should_stop is not None and should_stop():
         raise InterruptedError("replay stopped on request")
     if summary.get("status") == "failed":
