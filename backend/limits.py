@@ -11,7 +11,7 @@ from trainer.config import RunConfig
 from trainer.registry import DATASETS, OPTIMIZERS
 
 __all__ = ["ACTIVATIONS_PER_SAMPLE", "PARAMETERS", "estimate_bytes", "check_fits", "apply_memory_limit",
-           "oom_message", "client_message", "LimitedReporter", "prepare_worker", "worker_error"]
+           "oom_message", "hide_paths", "client_message", "LimitedReporter", "prepare_worker", "worker_error"]
 
 GIB = 2**30
 # Per (model, dataset): parameters, and floats output by the leaf modules of one sample's forward pass
@@ -87,9 +87,14 @@ def oom_message(message: str, limit_gb: float) -> str | None:
     return None
 
 
+def hide_paths(text: str) -> str:
+    """``text`` with every absolute path replaced by ``<server path>`` (client-facing messages)."""
+    return _PATH.sub("<server path>", text)
+
+
 def client_message(message: str, limit_gb: float) -> str:
     """A failure message fit for API clients: allocation failures named as such, server paths removed."""
-    return oom_message(message, limit_gb) or _PATH.sub("<server path>", message)[:2000]
+    return oom_message(message, limit_gb) or hide_paths(message)[:2000]
 
 
 class LimitedReporter:

@@ -4,7 +4,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationError, field_validator, model_validator
+
+from backend.limits import hide_paths
 
 from trainer.config import MAX_SAMPLES, Budget, Guards, OptimizerConfig, RunConfig
 from trainer.registry import OPTIMIZERS, model_fits_dataset
@@ -50,6 +52,17 @@ class RunOut(BaseModel):
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
+
+    @field_validator("error")
+    @classmethod
+    def _no_server_paths(cls, v: str | None) -> str | None:
+        """Errors from the job runner quote worker logs; clients never see the server's paths."""
+        return None if v is None else hide_paths(v)
+
+    @field_validator("summary")
+    @classmethod
+    def _no_traceback(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if v is None else {k: x for k, x in v.items() if k != "traceback"}
 
 
 class RunList(BaseModel):

@@ -7,7 +7,6 @@ the job runner is off so runs stay queued, keeping the test in seconds).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import schemathesis

@@ -345,3 +345,14 @@ def test_requests_beyond_the_slots_wait_then_get_503(tmp_path: Path) -> None:
         return [await tasks[0], await tasks[1], third]
 
     assert asyncio.run(scenario()) == [200, 200, 503]
+
+
+def test_run_errors_shown_to_clients_hide_server_paths(client: TestClient) -> None:
+    run_id = client.post("/api/runs", json=MLP_RUN).json()["id"]
+    with client.app.state.engine.begin() as conn:  # what the job runner stores for a crashed worker
+        conn.execute(update(Run).where(Run.id == run_id).values(
+            status="failed", summary={"traceback": "File /srv/app/x.py", "steps": 0},
+            error="worker process exited with code 1\n--- last lines of the worker log (/srv/var/logs/run-1.log) ---"))
+    for run in (client.get(f"/api/runs/{run_id}").json(), client.get("/api/runs").json()["items"][0]):
+        assert "/srv" not in run["error"] and "<server path>" in run["error"]
+        assert run["summary"] == {"steps": 0}
