@@ -10,6 +10,6 @@ def test_guard_reasons_are_visible(api, open_page):
                 error="training loss 812 at step 7 exceeds 100 x the first step's loss 2.3 (guards.loss_factor)")
     at = open_page("runs")
     assert not at.exception
-    shown = " ".join(texts(at.error))
+    shown = texts(at.error)
     assert "failed: stopped by guard at step 50: the trust radius stayed below 1e-12" in shown
     assert "diverged: training loss 812 at step 7 exceeds 100 x" in shown
