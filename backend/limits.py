@@ -137,4 +137,5 @@ def prepare_worker(settings: Any, config: RunConfig, reporter: Any) -> LimitedRe
 def worker_error(exc: BaseException, limit_gb: float) -> str:
     """The stored error of a worker exception (client-safe); the traceback goes to stderr."""
     traceback.print_exc()
-    return f"worker error: {client_message(f'{type(exc).__name__}: {exc}', limit_gb)}"
+    text = f"{type(exc).__name__}: {exc}"
+    return oom_message(text, limit_gb) or f"worker error: {hide_paths(text)[:2000]}"

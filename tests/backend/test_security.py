@@ -274,7 +274,34 @@ def test_worker_out_of_memory_fails_fast_with_the_limit(tmp_path: Path) -> None:
     with TestClient(create_app(make_settings(tmp_path, scheduler=True, worker_memory_gb=1.5))) as c:
         run_id = c.post("/api/runs", json={**MLP_RUN, "seed": 671, "device": "cpu"}).json()["id"]
         run = wait_status(c, run_id, ("failed", "completed"), timeout=30)
-    assert run["status"] == "failed" and run["error"].startswith("worker error: out of memory (limit 1.5 GB"), run
+    assert run["status"] == "failed" and run["error"].startswith("out of memory (limit 1.5 GB"), run
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs dataset-fashion-mnist")
+def test_real_trainer_out_of_memory_ends_failed_with_the_limit(tmp_path: Path) -> None:
+    """ResNet18 at batch 16384 under a 5 GB limit: the real trainer in a real worker fails within seconds."""
+    from backend.db import make_engine, make_session_factory, migrate
+    from backend.store import create_run
+    from trainer.config import RunConfig
+
+    settings = make_settings(tmp_path, worker_memory_gb=5, trainer="trainer:run")
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    with make_session_factory(engine)() as session:
+        run_id = create_run(session, RunConfig.model_validate(
+            {**MLP_RUN, "model": "resnet18", "batch_size": 16384, "train_subset": 16384, "test_subset": 100,
+             "device": "cpu"})).id
+        session.commit()
+    env = settings.child_environment(PYTHONPATH=str(REPO), TRUSTLAB_GPUS="")
+    out = subprocess.run([sys.executable, "-m", "backend.worker", str(run_id)], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with engine.connect() as conn:
+        status, error = conn.execute(Run.__table__.select().with_only_columns(Run.status, Run.error)
+                                     .where(Run.id == run_id)).one()
+    engine.dispose()
+    assert status == "failed" and error.startswith("out of memory (limit 5 GB"), (status, error, out.stderr[-1000:])
 
 
 # -- 8. owner-only files --------------------------------------------------------------------------------------
