@@ -4,7 +4,8 @@ Usage: python -m bench.run [--only hvp,breakdown,logging,metrics,live,load] [--d
                            [--out PATH]
 
 Items: hvp (HVP/gradient cost), breakdown (TR step time split), logging (worker + store vs a bare loop),
-metrics (metrics query latency on a 200k-point run), live (worker record → API), load (100 clients polling metrics while 4 runs train). Without --only every item
+metrics (metrics query latency on a 200k-point run), live (worker record → API), load (100 clients polling
+metrics while 4 runs train). Without --only every item
 runs and latest.json is rewritten; with --only the other figures already in latest.json are kept (each
 figure carries the machine and time it was measured). On --device cuda the figures go under
 ``other_devices["cuda"]`` of the same file, beside the CPU ones. An item that cannot run (no backend,

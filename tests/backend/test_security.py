@@ -189,7 +189,8 @@ def test_ui_client_sends_the_token(token_client: TestClient, monkeypatch: pytest
 
         def handler(request):  # noqa: ANN001
             seen.append(request.headers.get("authorization"))
-            r = token_client.get(str(request.url.path), headers={"Authorization": request.headers.get("authorization", "")})
+            auth = request.headers.get("authorization", "")
+            r = token_client.get(str(request.url.path), headers={"Authorization": auth})
             import httpx
             return httpx.Response(r.status_code, content=r.content, headers={"content-type": "application/json"})
 
