@@ -281,12 +281,12 @@ def test_worker_out_of_memory_fails_fast_with_the_limit(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs dataset-fashion-mnist")
 def test_real_trainer_out_of_memory_ends_failed_with_the_limit(tmp_path: Path) -> None:
-    """ResNet18 at batch 16384 under a 5 GB limit: the real trainer in a real worker fails within seconds."""
+    """ResNet18 at batch 16384 under a 4.5 GB limit: the real trainer in a real worker fails within seconds."""
     from backend.db import make_engine, make_session_factory, migrate
     from backend.store import create_run
     from trainer.config import RunConfig
 
-    settings = make_settings(tmp_path, worker_memory_gb=5, trainer="trainer:run")
+    settings = make_settings(tmp_path, worker_memory_gb=4.5, trainer="trainer:run")
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     with make_session_factory(engine)() as session:
@@ -302,7 +302,7 @@ def test_real_trainer_out_of_memory_ends_failed_with_the_limit(tmp_path: Path) -
         status, error = conn.execute(Run.__table__.select().with_only_columns(Run.status, Run.error)
                                      .where(Run.id == run_id)).one()
     engine.dispose()
-    assert status == "failed" and error.startswith("out of memory (limit 5 GB"), (status, error, out.stderr[-1000:])
+    assert status == "failed" and error.startswith("out of memory (limit 4.5 GB"), (status, error, out.stderr[-1000:])
 
 
 # -- 8. owner-only files --------------------------------------------------------------------------------------
