@@ -16,8 +16,8 @@ from backend.settings import Settings
 from backend.tables import Comparison, Run
 from trainer.config import RunConfig
 
-__all__ = ["SessionDep", "ConnectionDep", "SettingsDep", "RunDep", "ComparisonDep", "MAX_ID", "MAX_PAGE", "wake_scheduler",
-           "admit_runs"]
+__all__ = ["SessionDep", "ConnectionDep", "SettingsDep", "RunDep", "ComparisonDep", "MAX_ID", "MAX_PAGE",
+           "wake_scheduler", "admit_runs"]
 
 MAX_ID = 2**63 - 1
 MAX_PAGE = 500  # most items per list page

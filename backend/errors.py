@@ -33,7 +33,8 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: _r("busy: no store connection free in time (Retry-After), or the store is unreachable"),
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _r("no such run or comparison")}
-CONFLICT: dict[int | str, dict[str, Any]] = {409: _r("the request contradicts the run's state (e.g. delete a running run)")}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: _r("the request contradicts the run's state (e.g. delete a running run)")}
 QUEUE_FULL: dict[int | str, dict[str, Any]] = {
     429: _r("too many runs queued (TRUSTLAB_MAX_QUEUED_RUNS); Retry-After says when to try again")}
 

@@ -12,7 +12,7 @@ from trainer.config import RunConfig
 from trainer.registry import DATASETS, OPTIMIZERS
 
 __all__ = ["model_footprint", "estimate_bytes", "check_fits", "apply_memory_limit",
-           "oom_message", "client_message", "LimitedReporter", "prepare_worker", "worker_error"]
+           "oom_message", "hide_paths", "client_message", "LimitedReporter", "prepare_worker", "worker_error"]
 
 GIB = 2**30
 
@@ -105,9 +105,14 @@ def oom_message(message: str, limit_gb: float) -> str | None:
     return None
 
 
+def hide_paths(text: str) -> str:
+    """``text`` with every absolute path replaced by ``<server path>`` (client-facing messages)."""
+    return _PATH.sub("<server path>", text)
+
+
 def client_message(message: str, limit_gb: float) -> str:
     """A failure message fit for API clients: allocation failures named as such, server paths removed."""
-    return oom_message(message, limit_gb) or _PATH.sub("<server path>", message)[:2000]
+    return oom_message(message, limit_gb) or hide_paths(message)[:2000]
 
 
 class LimitedReporter:
@@ -150,4 +155,5 @@ def prepare_worker(settings: Any, config: RunConfig, reporter: Any) -> LimitedRe
 def worker_error(exc: BaseException, limit_gb: float) -> str:
     """The stored error of a worker exception (client-safe); the traceback goes to stderr."""
     traceback.print_exc()
-    return f"worker error: {client_message(f'{type(exc).__name__}: {exc}', limit_gb)}"
+    text = f"{type(exc).__name__}: {exc}"
+    return oom_message(text, limit_gb) or f"worker error: {hide_paths(text)[:2000]}"

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, ValidationError,
                       field_validator, model_validator)
 
+from backend.limits import hide_paths
 from backend.runner.states import RunState
 from trainer.config import MAX_SAMPLES, Budget, EvalEvery, Guards, OptimizerConfig, RunConfig
 from trainer.registry import OPTIMIZERS, model_fits_dataset, optimizer_label
@@ -84,6 +85,17 @@ class RunOut(BaseModel):
     finished_at: UtcDatetime | None
     tags: list[str] = Field(default_factory=list, description="set with PATCH /api/runs/{id}")
     note: str = Field(default="", description="set with PATCH /api/runs/{id}")
+
+    @field_validator("error")
+    @classmethod
+    def _no_server_paths(cls, v: str | None) -> str | None:
+        """Errors from the job runner quote worker logs; clients never see the server's paths."""
+        return None if v is None else hide_paths(v)
+
+    @field_validator("summary")
+    @classmethod
+    def _no_traceback(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if v is None else {k: x for k, x in v.items() if k != "traceback"}
 
 
 class RunList(BaseModel):

@@ -99,7 +99,8 @@ def measure_load(*, clients: int = 100, runs: int = 4, seconds: float = 60.0, in
               "load_incremental_p99_ms": _pct(inc, 99), "load_full_p50_ms": _pct(full, 50),
               "load_full_p95_ms": _pct(full, 95), "load_full_p99_ms": _pct(full, 99),
               "load_errors": float(out["errors"]), "load_5xx": float(out["5xx"])}
-    details = {"clients": clients, "runs": runs, "seconds": seconds, "interval_s": interval, "requests": len(inc) + len(full) + out["errors"],
+    details = {"clients": clients, "runs": runs, "seconds": seconds, "interval_s": interval,
+               "requests": len(inc) + len(full) + out["errors"],
                "busy_503": out["503"], "run_statuses_during_load": statuses}
     return values, {}, details
 

@@ -36,7 +36,8 @@ class Budget(BaseModel):
 
     model_config = _STRICT
     epochs: float | None = Field(default=None, gt=0, le=10_000, description="training epochs (fractional allowed)")
-    backprops: int | None = Field(default=None, gt=0, le=MAX_BACKPROPS, description="gradients + Hessian-vector products")
+    backprops: int | None = Field(default=None, gt=0, le=MAX_BACKPROPS,
+                                  description="gradients + Hessian-vector products")
     seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS, description="optimization wall time in seconds")
 
     @model_validator(mode="after")

@@ -25,8 +25,7 @@ def run(config, reporter, *, data_dir=None, download=True):  # noqa: ANN001 - mi
         return summary
     if seed == 671:
         limit_gb = float(os.environ.get("TRUSTLAB_WORKER_MEMORY_GB", "1"))
-        hog = bytearray(int(2 * limit_gb * 2**30))  # MemoryError under the worker's RLIMIT_AS
-        del hog
+        bytearray(int(2 * limit_gb * 2**30))  # MemoryError under the worker's RLIMIT_AS
     if seed == 668:
         print("boom: simulated crash in the training process", file=sys.stderr, flush=True)
         os._exit(3)

@@ -7,7 +7,6 @@ the job runner is off so runs stay queued, keeping the test in seconds).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -36,7 +35,7 @@ def test_schemathesis_finds_no_server_error(app) -> None:  # noqa: ANN001
         strategy = operation.as_strategy(schemathesis.GenerationMode.POSITIVE) | \
             operation.as_strategy(schemathesis.GenerationMode.NEGATIVE)
 
-        @hsettings(max_examples=90, deadline=None, database=None, derandomize=True,
+        @hsettings(max_examples=75, deadline=None, database=None, derandomize=True,
                    suppress_health_check=list(HealthCheck))
         @given(case=strategy)
         def check(case) -> None:  # noqa: ANN001
@@ -48,6 +47,7 @@ def test_schemathesis_finds_no_server_error(app) -> None:  # noqa: ANN001
 
         check()
     counts = {s: sent.count(s) for s in sorted(set(sent))}
+    print(f"fuzz: {len(sent)} requests, statuses {counts}")
     assert len(sent) >= 1000, counts
     assert not errors, errors[:5]
     assert 201 in counts, counts  # the success path created runs

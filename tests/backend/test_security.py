@@ -190,7 +190,8 @@ def test_ui_client_sends_the_token(token_client: TestClient, monkeypatch: pytest
 
         def handler(request):  # noqa: ANN001
             seen.append(request.headers.get("authorization"))
-            r = token_client.get(str(request.url.path), headers={"Authorization": request.headers.get("authorization", "")})
+            auth = request.headers.get("authorization", "")
+            r = token_client.get(str(request.url.path), headers={"Authorization": auth})
             import httpx
             return httpx.Response(r.status_code, content=r.content, headers={"content-type": "application/json"})
 
@@ -275,7 +276,34 @@ def test_worker_out_of_memory_fails_fast_with_the_limit(tmp_path: Path) -> None:
     with TestClient(create_app(make_settings(tmp_path, scheduler=True, worker_memory_gb=1.5))) as c:
         run_id = c.post("/api/runs", json={**MLP_RUN, "seed": 671, "device": "cpu"}).json()["id"]
         run = wait_status(c, run_id, ("failed", "completed"), timeout=30)
-    assert run["status"] == "failed" and run["error"].startswith("worker error: out of memory (limit 1.5 GB"), run
+    assert run["status"] == "failed" and run["error"].startswith("out of memory (limit 1.5 GB"), run
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="needs dataset-fashion-mnist")
+def test_real_trainer_out_of_memory_ends_failed_with_the_limit(tmp_path: Path) -> None:
+    """ResNet18 at batch 16384 under a 4.5 GB limit: the real trainer in a real worker fails within seconds."""
+    from backend.db import make_engine, make_session_factory, migrate
+    from backend.store import create_run
+    from trainer.config import RunConfig
+
+    settings = make_settings(tmp_path, worker_memory_gb=4.5, trainer="trainer:run")
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    with make_session_factory(engine)() as session:
+        run_id = create_run(session, RunConfig.model_validate(
+            {**MLP_RUN, "model": "resnet18", "batch_size": 16384, "train_subset": 16384, "test_subset": 100,
+             "device": "cpu"})).id
+        session.commit()
+    env = settings.child_environment(PYTHONPATH=str(REPO), TRUSTLAB_GPUS="")
+    out = subprocess.run([sys.executable, "-m", "backend.worker", str(run_id)], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with engine.connect() as conn:
+        status, error = conn.execute(Run.__table__.select().with_only_columns(Run.status, Run.error)
+                                     .where(Run.id == run_id)).one()
+    engine.dispose()
+    assert status == "failed" and error.startswith("out of memory (limit 4.5 GB"), (status, error, out.stderr[-1000:])
 
 
 # -- 8. owner-only files --------------------------------------------------------------------------------------
@@ -346,3 +374,14 @@ def test_requests_beyond_the_slots_wait_then_get_503(tmp_path: Path) -> None:
         return [await tasks[0], await tasks[1], third]
 
     assert asyncio.run(scenario()) == [200, 200, 503]
+
+
+def test_run_errors_shown_to_clients_hide_server_paths(client: TestClient) -> None:
+    run_id = client.post("/api/runs", json=MLP_RUN).json()["id"]
+    with client.app.state.engine.begin() as conn:  # what the job runner stores for a crashed worker
+        conn.execute(update(Run).where(Run.id == run_id).values(
+            status="failed", summary={"traceback": "File /srv/app/x.py", "steps": 0},
+            error="worker process exited with code 1\n--- last lines of the worker log (/srv/var/logs/run-1.log) ---"))
+    for run in (client.get(f"/api/runs/{run_id}").json(), client.get("/api/runs").json()["items"][0]):
+        assert "/srv" not in run["error"] and "<server path>" in run["error"]
+        assert run["summary"] == {"steps": 0}
