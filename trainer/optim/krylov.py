@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-__all__ = ["SolverExit", "SubproblemResult", "steihaug_cg", "gltr", "solve_tridiagonal_tr", "stopping_threshold",
+__all__ = ["SolverExit", "SubproblemResult", "Workspace", "steihaug_cg", "gltr", "solve_tridiagonal_tr", "stopping_threshold",
            "SOLVERS"]
 
 Tensor = torch.Tensor
@@ -47,6 +47,35 @@ class SubproblemResult:
     iterations: int
     exit: SolverExit
     step_norm_m: float
+
+
+class Workspace:
+    """Reusable vectors for :func:`steihaug_cg`, so repeated solves of one size allocate nothing.
+
+    Allocating and freeing a dozen parameter-sized vectors per solve costs more than the arithmetic on the CPU
+    (the allocator returns large blocks to the OS, and every reuse page-faults). A trust-region optimizer keeps
+    one workspace for its lifetime; a result's ``step`` then lives in the workspace and is valid until the next
+    solve with it.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, Tensor] = {}
+
+    def get(self, name: str, like: Tensor) -> Tensor:
+        """An uninitialised buffer ``name`` with ``like``'s shape, dtype and device (kept for the next call)."""
+        buf = self._bufs.get(name)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._bufs[name] = torch.empty_like(like, memory_format=torch.contiguous_format)
+        return buf
+
+    def rows(self, name: str, n: int, like: Tensor) -> Tensor:
+        """An uninitialised ``n × like.numel()`` buffer (e.g. a Lanczos basis), kept for the next call."""
+        shape = (n, like.numel())
+        buf = self._bufs.get(name)
+        if buf is None or tuple(buf.shape) != shape or buf.dtype != like.dtype or buf.device != like.device:
+            self._bufs.pop(name, None)  # free the old one first: bases can be large
+            buf = self._bufs[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buf
 
 
 def _check(grad: Tensor, radius: float, precond: Tensor | None, tol: float, theta: float, max_iter: int) -> None:
@@ -100,12 +129,14 @@ def steihaug_cg(
     tol: float = 0.1,
     theta: float = 0.5,
     max_iter: int = 50,
+    workspace: Workspace | None = None,
 ) -> SubproblemResult:
     """Preconditioned Steihaug-Toint truncated CG (Conn, Gould & Toint, Algorithm 7.5.1).
 
     Minimizes m(s) = gᵀs + ½sᵀHs subject to ‖s‖_M = sqrt(Σ Mᵢsᵢ²) ≤ Δ, with the preconditioner equal to
-    the norm matrix M. The M-inner products sᵀMs, sᵀMp and pᵀMp are computed explicitly (O(d) each)
-    rather than by the textbook recursions, which drift in floating point.
+    the norm matrix M. The M-inner products sᵀMp and pᵀMp are computed explicitly (O(d) each) every
+    iteration rather than by the textbook recursions, which drift in floating point; ‖s‖²_M is advanced by
+    ‖s + αp‖²_M = ‖s‖²_M + 2α sᵀMp + α² pᵀMp from them, and ‖s‖_M of the result is computed explicitly.
 
     Stopping rule (the same as :func:`gltr`'s, so a solver comparison is like for like): the
     preconditioned residual ‖r_k‖_{M⁻¹} = sqrt(r_kᵀM⁻¹r_k), r_k = g + Hs_k, is ≤ ‖g‖_{M⁻¹}·min(κ, ‖g‖_{M⁻¹}^θ)
@@ -122,18 +153,26 @@ def steihaug_cg(
         tol: κ in the stopping rule. Default 0.1.
         theta: θ in the stopping rule. Default 0.5.
         max_iter: cap on iterations (= Hessian-vector products). Default 50.
+        workspace: reuse its vectors (no allocation per solve); the returned step then lives in it. Default
+            None: fresh vectors.
 
     Returns:
         SubproblemResult with exit INTERIOR (tolerance met), BOUNDARY, NEGATIVE_CURVATURE or MAX_ITER.
     """
     _check(grad, radius, precond, tol, theta, max_iter)
     g = grad.detach()
-    minv = None if precond is None else 1.0 / precond
+    ws = workspace if workspace is not None else Workspace()
+    minv = None if precond is None else torch.reciprocal(precond, out=ws.get("minv", g))
 
-    s = torch.zeros_like(g)
-    r = g.clone()  # residual r = g + Hs
-    v = r * minv if minv is not None else r  # preconditioned residual M⁻¹r (aliases r when M = I)
-    p = -v
+    s = ws.get("s", g).zero_()
+    r = ws.get("r", g).copy_(g)  # residual r = g + Hs
+    v = torch.mul(r, minv, out=ws.get("v", g)) if minv is not None else r  # M⁻¹r (aliases r when M = I)
+    p = torch.neg(v, out=ws.get("p", g))
+    # Tentative iterates and scratch: written each iteration, swapped in when the iteration is taken.
+    s_new, r_new = ws.get("s_new", g), ws.get("r_new", g)
+    v_new = ws.get("v_new", g) if minv is not None else None
+    mp = ws.get("mp", g) if precond is not None else p  # M p
+    tmp = ws.get("tmp", g) if precond is not None else None
     rv_t = torch.dot(r, v)
     rv = _initial_product(r, v, precond)
     g_norm = math.sqrt(max(rv, 0.0))
@@ -146,40 +185,52 @@ def steihaug_cg(
     for _ in range(max_iter):
         hp = hvp(p)
         hvps += 1
-        mp = p * precond if precond is not None else p
+        if precond is not None:
+            torch.mul(p, precond, out=mp)
         # The tentative CG update with α = rᵀM⁻¹r / pᵀHp kept on the device, so that pᵀHp, sᵀMp, pᵀMp and
         # the updated ‖s‖²_M and rᵀM⁻¹r reach the host in a single transfer.
         curv_t = torch.dot(p, hp)
         alpha_t = rv_t / curv_t
-        s_new = torch.addcmul(s, p, alpha_t)
-        r_new = torch.addcmul(r, hp, alpha_t)
-        v_new = r_new * minv if minv is not None else r_new
-        s_new_m = s_new * precond if precond is not None else s_new
-        scalars = torch.stack((curv_t, torch.dot(s, mp), torch.dot(p, mp), torch.dot(s_new_m, s_new),
-                               torch.dot(r_new, v_new)))
-        curv, s_mp, p_mp, s_new_ms, rv_new = scalars.tolist()
+        torch.addcmul(s, p, alpha_t, out=s_new)
+        torch.addcmul(r, hp, alpha_t, out=r_new)
+        if minv is not None:
+            torch.mul(r_new, minv, out=v_new)
+            rv_new_t = torch.dot(r_new, v_new)
+        else:
+            rv_new_t = torch.dot(r_new, r_new)
+        scalars = torch.stack((curv_t, torch.dot(s, mp), torch.dot(p, mp), rv_new_t))
+        curv, s_mp, p_mp, rv_new = scalars.tolist()
         if curv <= 0.0 or not math.isfinite(curv):
             tau = _boundary_tau(s_ms, s_mp, p_mp, radius)
             s.add_(p, alpha=tau)
             r.add_(hp, alpha=tau)
             exit_ = SolverExit.NEGATIVE_CURVATURE
             break
+        # ‖s + αp‖²_M expanded in the explicit sᵀMp and pᵀMp of this iteration (α as the device computed it).
+        alpha = rv / curv
+        s_new_ms = s_ms + 2.0 * alpha * s_mp + alpha * alpha * p_mp
         if s_new_ms >= radius * radius:
             tau = _boundary_tau(s_ms, s_mp, p_mp, radius)
             s.add_(p, alpha=tau)
             r.add_(hp, alpha=tau)
             exit_ = SolverExit.BOUNDARY
             break
-        s, r, v, s_ms = s_new, r_new, v_new, s_new_ms
+        s, s_new = s_new, s
+        r, r_new = r_new, r
+        if minv is not None:
+            v, v_new = v_new, v
+        else:
+            v = r
+        s_ms = s_new_ms
         if rv_new <= stop_sq:
             exit_ = SolverExit.INTERIOR
             break
         beta = rv_new / rv
-        rv, rv_t = rv_new, scalars[4]
-        p = p.mul_(beta).sub_(v)
+        rv, rv_t = rv_new, scalars[3]
+        p.mul_(beta).sub_(v)
     # m(s) = gᵀs + ½sᵀHs with Hs = r - g, so m(s) = ½(gᵀs + rᵀs): no extra Hessian-vector product.
-    gs, rs, sms = torch.stack((torch.dot(g, s), torch.dot(r, s),
-                               torch.dot(s * precond, s) if precond is not None else torch.dot(s, s))).tolist()
+    sms_t = torch.dot(torch.mul(s, precond, out=tmp), s) if precond is not None else torch.dot(s, s)
+    gs, rs, sms = torch.stack((torch.dot(g, s), torch.dot(r, s), sms_t)).tolist()
     return SubproblemResult(s, -0.5 * (gs + rs), hvps, exit_, math.sqrt(max(sms, 0.0)))
 
 
@@ -280,6 +331,7 @@ def gltr(
     tol: float = 0.1,
     theta: float = 0.5,
     max_iter: int = 50,
+    workspace: Workspace | None = None,
 ) -> SubproblemResult:
     """Generalized Lanczos trust-region solver (GLTR; Gould, Lucidi, Roma & Toint 1999; CGT §7.5.4).
 
@@ -296,7 +348,7 @@ def gltr(
     rebuilt): it assembles s at the end and fully reorthogonalizes each new Lanczos vector, which keeps T_k
     faithful in floating point. Host synchronisations: one per iteration plus one before the loop.
 
-    Args: as :func:`steihaug_cg`.
+    Args: as :func:`steihaug_cg`; with a ``workspace`` the basis is allocated once across solves.
 
     Returns:
         SubproblemResult; exit INTERIOR (solution strictly inside), BOUNDARY (on the boundary with a
@@ -311,7 +363,8 @@ def gltr(
         return SubproblemResult(torch.zeros_like(g), 0.0, 0, SolverExit.INTERIOR, 0.0)
     stop = stopping_threshold(gamma0, tol, theta)
     n_max = min(max_iter, g.numel())
-    basis = torch.empty((n_max, g.numel()), dtype=g.dtype, device=g.device)  # rows q_0, q_1, ... (M-orthonormal)
+    ws = workspace if workspace is not None else Workspace()
+    basis = ws.rows("basis", n_max, g)  # rows q_0, q_1, ... (M-orthonormal)
     alphas: list[float] = []
     betas: list[float] = []
     w_prev: Tensor | None = None

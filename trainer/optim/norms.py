@@ -8,6 +8,13 @@ import torch
 __all__ = ["DiagonalNorm", "UniformNorm", "AdagradNorm", "RMSpropNorm", "make_norm", "NORMS"]
 
 
+def _reuse(buf: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """``buf`` when it matches ``like`` (shape, dtype, device), else a new buffer: no allocation per step."""
+    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or buf.device != like.device:
+        return torch.empty_like(like)
+    return buf
+
+
 class DiagonalNorm(ABC):
     """A norm matrix M kept as a positive vector; ``update(g)`` folds in a minibatch gradient."""
 
@@ -56,14 +63,16 @@ class AdagradNorm(DiagonalNorm):
         self.sum_sq: torch.Tensor | None = None
 
     def update(self, grad: torch.Tensor) -> None:
-        sq = grad.detach() * grad.detach()
-        self.sum_sq = sq if self.sum_sq is None else self.sum_sq.add_(sq)
+        g = grad.detach()
+        self.sum_sq = g * g if self.sum_sq is None else self.sum_sq.addcmul_(g, g)
         self.updates += 1
 
     def matrix(self, like: torch.Tensor) -> torch.Tensor | None:
+        """M (a buffer reused by the next call: use it before updating again)."""
         if self.sum_sq is None:
             return torch.full_like(like, self.eps**0.5)
-        return torch.sqrt(self.sum_sq + self.eps)
+        self._m = _reuse(getattr(self, "_m", None), self.sum_sq)
+        return torch.add(self.sum_sq, self.eps, out=self._m).sqrt_()
 
     def state_dict(self) -> dict:
         return {"updates": self.updates, "sum_sq": self.sum_sq}
@@ -85,17 +94,19 @@ class RMSpropNorm(DiagonalNorm):
         self.avg_sq: torch.Tensor | None = None
 
     def update(self, grad: torch.Tensor) -> None:
-        sq = grad.detach() * grad.detach()
+        g = grad.detach()
         if self.avg_sq is None:
-            self.avg_sq = sq.mul_(1.0 - self.beta)
+            self.avg_sq = (g * g).mul_(1.0 - self.beta)
         else:
-            self.avg_sq.mul_(self.beta).add_(sq, alpha=1.0 - self.beta)
+            self.avg_sq.mul_(self.beta).addcmul_(g, g, value=1.0 - self.beta)
         self.updates += 1
 
     def matrix(self, like: torch.Tensor) -> torch.Tensor | None:
+        """M (a buffer reused by the next call: use it before updating again)."""
         if self.avg_sq is None:
             return torch.full_like(like, self.eps)
-        return torch.sqrt(self.avg_sq).add_(self.eps)
+        self._m = _reuse(getattr(self, "_m", None), self.avg_sq)
+        return torch.sqrt(self.avg_sq, out=self._m).add_(self.eps)
 
     def state_dict(self) -> dict:
         return {"updates": self.updates, "avg_sq": self.avg_sq}

@@ -8,7 +8,7 @@ import torch
 from torch.optim import Optimizer
 
 from trainer.optim.hvp import GradientWithHVP, unflatten_into
-from trainer.optim.krylov import SOLVERS, SubproblemResult
+from trainer.optim.krylov import SOLVERS, SubproblemResult, Workspace
 from trainer.optim.norms import DiagonalNorm, make_norm
 
 __all__ = ["TrustRegion", "radius_update", "TR_DEFAULTS"]
@@ -106,6 +106,8 @@ class TrustRegion(Optimizer):
         self.forwards = 0
         self.last_trace: dict[str, Any] = {}
         self._buffers = [b for b in buffers if torch.is_tensor(b)]
+        self._workspace = Workspace()  # the solver's vectors, reused across steps
+        self._backup: list[torch.Tensor] | None = None  # the parameters before a step, reused across steps
 
     def _copy_buffers(self) -> list[torch.Tensor]:
         return [b.detach().clone() for b in self._buffers]
@@ -148,7 +150,7 @@ class TrustRegion(Optimizer):
         solve = SOLVERS[group["solver"]]
         result: SubproblemResult = solve(
             grad, op.hvp, self.radius, precond=precond, tol=group["krylov_tol"], theta=group["theta"],
-            max_iter=int(group["max_cg_iters"]),
+            max_iter=int(group["max_cg_iters"]), workspace=self._workspace,
         )
         op.release()
         self.hvps += result.iterations
@@ -156,7 +158,10 @@ class TrustRegion(Optimizer):
 
         buffers_after = self._copy_buffers() if self._buffers else None
         with torch.no_grad():
-            backup = torch._foreach_mul(params, 1.0)  # exact copies, restored bit-for-bit on rejection
+            if self._backup is None or len(self._backup) != len(params):
+                self._backup = [torch.empty_like(p) for p in params]
+            backup = self._backup
+            torch._foreach_copy_(backup, params)  # exact copies, restored bit-for-bit on rejection
             torch._foreach_add_(params, unflatten_into(result.step, params))
             new_loss = float(closure())
         if buffers_after is not None:  # the ρ forward pass must not count in the running statistics
