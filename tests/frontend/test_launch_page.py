@@ -12,7 +12,7 @@ def test_form_is_built_from_meta(api, open_page):
     at = open_page()
     assert not at.exception
     assert at.selectbox(key=K.dataset).value == "fashion-mnist"
-    assert at.selectbox(key=K.model).options == ["MLP (tanh)", "ResNet18", "Autoencoder"]
+    assert at.selectbox(key=K.model).options == ["MLP (tanh)", "Narrow MLP (tanh)", "ResNet18", "Autoencoder"]
     assert at.multiselect(key=K.optimizers).value == ["tr-rmsprop", "adam"]
     assert len([b for b in at.button if b.key and b.key.startswith("preset_")]) == len(PRESETS)
     # hyperparameters of the chosen optimizers, with their defaults, inside a collapsed expander

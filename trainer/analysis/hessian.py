@@ -236,6 +236,9 @@ def analyse_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, tar
     with torch.no_grad():
         loss_value = float(loss_fn(model(inputs), inputs, targets))
     H = dense_hessian(model, loss_fn, inputs, targets, limit=limit)
+    if not bool(torch.isfinite(H).all()):
+        raise ValueError(f"Invalid Hessian: it has non-finite entries (loss {loss_value}); the weights have "
+                         "diverged, choose an earlier checkpoint")
     eig = torch.linalg.eigvalsh(H)
     A = H.abs()
     total = float(A.sum())
