@@ -75,8 +75,9 @@ def dense_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targe
     """The exact Hessian ∇²L(w) of L(w) = ``loss_fn(model_w(inputs), inputs, targets)`` as an n×n float64 tensor.
 
     Column j is the Hessian-vector product H·eⱼ by forward-over-reverse differentiation (``torch.func.jvp``
-    of ``torch.func.grad``, Pearlmutter 1994), vectorized over ``chunk_size`` columns at a time: 1.5-2.5× faster on the CPU than one
-    double-backward HVP per column (``make bench``, item hessian, measures both; the tests check they agree).
+    of ``torch.func.grad``, Pearlmutter 1994), vectorized over ``chunk_size`` columns at a time (no Python loop over
+    columns). ``make bench`` (item hessian) times it against one double-backward HVP per column; on the shared
+    2-core CPU neither was consistently faster (0.9-2.5×). The tests check both give the same matrix.
     The result is symmetrized, (H + Hᵀ)/2, which only removes floating-point asymmetry.
 
     Args:
