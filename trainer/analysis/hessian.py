@@ -18,11 +18,12 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+__all__ = ["MAX_HESSIAN_PARAMETERS", "MAX_HEATMAP_SIZE", "LossFn", "Block", "layer_blocks", "check_size",
+           "dense_hessian", "mass_shares", "random_orthogonal", "random_rotations", "same_spectrum_baseline",
+           "wigner_shares", "abs_heatmap", "analyse_hessian"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-__all__ = ["MAX_HESSIAN_PARAMETERS", "MAX_HEATMAP_SIZE", "Block", "layer_blocks", "check_size", "dense_hessian",
-           "mass_shares", "random_orthogonal", "random_rotations", "same_spectrum_baseline", "wigner_shares", "abs_heatmap",
-           "analyse_hessian"]
+"""loss(output, inputs, targets), as ``trainer.models.loss_function`` returns."""
 
 MAX_HESSIAN_PARAMETERS = 4096
 """Largest model whose dense Hessian is computed: n HVPs and an n×n eigendecomposition (4096² floats = 128 MiB
