@@ -9,6 +9,7 @@ is reported rather than silently analysed. SIGTERM, or the API process going awa
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -41,6 +42,15 @@ def _matches(recorded: float | None, replayed: float | None) -> bool | None:
     if not (math.isfinite(recorded) and math.isfinite(replayed)):
         return False
     return abs(recorded - replayed) <= REPLAY_TOLERANCE * max(1.0, abs(recorded))
+
+
+def _checked(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` if it is strict JSON (no NaN/inf: the store and clients could not read them), else ValueError."""
+    try:
+        json.dumps(result, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"the analysis produced a non-finite number ({exc}); choose earlier checkpoints") from exc
+    return result
 
 
 def run_analysis(engine: Engine, analysis_id: int, job: dict[str, Any], *, data_dir: str,
@@ -83,24 +93,23 @@ def run_analysis(engine: Engine, analysis_id: int, job: dict[str, Any], *, data_
             "replayed_minibatch_loss": replay.losses.get(step), "replay_matches": match,
             **{k: v for k, v in out.items() if k not in ("num_parameters", "blocks")}})
         result["seconds"] = time.perf_counter() - t0
-        store.save_progress(engine, analysis_id, result)
+        store.save_progress(engine, analysis_id, _checked(result))
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     """Analyse ``argv[0]``. Exit codes: 0 done (any final status) or nothing to do, 1 worker error, 2 usage."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isdigit():
         print("usage: python -m backend.analyses.worker ANALYSIS_ID", file=sys.stderr)
         return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     analysis_id, parent_pid = int(args[0]), os.getppid()
 
     from backend.db import make_engine
     from backend.settings import Settings
-    from backend.runner.worker import clean_json
 
     settings = Settings()
     engine = make_engine(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
@@ -124,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, RuntimeError) as exc:  # the run cannot be replayed or analysed: say why
             store.finish(engine, analysis_id, "failed", f"{type(exc).__name__}: {exc}")
             return 0
-        store.finish(engine, analysis_id, "completed", None, clean_json(result))
+        store.finish(engine, analysis_id, "completed", None, _checked(result))
         return 0
     except Exception as exc:  # noqa: BLE001 - the analysis must not stay "running"
         traceback.print_exc()

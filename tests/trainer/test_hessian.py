@@ -177,6 +177,14 @@ def test_analyse_reports_shares_baselines_and_heatmap() -> None:
     assert math.isfinite(result["loss"])
 
 
+def test_diverged_weights_are_refused() -> None:
+    net, x, y = _tiny_problem()
+    with torch.no_grad():
+        net.net[1].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite.*earlier checkpoint"):
+        analyse_hessian(net, _ce, x, y)
+
+
 def test_size_limit_names_the_limit_and_the_fix() -> None:
     check_size(MAX_HESSIAN_PARAMETERS)
     with pytest.raises(ValueError, match=r"101,770 parameters, the limit is 4,096.*mlp-narrow"):

@@ -18,11 +18,12 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+__all__ = ["MAX_HESSIAN_PARAMETERS", "MAX_HEATMAP_SIZE", "LossFn", "Block", "layer_blocks", "check_size",
+           "dense_hessian", "mass_shares", "random_orthogonal", "random_rotations", "same_spectrum_baseline",
+           "wigner_shares", "abs_heatmap", "analyse_hessian"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-__all__ = ["MAX_HESSIAN_PARAMETERS", "MAX_HEATMAP_SIZE", "Block", "layer_blocks", "check_size", "dense_hessian",
-           "mass_shares", "random_orthogonal", "random_rotations", "same_spectrum_baseline", "wigner_shares", "abs_heatmap",
-           "analyse_hessian"]
+"""loss(output, inputs, targets), as ``trainer.models.loss_function`` returns."""
 
 MAX_HESSIAN_PARAMETERS = 4096
 """Largest model whose dense Hessian is computed: n HVPs and an n×n eigendecomposition (4096² floats = 128 MiB
@@ -75,8 +76,9 @@ def dense_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targe
     """The exact Hessian ∇²L(w) of L(w) = ``loss_fn(model_w(inputs), inputs, targets)`` as an n×n float64 tensor.
 
     Column j is the Hessian-vector product H·eⱼ by forward-over-reverse differentiation (``torch.func.jvp``
-    of ``torch.func.grad``, Pearlmutter 1994), vectorized over ``chunk_size`` columns at a time: 1.5-2.5× faster on the CPU than one
-    double-backward HVP per column (``make bench``, item hessian, measures both; the tests check they agree).
+    of ``torch.func.grad``, Pearlmutter 1994), vectorized over ``chunk_size`` columns at a time (no Python loop over
+    columns). ``make bench`` (item hessian) times it against one double-backward HVP per column; on the shared
+    2-core CPU neither was consistently faster (0.9-2.5×). The tests check both give the same matrix.
     The result is symmetrized, (H + Hᵀ)/2, which only removes floating-point asymmetry.
 
     Args:
@@ -236,6 +238,9 @@ def analyse_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, tar
     with torch.no_grad():
         loss_value = float(loss_fn(model(inputs), inputs, targets))
     H = dense_hessian(model, loss_fn, inputs, targets, limit=limit)
+    if not bool(torch.isfinite(H).all()):
+        raise ValueError(f"Invalid Hessian: it has non-finite entries (loss {loss_value}); the weights have "
+                         "diverged, choose an earlier checkpoint")
     eig = torch.linalg.eigvalsh(H)
     A = H.abs()
     total = float(A.sum())
