@@ -23,11 +23,10 @@ __all__ = ["LocalRayCluster", "ray_available"]
 
 
 def ray_available() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Ray is installed (checked without importing it: Ray reads its auth token when first used)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
 
 
 def _ray_cli() -> str:

@@ -37,8 +37,9 @@ def make_api(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Te
     extra: dict[str, Any] = {}
     if kind == "ray":
         cluster = request.getfixturevalue("ray_cluster")
-        extra = {"executor": "ray", "database_url": request.getfixturevalue("pg_url"), "ray_address": cluster.address,
-                 "ray_node_ip": cluster.head_ip}
+        url = request.getfixturevalue("pg_url")
+        extra = {"executor": "ray", "database_url": url, "ray_address": cluster.address,
+                 "ray_node_ip": cluster.head_ip, "ray_namespace": url.rsplit("/", 1)[-1]}  # one per store
 
     def factory(**overrides: Any) -> TestClient:
         return TestClient(create_app(make_settings(tmp_path, scheduler=True, **{**extra, **overrides})))
