@@ -78,6 +78,11 @@ class LocalRayCluster:
         self._start([f"--address={self.address}", f"--node-ip-address={ip}", f"--num-cpus={cpus}", "--num-gpus=0",
                      *(["--resources", resources] if resources else []), *self._ports(index)], f"node{index}")
 
+    def kill_node(self, index: int) -> None:
+        """SIGKILL every process of node ``index`` (1 = the first added node): a machine that died."""
+        os.killpg(self.procs[index].pid, signal.SIGKILL)
+        self.procs[index].wait(timeout=30)
+
     def _wait_port(self, host: str, port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -82,6 +82,12 @@ class RunActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def node(self) -> str:
+        """The address of the Ray node this actor runs on."""
+        import ray
+
+        return ray.util.get_node_ip_address()
+
 
 @dataclass
 class _RayJob:
@@ -106,6 +112,7 @@ class RayExecutor:
         self.ray, self.settings, self.engine = ray, settings, engine
         self.limit = settings.max_concurrent_runs or _DEFAULT_LIMIT
         self.jobs: dict[int, _RayJob] = {}
+        self.placements: dict[int, str] = {}  # run id → node address, learnt when the run ends
         self.extra_resources = _resources(settings.ray_run_resources)
         env = {k: v for k, v in settings.child_environment().items()
                if k.startswith("TRUSTLAB_") or k in ("PYTHONUNBUFFERED",)}
@@ -177,6 +184,7 @@ class RayExecutor:
             except Exception as exc:  # noqa: BLE001 - actor or node died: the run fails with Ray's reason
                 reason = _death_reason(exc)
             if not job.forced:
+                self._note_placement(job)
                 self._release(job)
             exits.append(Exit(run_id=job.run_id, reason=reason, stop_sent=job.stop_sent or job.forced,
                               forced=job.forced, log_name=f"Ray actor {actor_name(job.run_id)}"))
@@ -203,6 +211,14 @@ class RayExecutor:
         self.jobs.clear()
         self.ray.shutdown()
         return []
+
+    def _note_placement(self, job: _RayJob) -> None:
+        try:
+            self.placements[job.run_id] = self.ray.get(job.actor.node.remote(), timeout=10)
+        except Exception as exc:  # noqa: BLE001 - a dead actor has no node to report
+            log.info("run %d: node unknown (%s)", job.run_id, type(exc).__name__)
+            return
+        log.info("run %d ran on Ray node %s", job.run_id, self.placements[job.run_id])
 
     def _release(self, job: _RayJob) -> None:
         try:

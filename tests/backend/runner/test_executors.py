@@ -134,3 +134,28 @@ def test_ray_refuses_sqlite(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="TRUSTLAB_DATABASE_URL to a PostgreSQL server"):
         with TestClient(create_app(make_settings(tmp_path, scheduler=True, executor="ray"))):
             pass
+
+
+@pytest.mark.slow
+def test_ray_places_runs_on_a_second_node_and_fails_them_when_it_dies(tmp_path: Path, pg_url: str) -> None:
+    """Two Ray nodes on this machine (127.0.0.2 head, 127.0.0.3 worker offering the custom resource
+    ``trustlab_node2``); runs request that resource, so Ray must place them on the second node."""
+    if not ray_available():
+        pytest.skip("Ray is not installed (optional extra): pip install -r requirements-ray.txt")
+    with LocalRayCluster(gcs_port=6391, head_ip="127.0.0.2", port_base=20400) as cluster:
+        cluster.add_node("127.0.0.3", cpus=2, resources='{"trustlab_node2": 4}')
+        settings = make_settings(tmp_path, scheduler=True, executor="ray", database_url=pg_url,
+                                 ray_address=cluster.address, ray_node_ip=cluster.head_ip, ray_namespace="twonodes",
+                                 ray_run_resources='{"trustlab_node2": 1}')
+        with TestClient(create_app(settings)) as client:
+            executor = client.app.state.scheduler.executor
+            wait_for(lambda: len([n for n in executor.ray.nodes() if n["Alive"]]) == 2, timeout=90)
+            done = _post(client)
+            assert wait_status(client, done, FINAL, timeout=90)["status"] == "completed"
+            wait_for(lambda: done in executor.placements, timeout=10)
+            assert executor.placements[done] == "127.0.0.3"
+            long = _post(client, **LONG)
+            wait_for(lambda: _points(client, long) >= 3, timeout=60)
+            cluster.kill_node(1)
+            run = wait_status(client, long, FINAL, timeout=90)
+            assert run["status"] == "failed" and "Ray actor died" in run["error"], run
