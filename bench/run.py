@@ -1,11 +1,11 @@
 """`make bench`: measure trustlab itself, print a table and write bench/results/latest.json.
 
-Usage: python -m bench.run [--only hvp,breakdown,logging,metrics,live,launch] [--device cpu|cuda] [--threads N] [--quick]
+Usage: python -m bench.run [--only hvp,breakdown,logging,metrics,live,launch,scale] [--device cpu|cuda] [--threads N] [--quick]
                            [--out PATH]
 
 Items: hvp (HVP/gradient cost), breakdown (TR step time split), logging (worker + store vs a bare loop),
 metrics (metrics query latency on a 200k-point run), live (worker record → API), launch (POST /api/runs → first
-point, local executor with warm workers, two runs training meanwhile). Without --only every item
+point, local executor with warm workers, two runs training meanwhile), scale (50 tiny runs through each executor). Without --only every item
 runs and latest.json is rewritten; with --only the other figures already in latest.json are kept (each
 figure carries the machine and time it was measured). On --device cuda the figures go under
 ``other_devices["cuda"]`` of the same file, beside the CPU ones. An item that cannot run (no backend,
@@ -80,6 +80,12 @@ def _launch(args: argparse.Namespace) -> ItemResult:
     return measure_launch(launches=4 if args.quick else 10)
 
 
+def _scale(args: argparse.Namespace) -> ItemResult:
+    from bench.scale import measure_scale
+
+    return measure_scale(runs=10 if args.quick else 50)
+
+
 ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ...]]] = {
     "hvp": (_hvp, ("hvp_over_grad_mlp", "hvp_over_grad_autoencoder")),
     "breakdown": (_breakdown, ("tr_non_derivative_share", "tr_overhead_excl_rho_share")),
@@ -87,6 +93,8 @@ ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ..
     "metrics": (_metrics, ("metrics_p95_ms", "incremental_p95_ms")),
     "live": (_live, ("live_latency_s",)),
     "launch": (_launch, ("launch_to_first_point_p50_s", "launch_to_first_point_p95_s")),
+    "scale": (_scale, ("scale_local_runs_per_minute", "scale_local_overhead_per_run_s", "scale_ray_runs_per_minute",
+                       "scale_ray_overhead_per_run_s")),
 }
 
 

@@ -39,6 +39,14 @@ FIGURES: tuple[Figure, ...] = (
     Figure("launch_to_first_point_p50_s", "launch", "POST /api/runs → first point, 2 runs training (p50)", " s", 3.0,
            "{:.2f}"),
     Figure("launch_to_first_point_p95_s", "launch", "  same, p95 over 10 launches", " s", None, "{:.2f}"),
+    Figure("scale_local_runs_per_minute", "scale", "50 tiny runs, local executor: runs per minute (2 slots)", "", None,
+           "{:.1f}"),
+    Figure("scale_local_overhead_per_run_s", "scale", "  runner overhead per run (start → final, median)", " s", None,
+           "{:.2f}"),
+    Figure("scale_ray_runs_per_minute", "scale", "50 tiny runs, Ray executor: runs per minute (2 CPUs)", "", None,
+           "{:.1f}"),
+    Figure("scale_ray_overhead_per_run_s", "scale", "  runner overhead per run (start → final, median)", " s", None,
+           "{:.2f}"),
 )
 FIGURE_BY_KEY = {f.key: f for f in FIGURES}
 
