@@ -15,8 +15,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY requirements.txt .
+COPY requirements.txt requirements-ray.txt ./
 RUN pip install -r requirements.txt
+# The Ray executor is an optional extra: docker compose's `cluster` profile builds with WITH_RAY=1.
+ARG WITH_RAY=0
+RUN if [ "$WITH_RAY" = "1" ]; then pip install -r requirements-ray.txt; fi
 
 COPY trainer/ trainer/
 COPY backend/ backend/

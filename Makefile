@@ -9,7 +9,7 @@ API_PORT ?= 8000
 UI_PORT ?= 8501
 export TRUSTLAB_API_URL ?= http://$(API_HOST):$(API_PORT)
 
-.PHONY: venv run api ui test test-fast bench reproduce clean-venv
+.PHONY: venv run api ui test test-fast bench reproduce clean-venv print-venv
 
 venv: $(VENV)/.installed
 
@@ -44,6 +44,9 @@ bench: venv
 
 reproduce: venv
 	$(PY) -m reproduction.run
+
+print-venv:
+	@echo $(VENV)
 
 clean-venv:
 	rm -rf $(VENV) .venv

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
                                description='datasets a warm worker decodes in advance, comma-separated ("" none)')
     ray_address: str | None = Field(default=None, description='Ray cluster to join, e.g. "127.0.0.1:6379"; '
                                                               "default: the cluster ray start made on this host")
+    ray_node_ip: str | None = Field(default=None, max_length=64,
+                                    description="this host's address in the Ray cluster, e.g. 127.0.0.2 for a "
+                                                "loopback-only cluster; default: Ray's own guess")
+    ray_run_resources: str | None = Field(default=None, max_length=1000,
+                                          description='extra Ray resources every run requests, JSON, e.g. '
+                                                      '{"trainer_node": 1} (places runs on nodes that offer it)')
     ray_namespace: str = Field(default="trustlab", min_length=1, max_length=64,
                                description="Ray namespace of the run actors (one per trustlab deployment)")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from backend.runner.states import TERMINAL_STATES
+from backend.runner.states import TERMINAL_STATES, RunState
 from bench.harness import ApiServer, bench_environment, temp_dir
 from bench.timing import median, percentile
 
@@ -68,7 +68,7 @@ def measure_launch(*, launches: int = 10, settle: float = 6.0, poll: float = 0.0
                 run_id = r.json()["id"]
                 seconds.append(_first_point(http, run_id, 120.0, poll))
                 run = _wait_final(http, run_id)
-                if run["status"] != "completed":
+                if run["status"] != RunState.COMPLETED:
                     raise RuntimeError(f"run {run_id} ended {run['status']}: {run['error']}")
                 time.sleep(settle)
             still = [http.get(f"/api/runs/{b}").json()["status"] for b in background]

@@ -6,7 +6,8 @@ Items: hvp (HVP/gradient cost), breakdown (TR step time split), syncs (host sync
 gltr_memory (GLTR peak memory on the autoencoder), logging (worker + store vs a bare loop),
 metrics (metrics query latency on a 200k-point run), live (worker record → API), launch (POST /api/runs → first
 point, local executor with warm workers, two runs training meanwhile), load (100 clients polling metrics while 4
-runs train), hessian (one checkpoint of the Hessian-structure analysis), and the items listed in ITEMS below. Without --only every item
+runs train), hessian (one checkpoint of the Hessian-structure analysis),
+scale (50 tiny runs through each executor), and the items listed in ITEMS below. Without --only every item
 runs and latest.json is rewritten; with --only the other figures already in latest.json are kept (each
 figure carries the machine and time it was measured). On --device cuda the figures go under
 ``other_devices["cuda"]`` of the same file, beside the CPU ones. An item that cannot run (no backend,
@@ -119,6 +120,12 @@ def _hessian(args: argparse.Namespace) -> ItemResult:
     return {"hessian_checkpoint_s": r["first_checkpoint_s"]}, {}, r
 
 
+def _scale(args: argparse.Namespace) -> ItemResult:
+    from bench.scale import measure_scale
+
+    return measure_scale(runs=10 if args.quick else 50)
+
+
 ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ...]]] = {
     "hvp": (_hvp, ("hvp_over_grad_mlp", "hvp_over_grad_autoencoder")),
     "breakdown": (_breakdown, ("tr_non_derivative_share", "tr_overhead_excl_rho_share")),
@@ -131,6 +138,8 @@ ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ..
     "load": (_load, ("load_incremental_p50_ms", "load_incremental_p95_ms", "load_incremental_p99_ms",
                      "load_full_p95_ms", "load_full_p99_ms", "load_errors", "load_5xx")),
     "hessian": (_hessian, ("hessian_checkpoint_s",)),
+    "scale": (_scale, ("scale_local_runs_per_minute", "scale_local_overhead_per_run_s", "scale_ray_runs_per_minute",
+                       "scale_ray_overhead_per_run_s")),
 }
 
 

@@ -55,6 +55,14 @@ FIGURES: tuple[Figure, ...] = (
     Figure("load_5xx", "load", "  server errors (5xx)", "", 0.0, "{:.0f}"),
     Figure("hessian_checkpoint_s", "hessian", "Hessian analysis, 1st checkpoint (mlp-narrow, b512, 2 draws)", " s",
            None, "{:.1f}"),
+    Figure("scale_local_runs_per_minute", "scale", "50 tiny runs, local executor: runs per minute (2 slots)", "", None,
+           "{:.1f}"),
+    Figure("scale_local_overhead_per_run_s", "scale", "  runner overhead per run (start → final, median)", " s", None,
+           "{:.2f}"),
+    Figure("scale_ray_runs_per_minute", "scale", "50 tiny runs, Ray executor: runs per minute (2 CPUs)", "", None,
+           "{:.1f}"),
+    Figure("scale_ray_overhead_per_run_s", "scale", "  runner overhead per run (start → final, median)", " s", None,
+           "{:.2f}"),
 )
 FIGURE_BY_KEY = {f.key: f for f in FIGURES}
 

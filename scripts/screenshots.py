@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         page.set_viewport_size({"width": 1400, "height": 2500})
         deadline = time.time() + args.timeout
         client = ApiClient(args.api)
+        active = client.meta()["run_states"]["active"]  # the API publishes its run states
         while time.time() < deadline:
-            if not any(client.list_runs(status=s)["total"] for s in ("queued", "running")):
+            if not client.list_runs(status=",".join(active))["total"]:
                 break
             page.wait_for_timeout(3000)
         if args.smoothing is not None:

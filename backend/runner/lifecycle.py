@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from backend.runner.states import RunState
 from backend.tables import Run, utcnow
+from trainer.reporting import RunStatus  # the trainer's summary statuses (torch-free module)
 
 __all__ = ["INITIAL_STATE", "claim", "claim_by_hand", "record_worker", "request_cancel", "cancel_requested",
            "cancels_wanted", "finish_run", "outcome", "exit_outcome", "recover", "running_ids", "queued_runs",
@@ -100,14 +101,14 @@ def finish_run(engine: Engine, run_id: int, status: RunState | str, error: str |
 
 
 def outcome(summary: dict[str, Any], *, cancel_requested: bool, orphaned: bool) -> tuple[RunState, str | None]:
-    """The final (state, error) of a run whose trainer returned ``summary``."""
+    """The final (state, error) of a run whose trainer returned ``summary`` (its ``status`` is a ``RunStatus``)."""
     status = summary.get("status")
     message = summary.get("message") or None
-    if status == "completed":
+    if status == RunStatus.COMPLETED:
         return RunState.COMPLETED, None
-    if status == "diverged":
+    if status == RunStatus.DIVERGED:
         return RunState.DIVERGED, message or f"diverged at step {summary.get('steps')}"
-    if status == "stopped":
+    if status == RunStatus.STOPPED:
         if cancel_requested:
             return RunState.CANCELLED, f"cancelled on request at step {summary.get('steps', 0)}"
         why = "its API process went away" if orphaned else "the API shut down"

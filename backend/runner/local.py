@@ -35,6 +35,9 @@ log = logging.getLogger("trustlab.runner.local")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _TAIL_BYTES = 4000
 _MAX_IDLE_DEATHS = 3  # warm workers that died before getting a run; then the pool is switched off
+# After a hand-over the pool waits this long before starting a replacement, so the replacement's imports
+# and warm-up do not compete for the cores with the run that has just started (its first point is due).
+REFILL_DELAY_S = 3.0
 
 
 def describe_exit(returncode: int) -> str:
@@ -98,6 +101,7 @@ class LocalExecutor:
         self.cold_starts = 0
         self._idle_deaths = 0
         self._seq = itertools.count()
+        self._refill_after = 0.0
 
     # -- Executor ----------------------------------------------------------------------------------
     def describe(self) -> str:
@@ -130,7 +134,7 @@ class LocalExecutor:
         lifecycle.record_worker(self.engine, run_id, pid=job.proc.pid)
         log.info("run %d: %s worker pid %d on %s", run_id, "warm" if job.warm_log else "cold", job.proc.pid,
                  gpu and f"GPU {gpu}" or "CPU")
-        self.maintain()  # refill at once: the next launch should find a warm worker too
+        self._refill_after = time.monotonic() + REFILL_DELAY_S
 
     def running(self) -> set[int]:
         return set(self.jobs)
@@ -178,6 +182,8 @@ class LocalExecutor:
             if self._idle_deaths >= _MAX_IDLE_DEATHS:
                 log.error("%d warm workers died idle: warm pool off, runs start cold (see the messages above)",
                           self._idle_deaths)
+        if time.monotonic() < self._refill_after:
+            return
         for gpu, wanted in self._warm_targets().items():
             have = sum(1 for w in self.warm if w.gpu == gpu)
             for _ in range(wanted - have):

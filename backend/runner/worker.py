@@ -28,6 +28,7 @@ from backend.rollup import BlockRollup
 from backend.runner import lifecycle
 from backend.runner.lifecycle import finish_run, outcome
 from backend.runner.states import RunState
+from trainer.reporting import RunStatus
 from backend.tables import (EVAL_COLUMNS, METRIC_COLUMNS, Evaluation, MetricBlock, Reconstruction, Run,
                             StepMetric, utcnow)
 
@@ -247,7 +248,7 @@ def train_run(run_id: int, settings: "Settings", stop: threading.Event, *, paren
         train = train or _load_trainer(settings.trainer)
         summary = train(config, reporter, data_dir=str(settings.data_dir), download=settings.download)
         if not reporter.finished:  # a trainer that returned without on_finish
-            reporter.on_finish(summary if isinstance(summary, dict) else {"status": "failed",
+            reporter.on_finish(summary if isinstance(summary, dict) else {"status": RunStatus.FAILED,
                                                                           "message": "trainer returned no summary"})
         return 0
     except Exception as exc:  # noqa: BLE001 - the run must not stay "running"
@@ -288,7 +289,7 @@ def preload(settings: "Settings") -> list[str]:
                 "dataset": name, "model": model, "optimizer": {"name": optimizer}, "budget": {"backprops": 2},
                 "train_subset": 64, "test_subset": 64, "eval_train_size": 64, "batch_size": 32, "device": device})
             summary = trainer.run(config, None, data_dir=str(settings.data_dir))
-            if summary.get("status") != "completed":
+            if summary.get("status") != RunStatus.COMPLETED:
                 print(f"warm worker: warm-up run on {name} ended {summary.get('status')}: {summary.get('message')}",
                       flush=True)
         loaded.append(name)

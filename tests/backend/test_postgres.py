@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -19,51 +15,20 @@ from sqlalchemy import create_engine, text
 from backend.db import make_engine, migrate
 from backend.main import create_app
 from backend.tables import Base
+from bench.postgres import PostgresUnavailable, throwaway_postgres
 from tests.backend.conftest import MLP_RUN, make_settings, record_run, wait_status
 
 pytestmark = pytest.mark.slow
-
-_BIN = Path("/usr/lib/postgresql")
-
-
-def _pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    versions = sorted(_BIN.glob(f"*/bin/{name}")) if _BIN.is_dir() else []
-    return str(versions[-1]) if versions else None
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on a free port; yields a server URL without database name."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
-    as_user: list[str] = []
-    root = Path(tempfile.mkdtemp(prefix="trustlab-pg-"))
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser")
-        as_user = ["runuser", "-u", "nobody", "--"]
-        shutil.chown(root, "nobody")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = root / "data"
     try:
-        subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "trustlab"], check=True,
-                       capture_output=True, cwd=root)
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-                        f"-k {root} -p {port} -h 127.0.0.1 -c fsync=off", "start"], check=True, capture_output=True, cwd=root)
-    except subprocess.CalledProcessError as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"could not start PostgreSQL: {exc.stderr.decode(errors='replace')[-300:]}")
-    try:
-        yield f"postgresql+psycopg://trustlab@127.0.0.1:{port}"
-    finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, cwd=root)
-        shutil.rmtree(root, ignore_errors=True)
+        with throwaway_postgres() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 _names = itertools.count()

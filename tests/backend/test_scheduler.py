@@ -124,8 +124,11 @@ def test_gpu_runs_are_pinned(tmp_path: Path) -> None:
         run_id = _post(client, seed=670, device="cuda:1")
         scheduler = Scheduler(settings, client.app.state.engine,
                               plan=SlotPlan(gpus=("4", "7"), slots=("4", "7"), torch_threads=3))
-        scheduler.tick()
-        assert scheduler.jobs[run_id].slot == 1  # cuda:1 → the second visible GPU
-        wait_for(lambda: scheduler.tick() or client.get(f"/api/runs/{run_id}").json()["status"] in FINAL)
+        try:
+            scheduler.tick()
+            assert scheduler.jobs[run_id].slot == 1  # cuda:1 → the second visible GPU
+            wait_for(lambda: scheduler.tick() or client.get(f"/api/runs/{run_id}").json()["status"] in FINAL)
+        finally:
+            scheduler.stop()  # and its warm workers
         env = client.get(f"/api/runs/{run_id}").json()["summary"]["env"]
         assert env == {"CUDA_VISIBLE_DEVICES": "7", "OMP_NUM_THREADS": "3", "device": "cuda"}
