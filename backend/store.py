@@ -230,17 +230,18 @@ def _values_postgresql(steps: list[int]) -> Any:
     return func.unnest(bindparam("kept", steps, type_=ARRAY(BigInteger))).table_valued("value").render_derived()
 
 
-# Dialect → a table-valued expression of a list of steps, so kept rows are looked up by one join.
+# Dialect → a table-valued expression of a list of steps, so kept rows are looked up by one semi-join.
 _STEP_VALUES: dict[str, Callable[[list[int]], Any]] = {"sqlite": _values_sqlite, "postgresql": _values_postgresql}
 
 
 def _rows_at(conn: Connection, run_id: int, steps: list[int], fields: tuple[str, ...]) -> list[tuple]:
-    """The ``fields`` of the rows at ``steps`` (sorted), by a join on a table-valued list (IN-lists elsewhere)."""
+    """The ``fields`` of the rows at ``steps`` (sorted): one semi-join against the steps passed as one table-valued
+    parameter (SQLite ``json_each``, PostgreSQL ``unnest``), chunked IN-lists on other databases."""
     columns = [_M.c[name] for name in fields]
     values = _STEP_VALUES.get(conn.dialect.name)
-    if values is not None:
+    if values is not None:  # a semi-join: the planner seeks the primary key once per kept step
         kept = values(steps)
-        query = (select(*columns).select_from(kept.join(_M, (_M.c.run_id == run_id) & (_M.c.step == kept.c.value)))
+        query = (select(*columns).where(_M.c.run_id == run_id, _M.c.step.in_(select(kept.c.value)))
                  .order_by(_M.c.step))
         return list(conn.execute(query).all())
     query = select(*columns).where(_M.c.run_id == run_id, _M.c.step.in_(bindparam("steps", expanding=True)))
