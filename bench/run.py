@@ -1,10 +1,13 @@
 """`make bench`: measure trustlab itself, print a table and write bench/results/latest.json.
 
-Usage: python -m bench.run [--only hvp,breakdown,logging,metrics,live] [--device cpu|cuda] [--threads N] [--quick]
+Usage: python -m bench.run [--only hvp,breakdown,logging,metrics,live,compare,worker] [--device cpu|cuda] [--threads N]
+                           [--quick]
                            [--out PATH]
 
-Items: hvp (HVP/gradient cost), breakdown (TR step time split), logging (worker + store vs a bare loop),
-metrics (metrics query latency on a 200k-point run), live (worker record → API). Without --only every item
+Items: hvp (HVP/gradient cost), breakdown (TR step time split), logging (the loop with the store reporter, with
+TensorBoard and with MLflow, vs without), metrics (metrics query latency on a 200k-point run, next to MLflow's
+bulk-interval query), live (worker record → API), compare (a 40-run comparison's first load, payload and refresh
+through the UI's data code), worker (worker start to first step with the dataset decode cache warm). Without --only every item
 runs and latest.json is rewritten; with --only the other figures already in latest.json are kept (each
 figure carries the machine and time it was measured). On --device cuda the figures go under
 ``other_devices["cuda"]`` of the same file, beside the CPU ones. An item that cannot run (no backend,
@@ -67,6 +70,18 @@ def _metrics(args: argparse.Namespace) -> ItemResult:
     return measure_metrics_query(requests=20 if args.quick else 100)
 
 
+def _compare(args: argparse.Namespace) -> ItemResult:
+    from bench.compare_load import measure_compare_load
+
+    return measure_compare_load(refreshes=3 if args.quick else 7)
+
+
+def _worker(args: argparse.Namespace) -> ItemResult:
+    from bench.worker_start import measure_worker_start
+
+    return measure_worker_start(repeats=2 if args.quick else 5, device=args.device)
+
+
 def _live(args: argparse.Namespace) -> ItemResult:
     from bench.live_latency import measure_live_latency
 
@@ -76,9 +91,13 @@ def _live(args: argparse.Namespace) -> ItemResult:
 ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ...]]] = {
     "hvp": (_hvp, ("hvp_over_grad_mlp", "hvp_over_grad_autoencoder")),
     "breakdown": (_breakdown, ("tr_non_derivative_share", "tr_overhead_excl_rho_share")),
-    "logging": (_logging, ("logging_overhead_ratio", "logging_overhead_wall_ratio")),
-    "metrics": (_metrics, ("metrics_p95_ms", "incremental_p95_ms")),
+    "logging": (_logging, ("logging_overhead_ratio", "logging_overhead_wall_ratio", "tensorboard_overhead_ratio",
+                           "mlflow_overhead_ratio")),
+    "metrics": (_metrics, ("metrics_p95_ms", "mlflow_bulk_interval_p95_ms", "incremental_p95_ms")),
     "live": (_live, ("live_latency_s",)),
+    "compare": (_compare, ("compare_first_load_s_40_runs", "compare_payload_mb_40_runs",
+                           "compare_refresh_ms_40_runs")),
+    "worker": (_worker, ("worker_start_s",)),
 }
 
 
