@@ -143,3 +143,20 @@ def test_without_static_serving_the_charts_fall_back_to_st_plotly_chart(api, ope
     at = open_page("compare")
     assert len(at.get("plotly_chart")) == 3 and not at.get("bidi_component")
     assert {"TR uniform"} <= set(_names(figures(at)[0]))
+
+
+def test_detail_for_an_x_range_requeries_that_range(api, open_page):
+    a = api.add_run("sgd", steps=100)
+    api.add_comparison("zoom", [a])
+    at = open_page("compare")
+    api.calls.clear()
+    at.number_input(key="cmp_zoom_lo").set_value(20.0)
+    at.number_input(key="cmp_zoom_hi").set_value(40.0)
+    at.button(key="cmp_zoom_go").click().run()
+    assert not at.exception
+    assert [c for c in api.calls if c[0] == "metrics"] == [("metrics", (a["id"], 18))]  # from the step before 20
+    assert any("Loaded" in c.value for c in at.caption)
+    at.number_input(key="cmp_zoom_lo").set_value(50.0)
+    at.number_input(key="cmp_zoom_hi").set_value(10.0)
+    at.button(key="cmp_zoom_go").click().run()
+    assert "Invalid x-range" in " ".join(e.value for e in at.error)
