@@ -302,7 +302,7 @@ def metric_rows(conn: Connection, run_id: int, *, since_step: int | None, max_po
                    .where(_B.c.run_id == run_id, _B.c.block >= block_of(lower + 1), _B.c.first_step > lower))
     if until_step is not None:
         block_query = block_query.where(_B.c.block <= block_of(until_step), _B.c.last_step <= until_step)
-    blocks = conn.execute(block_query.order_by(_B.c.block)).all()
+    blocks = conn.execute(block_query.order_by(_B.c.block)).cursor.fetchall()  # plain tuples: ~4x less CPU
     if 4 * len(blocks) >= max_points:  # at least max_points / 2 candidates: enough detail
         steps, losses, total = _block_candidates(conn, run_id, lower, until_step, blocks)
     else:  # fewer than 8 * max_points rows: read them
@@ -378,18 +378,33 @@ def metrics_batch(conn: Connection, cursors: list[tuple[int, int | None, int | N
 
 
 def _rejected_steps(conn: Connection, run_id: int, lower: int, upper: int | None, *, cap: int) -> list[int]:
-    """Steps in range whose TR step was rejected (partial index), at most ``cap``, evenly spread.
+    """Steps in range whose TR step was rejected, at most ``cap``, spread evenly over the steps.
 
-    Picked in SQL: with the i-th of n rejected steps (0-based), keep i where floor(i (cap-1) / (n-1)) changes,
-    which keeps the first and the last and ``cap`` in all (every one when n <= cap).
+    All of them when there are at most ``cap`` (read with ``LIMIT cap + 1``: never more rows than that).
+    Otherwise, in SQL: ``cap`` target steps evenly spaced from the first to the last rejection are passed as
+    one table-valued parameter, and each target is joined to the first rejection at or after it (a short
+    index range each), so the cost grows with ``cap``, not with the number of rejections (a count of 20,000
+    rejections alone costs more than all the seeks). The first and the last rejection are always kept.
     """
     cond = _range(run_id, lower, upper) & text("NOT accepted")
-    ranked = select(_M.c.step, (func.row_number().over(order_by=_M.c.step) - 1).label("i"),
-                    func.count().over().label("n")).where(cond).subquery()
-    i, n = ranked.c.i, ranked.c.n
-    span = func.nullif(n - 1, 0)
-    keep = or_(n <= cap, i == 0, (i * (cap - 1)) // span != ((i - 1) * (cap - 1)) // span)
-    return list(conn.scalars(select(ranked.c.step).where(keep).order_by(ranked.c.step)).all())
+    head = list(conn.scalars(select(_M.c.step).where(cond).order_by(_M.c.step).limit(cap + 1)).all())
+    if len(head) <= cap:
+        return head
+    values = _STEP_VALUES.get(conn.dialect.name)
+    last = int(conn.scalar(select(func.max(_M.c.step)).where(cond)))
+    targets = np.unique(np.linspace(head[0], last, cap).round().astype(np.int64)).tolist()
+    if values is None:  # other databases: one query per target
+        seek_one = select(func.min(_M.c.step)).where(cond, _M.c.step >= bindparam("t"))
+        found = {conn.scalar(seek_one, {"t": t}) for t in targets}
+    else:
+        target = values(targets)
+        inner = _M.alias("rejected")
+        seek = (select(func.min(inner.c.step))
+                .where(inner.c.run_id == run_id, inner.c.step >= target.c.value, inner.c.step <= last,
+                       text("NOT rejected.accepted"))
+                .scalar_subquery())
+        found = set(conn.scalars(select(seek).select_from(target)).all())
+    return sorted(int(s) for s in found if s is not None)
 
 
 def iter_metrics(conn: Connection, run_id: int, *, chunk: int = 5000) -> Iterator[list[dict[str, Any]]]:
