@@ -1,10 +1,11 @@
 """The reference for logging overhead: one first-order epoch as a bare PyTorch loop, in its own process.
 
-Usage: python -m bench.bare_loop {bare|trainer} OUT.json [--threads 1]
+Usage: python -m bench.bare_loop {bare|trainer|tensorboard|mlflow} OUT.json [--threads 1] [--log-dir DIR]
 
 ``bare``: the training the trainer does for a first-order run — same data tensors, seed, model,
 ``torch.optim.SGD``, batch and sample order — with nothing else. ``trainer``: ``trainer.run`` of the same
 config with a reporter that discards everything (the trainer's own per-step instrumentation, no store).
+``tensorboard`` / ``mlflow``: ``trainer.run`` with that peer's logger (bench/peers.py) writing into ``--log-dir``.
 Both time from the point where data and model are ready to the end of training.
 """
 from __future__ import annotations
@@ -59,7 +60,7 @@ def bare_epoch(data_dir: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 2 or args[0] not in ("bare", "trainer"):
+    if len(args) < 2 or args[0] not in ("bare", "trainer", "tensorboard", "mlflow"):
         print(__doc__, file=sys.stderr)
         return 2
     threads = int(args[args.index("--threads") + 1]) if "--threads" in args else 1
@@ -74,7 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         import os
 
         os.environ.pop(hooks.TIMING_DIR_ENV, None)
-        wrapper = hooks.TimingReporter(NullReporter())
+        if args[0] == "trainer":
+            inner = NullReporter()
+        else:
+            from pathlib import Path
+
+            from bench.peers import PEERS
+
+            log_dir = Path(args[args.index("--log-dir") + 1]) if "--log-dir" in args else Path("bench-peer-logs")
+            inner = PEERS[args[0]][1](log_dir)
+        wrapper = hooks.TimingReporter(inner)
         summary = hooks.run(overhead_config(), wrapper, data_dir=data_dir, download=False)
         t = wrapper.timings(summary)
         out = {"train_seconds": t["train_seconds"], "train_cpu_seconds": t["train_cpu_seconds"],

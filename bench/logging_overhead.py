@@ -1,10 +1,15 @@
-"""Item 3: one first-order epoch as a bare PyTorch loop versus through ``python -m backend.runner.worker`` and the store.
+"""Item 3: one first-order epoch through ``python -m backend.runner.worker`` and the store, versus the same loop without
+the store reporter, a bare PyTorch loop, and the same loop logging to the peers (TensorBoard, MLflow).
 
-Three kinds of process, each started fresh, alternated, ``repeats`` times:
+Kinds of process, each started fresh, alternated, ``repeats`` times:
   * bare: ``python -m bench.bare_loop bare`` — the reference loop;
   * trainer: ``python -m bench.bare_loop trainer`` — ``trainer.run`` with a reporter that drops records;
   * worker: ``python -m backend.runner.worker RUN_ID`` on a run created in a SQLite store, with the real
-    StoreReporter; the worker's training function is ``bench.hooks:timed_run`` (``trainer.run`` plus timestamps).
+    StoreReporter; the worker's training function is ``bench.hooks:timed_run`` (``trainer.run`` plus timestamps);
+  * tensorboard, mlflow: ``python -m bench.bare_loop <peer>`` — ``trainer.run`` logging every numeric field of
+    every record to that tool (bench/peers.py; skipped, with the reason, when it is not installed).
+Headline ratios: CPU time of the training phase with a logger over the same ``trainer.run`` loop without one
+(``trainer``): ``logging_overhead_ratio`` (the store), ``tensorboard_overhead_ratio``, ``mlflow_overhead_ratio``.
 The time compared is the training phase: from data and model ready (the trainer's ``on_start``) to the end
 of training including the final store write (``on_finish`` returned) — not the process start-up (importing
 torch, SQLAlchemy, reading the dataset), which is reported separately as whole-process times. The summary's
@@ -27,6 +32,7 @@ from typing import Any
 from bench.bare_loop import overhead_config
 from bench.harness import REPO_ROOT, bench_environment, insert_run, open_store, temp_dir
 from bench.hooks import TIMING_DIR_ENV
+from bench.peers import PEERS, peer_unavailable
 from bench.timing import median
 
 __all__ = ["measure_logging_overhead"]
@@ -52,9 +58,11 @@ def measure_logging_overhead(*, repeats: int = 5, device: str = "cpu") -> tuple[
         env = bench_environment(tmp, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TRUSTLAB_TORCH_THREADS="1",
                                 TRUSTLAB_TRAINER="bench.hooks:timed_run", **{TIMING_DIR_ENV: str(timing_dir)})
         py = sys.executable
-        rows: dict[str, list[dict[str, Any]]] = {"bare": [], "trainer": [], "worker": []}
+        skipped = {peer: why for peer in PEERS if (why := peer_unavailable(peer))}
+        kinds = ("bare", "trainer", "worker", *(p for p in PEERS if p not in skipped))
+        rows: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for i in range(repeats + 1):  # the first round warms the page cache and is dropped
-            order = ("bare", "trainer", "worker") if i % 2 == 0 else ("worker", "trainer", "bare")
+            order = kinds if i % 2 == 0 else tuple(reversed(kinds))
             for kind in order:
                 out = tmp / f"{kind}-{i}.json"
                 if kind == "worker":
@@ -72,7 +80,8 @@ def measure_logging_overhead(*, repeats: int = 5, device: str = "cpu") -> tuple[
                            "records_written": t["records_written"], "status": t["summary"]["status"]}
                 else:
                     wall = _run([py, "-m", "bench.bare_loop", kind, str(out), "--threads", "1",
-                                 "--data-dir", env["TRUSTLAB_DATA_DIR"]], env)
+                                 "--data-dir", env["TRUSTLAB_DATA_DIR"], "--log-dir", str(tmp / f"{kind}-log-{i}")],
+                                env)
                     rec = json.loads(out.read_text())
                 rec["process_seconds"] = wall
                 if i > 0:
@@ -97,5 +106,15 @@ def measure_logging_overhead(*, repeats: int = 5, device: str = "cpu") -> tuple[
         "records_written": rows["worker"][0]["records_written"] if rows["worker"] else None,
         "runs": rows,
     }
-    return ({"logging_overhead_ratio": details["worker_over_bare"],
-             "logging_overhead_wall_ratio": details["wall_worker_over_bare"]}, {}, details)
+    values = {"logging_overhead_ratio": details["worker_over_trainer"],
+              "logging_overhead_wall_ratio": med["worker"] / med["trainer"]}
+    reasons = {}
+    for peer in PEERS:
+        if peer in skipped:
+            reasons[f"{peer}_overhead_ratio"] = skipped[peer]
+        else:
+            values[f"{peer}_overhead_ratio"] = cpu[peer] / cpu["trainer"]
+            details[f"{peer}_over_trainer"] = values[f"{peer}_overhead_ratio"]
+    details["skipped_peers"] = skipped
+    details["headline"] = "CPU time of the training phase with the logger / the same trainer.run loop without one"
+    return values, reasons, details

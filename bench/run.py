@@ -3,11 +3,13 @@
 Usage: python -m bench.run [--only ITEM,ITEM,...] [--device cpu|cuda] [--threads N] [--quick] [--out PATH]
 
 Items: hvp (HVP/gradient cost), breakdown (TR step time split), syncs (host synchronisations per TR step),
-gltr_memory (GLTR peak memory on the autoencoder), logging (worker + store vs a bare loop),
-metrics (metrics query latency on a 200k-point run), live (worker record → API), launch (POST /api/runs → first
-point, local executor with warm workers, two runs training meanwhile), load (100 clients polling metrics while 4
-runs train), hessian (one checkpoint of the Hessian-structure analysis),
-scale (50 tiny runs through each executor), and the items listed in ITEMS below. Without --only every item
+gltr_memory (GLTR peak memory on the autoencoder), logging (the loop with the store reporter, with TensorBoard and
+with MLflow, vs without), metrics (metrics query latency on a 200k-point run, next to MLflow's bulk-interval
+query), live (worker record → API), compare (a 40-run comparison's first load, payload and refresh through the
+UI's data code), worker (worker start to first step with the dataset decode cache warm), launch (POST /api/runs →
+first point, local executor with warm workers, two runs training meanwhile), load (100 clients polling metrics
+while 4 runs train), hessian (one checkpoint of the Hessian-structure analysis), scale (50 tiny runs through each
+executor). Without --only every item
 runs and latest.json is rewritten; with --only the other figures already in latest.json are kept (each
 figure carries the machine and time it was measured). On --device cuda the figures go under
 ``other_devices["cuda"]`` of the same file, beside the CPU ones. An item that cannot run (no backend,
@@ -101,6 +103,18 @@ def _load(args: argparse.Namespace) -> ItemResult:
     return measure_load(clients=100, runs=4, seconds=20 if args.quick else 60)
 
 
+def _compare(args: argparse.Namespace) -> ItemResult:
+    from bench.compare_load import measure_compare_load
+
+    return measure_compare_load(refreshes=3 if args.quick else 7)
+
+
+def _worker(args: argparse.Namespace) -> ItemResult:
+    from bench.worker_start import measure_worker_start
+
+    return measure_worker_start(repeats=2 if args.quick else 5, device=args.device)
+
+
 def _live(args: argparse.Namespace) -> ItemResult:
     from bench.live_latency import measure_live_latency
 
@@ -131,9 +145,13 @@ ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ..
     "breakdown": (_breakdown, ("tr_non_derivative_share", "tr_overhead_excl_rho_share")),
     "syncs": (_syncs, ("tr_host_syncs_per_cg_iteration", "tr_host_syncs_constant_per_step")),
     "gltr_memory": (_gltr_memory, ("gltr_peak_memory_mb",)),
-    "logging": (_logging, ("logging_overhead_ratio", "logging_overhead_wall_ratio")),
-    "metrics": (_metrics, ("metrics_p95_ms", "incremental_p95_ms")),
+    "logging": (_logging, ("logging_overhead_ratio", "logging_overhead_wall_ratio", "tensorboard_overhead_ratio",
+                           "mlflow_overhead_ratio")),
+    "metrics": (_metrics, ("metrics_p95_ms", "mlflow_bulk_interval_p95_ms", "incremental_p95_ms")),
     "live": (_live, ("live_latency_s",)),
+    "compare": (_compare, ("compare_first_load_s_40_runs", "compare_payload_mb_40_runs",
+                           "compare_refresh_ms_40_runs")),
+    "worker": (_worker, ("worker_start_s",)),
     "launch": (_launch, ("launch_to_first_point_p50_s", "launch_to_first_point_p95_s")),
     "load": (_load, ("load_incremental_p50_ms", "load_incremental_p95_ms", "load_incremental_p99_ms",
                      "load_full_p95_ms", "load_full_p99_ms", "load_errors", "load_5xx")),

@@ -89,6 +89,9 @@ def _json(body: Any) -> Response:
     return Response(content=to_json(body), media_type="application/json")
 
 
+MAX_FIELDS_CHARS = 1000  # characters of a fields= selection
+
+
 def metric_fields(fields: list[str] | None) -> tuple[str, ...]:
     """``?fields=a,b`` or ``?fields=a&fields=b`` (``step`` is always included); unknown names → 422."""
     if not fields:
@@ -102,9 +105,6 @@ def metric_fields(fields: list[str] | None) -> tuple[str, ...]:
     except ValueError as exc:
         raise HTTPException(422, [{"loc": ["query", "fields"], "type": "value_error", "input": fields,
                                    "msg": str(exc)}]) from None
-
-
-MAX_FIELDS_CHARS = 1000
 
 
 @router.get("/{run_id}/metrics", response_model=MetricsPage | MetricColumns,

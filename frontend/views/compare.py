@@ -85,6 +85,19 @@ opt_labels = {o["name"]: o["label"] for o in meta()["optimizers"]}
 runs0 = current_runs()
 active_at_start = any(series.is_active(r) for r in runs0)
 
+with st.expander("Detail for an x-range", icon=":material/zoom_in:"):
+    st.caption("Each run keeps a bounded, downsampled history. Zooming in a chart stays in the browser, so enter "
+               f"the range you look at ({x_title}) to load it at full resolution.")
+    zoom_cols = st.columns([2, 2, 1.2])
+    zoom_lo = zoom_cols[0].number_input("From", key="cmp_zoom_lo", value=0.0, format="%g")
+    zoom_hi = zoom_cols[1].number_input("To", key="cmp_zoom_hi", value=0.0, format="%g")
+    if zoom_cols[2].button("Load detail", key="cmp_zoom_go", icon=":material/download:"):
+        try:
+            got = call(store.zoom, api, [r["id"] for r in runs0], x=x_col, lo=zoom_lo, hi=zoom_hi)
+            st.caption(f"Loaded {got:,} points in [{zoom_lo:g}, {zoom_hi:g}].")
+        except ValueError as exc:
+            st.error(str(exc), icon=":material/error:")
+
 
 def _status_section(runs: list[Mapping[str, Any]]) -> None:
     table = series.runs_table(runs)[["id", "run", "status", "progress", "device", "started"]]

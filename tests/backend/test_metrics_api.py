@@ -1,8 +1,7 @@
 """Column-wise metrics, field selection, zoom ranges and the batched endpoint, with bad input."""
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
@@ -125,21 +124,31 @@ def test_batch_unknown_run_is_404_naming_it(client: TestClient) -> None:
     assert r.status_code == 404 and "4242" in r.text
 
 
-def _naive_spread(n: int, cap: int) -> list[int]:
-    if n <= cap:
-        return list(range(n))
-    return [i for i in range(n) if i == 0 or math.floor(i * (cap - 1) / (n - 1)) != math.floor((i - 1) * (cap - 1) / (n - 1))]
+def _naive_spread(rejected: list[int], cap: int) -> list[int]:
+    """All when at most cap; else for each of cap targets evenly spaced from the first to the last rejection,
+    the first rejection at or after it."""
+    if len(rejected) <= cap:
+        return rejected
+    targets = np.unique(np.linspace(rejected[0], rejected[-1], cap).round().astype(np.int64))
+    return sorted({next(r for r in rejected if r >= t) for t in targets})
 
 
-@pytest.mark.parametrize("n, cap", [(1, 5), (5, 5), (29, 10), (100, 7), (1000, 250), (3, 2)])
-def test_rejected_steps_spread_in_sql_matches_a_naive_reference(client: TestClient, n: int, cap: int) -> None:
-    rejected = frozenset(range(2, 2 + 3 * n, 3))
-    rid = _run(client, 3 * n + 5, tr=True, rejected=rejected)
+@pytest.mark.parametrize("n, cap, gap", [(1, 5, 3), (5, 5, 3), (29, 10, 3), (100, 7, 3), (1000, 250, 3), (3, 2, 3),
+                                         (300, 40, 1)])
+def test_rejected_steps_spread_in_sql_matches_a_naive_reference(client: TestClient, n: int, cap: int,
+                                                                gap: int) -> None:
+    rng = np.random.default_rng(n)
+    rejected = sorted(set((2 + np.cumsum(rng.integers(1, 2 * gap + 1, size=n))).tolist()))
+    rid = _run(client, rejected[-1] + 5, tr=True, rejected=frozenset(rejected))
+    lo, hi = rejected[len(rejected) // 3], rejected[-1] - 1  # a zoomed range: since_step < step <= until_step
     with client.app.state.engine.connect() as conn:
         got = store._rejected_steps(conn, rid, -1, None, cap=cap)
-    ordered = sorted(rejected)
-    want = [ordered[i] for i in _naive_spread(n, cap)]
-    assert got == want and len(got) == min(n, cap) and got[0] == ordered[0] and got[-1] == ordered[-1]
+        window = store._rejected_steps(conn, rid, lo, hi, cap=cap)
+    want = _naive_spread(rejected, cap)
+    assert got == want and len(got) <= cap and got[0] == rejected[0] and got[-1] == rejected[-1]
+    assert window == _naive_spread([r for r in rejected if lo < r <= hi], cap)
+    if len(rejected) > cap and gap > 1:
+        assert len(got) >= cap * 0.6  # evenly spread rejections: most targets find a distinct one
 
 
 def test_kept_rows_join_matches_the_in_list_lookup(client: TestClient) -> None:

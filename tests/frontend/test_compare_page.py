@@ -162,6 +162,8 @@ def test_short_labels_config_diff_and_raw_evaluations(api, open_page):
     raw = [e["test_loss"] for e in api.eval_records[a["id"]]]
     tr_eval = [t for t in evals["data"] if t["name"] == "TR uniform" and t.get("yaxis", "y") == "y"][0]
     assert tr_eval["y"] == raw  # smoothing (default 0.9) leaves evaluations alone
+
+
 def test_backprops_plus_forwards_axis(api, open_page):
     a = api.add_run("tr-rmsprop", steps=60)
     b = api.add_run("adam", steps=60)
@@ -174,3 +176,20 @@ def test_backprops_plus_forwards_axis(api, open_page):
     tr_curve = next(t for t in loss["data"] if t.get("name") == "TR RMSprop")
     assert max(tr_curve["x"]) > 6 * 60  # backprops (6 per fake TR step) plus a third of the forwards
     assert any(len(t.get("x") or []) for t in evals["data"])  # evaluations placed on the derived axis too
+
+
+def test_detail_for_an_x_range_requeries_that_range(api, open_page):
+    a = api.add_run("sgd", steps=100)
+    api.add_comparison("zoom", [a])
+    at = open_page("compare")
+    api.calls.clear()
+    at.number_input(key="cmp_zoom_lo").set_value(20.0)
+    at.number_input(key="cmp_zoom_hi").set_value(40.0)
+    at.button(key="cmp_zoom_go").click().run()
+    assert not at.exception
+    assert [c for c in api.calls if c[0] == "metrics"] == [("metrics", (a["id"], 18))]  # from the step before 20
+    assert any("Loaded" in c.value for c in at.caption)
+    at.number_input(key="cmp_zoom_lo").set_value(50.0)
+    at.number_input(key="cmp_zoom_hi").set_value(10.0)
+    at.button(key="cmp_zoom_go").click().run()
+    assert "Invalid x-range" in " ".join(e.value for e in at.error)
