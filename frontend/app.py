@@ -15,14 +15,16 @@ from frontend.settings import get_settings  # noqa: E402
 from frontend.ui import PAGES  # noqa: E402
 
 ensure_plotly_js()  # live charts load Plotly from frontend/static/ (server.enableStaticServing)
-st.set_page_config(page_title="trustlab", page_icon="📉", layout="wide")
+# Pages in a bar across the top (it folds into a menu on narrow windows), so the sidebar holds only the API
+# address and starts collapsed: an 800 px window keeps its full width for the controls and charts.
+st.set_page_config(page_title="trustlab", page_icon="📉", layout="wide", initial_sidebar_state="collapsed")
 
 navigation = st.navigation([
     st.Page(PAGES["launch"], title="Launch", icon=":material/rocket_launch:", default=True),
     st.Page(PAGES["runs"], title="Runs", icon=":material/format_list_bulleted:"),
     st.Page(PAGES["compare"], title="Compare", icon=":material/monitoring:"),
     st.Page(PAGES["geometry"], title="Geometry", icon=":material/blur_circular:"),
-])
+], position="top")
 with st.sidebar:
     st.caption(f"trustlab · optimizers compared live · API {get_settings().api_url}")
 navigation.run()
