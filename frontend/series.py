@@ -26,6 +26,7 @@ __all__ = [
     "tr_frame",
     "runs_table",
     "final_result",
+    "chart_data_csv",
     "format_duration",
     "eta_seconds",
     "RUN_FILTERS",
@@ -431,6 +432,16 @@ def format_budget(budget: Mapping[str, Any] | None) -> str:
     parts = [f"{budget[k]:g} {u}" if isinstance(budget[k], (int, float)) else f"{budget[k]} {u}"
              for k, u in units.items() if budget.get(k) is not None]
     return " or ".join(parts)
+
+
+def chart_data_csv(curves: Mapping[str, pd.DataFrame], *, x_name: str) -> str:
+    """The drawn curves as one CSV: ``chart, series, seeds, <x_name>, y, lo, hi`` (lo/hi: mean ± std)."""
+    parts = [c.assign(chart=name)[["chart", "label", "seeds", "x", "y", "lo", "hi"]]
+             for name, c in curves.items() if c is not None and not c.empty]
+    if not parts:
+        return f"chart,series,seeds,{x_name},y,lo,hi\n"
+    out = pd.concat(parts, ignore_index=True).rename(columns={"label": "series", "x": x_name})
+    return out.to_csv(index=False)
 
 
 def final_result(run: Mapping[str, Any], name: str) -> float | None:

@@ -1,6 +1,7 @@
 """Compare page: live loss, evaluation, trust-region internals and reconstructions for chosen runs."""
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping
 
 import streamlit as st
@@ -123,8 +124,23 @@ runs0 = current_runs()
 active_at_start = any(series.is_active(r) for r in runs0)
 
 
+def _etas(runs: list[Mapping[str, Any]]) -> dict[int, float | None]:
+    """ETA per running run from the progress seen on this page (see series.eta_seconds)."""
+    now = time.time()
+    history: dict[int, list[tuple[float, float]]] = st.session_state.setdefault("cmp_progress_history", {})
+    out = {}
+    for r in runs:
+        if r.get("status") == "running":
+            samples = history.setdefault(r["id"], [])
+            samples.append((now, float(r.get("progress") or 0.0)))
+            del samples[:-120]
+            out[r["id"]] = series.eta_seconds(r, samples, now)
+    return out
+
+
 def _status_section(runs: list[Mapping[str, Any]]) -> None:
-    table = series.runs_table(runs)[["id", "run", "status", "progress", "device", "started"]]
+    table = series.runs_table(runs, etas=_etas(runs))[["id", "run", "status", "progress", "ETA", "device",
+                                                        "started"]]
     short = series.compact_labels(runs, opt_labels)
     table["run"] = [short[i] for i in table["id"]]
     st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 260),
@@ -243,6 +259,15 @@ def _render(runs: list[dict[str, Any]]) -> None:
     st.subheader("Evaluation")
     live_plotly_chart(_zoom(charts.eval_figure(test_loss, test_acc, x_title=x_title, log_y=log_y,
                                                uirevision=uirev)), key="chart_eval", on_xrange=_on_zoom)
+
+    st.download_button("Download chart data (CSV)", key="cmp_download",
+                       data=lambda: series.chart_data_csv({"training loss": loss, "test loss": test_loss,
+                                                           "test accuracy": test_acc}, x_name=x_col),
+                       file_name=f"trustlab-{selection[0]}-{'-'.join(map(str, selection[1:]))}-{x_col}.csv"
+                       .replace(" ", "").replace("(", "").replace(")", "").replace(",", "-"),
+                       mime="text/csv", icon=":material/download:", on_click="ignore",
+                       help="The curves as drawn (smoothed, downsampled, seed means ± std), one row per point. "
+                            "A run's raw records: Runs page → select it → Metrics CSV / JSON.")
 
     tr_runs = [r for r in runs if str(r.get("optimizer", "")).startswith("tr-")]
     if tr_runs:

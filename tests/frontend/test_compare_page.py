@@ -201,3 +201,10 @@ def test_a_malformed_deep_link_falls_back_to_defaults(api, open_page):
     assert not at.exception
     assert at.selectbox(key="cmp_comparison").value == 1
     assert at.button_group(key="cmp_axis").value == "backprops" and at.slider(key="cmp_smooth").value == 0.9
+
+
+def test_chart_data_download_is_offered(api, open_page):
+    a = api.add_run("sgd", steps=30)
+    api.add_comparison("one", [a])
+    at = open_page("compare")
+    assert [b.proto.label for b in at.get("download_button")] == ["Download chart data (CSV)"]

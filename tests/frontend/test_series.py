@@ -268,3 +268,16 @@ def test_results_column_and_finals_table_mean_std_by_setting():
     assert finals.loc["SGD", "test acc mean"] == pytest.approx(0.82)
     assert finals.loc["SGD", "test acc std"] == pytest.approx(np.std([0.8, 0.82, 0.84], ddof=1))
     assert finals.loc["Adam", "n"] == 1 and pd.isna(finals.loc["Adam", "test acc std"])  # the running one waits
+
+
+def test_chart_data_csv_has_every_drawn_point():
+    import io
+
+    runs, frames = _runs_with_frames(seeds=(0, 1), optimizers=("sgd",), steps=20)
+    curves = series.build_curves(runs, frames, x="step", y="train_loss")
+    text = series.chart_data_csv({"training loss": curves, "test loss": curves.iloc[0:0]}, x_name="step")
+    back = pd.read_csv(io.StringIO(text))
+    assert list(back.columns) == ["chart", "series", "seeds", "step", "y", "lo", "hi"]
+    assert len(back) == len(curves) and set(back["chart"]) == {"training loss"}
+    np.testing.assert_allclose(back["y"], curves["y"])
+    assert series.chart_data_csv({}, x_name="epoch").startswith("chart,series,seeds,epoch")
