@@ -579,14 +579,15 @@ def finals_table(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[st
                  ) -> pd.DataFrame:
     """Mean ± std of the final test accuracy and loss per setting (runs that differ only by seed).
 
-    Only finished runs with a final evaluation count; ``n`` says how many seeds each row has (std needs 2).
+    Only completed runs (their whole budget) with a final evaluation count: a cancelled or diverged run's last
+    evaluation is not a final result. ``n`` says how many seeds each row has (std needs 2).
     Columns: ``setting, n, seeds, test acc mean, test acc std, test loss mean, test loss std``.
     """
     groups = group_runs(runs)
     labels = compact_labels(list(runs), optimizer_labels, key=series_key)
     rows = []
     for key, members in groups.items():
-        done = [r for r in members if r.get("status") in TERMINAL and final_result(r, "test_loss") is not None]
+        done = [r for r in members if r.get("status") == "completed" and final_result(r, "test_loss") is not None]
         if not done:
             continue
         row: dict[str, Any] = {"setting": labels[key], "n": len(done),
