@@ -125,8 +125,9 @@ def ema(y: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
-# Smoothing by x-distance: the weight applies per this fraction of the chart's x range, for every run alike.
-SMOOTHING_RESOLUTION = 1000
+# Smoothing by x-distance: the weight applies once per 1/SMOOTHING_RESOLUTION of the chart's x range, for every
+# run alike (0.9: a window of ~3% of the range; 0.99: ~30%).
+SMOOTHING_RESOLUTION = 300
 
 
 def ema_x(x: np.ndarray, y: np.ndarray, weight: float, unit: float) -> np.ndarray:
@@ -304,7 +305,7 @@ def build_curves(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFram
         runs: Run dicts (API shape).
         frames: run id -> DataFrame of points with columns ``x`` and ``y``.
         x, y: column names (e.g. ``"backprops"``, ``"train_loss"``).
-        smoothing: EMA weight in [0, 1) per 1/1000 of the x range of all these runs (:func:`ema_x`), applied
+        smoothing: EMA weight in [0, 1) per 1/300 of the x range of all these runs (:func:`ema_x`), applied
             per run before aggregation; 0 (the default, and what evaluation curves get) leaves points raw.
         max_points: per curve (min/max-preserving for single runs; grid size for seed means).
         aggregate: with several seeds, draw mean ± std (``lo``/``hi``) instead of one curve per run.

@@ -109,7 +109,7 @@ log_y = controls[1].toggle("Log scale", key="cmp_log")
 bands = controls[2].toggle("Mean ± std", key="cmp_bands", help="Aggregate seeds of the same setting.")
 smoothing = controls[3].slider("Smoothing", 0.0, 0.99, key="cmp_smooth", step=0.01,
                                help="Debiased exponential moving average of the training loss by distance along "
-                                    "the x-axis: the weight applies per 1/1000 of the axis, the same window for "
+                                    "the x-axis: the weight applies per 1/300 of the axis, the same window for "
                                     "every run however often it logs (0 = raw). Evaluation curves are never "
                                     "smoothed.")
 
