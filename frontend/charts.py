@@ -215,7 +215,7 @@ def eval_figure(loss: pd.DataFrame, accuracy: pd.DataFrame | None, *, x_title: s
         return empty_figure("No evaluations yet.", height=height)
     cols = 2 if has_acc else 1
     fig = make_subplots(rows=1, cols=cols, subplot_titles=["Test loss", "Test accuracy"][:cols],
-                        horizontal_spacing=0.08)
+                        horizontal_spacing=0.13)  # room for the right panel's ticks and title at 800 px
     if not loss.empty:
         _add_curves(fig, loss, row=1, col=1, log_y=log_y)
     if has_acc:

@@ -103,11 +103,13 @@ def current_runs() -> list[dict[str, Any]]:
     return [call(api.get_run, i) for i in selection[1]]
 
 
-controls = st.columns([3, 1.2, 1.4, 2.4])
-axis = controls[0].segmented_control("x-axis", list(series.X_AXES), key="cmp_axis", required=True) or "backprops"
-log_y = controls[1].toggle("Log scale", key="cmp_log")
-bands = controls[2].toggle("Mean ± std", key="cmp_bands", help="Aggregate seeds of the same setting.")
-smoothing = controls[3].slider("Smoothing", 0.0, 0.99, key="cmp_smooth", step=0.01,
+# one row that wraps on narrow windows (fixed columns cut the x-axis choices and the toggle labels at 800 px)
+controls = st.container(horizontal=True, gap="medium", vertical_alignment="bottom")
+axis = controls.segmented_control("x-axis", list(series.X_AXES), key="cmp_axis", required=True,
+                                  width="content") or "backprops"
+log_y = controls.toggle("Log scale", key="cmp_log", width="content")
+bands = controls.toggle("Mean ± std", key="cmp_bands", help="Aggregate seeds of the same setting.", width="content")
+smoothing = controls.slider("Smoothing", 0.0, 0.99, key="cmp_smooth", step=0.01, width=260,
                                help="Debiased exponential moving average of the training loss by distance along "
                                     "the x-axis: the weight applies per 1/300 of the axis, the same window for "
                                     "every run however often it logs (0 = raw). Evaluation curves are never "
@@ -141,6 +143,8 @@ def _etas(runs: list[Mapping[str, Any]]) -> dict[int, float | None]:
 def _status_section(runs: list[Mapping[str, Any]]) -> None:
     table = series.runs_table(runs, etas=_etas(runs))[["id", "run", "status", "progress", "ETA", "device",
                                                         "started"]]
+    if not table["ETA"].astype(bool).any():
+        table = table.drop(columns="ETA")
     short = series.compact_labels(runs, opt_labels)
     table["run"] = [short[i] for i in table["id"]]
     st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 260),

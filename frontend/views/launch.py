@@ -27,10 +27,10 @@ def _apply_preset(name: str) -> None:
 
 
 st.subheader("Presets from the paper")
-cols = st.columns(len(info["presets"]) or 1)
-for col, preset in zip(cols, info["presets"]):
-    col.button(preset["label"], key=f"preset_{preset['name']}", on_click=_apply_preset, args=(preset["name"],),
-               help=preset.get("notes"), width="stretch", icon=":material/science:")
+with st.container(horizontal=True, gap="small"):  # wraps on narrow windows instead of truncating the labels
+    for preset in info["presets"]:
+        st.button(preset["label"], key=f"preset_{preset['name']}", on_click=_apply_preset, args=(preset["name"],),
+                  help=preset.get("notes"), width="content", icon=":material/science:")
 chosen = st.session_state.get(K.preset)
 if chosen:
     p = next((p for p in info["presets"] if p["name"] == chosen), None)
