@@ -23,7 +23,9 @@ $(VENV)/.installed: requirements.txt
 run: venv
 	@mkdir -p var
 	@echo "trustlab: API on http://$(API_HOST):$(API_PORT) (docs at /docs), UI on http://127.0.0.1:$(UI_PORT)"
-	@trap 'kill 0' EXIT INT TERM; \
+	@# On Ctrl-C or exit: stop both servers once and wait for them (a self-signalling 'kill 0' trap recursed
+	@# until bash crashed with "Segmentation fault").
+	@trap 'trap - EXIT INT TERM; kill $$(jobs -p) 2>/dev/null; wait; exit 0' EXIT INT TERM; \
 	TRUSTLAB_HOST=$(API_HOST) TRUSTLAB_PORT=$(API_PORT) $(PY) -m backend.serve & \
 	$(PY) -m streamlit run frontend/app.py --server.address 127.0.0.1 --server.port $(UI_PORT) \
 	  --server.headless true --browser.gatherUsageStats false & \

@@ -15,7 +15,9 @@ from frontend.settings import get_settings  # noqa: E402
 from frontend.ui import PAGES, load_run_states  # noqa: E402
 
 ensure_plotly_js()  # live charts load Plotly from frontend/static/ (server.enableStaticServing)
-st.set_page_config(page_title="trustlab", page_icon="📉", layout="wide")
+# Pages in a bar across the top (it folds into a menu on narrow windows), so the sidebar holds only the API
+# address and starts collapsed: an 800 px window keeps its full width for the controls and charts.
+st.set_page_config(page_title="trustlab", page_icon="📉", layout="wide", initial_sidebar_state="collapsed")
 
 navigation = st.navigation([
     st.Page(PAGES["launch"], title="Launch", icon=":material/rocket_launch:", default=True),
@@ -24,7 +26,7 @@ navigation = st.navigation([
     st.Page(PAGES["sweep"], title="Sweep", icon=":material/tune:"),
     st.Page(PAGES["geometry"], title="Geometry", icon=":material/blur_circular:"),
     st.Page(PAGES["hessian"], title="Hessian", icon=":material/grid_on:"),
-])
+], position="top")
 with st.sidebar:
     st.caption(f"trustlab · optimizers compared live · API {get_settings().api_url}")
 load_run_states()  # run states come from GET /api/meta, never from a copy in the UI

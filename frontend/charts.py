@@ -46,6 +46,7 @@ EXIT_COLORS: dict[str, str] = {
 _EXIT_LABELS = {"interior": "interior (tolerance met)", "boundary": "boundary (‖s‖_M = Δ)",
                 "negative_curvature": "negative curvature", "max_iter": "iteration cap"}
 _REJECT_COLOR = "#8b0000"
+_UNKNOWN_EXIT = "#999999"
 _TEMPLATE = "plotly_white"
 
 
@@ -214,7 +215,7 @@ def eval_figure(loss: pd.DataFrame, accuracy: pd.DataFrame | None, *, x_title: s
         return empty_figure("No evaluations yet.", height=height)
     cols = 2 if has_acc else 1
     fig = make_subplots(rows=1, cols=cols, subplot_titles=["Test loss", "Test accuracy"][:cols],
-                        horizontal_spacing=0.08)
+                        horizontal_spacing=0.13)  # room for the right panel's ticks and title at 800 px
     if not loss.empty:
         _add_curves(fig, loss, row=1, col=1, log_y=log_y)
     if has_acc:
@@ -260,24 +261,37 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
         r0 = 2
     runs = list(dict.fromkeys(tr["run_id"]))
     multi = len(runs) > 1
-    exits_shown: set[str] = set()
+    # each run has its own marker shape on the ρ and CG panels, shown in the legend; markers are translucent
+    # so overlapping runs stay visible through each other
+    symbol_of = {run_id: _SYMBOLS[i % len(_SYMBOLS)] if multi else "circle" for i, run_id in enumerate(runs)}
     rejected_shown = False
     for i, run_id in enumerate(runs):
         d = tr[tr["run_id"] == run_id]
         opt, label = str(d["optimizer"].iloc[0]), str(d["label"].iloc[0])
         color = color_for(opt)
+        symbol = symbol_of[run_id]
         x = d["x"].to_numpy(float)
         radius = pd.to_numeric(d["radius"], errors="coerce").to_numpy(float)
         fig.add_trace(go.Scatter(x=x, y=radius, mode="lines", name=label, legendgroup=f"tr{run_id}",
-                                 showlegend=not with_loss, line=dict(color=color, width=1.8, shape="hv"),
-                                 hovertemplate="Δ %{y:.3g}"), row=r0, col=1)
+                                 showlegend=not with_loss and not multi,
+                                 line=dict(color=color, width=1.8, shape="hv", dash=_DASHES[i % len(_DASHES)]),
+                                 hovertemplate=f"{html.escape(label)}: Δ %{{y:.3g}}<extra></extra>"), row=r0, col=1)
+        if multi:  # legend entry: the run's line dash and marker shape (click to hide the run)
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=f"{label}",
+                                     legendgroup=f"tr{run_id}", showlegend=True,
+                                     line=dict(color=color, width=1.8, dash=_DASHES[i % len(_DASHES)]),
+                                     marker=dict(color=color, symbol=symbol, size=9), hoverinfo="skip"),
+                          row=r0, col=1)
         rho = pd.to_numeric(d["rho"], errors="coerce").to_numpy(float)
         clipped = np.clip(rho, *rho_range)
         accepted = d["accepted"].to_numpy()
         rej = np.array([a is False or a == 0 for a in accepted]) & ~pd.isna(d["accepted"]).to_numpy()
         fig.add_trace(go.Scatter(x=x[~rej], y=clipped[~rej], mode="markers", name=label, legendgroup=f"tr{run_id}",
-                                 showlegend=False, marker=dict(color=color, size=4, opacity=0.7),
-                                 customdata=rho[~rej], hovertemplate="ρ %{customdata:.3g}"), row=r0 + 1, col=1)
+                                 showlegend=False, marker=dict(color=color, size=5 if multi else 4, symbol=symbol,
+                                                               opacity=0.55 if multi else 0.7),
+                                 customdata=rho[~rej],
+                                 hovertemplate=f"{html.escape(label)}: ρ %{{customdata:.3g}}<extra></extra>"),
+                      row=r0 + 1, col=1)
         if rej.any():
             fig.add_trace(go.Scatter(x=x[rej], y=clipped[rej], mode="markers", name="rejected step",
                                      legendgroup="rejected", showlegend=not rejected_shown,
@@ -297,11 +311,17 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
             m = exits == reason
             fig.add_trace(go.Scatter(
                 x=x[m], y=cg[m], mode="markers", legendgroup=f"exit-{reason}",
-                name=_EXIT_LABELS.get(str(reason), str(reason)), showlegend=str(reason) not in exits_shown,
-                marker=dict(color=EXIT_COLORS.get(str(reason), "#999999"), size=5,
-                            symbol=_SYMBOLS[i % len(_SYMBOLS)] if multi else "circle", opacity=0.8),
-                hovertemplate=f"{label}: %{{y}} CG its ({reason})<extra></extra>"), row=r0 + 2, col=1)
-            exits_shown.add(str(reason))
+                name=_EXIT_LABELS.get(str(reason), str(reason)), showlegend=False,
+                marker=dict(color=EXIT_COLORS.get(str(reason), _UNKNOWN_EXIT), size=6 if multi else 5,
+                            symbol=symbol, opacity=0.6 if multi else 0.8),
+                hovertemplate=f"{html.escape(label)}: %{{y}} CG its ({reason})<extra></extra>"), row=r0 + 2, col=1)
+    # the complete colour key of the CG panel: every exit reason, whether or not it occurred yet
+    present = {str(v) for v in tr["cg_exit"].astype("string").fillna("unknown")}
+    for reason in [*EXIT_COLORS, *sorted(present - set(EXIT_COLORS))]:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", legendgroup=f"exit-{reason}", showlegend=True,
+                                 name="CG exit: " + _EXIT_LABELS.get(reason, reason),
+                                 marker=dict(color=EXIT_COLORS.get(reason, _UNKNOWN_EXIT), size=9, symbol="square"),
+                                 hoverinfo="skip"), row=r0 + 2, col=1)
     if thresholds is not None:
         for eta in thresholds:
             fig.add_hline(y=eta, line=dict(color="#999", width=1, dash="dot"), row=r0 + 1, col=1)

@@ -20,6 +20,10 @@ __all__ = [
     "LaunchRequest",
     "build_request",
     "explain_errors",
+    "EVAL_UNITS",
+    "EVAL_DEFAULTS",
+    "eval_every_value",
+    "dataset_problem",
 ]
 
 BUDGET_KINDS: dict[str, str] = {"epochs": "Epochs", "backprops": "Backprops", "seconds": "Seconds"}
@@ -30,6 +34,11 @@ DEFAULT_SCALING = "default"  # the API picks: standardize for classifiers, unit 
 def input_scaling_options(meta: Mapping[str, Any]) -> list[str]:
     """Choices of the input-scaling widget: the model's default, then ``meta["input_scalings"]``."""
     return [DEFAULT_SCALING] + [s["name"] for s in meta.get("input_scalings") or []]
+
+# evaluation cadence units: "auto" lets the API spread ~50 evaluations over the budget
+EVAL_UNITS: dict[str, str] = {"auto": "Auto (~50 per run)", "epochs": "Epochs", "backprops": "Backprops",
+                              "steps": "Optimizer steps"}
+EVAL_DEFAULTS = {"epochs": 0.1, "backprops": 1000.0, "steps": 50.0}  # the number box when a unit is picked
 
 
 class K:
@@ -44,6 +53,7 @@ class K:
     bs_first = "launch_bs_first"
     bs_second = "launch_bs_second"
     eval_every = "launch_eval_every"
+    eval_unit = "launch_eval_unit"
     train_subset = "launch_train_subset"
     test_subset = "launch_test_subset"
     device = "launch_device"
@@ -92,7 +102,8 @@ def default_state(meta: Mapping[str, Any]) -> dict[str, Any]:
     state: dict[str, Any] = {
         K.name: "", K.dataset: dataset, K.model: models[0], K.optimizers: chosen, K.budget_kind: "epochs",
         K.seeds: "0", K.bs_first: _family_batch(meta, "first-order", 128),
-        K.bs_second: _family_batch(meta, "second-order", 512), K.eval_every: 50, K.train_subset: 0,
+        K.bs_second: _family_batch(meta, "second-order", 512), K.eval_unit: "auto", K.eval_every: 0.1,
+        K.train_subset: 0,
         K.test_subset: 0, K.device: "auto", K.input_scaling: DEFAULT_SCALING,
     }
     for kind, v in _BUDGET_DEFAULTS.items():
@@ -217,8 +228,11 @@ def build_request(meta: Mapping[str, Any], state: Mapping[str, Any]) -> LaunchRe
     batch = {"first-order": state.get(K.bs_first), "second-order": state.get(K.bs_second)}
     common: dict[str, Any] = {
         "dataset": state[K.dataset], "model": state[K.model], "budget": budget,
-        "eval_every": int(state.get(K.eval_every) or 50), "device": state.get(K.device) or "auto",
+        "device": state.get(K.device) or "auto",
     }
+    eval_every = eval_every_value(state.get(K.eval_unit, "auto"), state.get(K.eval_every))
+    if eval_every is not None:
+        common["eval_every"] = eval_every
     if state.get(K.train_subset):
         common["train_subset"] = int(state[K.train_subset])
     if state.get(K.test_subset):
@@ -236,6 +250,42 @@ def build_request(meta: Mapping[str, Any], state: Mapping[str, Any]) -> LaunchRe
     payload = {"name": name, **common, "seeds": seeds, "optimizers": optimizers,
                "batch_sizes": {k: int(v) for k, v in batch.items() if v}}
     return LaunchRequest("comparison", payload, labels)
+
+
+def eval_every_value(unit: str, value: Any) -> int | dict[str, float | int] | None:
+    """The request's ``eval_every`` for the form's unit and number (``None``: the API's ~50 per run).
+
+    Steps stay a plain integer (the API's original form); backprops and epochs give every run of a
+    comparison the same evaluation points whatever its batch size.
+
+    Raises:
+        ValueError: in words, for an unknown unit or a number that is not positive.
+    """
+    if unit == "auto":
+        return None
+    if unit not in EVAL_UNITS:
+        raise ValueError(f"evaluate every: choose one of {list(EVAL_UNITS)}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"evaluate every: enter a number of {unit}") from None
+    if not number > 0 or number != number or number == float("inf"):
+        raise ValueError(f"evaluate every: {unit} must be a positive number")
+    if unit == "epochs":
+        return {"epochs": number}
+    if number < 1 or number != int(number):
+        raise ValueError(f"evaluate every: {unit} must be a whole number of at least 1")
+    return int(number) if unit == "steps" else {"backprops": int(number)}
+
+
+def dataset_problem(meta: Mapping[str, Any], dataset: str) -> str | None:
+    """Why a run on ``dataset`` cannot start now (the API reports it missing), in words; ``None`` if it can."""
+    ds = next((d for d in meta["datasets"] if d["name"] == dataset), None)
+    if ds is None or ds.get("available") is not False:
+        return None
+    how = str(ds.get("how_to_get") or "").strip()
+    how = how[:1].upper() + how[1:] if how else ""
+    return f"{ds.get('label', dataset)} is not in the API's data directory, so a run would fail at once. {how}".strip()
 
 
 def explain_errors(detail: Any, request: LaunchRequest | None = None) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import plotly
 import plotly.graph_objects as go
@@ -61,10 +61,29 @@ export default function (component) {
           root.__trustlabResize = new ResizeObserver(() => Plotly.Plots.resize(root));
           root.__trustlabResize.observe(root);
         }
+        root.__trustlabSetState = component.setStateValue;
+        if (data.report_xrange && !root.__trustlabRelayout) {
+          // report the user's zoom on the x axis (any subplot: they share it) so the page can put it in the URL
+          root.__trustlabRelayout = true;
+          root.on("plotly_relayout", (ev) => {
+            let lo, hi, auto = false;
+            for (const [k, v] of Object.entries(ev || {})) {
+              if (/^xaxis\d*\.range\[0\]$/.test(k)) lo = v;
+              else if (/^xaxis\d*\.range\[1\]$/.test(k)) hi = v;
+              else if (/^xaxis\d*\.range$/.test(k) && Array.isArray(v)) { lo = v[0]; hi = v[1]; }
+              else if (/^xaxis\d*\.autorange$/.test(k) && v) auto = true;
+            }
+            const set = root.__trustlabSetState;
+            if (!set) return;
+            if (lo !== undefined && hi !== undefined && Number(lo) < Number(hi)) set("xrange", [Number(lo), Number(hi)]);
+            else if (auto) set("xrange", null);
+          });
+        }
       });
     })
     .catch((err) => { root.textContent = "Chart unavailable: " + err.message; });
   return () => {
+    root.__trustlabRelayout = false;
     if (root.__trustlabResize) root.__trustlabResize.disconnect();
     if (window.Plotly) window.Plotly.purge(root);
   };
@@ -116,14 +135,35 @@ def static_serving() -> bool:
     return bool(st.get_option("server.enableStaticServing"))
 
 
-def live_plotly_chart(fig: go.Figure, *, key: str, height: int | None = None) -> None:
+def _reported_xrange(state: Any) -> list[float] | None:
+    """The x range the browser reported (``None``: autoscaled or nothing reported); malformed values → None."""
+    value = state.get("xrange") if hasattr(state, "get") else getattr(state, "xrange", None)
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    try:
+        lo, hi = float(value[0]), float(value[1])
+    except (TypeError, ValueError):
+        return None
+    return [lo, hi] if lo < hi and all(map(lambda v: abs(v) < 1e300, (lo, hi))) else None
+
+
+def live_plotly_chart(fig: go.Figure, *, key: str, height: int | None = None,
+                      on_xrange: Callable[[list[float] | None], None] | None = None) -> None:
     """Show ``fig``; later calls with the same ``key`` update the same chart in place (zoom kept).
 
     Without static serving (Streamlit started without the repository's ``.streamlit/config.toml``) the chart
     falls back to ``st.plotly_chart``: it still updates, but a refresh resets the zoom.
+
+    Args:
+        on_xrange: called with the x range ([lo, hi], or ``None`` after autoscale) when the user zooms.
     """
     if not static_serving():
         st.plotly_chart(fig, key=key, theme=None, width="stretch")
         return
     payload = figure_payload(fig, height=height)
-    _component(key=key, data=payload, height=payload["height"])
+    if on_xrange is None:
+        _component(key=key, data=payload, height=payload["height"])
+        return
+    payload["report_xrange"] = True
+    _component(key=key, data=payload, height=payload["height"],
+               on_xrange_change=lambda: on_xrange(_reported_xrange(st.session_state.get(key) or {})))

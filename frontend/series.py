@@ -29,6 +29,7 @@ __all__ = [
     "tr_frame",
     "runs_table",
     "final_result",
+    "chart_data_csv",
     "format_duration",
     "eta_seconds",
     "RUN_FILTERS",
@@ -189,8 +190,9 @@ def ema(y: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
-# Smoothing by x-distance: the weight applies per this fraction of the chart's x range, for every run alike.
-SMOOTHING_RESOLUTION = 1000
+# Smoothing by x-distance: the weight applies once per 1/SMOOTHING_RESOLUTION of the chart's x range, for every
+# run alike (0.9: a window of ~3% of the range; 0.99: ~30%).
+SMOOTHING_RESOLUTION = 300
 
 
 def ema_x(x: np.ndarray, y: np.ndarray, weight: float, unit: float) -> np.ndarray:
@@ -369,7 +371,7 @@ def build_curves(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFram
         runs: Run dicts (API shape).
         frames: run id -> DataFrame of points with columns ``x`` and ``y``.
         x, y: column names (e.g. ``"backprops"``, ``"train_loss"``).
-        smoothing: EMA weight in [0, 1) per 1/1000 of the x range of all these runs (:func:`ema_x`), applied
+        smoothing: EMA weight in [0, 1) per 1/300 of the x range of all these runs (:func:`ema_x`), applied
             per run before aggregation; 0 (the default, and what evaluation curves get) leaves points raw.
         max_points: per curve (min/max-preserving for single runs; grid size for seed means).
         aggregate: with several seeds, draw mean ± std (``lo``/``hi``) instead of one curve per run.
@@ -502,6 +504,16 @@ def format_budget(budget: Mapping[str, Any] | None) -> str:
     parts = [f"{budget[k]:g} {u}" if isinstance(budget[k], (int, float)) else f"{budget[k]} {u}"
              for k, u in units.items() if budget.get(k) is not None]
     return " or ".join(parts)
+
+
+def chart_data_csv(curves: Mapping[str, pd.DataFrame], *, x_name: str) -> str:
+    """The drawn curves as one CSV: ``chart, series, seeds, <x_name>, y, lo, hi`` (lo/hi: mean ± std)."""
+    parts = [c.assign(chart=name)[["chart", "label", "seeds", "x", "y", "lo", "hi"]]
+             for name, c in curves.items() if c is not None and not c.empty]
+    if not parts:
+        return f"chart,series,seeds,{x_name},y,lo,hi\n"
+    out = pd.concat(parts, ignore_index=True).rename(columns={"label": "series", "x": x_name})
+    return out.to_csv(index=False)
 
 
 def final_result(run: Mapping[str, Any], name: str) -> float | None:
@@ -639,14 +651,15 @@ def finals_table(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[st
                  ) -> pd.DataFrame:
     """Mean ± std of the final test accuracy and loss per setting (runs that differ only by seed).
 
-    Only finished runs with a final evaluation count; ``n`` says how many seeds each row has (std needs 2).
+    Only completed runs (their whole budget) with a final evaluation count: a cancelled or diverged run's last
+    evaluation is not a final result. ``n`` says how many seeds each row has (std needs 2).
     Columns: ``setting, n, seeds, test acc mean, test acc std, test loss mean, test loss std``.
     """
     groups = group_runs(runs)
     labels = compact_labels(list(runs), optimizer_labels, key=series_key)
     rows = []
     for key, members in groups.items():
-        done = [r for r in members if is_terminal(r) and final_result(r, "test_loss") is not None]
+        done = [r for r in members if r.get("status") == "completed" and final_result(r, "test_loss") is not None]
         if not done:
             continue
         row: dict[str, Any] = {"setting": labels[key], "n": len(done),

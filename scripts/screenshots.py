@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget-kind", default="epochs", choices=["epochs", "backprops", "seconds"])
     ap.add_argument("--budget", default="2")
     ap.add_argument("--train-subset", default="10000")
-    ap.add_argument("--eval-every", default="10")
+    ap.add_argument("--eval-every", default=None,
+                    help="evaluation cadence in epochs (e.g. 0.1); default: the API's ~50 evaluations per run")
+    ap.add_argument("--width", type=int, default=1400, help="browser window width in pixels (e.g. 800)")
+    ap.add_argument("--suffix", default="", help="added to the file names, e.g. -800")
     ap.add_argument("--smoothing", type=float, default=None, help="set the Compare page's smoothing slider")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the runs")
     args = ap.parse_args(argv)
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1850}, device_scale_factor=1)
+        page = browser.new_page(viewport={"width": args.width, "height": 1850}, device_scale_factor=1)
         page.goto(args.ui)
         page.get_by_role("button", name="Launch").wait_for(timeout=60_000)
         _choose_optimizers(page, ["TR RMSprop (second-order)", "SGD (first-order)", "Adam (first-order)"])
@@ -90,13 +93,17 @@ def main(argv: list[str] | None = None) -> None:
         page.get_by_text("Hyperparameters (defaults").click()
         page.get_by_text("Advanced: batch sizes").click()
         _fill(page, "Training subset (0 = all)", args.train_subset)
-        _fill(page, "Evaluate every N steps", args.eval_every)
+        if args.eval_every is not None:
+            page.get_by_role("combobox", name="Evaluate every").click()
+            page.get_by_role("option", name="Epochs", exact=True).click()
+            page.wait_for_timeout(500)
+            _fill(page, "Every N epochs", args.eval_every)
         page.wait_for_timeout(1500)
         page.mouse.move(5, 5)
-        page.screenshot(path=str(out / "screenshot-launch.png"))
+        page.screenshot(path=str(out / f"screenshot-launch{args.suffix}.png"))
         page.get_by_role("button", name="Launch").click()
         page.get_by_role("heading", name="Training loss").wait_for(timeout=300_000)
-        page.set_viewport_size({"width": 1400, "height": 2500})
+        page.set_viewport_size({"width": args.width, "height": 2500})
         deadline = time.time() + args.timeout
         client = ApiClient(args.api)
         active = client.meta()["run_states"]["active"]  # the API publishes its run states
@@ -108,9 +115,9 @@ def main(argv: list[str] | None = None) -> None:
             _set_slider(page, "Smoothing", args.smoothing)
         page.wait_for_timeout(4000)
         page.mouse.move(5, 5)
-        page.screenshot(path=str(out / "screenshot-compare.png"))
+        page.screenshot(path=str(out / f"screenshot-compare{args.suffix}.png"))
         browser.close()
-    print(f"saved {out / 'screenshot-launch.png'} and {out / 'screenshot-compare.png'}")
+    print(f"saved {out / f'screenshot-launch{args.suffix}.png'} and {out / f'screenshot-compare{args.suffix}.png'}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
@@ -109,13 +111,27 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         raise CliError("invalid configuration:\n" + "\n".join(lines)) from exc
 
 
-class _CliReporter(NullReporter):
-    """Progress bar on stderr and JSON lines in ``--out``."""
+LINE_PROGRESS_STEP = 0.05  # without a terminal: one progress line per 5% of the budget
 
-    def __init__(self, cfg: RunConfig, out: TextIO | None, quiet: bool) -> None:
+
+class _CliReporter(NullReporter):
+    """Progress on stderr (a bar on a terminal, else one line per update) and JSON lines in ``--out``."""
+
+    def __init__(self, cfg: RunConfig, out: TextIO | None, quiet: bool, *, stream: TextIO | None = None) -> None:
         self.cfg, self.out = cfg, out
-        self.bar = None if quiet else tqdm(total=1000, unit="‰", desc=cfg.optimizer.name, file=sys.stderr,
-                                           bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+        self.stream = stream or sys.stderr
+        self.lines = not quiet and not (hasattr(self.stream, "isatty") and self.stream.isatty())
+        self._next_line = 0.0
+        self._started = time.monotonic()
+        self.bar = None if quiet or self.lines else tqdm(
+            total=1000, unit="‰", desc=cfg.optimizer.name, file=self.stream,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}")
+
+    def _line(self, progress: float, post: dict[str, str]) -> None:
+        """A log-friendly progress line (no carriage returns) when stderr is a file or a pipe."""
+        extra = " ".join(f"{k} {v}" for k, v in post.items())
+        print(f"{self.cfg.optimizer.name}: {100 * progress:3.0f}% after {time.monotonic() - self._started:.0f} s"
+              + (f", {extra}" if extra else ""), file=self.stream, flush=True)
 
     def _write(self, kind: str, record: dict[str, Any]) -> None:
         if self.out is not None:
@@ -133,13 +149,20 @@ class _CliReporter(NullReporter):
 
     def on_step(self, record: dict[str, Any]) -> None:
         self._write("step", record)
-        if self.bar is not None:
-            self.bar.n = int(1000 * self._progress(record))
-            post = {"loss": f"{record['train_loss']:.4f}" if record["train_loss"] is not None else "nan"}
-            if record.get("radius") is not None:
-                post["Δ"] = f"{record['new_radius']:.3g}"
-            self.bar.set_postfix(post, refresh=False)
-            self.bar.update(0)
+        if self.bar is None and not self.lines:
+            return
+        progress = self._progress(record)
+        post = {"loss": f"{record['train_loss']:.4f}" if record["train_loss"] is not None else "nan"}
+        if record.get("radius") is not None:
+            post["Δ"] = f"{record['new_radius']:.3g}"
+        if self.lines:
+            if progress >= self._next_line:
+                self._line(progress, post)
+                self._next_line = (math.floor(progress / LINE_PROGRESS_STEP + 1e-9) + 1) * LINE_PROGRESS_STEP
+            return
+        self.bar.n = int(1000 * progress)
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.update(0)
 
     def on_eval(self, record: dict[str, Any]) -> None:
         self._write("eval", record)

@@ -1,11 +1,12 @@
 """Compare page: live loss, evaluation, trust-region internals and reconstructions for chosen runs."""
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping
 
 import streamlit as st
 
-from frontend import charts, series
+from frontend import charts, deeplink, series
 from frontend.api_client import ApiError
 from frontend.images import upscale_png
 from frontend.live import LiveData, chart_fields
@@ -25,6 +26,44 @@ if not comparisons and not all_runs:
             icon=":material/monitoring:")
     st.page_link(PAGES["launch"], label="Go to Launch", icon=":material/rocket_launch:")
     st.stop()
+
+DEFAULT_VIEW = {"axis": "backprops", "log": True, "bands": True, "smoothing": 0.9}
+_STATE_KEYS = {"axis": "cmp_axis", "log": "cmp_log", "bands": "cmp_bands", "smoothing": "cmp_smooth",
+               "tr_runs": "cmp_tr_runs"}
+
+# A reloaded or pasted URL (one this session did not write) sets the view; a jump from the Runs page wins.
+url_view = deeplink.parse_view(st.query_params.to_dict(), axes=series.X_AXES)
+if st.query_params.to_dict() != st.session_state.get("_cmp_url_written"):
+    if "comparison" in url_view:
+        st.session_state["cmp_source"] = "Comparison"
+        st.session_state["cmp_comparison"] = url_view["comparison"]
+    elif "runs" in url_view:
+        st.session_state["cmp_source"] = "Runs"
+        st.session_state["cmp_runs"] = url_view["runs"]
+    for name, key in _STATE_KEYS.items():
+        if name in url_view:
+            st.session_state[key] = url_view[name]
+    if "xrange" in url_view:
+        st.session_state["cmp_xrange"] = (url_view.get("axis", DEFAULT_VIEW["axis"]), url_view["xrange"])
+for name in ("axis", "log", "bands", "smoothing"):
+    st.session_state.setdefault(_STATE_KEYS[name], DEFAULT_VIEW[name])
+
+
+def _sync_url() -> None:
+    """Write the current view into the URL (only what differs from the defaults)."""
+    state = st.session_state
+    source = state.get("cmp_source")
+    view = {"comparison": state.get("cmp_comparison") if source == "Comparison" else None,
+            "runs": state.get("cmp_runs") if source == "Runs" else None,
+            **{name: state.get(key) for name, key in _STATE_KEYS.items()}}
+    xr = state.get("cmp_xrange")
+    if xr and xr[0] == state.get("cmp_axis"):
+        view["xrange"] = xr[1]
+    params = deeplink.format_view(view, DEFAULT_VIEW)
+    if params != st.query_params.to_dict():
+        st.query_params.from_dict(params)
+    state["_cmp_url_written"] = params
+
 
 target = st.session_state.pop("compare_target", None)
 if target and "comparison" in target:
@@ -65,18 +104,20 @@ def current_runs() -> list[dict[str, Any]]:
     return [call(api.get_run, i) for i in selection[1]]
 
 
-controls = st.columns([3, 1.2, 1.4, 2.4])
-axis = controls[0].segmented_control("x-axis", list(series.X_AXES), key="cmp_axis", default="backprops",
-                                     required=True) or "backprops"
-log_y = controls[1].toggle("Log scale", key="cmp_log", value=True)
-bands = controls[2].toggle("Mean ± std", key="cmp_bands", value=True, help="Aggregate seeds of the same setting.")
-smoothing = controls[3].slider("Smoothing", 0.0, 0.99, key="cmp_smooth", value=0.9, step=0.01,
+# one row that wraps on narrow windows (fixed columns cut the x-axis choices and the toggle labels at 800 px)
+controls = st.container(horizontal=True, gap="medium", vertical_alignment="bottom")
+axis = controls.segmented_control("x-axis", list(series.X_AXES), key="cmp_axis", required=True,
+                                  width="content") or "backprops"
+log_y = controls.toggle("Log scale", key="cmp_log", width="content")
+bands = controls.toggle("Mean ± std", key="cmp_bands", help="Aggregate seeds of the same setting.", width="content")
+smoothing = controls.slider("Smoothing", 0.0, 0.99, key="cmp_smooth", step=0.01, width=260,
                                help="Debiased exponential moving average of the training loss by distance along "
-                                    "the x-axis: the weight applies per 1/1000 of the axis, the same window for "
+                                    "the x-axis: the weight applies per 1/300 of the axis, the same window for "
                                     "every run however often it logs (0 = raw). Evaluation curves are never "
                                     "smoothed.")
 
 x_col, x_title = series.X_AXES[axis]
+_sync_url()
 stores: dict[Any, LiveData] = st.session_state.setdefault("live_stores", {})
 store = stores.setdefault(selection, LiveData(max_points=settings.max_points))
 models = {m["name"]: m for m in meta()["models"]}
@@ -99,8 +140,25 @@ with st.expander("Detail for an x-range", icon=":material/zoom_in:"):
             st.error(str(exc), icon=":material/error:")
 
 
+def _etas(runs: list[Mapping[str, Any]]) -> dict[int, float | None]:
+    """ETA per running run from the progress seen on this page (see series.eta_seconds)."""
+    now = time.time()
+    history: dict[int, list[tuple[float, float]]] = st.session_state.setdefault("cmp_progress_history", {})
+    out = {}
+    for r in runs:
+        if r.get("status") == "running":
+            samples = history.setdefault(r["id"], [])
+            samples.append((now, float(r.get("progress") or 0.0)))
+            del samples[:-120]
+            out[r["id"]] = series.eta_seconds(r, samples, now)
+    return out
+
+
 def _status_section(runs: list[Mapping[str, Any]]) -> None:
-    table = series.runs_table(runs)[["id", "run", "status", "progress", "device", "started"]]
+    table = series.runs_table(runs, etas=_etas(runs))[["id", "run", "status", "progress", "ETA", "device",
+                                                        "started"]]
+    if not table["ETA"].astype(bool).any():
+        table = table.drop(columns="ETA")
     short = series.compact_labels(runs, opt_labels)
     table["run"] = [short[i] for i in table["id"]]
     st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 260),
@@ -165,8 +223,10 @@ def _tr_section(tr_runs: list[Mapping[str, Any]], uirev: str) -> None:
     by_id = {r["id"]: r for r in tr_runs}
     if st.session_state.get("cmp_tr_runs") is None or not set(st.session_state["cmp_tr_runs"]) <= set(by_id):
         st.session_state["cmp_tr_runs"] = [r["id"] for r in tr_runs if r.get("seed", 0) == first_seed]
+        _sync_url()
     short = series.compact_labels(tr_runs, opt_labels)
-    chosen = st.multiselect("TR runs", list(by_id), key="cmp_tr_runs", format_func=lambda i: f"#{i} {short[i]}")
+    chosen = st.multiselect("TR runs", list(by_id), key="cmp_tr_runs", format_func=lambda i: f"#{i} {short[i]}",
+                            on_change=_sync_url)
     picked = [by_id[i] for i in chosen]
     tr = series.tr_frame(picked, store.metrics, x=x_col, max_points=settings.plot_points, optimizer_labels=opt_labels)
     if tr.empty and any(series.is_active(r) for r in picked):
@@ -174,8 +234,26 @@ def _tr_section(tr_runs: list[Mapping[str, Any]], uirev: str) -> None:
         return
     tr_loss = series.build_curves(picked, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
                                   max_points=settings.plot_points, aggregate=False, optimizer_labels=opt_labels)
-    live_plotly_chart(charts.tr_internals_figure(tr, tr_loss, x_title=x_title, log_y=log_y, uirevision=uirev,
-                                                 thresholds=series.tr_thresholds(picked)), key="chart_tr")
+    live_plotly_chart(_zoom(charts.tr_internals_figure(tr, tr_loss, x_title=x_title, log_y=log_y, uirevision=uirev,
+                                                       thresholds=series.tr_thresholds(picked))),
+                      key="chart_tr", on_xrange=_on_zoom)
+
+
+def _zoom(fig: Any) -> Any:
+    """Apply the x range from the URL / the last zoom (on this x-axis) to a figure."""
+    xr = st.session_state.get("cmp_xrange")
+    if xr and xr[0] == axis and fig.data:
+        fig.update_xaxes(range=list(xr[1]), autorange=False)
+    return fig
+
+
+def _on_zoom(xrange: list[float] | None) -> None:
+    """The user zoomed (or autoscaled) a chart: remember it for the other charts and the URL."""
+    if xrange is None:
+        st.session_state.pop("cmp_xrange", None)
+    else:
+        st.session_state["cmp_xrange"] = (st.session_state.get("cmp_axis"), xrange)
+    _sync_url()
 
 
 def _render(runs: list[dict[str, Any]]) -> None:
@@ -189,16 +267,25 @@ def _render(runs: list[dict[str, Any]]) -> None:
     loss = series.build_curves(runs, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
                                max_points=settings.plot_points, aggregate=bands, optimizer_labels=opt_labels)
     st.subheader("Training loss")
-    live_plotly_chart(charts.curve_figure(loss, x_title=x_title, y_title="minibatch loss", log_y=log_y,
-                                          uirevision=uirev), key="chart_loss")
+    live_plotly_chart(_zoom(charts.curve_figure(loss, x_title=x_title, y_title="minibatch loss", log_y=log_y,
+                                                uirevision=uirev)), key="chart_loss", on_xrange=_on_zoom)
     # evaluation curves are never smoothed: each point is a full evaluation, not a noisy minibatch
     test_loss = series.build_curves(runs, store.evals, x=x_col, y="test_loss", max_points=settings.plot_points,
                                     aggregate=bands, smoothing=0.0, optimizer_labels=opt_labels, reference=store.metrics)
     test_acc = series.build_curves(runs, store.evals, x=x_col, y="test_accuracy", max_points=settings.plot_points,
                                    aggregate=bands, smoothing=0.0, optimizer_labels=opt_labels, reference=store.metrics)
     st.subheader("Evaluation")
-    live_plotly_chart(charts.eval_figure(test_loss, test_acc, x_title=x_title, log_y=log_y, uirevision=uirev),
-                      key="chart_eval")
+    live_plotly_chart(_zoom(charts.eval_figure(test_loss, test_acc, x_title=x_title, log_y=log_y,
+                                               uirevision=uirev)), key="chart_eval", on_xrange=_on_zoom)
+
+    st.download_button("Download chart data (CSV)", key="cmp_download",
+                       data=lambda: series.chart_data_csv({"training loss": loss, "test loss": test_loss,
+                                                           "test accuracy": test_acc}, x_name=x_col),
+                       file_name=f"trustlab-{selection[0]}-{'-'.join(map(str, selection[1:]))}-{x_col}.csv"
+                       .replace(" ", "").replace("(", "").replace(")", "").replace(",", "-"),
+                       mime="text/csv", icon=":material/download:", on_click="ignore",
+                       help="The curves as drawn (smoothed, downsampled, seed means ± std), one row per point. "
+                            "A run's raw records: Runs page → select it → Metrics CSV / JSON.")
 
     tr_runs = [r for r in runs if str(r.get("optimizer", "")).startswith("tr-")]
     if tr_runs:

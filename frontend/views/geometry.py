@@ -44,8 +44,19 @@ for m in methods:
 st.plotly_chart(charts.geometry_figure(problem, trajectories, every=int(every), height=480), key="geo_chart",
                 width="stretch", theme=None)
 
+lam_max = float(np.linalg.eigvalsh(problem.A)[-1])
+for t in trajectories:  # say so when a method diverged instead of just stopping the drawing
+    if not np.isfinite(t.values[-1]) or t.values[-1] > t.values[0]:
+        early = len(t.steps) < int(steps)
+        st.warning(f"**{t.label} diverged**: f grew from {t.values[0]:.3g} to {t.values[-1]:.3g}"
+                   + (f" and the iterates left the plot, so it stopped after {len(t.steps)} of {int(steps)} "
+                      "iterations" if early else f" over {len(t.steps)} iterations")
+                   + (f". Gradient descent converges only for η < 2/λ_max = {2 / lam_max:.3g}."
+                      if t.method == "gd" else ". Try a smaller step size."), icon=":material/trending_up:")
+
 fstar = problem.value(problem.minimizer)
-rows = [{"method": t.label, "iterations": len(t.steps), "rejected": int((~t.accepted).sum()),
+rows = [{"method": t.label, "outcome": "diverged" if not np.isfinite(t.values[-1]) or t.values[-1] > t.values[0]
+          else "converging", "iterations": len(t.steps), "rejected": int((~t.accepted).sum()),
          "distance to x*": float(np.linalg.norm(t.final - problem.minimizer)),
          "f - f*": float(t.values[-1] - fstar)} for t in trajectories]
 if rows:

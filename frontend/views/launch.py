@@ -27,10 +27,10 @@ def _apply_preset(name: str) -> None:
 
 
 st.subheader("Presets from the paper")
-cols = st.columns(len(info["presets"]) or 1)
-for col, preset in zip(cols, info["presets"]):
-    col.button(preset["label"], key=f"preset_{preset['name']}", on_click=_apply_preset, args=(preset["name"],),
-               help=preset.get("notes"), width="stretch", icon=":material/science:")
+with st.container(horizontal=True, gap="small"):  # wraps on narrow windows instead of truncating the labels
+    for preset in info["presets"]:
+        st.button(preset["label"], key=f"preset_{preset['name']}", on_click=_apply_preset, args=(preset["name"],),
+                  help=preset.get("notes"), width="content", icon=":material/science:")
 chosen = st.session_state.get(K.preset)
 if chosen:
     p = next((p for p in info["presets"] if p["name"] == chosen), None)
@@ -46,10 +46,9 @@ if st.session_state.get(K.model) not in fitting:
     st.session_state[K.model] = fitting[0]
 c2.selectbox("Model", fitting, key=K.model, format_func=models.get)
 c3.text_input("Name (comparisons)", key=K.name, placeholder="e.g. fmnist mlp, TR vs Adam")
-ds = next(d for d in info["datasets"] if d["name"] == st.session_state[K.dataset])
-if ds.get("available") is False:
-    st.warning(f"{ds['label']} is not in the API's data directory yet. {ds.get('how_to_get', '')}",
-               icon=":material/download:")
+missing_data = forms.dataset_problem(info, st.session_state[K.dataset])
+if missing_data:
+    st.warning(missing_data, icon=":material/download:")
 
 st.multiselect("Optimizers (several = a comparison)", list(optimizers), key=K.optimizers,
                format_func=lambda n: f"{optimizers[n]['label']} ({optimizers[n]['family']})")
@@ -96,7 +95,15 @@ with st.expander("Advanced: batch sizes, quick runs, evaluation, device", expand
     a4.number_input("Training subset (0 = all)", key=K.train_subset, min_value=0, step=1024, format="%d",
                     help="Train on the first N samples only: a quick run.")
     a5.number_input("Test subset (0 = all)", key=K.test_subset, min_value=0, step=1000, format="%d")
-    a6.number_input("Evaluate every N steps", key=K.eval_every, min_value=1, step=10, format="%d")
+    e1, e2 = a6.columns([3, 2], vertical_alignment="bottom")
+    e1.selectbox("Evaluate every", list(forms.EVAL_UNITS), key=K.eval_unit, format_func=forms.EVAL_UNITS.get,
+                 on_change=lambda: st.session_state.__setitem__(
+                     K.eval_every, forms.EVAL_DEFAULTS.get(st.session_state[K.eval_unit], 1.0)),
+                 help="Epochs or backprops give every run of a comparison the same evaluation points whatever its "
+                      "batch size; optimizer steps do not (TR runs take fewer, larger steps).")
+    if st.session_state[K.eval_unit] != "auto":
+        e2.number_input(f"Every N {st.session_state[K.eval_unit]}", key=K.eval_every, min_value=0.0001, step=None,
+                        format="%g", label_visibility="collapsed")
     scalings = {s["name"]: s["description"] for s in info.get("input_scalings") or []}
     st.selectbox("Input scaling", forms.input_scaling_options(info), key=K.input_scaling,
                  format_func=lambda n: "model default (standardize for classifiers, unit for autoencoders)"
@@ -113,7 +120,11 @@ except ValueError as exc:
     st.warning(str(exc), icon=":material/edit:")
 
 errors = st.container()
-if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=request is None):
+if missing_data and request is not None:
+    st.error(f"**Launch is disabled:** {missing_data}", icon=":material/block:")
+if st.button("Launch", type="primary", icon=":material/rocket_launch:",
+             disabled=request is None or bool(missing_data),
+             help=missing_data or None):
     try:
         if request.kind == "run":
             created = client().create_run(request.payload)

@@ -276,9 +276,10 @@ def tables() -> None:
                       args=("comparison", [cid], [_run_line(r) for r in members]),
                       help="Only when none of its runs is queued or running; you confirm on the next step.")
         finals = series.finals_table(members, opt_labels)
-        st.markdown(f"**Final results of #{cid}** (mean ± std over seeds of each setting's final evaluation)")
+        st.markdown(f"**Final results of #{cid}** (completed runs: mean ± std over seeds of each setting's final "
+                    "evaluation)")
         if finals.empty:
-            st.caption("No finished run with a final evaluation yet.")
+            st.caption("No completed run with a final evaluation yet.")
         else:
             st.dataframe(finals, hide_index=True, width="stretch", column_config={
                 "n": st.column_config.NumberColumn("n", help="finished seeds; std needs 2 or more"),

@@ -101,7 +101,7 @@ def test_tr_internals_share_the_x_axis_and_mark_rejections_and_exits():
     exits = {t.name: t.marker.color for t in fig.data if t.yaxis == "y4"}
     assert exits["negative curvature"] == charts.EXIT_COLORS["negative_curvature"]
     assert exits["interior (tolerance met)"] == charts.EXIT_COLORS["interior"]
-    rho = [t for t in fig.data if t.yaxis == "y3" and t.name == "TR RMSprop (seed 0)"][0]
+    rho = [t for t in fig.data if t.yaxis == "y3" and t.name == "TR RMSprop"][0]
     assert max(rho.y) <= 1.5 and min(rho.y) >= -0.5
     assert fig.layout.uirevision == "u"
 
@@ -163,3 +163,24 @@ def test_one_evaluation_per_run_still_reads_correctly():
     assert gaps.min() > 0.15  # ticks at least 15% of the axis apart: labels cannot overlap
     curves = charts.curve_figure(series.build_curves(runs, one, x="epoch", y="test_loss"), x_title="", y_title="")
     assert curves.layout.xaxis.range[0] == 0
+
+
+def test_tr_internals_key_is_complete_and_runs_are_told_apart():
+    """Marker shape per run appears in the legend, overlapping runs are translucent with their own shapes,
+    and the CG panel lists every exit reason (not only those seen so far)."""
+    api = FakeApi()
+    runs = [api.add_run("tr-uniform", seed=s) for s in (0, 1)]
+    frames = {r["id"]: pd.DataFrame(metric_points(40, tr=True)) for r in runs}
+    tr = series.tr_frame(runs, frames, x="step")
+    fig = charts.tr_internals_figure(tr, None, x_title="Steps")
+    key = {t.name for t in fig.data if t.showlegend and t.legendgroup and t.legendgroup.startswith("exit-")}
+    assert key == {"CG exit: interior (tolerance met)", "CG exit: boundary (‖s‖_M = Δ)",
+                   "CG exit: negative curvature", "CG exit: iteration cap"}
+    per_run = [t for t in fig.data if t.showlegend and t.legendgroup and t.legendgroup.startswith("tr")]
+    assert [t.name for t in per_run] == ["TR uniform (seed 0)", "TR uniform (seed 1)"]
+    assert per_run[0].marker.symbol != per_run[1].marker.symbol and per_run[0].line.dash != per_run[1].line.dash
+    rho = [t for t in fig.data if t.yaxis == "y2" and t.mode == "markers" and t.name != "rejected step"]
+    assert {t.marker.symbol for t in rho} == {per_run[0].marker.symbol, per_run[1].marker.symbol}
+    assert all(t.marker.opacity < 0.7 for t in rho)
+    cg = [t for t in fig.data if t.yaxis == "y3" and len(t.x) and t.x[0] is not None]
+    assert {t.marker.symbol for t in cg} == {per_run[0].marker.symbol, per_run[1].marker.symbol}

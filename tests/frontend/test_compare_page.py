@@ -1,5 +1,7 @@
 """AppTest: the Compare page draws loss, evaluation, TR internals and reconstructions from the API's points."""
-from tests.frontend.conftest import figures, texts
+from streamlit.testing.v1 import AppTest
+
+from tests.frontend.conftest import APP, figures, texts
 from tests.frontend.fakes import eval_points, metric_points
 
 
@@ -193,3 +195,48 @@ def test_detail_for_an_x_range_requeries_that_range(api, open_page):
     at.number_input(key="cmp_zoom_hi").set_value(10.0)
     at.button(key="cmp_zoom_go").click().run()
     assert "Invalid x-range" in " ".join(e.value for e in at.error)
+
+
+def test_deep_link_restores_the_view_and_the_url_follows_the_controls(api, open_page):
+    runs = [api.add_run(o, seed=s, steps=60) for o in ("tr-uniform", "sgd") for s in (0, 1)]
+    api.add_comparison("first", runs[:2])
+    api.add_comparison("second", runs)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.query_params.update({"cmp": "1", "x": "epochs", "log": "0", "bands": "0", "smooth": "0.3",
+                            "tr": str(runs[0]["id"]), "xr": "0,0.5"})
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    assert at.selectbox(key="cmp_comparison").value == 1  # not the newest, which is the default
+    assert at.button_group(key="cmp_axis").value == "epochs"
+    assert at.toggle(key="cmp_log").value is False and at.toggle(key="cmp_bands").value is False
+    assert at.slider(key="cmp_smooth").value == 0.3
+    assert at.multiselect(key="cmp_tr_runs").value == [runs[0]["id"]]
+    loss = figures(at)[0]
+    assert loss["layout"]["xaxis"]["title"]["text"] == "Epochs" and loss["layout"]["yaxis"]["type"] == "linear"
+    assert loss["layout"]["xaxis"]["range"] == [0, 0.5]
+    at.toggle(key="cmp_log").set_value(True).run()
+    at.slider(key="cmp_smooth").set_value(0.5).run()
+    params = {k: at.query_params[k] for k in at.query_params}
+    flat = {k: v[-1] if isinstance(v, list) else v for k, v in params.items()}
+    assert flat["cmp"] == "1" and flat["x"] == "epochs" and flat["smooth"] == "0.5" and "log" not in flat
+    assert flat["xr"] == "0,0.5" and flat["tr"] == str(runs[0]["id"])
+
+
+def test_a_malformed_deep_link_falls_back_to_defaults(api, open_page):
+    a = api.add_run("sgd", steps=30)
+    api.add_comparison("one", [a])
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.query_params.update({"cmp": "99999", "x": "parsecs", "smooth": "nan", "xr": "5,1", "runs": "1;drop"})
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    assert at.selectbox(key="cmp_comparison").value == 1
+    assert at.button_group(key="cmp_axis").value == "backprops" and at.slider(key="cmp_smooth").value == 0.9
+
+
+def test_chart_data_download_is_offered(api, open_page):
+    a = api.add_run("sgd", steps=30)
+    api.add_comparison("one", [a])
+    at = open_page("compare")
+    assert [b.proto.label for b in at.get("download_button")] == ["Download chart data (CSV)"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,9 +31,23 @@ _AUTOSCALE_JS = """() => window.Plotly.relayout(document.querySelector('.js-plot
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port; within E2E_PORT_RANGE ("8500-8549") when set (parallel test runs keep to their ranges)."""
+    lo, _, hi = os.environ.get("E2E_PORT_RANGE", "").partition("-")
+    candidates = range(int(lo), int(hi) + 1) if lo and hi else [0]
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            if port and port in _TAKEN:
+                continue
+            _TAKEN.add(s.getsockname()[1])
+            return s.getsockname()[1]
+    raise RuntimeError(f"no free port in E2E_PORT_RANGE={os.environ.get('E2E_PORT_RANGE')}")
+
+
+_TAKEN: set[int] = set()
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
@@ -105,6 +120,26 @@ def _fill(page, name: str, value: str) -> None:
     box.press("Enter")
 
 
+def _choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.wait_for_timeout(500)
+
+
+_LAYOUT_JS = """() => { const d = document.querySelector('.js-plotly-plot');
+    return d ? [d.layout.xaxis.title.text, d.layout.yaxis.type] : null; }"""
+
+
+def _wait_for(page, fn, what: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if fn():
+            return
+        page.wait_for_timeout(500)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def test_launch_a_comparison_and_watch_the_loss_chart_grow(product):
     from playwright.sync_api import sync_playwright
 
@@ -121,7 +156,8 @@ def test_launch_a_comparison_and_watch_the_loss_chart_grow(product):
             _fill(page, "Backprops (gradients + HVPs)", "4000")
             page.get_by_text("Advanced: batch sizes").click()
             _fill(page, "Training subset (0 = all)", "1024")
-            _fill(page, "Evaluate every N steps", "20")
+            _choose(page, "Evaluate every", "Backprops")
+            _fill(page, "Every N backprops", "200")
             page.get_by_text("A comparison of 2 optimizer(s)").wait_for(timeout=20_000)
             page.wait_for_timeout(800)  # let the last value reach the server
             page.get_by_role("button", name="Launch").click()
@@ -159,11 +195,41 @@ def test_launch_a_comparison_and_watch_the_loss_chart_grow(product):
             runs = httpx.get(f"{api_url}/api/runs", timeout=10).json()["items"]
             assert sorted(r["optimizer"] for r in runs) == ["adam", "tr-rmsprop"]
             assert all(r["config"]["train_subset"] == 1024 and r["config"]["budget"]["backprops"] == 4000
-                       for r in runs)
+                       and r["config"]["eval_every"]["backprops"] == 200 for r in runs)
             assert page.locator("[data-testid='stException']").count() == 0
             page.mouse.move(5, 5)  # no hover label in the picture
             page.wait_for_timeout(2500)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "compare.png"))
+
+            # deep link: the view's controls go into the URL, and a reload shows the same view
+            page.locator("[data-testid='stButtonGroup']").get_by_text("epochs", exact=True).click()
+            page.get_by_text("Log scale", exact=True).click()
+            _wait_for(page, lambda: "x=epochs" in page.url and "log=0" in page.url, "the URL to carry the view")
+            _wait_for(page, lambda: page.evaluate(_LAYOUT_JS) == ["Epochs", "linear"], "the chart to follow")
+            link = page.url
+            page.reload()
+            page.get_by_role("heading", name="Training loss").wait_for(timeout=60_000)
+            _wait_for(page, lambda: page.evaluate(_LAYOUT_JS) == ["Epochs", "linear"], "the reloaded view")
+            assert page.url == link
+
+            # deletion: select one run exactly, see what will go, confirm; the other run stays
+            for r in runs:
+                httpx.post(f"{api_url}/api/runs/{r['id']}/cancel", timeout=10)
+            _wait_for(page, lambda: not any(r["status"] in ("queued", "running") for r in httpx.get(
+                f"{api_url}/api/runs", timeout=10).json()["items"]), "the runs to stop", timeout=60)
+            doomed, kept = sorted(r["id"] for r in runs)
+            page.goto(f"{ui_url}/runs")
+            page.get_by_role("heading", name="Runs").wait_for(timeout=60_000)
+            page.get_by_text(re.compile(rf"^#{doomed} .* · cancelled$")).click()
+            page.get_by_role("button", name="Delete…").click()
+            page.get_by_text("Delete 1 run and all their points?").wait_for(timeout=20_000)
+            page.get_by_text(f"#{doomed} TR RMSprop").first.wait_for(timeout=10_000)
+            page.screenshot(path=str(ARTIFACTS / "delete-confirmation.png"))
+            assert {r["id"] for r in httpx.get(f"{api_url}/api/runs", timeout=10).json()["items"]} == {doomed, kept}
+            page.get_by_role("button", name="Yes, delete these runs").click()
+            page.get_by_text(f"Deleted run #{doomed}.").wait_for(timeout=20_000)
+            assert [r["id"] for r in httpx.get(f"{api_url}/api/runs", timeout=10).json()["items"]] == [kept]
+            assert page.locator("[data-testid='stException']").count() == 0
         finally:
             browser.close()

@@ -114,3 +114,25 @@ def test_explain_errors_names_the_optimizer():
     single = forms.build_request(META, {**state, K.optimizers: ["adam"]})
     assert forms.explain_errors([{"loc": ["body", "optimizer", "hyperparameters"], "msg": "bad lr"}], single) == [
         "Adam › hyperparameters: bad lr"]
+
+
+def test_eval_every_units_and_default():
+    assert forms.eval_every_value("auto", 3) is None
+    assert forms.eval_every_value("epochs", 0.25) == {"epochs": 0.25}
+    assert forms.eval_every_value("backprops", 2000.0) == {"backprops": 2000}
+    assert forms.eval_every_value("steps", 50.0) == 50
+    for unit, value, needle in [("steps", 0.5, "whole number"), ("epochs", -1, "positive"),
+                                ("epochs", float("nan"), "positive"), ("hours", 1, "choose one of")]:
+        with pytest.raises(ValueError, match=needle):
+            forms.eval_every_value(unit, value)
+    meta = metadata({"fashion-mnist": True, "mnist": False})
+    body = forms.build_request(meta, forms.default_state(meta)).payload
+    assert "eval_every" not in body  # the API's default: ~50 evaluations per run
+
+
+def test_dataset_problem_says_why_and_how():
+    meta = metadata({"fashion-mnist": True, "mnist": False})
+    assert forms.dataset_problem(meta, "fashion-mnist") is None
+    assert forms.dataset_problem(meta, "cifar10") is None  # unknown availability: let the API decide
+    text = forms.dataset_problem(meta, "mnist")
+    assert text.startswith("MNIST is not in the API's data directory") and ". Go online once" in text

@@ -11,6 +11,7 @@ def test_default_figure_has_all_methods(open_page, api):
     table = at.dataframe[0].value
     assert table["method"].tolist() == titles
     assert "Condition number 20:" in texts(at.caption)  # the paper's Figure 1 problem by default
+    assert not at.warning and set(table["outcome"]) == {"converging"}
 
 
 def test_problem_and_step_size_change_the_figure(open_page, api):
@@ -25,6 +26,8 @@ def test_problem_and_step_size_change_the_figure(open_page, api):
     path = lambda f: [t for t in f["data"] if t.get("mode") == "lines+markers"][0]  # noqa: E731
     assert path(before)["x"] != path(after)["x"]
     assert at.dataframe[0].value.loc[0, "distance to x*"] > 1.0  # η = 2 > 2/λ_max = 0.2: GD diverges
+    assert at.dataframe[0].value.loc[0, "outcome"] == "diverged"
+    assert "Gradient descent diverged" in texts(at.warning) and "converges only for η < 2/λ_max" in texts(at.warning)
 
 
 def test_no_method_selected(open_page, api):

@@ -20,8 +20,8 @@ def test_form_is_built_from_meta(api, open_page):
     assert at.number_input(key=hp_key("adam", "lr")).value == 0.001
     assert at.expander[0].proto.expanded is False
     assert "A comparison of 2 optimizer(s)" in texts(at.caption)
-    ids = [k for k in (K.train_subset, K.eval_every) if at.number_input(key=k) is not None]
-    assert ids == [K.train_subset, K.eval_every]
+    assert at.number_input(key=K.train_subset) is not None
+    assert at.selectbox(key=K.eval_unit).value == "auto"  # ~50 evaluations per run unless asked otherwise
 
 
 def test_models_follow_the_dataset_and_missing_data_is_explained(api, open_page):
@@ -29,6 +29,11 @@ def test_models_follow_the_dataset_and_missing_data_is_explained(api, open_page)
     at.selectbox(key=K.dataset).set_value("cifar10").run()
     assert at.selectbox(key=K.model).options == ["MLP (tanh)", "ResNet18", "Conv autoencoder"]
     assert "CIFAR-10 is not in the API's data directory" in texts(at.warning)
+    assert "directory, so a run would fail at once. Go online once" in texts(at.warning)  # capital after the stop
+    launch = [b for b in at.button if b.label == "Launch"][0]
+    assert launch.disabled and "Launch is disabled" in texts(at.error)
+    at.selectbox(key=K.dataset).set_value("fashion-mnist").run()
+    assert not [b for b in at.button if b.label == "Launch"][0].disabled
 
 
 def test_preset_fills_the_paper_settings(api, open_page):
@@ -48,12 +53,14 @@ def test_launch_a_quick_comparison_goes_to_compare(api, open_page):
     at.radio(key=K.budget_kind).set_value("backprops").run()
     at.number_input(key=K.budget("backprops")).set_value(300)
     at.number_input(key=K.train_subset).set_value(1024)
-    at.number_input(key=K.eval_every).set_value(5)
+    at.selectbox(key=K.eval_unit).set_value("epochs").run()
+    at.number_input(key=K.eval_every).set_value(0.05)
     at.text_input(key=K.seeds).set_value("0, 1").run()
     at.button[-1].click().run()
     assert not at.exception
     (kind, spec), = [c for c in api.calls if c[0] == "create_comparison"]
-    assert spec["budget"] == {"backprops": 300} and spec["train_subset"] == 1024 and spec["eval_every"] == 5
+    assert spec["budget"] == {"backprops": 300} and spec["train_subset"] == 1024
+    assert spec["eval_every"] == {"epochs": 0.05}  # the same evaluation points for TR and first-order runs
     assert spec["seeds"] == [0, 1] and [o["name"] for o in spec["optimizers"]] == ["tr-rmsprop", "sgd"]
     assert at.title[0].value == "Compare"
     assert at.selectbox(key="cmp_comparison").value == 1

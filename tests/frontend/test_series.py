@@ -258,7 +258,8 @@ def test_results_column_and_finals_table_mean_std_by_setting():
     api = FakeApi()
     runs = [api.add_run("sgd", seed=s) for s in (0, 1, 2)] + [api.add_run("adam"), api.add_run("adam", seed=1,
                                                                                                status="running")]
-    for r, acc, loss in zip(runs, (0.8, 0.82, 0.84, 0.9, None), (0.5, 0.45, 0.4, 0.3, None)):
+    runs.append(api.add_run("adam", seed=2, status="cancelled"))
+    for r, acc, loss in zip(runs, (0.8, 0.82, 0.84, 0.9, None, 0.5), (0.5, 0.45, 0.4, 0.3, None, 1.0)):
         r["summary"] = {"final_test_accuracy": acc, "final_test_loss": loss} if acc else None
     table = series.runs_table(runs)
     assert table.set_index("id").loc[runs[0]["id"], "test acc"] == 0.8
@@ -267,7 +268,23 @@ def test_results_column_and_finals_table_mean_std_by_setting():
     assert finals.loc["SGD", "n"] == 3 and finals.loc["SGD", "seeds"] == "0, 1, 2"
     assert finals.loc["SGD", "test acc mean"] == pytest.approx(0.82)
     assert finals.loc["SGD", "test acc std"] == pytest.approx(np.std([0.8, 0.82, 0.84], ddof=1))
-    assert finals.loc["Adam", "n"] == 1 and pd.isna(finals.loc["Adam", "test acc std"])  # the running one waits
+    # the running one waits; the cancelled one's last evaluation is not a final result
+    assert finals.loc["Adam", "n"] == 1 and pd.isna(finals.loc["Adam", "test acc std"])
+
+
+def test_chart_data_csv_has_every_drawn_point():
+    import io
+
+    runs, frames = _runs_with_frames(seeds=(0, 1), optimizers=("sgd",), steps=20)
+    curves = series.build_curves(runs, frames, x="step", y="train_loss")
+    text = series.chart_data_csv({"training loss": curves, "test loss": curves.iloc[0:0]}, x_name="step")
+    back = pd.read_csv(io.StringIO(text))
+    assert list(back.columns) == ["chart", "series", "seeds", "step", "y", "lo", "hi"]
+    assert len(back) == len(curves) and set(back["chart"]) == {"training loss"}
+    np.testing.assert_allclose(back["y"], curves["y"])
+    assert series.chart_data_csv({}, x_name="epoch").startswith("chart,series,seeds,epoch")
+
+
 def test_with_x_derives_backprops_plus_a_third_of_forwards():
     import pandas as pd
 

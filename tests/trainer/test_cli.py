@@ -62,3 +62,28 @@ def test_cli_missing_data_exits_nonzero(tmp_path, capsys):
                  "--data-dir", str(tmp_path), "--quiet"])
     assert code == 1
     assert "dataset 'cifar10' not found" in capsys.readouterr().err
+
+
+def test_progress_without_a_terminal_prints_one_line_per_update():
+    """Piped into a log file, the tqdm bar wrote one endless line of carriage returns."""
+    import io
+
+    from trainer.cli import _CliReporter
+    from trainer.config import RunConfig
+
+    cfg = RunConfig.model_validate({"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "sgd"},
+                                    "budget": {"epochs": 1}})
+    stream = io.StringIO()  # not a TTY
+    rep = _CliReporter(cfg, None, False, stream=stream)
+    assert rep.bar is None
+    for i in range(1, 201):
+        rep.on_step({"epoch": i / 200, "backprops": i, "wall_time": 0.0, "train_loss": 2.0 - i / 200})
+    rep.on_finish({"status": "completed"})
+    text = stream.getvalue()
+    lines = text.splitlines()
+    assert "\r" not in text and len(lines) == 21  # 0%, 5%, ..., 100%
+    assert lines[0].startswith("sgd:   0%") and lines[-1].startswith("sgd: 100%") and "loss 1.0000" in lines[-1]
+    quiet = io.StringIO()
+    _CliReporter(cfg, None, True, stream=quiet).on_step({"epoch": 1, "backprops": 1, "wall_time": 0,
+                                                         "train_loss": 1.0})
+    assert quiet.getvalue() == ""
