@@ -149,6 +149,7 @@ class SweepCreate(BaseModel):
     train_subset: int | None = Field(default=None, ge=1, le=10_000_000)
     test_subset: int | None = Field(default=None, ge=1, le=10_000_000)
     eval_train_size: int | None = Field(default=None, ge=1, le=10_000_000)
+    num_reconstructions: int | None = Field(default=None, ge=1, le=16)
     device: str | None = Field(default=None, max_length=16)
 
     @field_validator("seeds")
@@ -181,7 +182,7 @@ class SweepCreate(BaseModel):
     def shared(self) -> dict[str, Any]:
         """Settings every run of the sweep (and of its promoted comparison) shares."""
         return {k: getattr(self, k) for k in ("eval_every", "train_subset", "test_subset", "eval_train_size",
-                                              "device") if getattr(self, k) is not None}
+                                              "num_reconstructions", "device") if getattr(self, k) is not None}
 
     def batch_for(self, opt: SweepOptimizer | ComparisonOptimizer) -> int | None:
         return opt.batch_size or (self.batch_sizes or {}).get(OPTIMIZERS[opt.name].family)
