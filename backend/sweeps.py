@@ -122,6 +122,9 @@ class SweepOptimizer(BaseModel):
             if info.param(key) is None:
                 raise ValueError(f"space: unknown hyperparameter {key!r} for {self.name}; allowed: "
                                  f"{[h.name for h in info.hyperparameters]}")
+        size = math.prod(len(s.grid()) for s in self.space.values())
+        if size > MAX_RUNS_PER_SWEEP:  # before enumerating: a 5-parameter space could hold 50^5 points
+            raise ValueError(f"space: {size} grid points for {self.name}; a sweep runs at most {MAX_RUNS_PER_SWEEP}")
         for point in self.points():
             resolve_hyperparameters(self.name, {**self.hyperparameters, **point})
         return self

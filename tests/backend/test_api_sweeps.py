@@ -56,6 +56,9 @@ def _count(client: TestClient) -> tuple[int, ...]:
     ({"optimizers": [{"name": "sgd", "space": {"lr": {}}}]}, "optimizers", "empty grid"),
     ({"optimizers": [{"name": "sgd", "space": {"lr": {"low": 1e-6, "high": 1, "per_decade": 8}}}] * 11},
      "optimizers", "at most 500"),
+    ({"optimizers": [{"name": "adam", "space": {k: {"values": [0.1 * i for i in range(1, 50)]} for k in
+                                                ("lr", "beta1", "beta2", "eps", "weight_decay")}}]},
+     "optimizers", "a sweep runs at most 500"),  # 49^5 points: refused before they are enumerated
     ({"optimizers": [{"name": "adam", "space": {"momentum": {"values": [0.9]}}}]}, "optimizers",
      "unknown hyperparameter 'momentum' for adam"),
     ({"optimizers": [{"name": "adam", "space": {"lr": {"values": [1000.0]}}}]}, "optimizers", "lr must be <= 100"),
@@ -117,6 +120,21 @@ def test_sweep_runs_best_edge_flags_and_promote(client: TestClient) -> None:
     assert all(r["config"]["budget"]["backprops"] == 30 and r["config"]["train_subset"] == 512
                for r in detail["runs"])
     assert client.get(f"/api/sweeps/{created['id']}").json()["promoted_comparison_id"] == promoted.json()["id"]
+
+
+def test_accuracy_criterion_picks_the_highest_and_target_criterion_the_fewest_backprops(client: TestClient) -> None:
+    body = {**SWEEP, "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.01, 0.1, 1.0]}}}]}
+    for criterion, expected in (({"kind": "final_test_accuracy"}, 0.01),
+                                ({"kind": "backprops_to_target", "target": 0.75}, 0.1)):
+        created = client.post("/api/sweeps", json={**body, "criterion": criterion}).json()
+        runs = client.get(f"/api/comparisons/{created['comparison_id']}").json()["runs"]
+        for run in runs:  # write_evals: test accuracy 0.9 - loss/10, evals 10 backprops apart
+            lr = run["config"]["optimizer"]["hyperparameters"]["lr"]
+            losses = {0.01: [2.0, 1.0, 0.1], 0.1: [2.0, 0.7, 0.6], 1.0: [2.0, 0.9, 0.5]}[lr]
+            write_evals(client, run["id"], losses)
+        best = client.get(f"/api/sweeps/{created['id']}").json()["optimizers"][0]["best"]
+        assert best["point"] == {"lr": expected}, criterion
+    # accuracy: the final loss 0.1 gives the highest accuracy; target 0.75: lr 0.1 reaches it at 10 backprops
 
 
 def test_unknown_sweep_is_404(client: TestClient) -> None:
