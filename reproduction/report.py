@@ -220,9 +220,11 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
     """Write REPORT.md and the figures into ``out_dir`` from the runs saved under ``root``."""
     from reproduction import plots
 
-    exps = [EXPERIMENTS[n] for n in (names or EXPERIMENTS) if (root / n / "main").is_dir()]
     meta_path = root / "run_meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    specs = meta.get("experiment_specs") or {}  # the experiments as they ran (e.g. --quick), else the spec's
+    exps = [Experiment(**{k: tuple(v) if isinstance(v, list) else v for k, v in specs[n].items()}) if n in specs
+            else EXPERIMENTS[n] for n in (names or EXPERIMENTS) if (root / n / "main").is_dir()]
     groups_by = {e.name: group_by_optimizer(load_experiment(e.name, root=root), ORDER) for e in exps}
     out_dir.mkdir(parents=True, exist_ok=True)
     md: list[str] = []

@@ -12,6 +12,7 @@ training (``python -m reproduction.report``). ``--quick`` runs a tiny version to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                         "modified_files": machine_at_start["modified_files"], "torch_threads": 1},
             "workers": args.workers, "torch_threads_per_run": 1, "quick": args.quick, "experiments": names,
             "started_at": started_at, "finished_at": _now(), "runs": summaries,
+            "experiment_specs": {e.name: dataclasses.asdict(e) for e in exps},  # what ran (--quick differs)
             "training_seconds": time.perf_counter() - t_start}
     root.mkdir(parents=True, exist_ok=True)
     (root / "run_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
