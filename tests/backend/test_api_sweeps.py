@@ -150,3 +150,21 @@ def test_sweep_runs_train_in_real_workers(live_client: TestClient) -> None:
         wait_status(live_client, rid, ("completed",))
     view = live_client.get(f"/api/sweeps/{created['id']}").json()
     assert view["status"] == "finished" and view["optimizers"][0]["best"] is not None
+
+
+def test_deleting_the_sweeps_runs_or_comparisons_keeps_the_store_consistent(client: TestClient) -> None:
+    body = {**SWEEP, "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.01, 0.1]}}}]}
+    created = client.post("/api/sweeps", json=body).json()
+    for rid in created["run_ids"]:
+        write_evals(client, rid, [2.0, 0.5])
+    assert client.delete(f"/api/runs/{created['run_ids'][0]}").status_code == 204  # an ordinary run
+    view = client.get(f"/api/sweeps/{created['id']}").json()
+    assert view["runs_total"] == 1 and view["optimizers"][0]["best"]["point"] == {"lr": 0.1}
+    promoted = client.post(f"/api/sweeps/{created['id']}/promote", json={"n_seeds": 1}).json()
+    for rid in promoted["run_ids"]:
+        write_evals(client, rid, [2.0, 0.5])
+    assert client.delete(f"/api/comparisons/{promoted['id']}").status_code == 204
+    assert client.get(f"/api/sweeps/{created['id']}").json()["promoted_comparison_id"] is None
+    assert client.delete(f"/api/comparisons/{created['comparison_id']}").status_code == 204  # the sweep goes too
+    assert client.get(f"/api/sweeps/{created['id']}").status_code == 404
+    assert _count(client) == (0, 0, 0, 0)
