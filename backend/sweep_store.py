@@ -1,7 +1,7 @@
 """Sweep store operations: create a sweep's runs, summarise its grid per optimizer, promote the winners."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -43,14 +43,16 @@ def list_sweeps(session: Session, *, limit: int, offset: int) -> tuple[list[Swee
     return list(items), int(total)
 
 
+_CRITERIA: dict[str, Callable[[Criterion, list[dict[str, Any]]], float | None]] = {
+    "final_train_loss": lambda c, evals: stats.smoothed_final(evals, "train_loss", c.k),
+    "final_test_accuracy": lambda c, evals: stats.final_value(evals, "test_accuracy"),
+    "backprops_to_target": lambda c, evals: stats.cost_to_target(evals, c.target or 0.0, axis="backprops"),
+}
+
+
 def criterion_value(criterion: Criterion, run: dict[str, Any]) -> float | None:
     """The criterion of one finished run (None when it has no value: no evaluation, or target not reached)."""
-    evals = run["evals"]
-    if criterion.kind == "final_train_loss":
-        return stats.smoothed_final(evals, "train_loss", criterion.k)
-    if criterion.kind == "final_test_accuracy":
-        return stats.final_value(evals, "test_accuracy")
-    return stats.cost_to_target(evals, criterion.target or 0.0, axis="backprops")
+    return _CRITERIA[criterion.kind](criterion, run["evals"])
 
 
 def _status(statuses: list[str]) -> str:
