@@ -12,6 +12,7 @@ from backend.schemas import ComparisonCreate, run_label
 from backend.store import Conflict
 from backend.sweeps import Criterion, PromoteRequest, SweepCreate, SweepOptimizer, edge_flags
 from backend.tables import ACTIVE_STATUSES, Comparison, Run, Sweep, SweepRun, utcnow
+from trainer.config import RunConfig
 
 __all__ = ["create_sweep", "list_sweeps", "sweep_view", "promote", "criterion_value"]
 
@@ -169,8 +170,16 @@ def promote(session: Session, sweep: Sweep, request: PromoteRequest) -> tuple[Co
     comparison_body = ComparisonCreate(
         name=request.name or f"{sweep.name}: winners", dataset=body.dataset, model=body.model, budget=body.budget,
         seeds=seeds, optimizers=winners + extras, batch_sizes=body.batch_sizes, **body.shared())
-    comparison, runs = store.create_comparison(session, comparison_body)
-    comparison.spec = {**comparison.spec, "promoted_from_sweep": sweep.id}
+    comparison = Comparison(name=comparison_body.name, created_at=utcnow(),
+                            spec={**comparison_body.model_dump(mode="json"), "promoted_from_sweep": sweep.id,
+                                  "run_settings": body.run_settings})
+    session.add(comparison)
+    session.flush()
+    runs = []
+    for cfg, label in comparison_body.run_configs():
+        if body.run_settings:  # fields ComparisonCreate does not carry (e.g. input_scaling)
+            cfg = RunConfig.model_validate({**cfg.model_dump(), **body.run_settings})
+        runs.append(store.create_run(session, cfg, comparison_id=comparison.id, label=label))
     sweep.promoted_comparison_id = comparison.id
     session.flush()
     return comparison, runs

@@ -17,6 +17,9 @@ __all__ = ["MAX_RUNS_PER_SWEEP", "MAX_POINTS_PER_PARAM", "log_grid", "SearchSpac
 MAX_RUNS_PER_SWEEP = 500
 MAX_POINTS_PER_PARAM = 50
 _STRICT = ConfigDict(extra="forbid")
+# RunConfig fields a sweep sets itself (or that are server configuration): never through run_settings
+_OWNED_FIELDS = {"dataset", "model", "optimizer", "budget", "seed", "batch_size", "eval_every", "train_subset",
+                 "test_subset", "eval_train_size", "num_reconstructions", "device", "data_dir", "download"}
 DEFAULT_LR_SPACE = {"low": 1e-4, "high": 1.0, "per_decade": 2}  # half decades: 1e-4, 3e-4, 1e-3, ..., 1
 
 Scalar = float | int | str | bool
@@ -154,6 +157,18 @@ class SweepCreate(BaseModel):
     eval_train_size: int | None = Field(default=None, ge=1, le=10_000_000)
     num_reconstructions: int | None = Field(default=None, ge=1, le=16)
     device: str | None = Field(default=None, max_length=16)
+    run_settings: dict[str, Scalar] = Field(
+        default_factory=dict, max_length=20,
+        description="any other RunConfig field every run (and the promoted comparison) shares, e.g. "
+                    '{"input_scaling": "unit"}; validated by RunConfig')
+
+    @field_validator("run_settings")
+    @classmethod
+    def _not_owned(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
+        owned = sorted(set(v) & _OWNED_FIELDS)
+        if owned:
+            raise ValueError(f"run_settings may not set {owned}: the sweep sets them (use its own fields)")
+        return v
 
     @field_validator("seeds")
     @classmethod
@@ -199,7 +214,7 @@ class SweepCreate(BaseModel):
                     hyper = {**opt.hyperparameters, **point}
                     cfg = RunConfig(dataset=self.dataset, model=self.model, budget=self.budget, seed=seed,
                                     optimizer={"name": opt.name, "hyperparameters": hyper},
-                                    batch_size=self.batch_for(opt), **self.shared())
+                                    batch_size=self.batch_for(opt), **self.shared(), **self.run_settings)
                     out.append((i, point, cfg, run_label(opt.name, hyper, seed, opt.batch_size)))
         return out
 

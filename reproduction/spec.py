@@ -51,6 +51,8 @@ class Experiment:
     eval_every: int  # optimizer steps between evaluations
     targets: tuple[float, ...]  # train-loss targets for the cost-to-target tables and verdicts
     settings: dict[str, Any] = field(default_factory=dict)  # extra settings every run shares (subsets, eval sizes)
+    # any other RunConfig field every run shares, e.g. {"input_scaling": "unit"} (raw inputs, protocol v2)
+    run_settings: dict[str, Any] = field(default_factory=dict)
 
     def tr_hyperparameters(self, optimizer: str) -> dict[str, Any]:
         """TR settings of the paper's preset for this experiment (Table 1; the autoencoder's own values)."""
@@ -68,7 +70,7 @@ class Experiment:
                             "space": {"lr": dict(self.grid)}} for k in self.first_order],
             "criterion": {"kind": "final_train_loss", "k": 3},
             "batch_sizes": {"first-order": self.batch_first_order, "second-order": self.batch_tr},
-            "eval_every": self.eval_every, "device": "cpu", **self.settings,
+            "eval_every": self.eval_every, "device": "cpu", **self.settings, "run_settings": dict(self.run_settings),
         }
 
     def promote_body(self) -> dict[str, Any]:

@@ -168,3 +168,21 @@ def test_deleting_the_sweeps_runs_or_comparisons_keeps_the_store_consistent(clie
     assert client.delete(f"/api/comparisons/{created['comparison_id']}").status_code == 204  # the sweep goes too
     assert client.get(f"/api/sweeps/{created['id']}").status_code == 404
     assert _count(client) == (0, 0, 0, 0)
+
+
+def test_run_settings_reach_every_run_and_the_promoted_comparison(client: TestClient) -> None:
+    """Other RunConfig fields (e.g. input_scaling where it exists) pass through a sweep in one line."""
+    body = {**SWEEP, "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.1]}}}],
+            "run_settings": {"grad_norm_every": 5}}
+    created = client.post("/api/sweeps", json=body).json()
+    run = client.get(f"/api/runs/{created['run_ids'][0]}").json()
+    assert run["config"]["grad_norm_every"] == 5
+    write_evals(client, created["run_ids"][0], [2.0, 0.5])
+    promoted = client.post(f"/api/sweeps/{created['id']}/promote", json={"n_seeds": 2}).json()
+    assert {client.get(f"/api/runs/{i}").json()["config"]["grad_norm_every"] for i in promoted["run_ids"]} == {5}
+    before = _count(client)
+    for settings, words in (({"seed": 3}, "may not set ['seed']"), ({"bogus": 1}, "bogus"),
+                            ({"data_dir": "/etc"}, "may not set ['data_dir']")):
+        r = client.post("/api/sweeps", json={**body, "run_settings": settings})
+        assert r.status_code == 422 and any(words in d["msg"] for d in r.json()["detail"]), r.text
+    assert _count(client) == before
