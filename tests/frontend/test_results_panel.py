@@ -31,6 +31,12 @@ def test_results_table_verdicts_and_paired_chart(api, open_page):
     assert any("Adam − TR RMSprop (n = 3 seeds)" == t.get("name") for t in paired["data"])
     assert paired["layout"]["xaxis"]["title"]["text"].startswith("Backprops")
     assert ("comparison_results", (1, "TR RMSprop", "markdown")) in api.calls
+    at.button_group(key="cmp_axis").set_value("epochs").run()
+    assert "epoch to ≤0.1" in at.dataframe[1].value.columns
+    assert figures(at)[-1]["layout"]["xaxis"]["title"]["text"] == "Epochs"
+    at.button_group(key="cmp_axis").set_value("steps").run()  # not a cost axis: backprops instead, said so
+    assert not at.exception and "backprops to ≤0.1" in at.dataframe[1].value.columns
+    assert "shown against backprops" in texts(at.caption)
 
 
 def test_bad_targets_are_explained(api, open_page):
