@@ -105,13 +105,15 @@ def _show() -> None:
     st.progress(done / total if total else 0.0, text=f"{done}/{total} runs finished · winner by "
                 f"{view['criterion']['label']}")
     rows = []
-    for entry in view["optimizers"]:
-        st.plotly_chart(sweep_figure(entry, criterion_label=view["criterion"]["label"]),
-                        key=f"sw_chart_{entry['index']}")
-        for flag in entry["edge_flags"]:
-            st.warning(f"{entry['label']}: {flag}", icon=":material/open_in_full:")
-        if entry.get("message"):
-            st.error(f"{entry['label']}: {entry['message']}", icon=":material/error:")
+    cols = st.columns(2)
+    for i, entry in enumerate(view["optimizers"]):
+        with cols[i % 2]:
+            st.plotly_chart(sweep_figure(entry, criterion_label=view["criterion"]["label"]),
+                            key=f"sw_chart_{entry['index']}")
+            for flag in entry["edge_flags"]:
+                st.warning(f"{entry['label']}: {flag}", icon=":material/open_in_full:")
+            if entry.get("message"):
+                st.error(f"{entry['label']}: {entry['message']}", icon=":material/error:")
         best = entry["best"]
         rows.append({"optimizer": entry["label"], "winner": ", ".join(f"{k}={v:g}" if isinstance(v, float)
                                                                        else f"{k}={v}" for k, v in best["point"].items())
