@@ -65,12 +65,13 @@ def results_section(comparison_id: int, *, x_col: str, x_title: str) -> None:
         st.warning(res["budget"]["note"], icon=":material/balance:")
     axis = x_col if x_col in PAIRED_AXES else "backprops"  # results count cost in backprops, epochs, seconds
     st.dataframe(results_frame(res, axis=axis), hide_index=True, width="stretch")
-    resolved, unresolved = verdict_lists(res)
-    for sentence in resolved:
-        st.success(sentence, icon=":material/check_circle:")
-    if not resolved:
+    resolved, unresolved = verdict_lists(res, axis=axis)
+    if resolved:
+        st.success("\n".join(f"- {s}" for s in resolved), icon=":material/check_circle:")
+    else:
         st.info(f"No verdict: no difference to {reference} is resolved with these seeds (see below).",
                 icon=":material/balance:")
+    st.caption("Cost-to-target verdicts on the other axes: switch the x-axis, or see the downloads.")
     with st.expander(f"Not resolved ({len(unresolved)})"):
         st.markdown("\n".join(f"- {s}" for s in unresolved) or "none")
     down = st.columns(2)

@@ -73,3 +73,12 @@ def test_pure_builders():
                                        for lr, v in ((0.01, 0.9), (0.1, 0.5), (1.0, 0.3))]}
     fig = sweep_figure(entry, criterion_label="loss")
     assert fig.layout.xaxis.type == "log" and fig.data[-1].name == "winner" and fig.data[-1].x == (1.0,)
+
+
+def test_verdicts_follow_the_axis():
+    res = {"groups": [{"paired": [{"axis": None, "verdict": "better", "sentence": "final"},
+                                  {"axis": "backprops", "verdict": "better", "sentence": "bp"},
+                                  {"axis": "wall_time", "verdict": None, "sentence": "wall"}]}]}
+    assert verdict_lists(res) == (["final", "bp"], ["wall"])
+    assert verdict_lists(res, axis="backprops") == (["final", "bp"], [])
+    assert verdict_lists(res, axis="wall_time") == (["final"], ["wall"])
