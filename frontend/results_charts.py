@@ -39,12 +39,13 @@ def results_frame(res: Mapping[str, Any], *, axis: str = "backprops") -> pd.Data
     return pd.DataFrame(rows)
 
 
-def verdict_lists(res: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """(resolved sentences, unresolved sentences)."""
+def verdict_lists(res: Mapping[str, Any], *, axis: str | None = None) -> tuple[list[str], list[str]]:
+    """(resolved sentences, unresolved sentences); with ``axis``, cost-to-target ones on that axis only."""
     resolved, unresolved = [], []
     for g in res.get("groups") or []:
         for p in g.get("paired") or []:
-            (resolved if p.get("verdict") else unresolved).append(p["sentence"])
+            if axis is None or p.get("axis") in (None, axis):
+                (resolved if p.get("verdict") else unresolved).append(p["sentence"])
     return resolved, unresolved
 
 
