@@ -252,7 +252,7 @@ def _paired(metric: Metric, runs: list[Mapping[str, Any]], ref_runs: list[Mappin
         return out
     better = (out["mean_diff"] < 0) == metric.lower_is_better
     if metric.is_target:
-        word = "fewer" if better else "more"
+        word = ("less" if better else "more") if metric.axis == "wall_time" else ("fewer" if better else "more")
         out["verdict"] = "better" if better else "worse"
         out["sentence"] = (f"{name} reaches train loss ≤ {metric.target:g} in {word} {AXES[metric.axis or 'backprops']}"
                            f" than {ref_name}: {interval}, {n}/{n} seeds reached it in both.")

@@ -1,7 +1,7 @@
 """Sweep store operations: create a sweep's runs, summarise its grid per optimizer, promote the winners."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -12,6 +12,7 @@ from backend.schemas import ComparisonCreate, run_label
 from backend.store import Conflict
 from backend.sweeps import Criterion, PromoteRequest, SweepCreate, SweepOptimizer, edge_flags
 from backend.tables import ACTIVE_STATUSES, Comparison, Run, Sweep, SweepRun, utcnow
+from trainer.config import RunConfig
 
 __all__ = ["create_sweep", "list_sweeps", "sweep_view", "promote", "criterion_value"]
 
@@ -43,14 +44,16 @@ def list_sweeps(session: Session, *, limit: int, offset: int) -> tuple[list[Swee
     return list(items), int(total)
 
 
+_CRITERIA: dict[str, Callable[[Criterion, list[dict[str, Any]]], float | None]] = {
+    "final_train_loss": lambda c, evals: stats.smoothed_final(evals, "train_loss", c.k),
+    "final_test_accuracy": lambda c, evals: stats.final_value(evals, "test_accuracy"),
+    "backprops_to_target": lambda c, evals: stats.cost_to_target(evals, c.target or 0.0, axis="backprops"),
+}
+
+
 def criterion_value(criterion: Criterion, run: dict[str, Any]) -> float | None:
     """The criterion of one finished run (None when it has no value: no evaluation, or target not reached)."""
-    evals = run["evals"]
-    if criterion.kind == "final_train_loss":
-        return stats.smoothed_final(evals, "train_loss", criterion.k)
-    if criterion.kind == "final_test_accuracy":
-        return stats.final_value(evals, "test_accuracy")
-    return stats.cost_to_target(evals, criterion.target or 0.0, axis="backprops")
+    return _CRITERIA[criterion.kind](criterion, run["evals"])
 
 
 def _status(statuses: list[str]) -> str:
@@ -167,8 +170,16 @@ def promote(session: Session, sweep: Sweep, request: PromoteRequest) -> tuple[Co
     comparison_body = ComparisonCreate(
         name=request.name or f"{sweep.name}: winners", dataset=body.dataset, model=body.model, budget=body.budget,
         seeds=seeds, optimizers=winners + extras, batch_sizes=body.batch_sizes, **body.shared())
-    comparison, runs = store.create_comparison(session, comparison_body)
-    comparison.spec = {**comparison.spec, "promoted_from_sweep": sweep.id}
+    comparison = Comparison(name=comparison_body.name, created_at=utcnow(),
+                            spec={**comparison_body.model_dump(mode="json"), "promoted_from_sweep": sweep.id,
+                                  "run_settings": body.run_settings})
+    session.add(comparison)
+    session.flush()
+    runs = []
+    for cfg, label in comparison_body.run_configs():
+        if body.run_settings:  # fields ComparisonCreate does not carry (e.g. input_scaling)
+            cfg = RunConfig.model_validate({**cfg.model_dump(), **body.run_settings})
+        runs.append(store.create_run(session, cfg, comparison_id=comparison.id, label=label))
     sweep.promoted_comparison_id = comparison.id
     session.flush()
     return comparison, runs

@@ -17,6 +17,9 @@ __all__ = ["MAX_RUNS_PER_SWEEP", "MAX_POINTS_PER_PARAM", "log_grid", "SearchSpac
 MAX_RUNS_PER_SWEEP = 500
 MAX_POINTS_PER_PARAM = 50
 _STRICT = ConfigDict(extra="forbid")
+# RunConfig fields a sweep sets itself (or that are server configuration): never through run_settings
+_OWNED_FIELDS = {"dataset", "model", "optimizer", "budget", "seed", "batch_size", "eval_every", "train_subset",
+                 "test_subset", "eval_train_size", "num_reconstructions", "device", "data_dir", "download"}
 DEFAULT_LR_SPACE = {"low": 1e-4, "high": 1.0, "per_decade": 2}  # half decades: 1e-4, 3e-4, 1e-3, ..., 1
 
 Scalar = float | int | str | bool
@@ -122,6 +125,9 @@ class SweepOptimizer(BaseModel):
             if info.param(key) is None:
                 raise ValueError(f"space: unknown hyperparameter {key!r} for {self.name}; allowed: "
                                  f"{[h.name for h in info.hyperparameters]}")
+        size = math.prod(len(s.grid()) for s in self.space.values())
+        if size > MAX_RUNS_PER_SWEEP:  # before enumerating: a 5-parameter space could hold 50^5 points
+            raise ValueError(f"space: {size} grid points for {self.name}; a sweep runs at most {MAX_RUNS_PER_SWEEP}")
         for point in self.points():
             resolve_hyperparameters(self.name, {**self.hyperparameters, **point})
         return self
@@ -149,7 +155,20 @@ class SweepCreate(BaseModel):
     train_subset: int | None = Field(default=None, ge=1, le=10_000_000)
     test_subset: int | None = Field(default=None, ge=1, le=10_000_000)
     eval_train_size: int | None = Field(default=None, ge=1, le=10_000_000)
+    num_reconstructions: int | None = Field(default=None, ge=1, le=16)
     device: str | None = Field(default=None, max_length=16)
+    run_settings: dict[str, Scalar] = Field(
+        default_factory=dict, max_length=20,
+        description="any other RunConfig field every run (and the promoted comparison) shares, e.g. "
+                    '{"input_scaling": "unit"}; validated by RunConfig')
+
+    @field_validator("run_settings")
+    @classmethod
+    def _not_owned(cls, v: dict[str, Scalar]) -> dict[str, Scalar]:
+        owned = sorted(set(v) & _OWNED_FIELDS)
+        if owned:
+            raise ValueError(f"run_settings may not set {owned}: the sweep sets them (use its own fields)")
+        return v
 
     @field_validator("seeds")
     @classmethod
@@ -181,7 +200,7 @@ class SweepCreate(BaseModel):
     def shared(self) -> dict[str, Any]:
         """Settings every run of the sweep (and of its promoted comparison) shares."""
         return {k: getattr(self, k) for k in ("eval_every", "train_subset", "test_subset", "eval_train_size",
-                                              "device") if getattr(self, k) is not None}
+                                              "num_reconstructions", "device") if getattr(self, k) is not None}
 
     def batch_for(self, opt: SweepOptimizer | ComparisonOptimizer) -> int | None:
         return opt.batch_size or (self.batch_sizes or {}).get(OPTIMIZERS[opt.name].family)
@@ -195,7 +214,7 @@ class SweepCreate(BaseModel):
                     hyper = {**opt.hyperparameters, **point}
                     cfg = RunConfig(dataset=self.dataset, model=self.model, budget=self.budget, seed=seed,
                                     optimizer={"name": opt.name, "hyperparameters": hyper},
-                                    batch_size=self.batch_for(opt), **self.shared())
+                                    batch_size=self.batch_for(opt), **self.shared(), **self.run_settings)
                     out.append((i, point, cfg, run_label(opt.name, hyper, seed, opt.batch_size)))
         return out
 

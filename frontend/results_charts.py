@@ -15,11 +15,12 @@ def _num(stat: Mapping[str, Any] | None) -> float | None:
     return None if not stat else stat.get("mean")
 
 
-def results_frame(res: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per group: numeric mean/std columns (so the table sorts by value), k/n reached per target, and
-    the paired difference of the smoothed final train loss to the reference with its interval."""
+def results_frame(res: Mapping[str, Any], *, axis: str = "backprops") -> pd.DataFrame:
+    """One row per group: numeric mean/std columns (so the table sorts by value), the cost to each target on
+    ``axis`` (backprops, epoch or wall_time) with k/n seeds reached, and the paired difference of the smoothed
+    final train loss to the reference with its interval."""
     rows = []
-    axes = res.get("axes") or ["backprops"]
+    axes = [axis] if axis in (res.get("axes") or []) else (res.get("axes") or ["backprops"])
     for g in res.get("groups") or []:
         row: dict[str, Any] = {"optimizer": g["group"], "seeds": g["n"]}
         for key, name in (("final_train_loss", "final train loss"), ("final_test_loss", "test loss"),
@@ -38,12 +39,13 @@ def results_frame(res: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def verdict_lists(res: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """(resolved sentences, unresolved sentences)."""
+def verdict_lists(res: Mapping[str, Any], *, axis: str | None = None) -> tuple[list[str], list[str]]:
+    """(resolved sentences, unresolved sentences); with ``axis``, cost-to-target ones on that axis only."""
     resolved, unresolved = [], []
     for g in res.get("groups") or []:
         for p in g.get("paired") or []:
-            (resolved if p.get("verdict") else unresolved).append(p["sentence"])
+            if axis is None or p.get("axis") in (None, axis):
+                (resolved if p.get("verdict") else unresolved).append(p["sentence"])
     return resolved, unresolved
 
 

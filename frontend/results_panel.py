@@ -9,7 +9,9 @@ from frontend.live_chart import live_plotly_chart
 from frontend.results_charts import paired_difference_figure, results_frame, verdict_lists
 from frontend.ui import call, client
 
-__all__ = ["parse_targets", "results_section"]
+__all__ = ["parse_targets", "results_section", "PAIRED_AXES"]
+
+PAIRED_AXES = ("backprops", "epoch", "wall_time")  # the API's cost axes (not optimizer steps)
 
 
 def parse_targets(text: str) -> list[float]:
@@ -61,13 +63,15 @@ def results_section(comparison_id: int, *, x_col: str, x_title: str) -> None:
                "Click a column header to sort.")
     if not res["budget"]["equal"]:
         st.warning(res["budget"]["note"], icon=":material/balance:")
-    st.dataframe(results_frame(res), hide_index=True, width="stretch")
-    resolved, unresolved = verdict_lists(res)
-    for sentence in resolved:
-        st.success(sentence, icon=":material/check_circle:")
-    if not resolved:
+    axis = x_col if x_col in PAIRED_AXES else "backprops"  # results count cost in backprops, epochs, seconds
+    st.dataframe(results_frame(res, axis=axis), hide_index=True, width="stretch")
+    resolved, unresolved = verdict_lists(res, axis=axis)
+    if resolved:
+        st.success("\n".join(f"- {s}" for s in resolved), icon=":material/check_circle:")
+    else:
         st.info(f"No verdict: no difference to {reference} is resolved with these seeds (see below).",
                 icon=":material/balance:")
+    st.caption("Cost-to-target verdicts on the other axes: switch the x-axis, or see the downloads.")
     with st.expander(f"Not resolved ({len(unresolved)})"):
         st.markdown("\n".join(f"- {s}" for s in unresolved) or "none")
     down = st.columns(2)
@@ -81,6 +85,9 @@ def results_section(comparison_id: int, *, x_col: str, x_title: str) -> None:
     if len(groups) < 2:
         return
     st.subheader("Paired difference to the reference")
+    if x_col not in PAIRED_AXES:
+        st.caption("The paired difference is drawn against backprops, epochs or wall time; shown against backprops.")
+        x_col, x_title = "backprops", "Backprops (gradients + Hessian-vector products)"
     curves = call(api.paired_curves, comparison_id, reference=reference, axis=x_col, stop=False)
     if curves:
         live_plotly_chart(paired_difference_figure(curves, x_title=x_title), key="chart_paired")

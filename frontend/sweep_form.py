@@ -10,11 +10,10 @@ CRITERIA = {"final_train_loss": "smoothed final train loss (lowest)", "final_tes
 
 
 def entry_label(entry: Mapping[str, Any], labels: Mapping[str, str]) -> str:
-    """"SGD", "SGD+momentum (momentum=0.9)": the optimizer's label and its fixed hyperparameters."""
+    """"SGD", "SGD+momentum (momentum=0.9)": the entry's label (the API names variants) or the optimizer's, and
+    its fixed hyperparameters."""
     fixed = entry.get("hyperparameters") or {}
-    name = labels.get(entry["name"], entry["name"])
-    if entry["name"] == "sgd" and fixed.get("momentum"):
-        name = "SGD+momentum"
+    name = entry.get("label") or labels.get(entry["name"], entry["name"])
     return name + (f" ({', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in fixed.items())})"
                    if fixed else "")
 

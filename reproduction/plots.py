@@ -15,7 +15,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 __all__ = ["COLORS", "plot_losses", "plot_tr_diagnostics", "plot_grid", "reconstruction_grid", "mean_curve"]
 
-COLORS = {"sgd": "#7f7f7f", "adagrad": "#2ca02c", "rmsprop": "#ff7f0e", "adam": "#9467bd",
+COLORS = {"sgd": "#7f7f7f", "sgd-momentum": "#8c564b", "adagrad": "#2ca02c", "rmsprop": "#ff7f0e", "adam": "#9467bd",
           "tr-uniform": "#1f77b4", "tr-adagrad": "#17becf", "tr-rmsprop": "#d62728"}
 STYLES = {"tr-uniform": "-", "tr-adagrad": "-", "tr-rmsprop": "-"}
 X_LABELS = {"backprops": "backprops (gradients + HVPs)", "epoch": "epochs",
@@ -119,6 +119,8 @@ def plot_grid(grids: list[tuple[str, dict[str, dict[str, Any]]]], labels: dict[s
     fig, axes = plt.subplots(1, len(grids), figsize=(6.5 * len(grids), 4.2), squeeze=False)
     for ax, (title, chosen) in zip(axes[0], grids):
         for o, entry in chosen.items():
+            if entry.get("lr") is None:  # every grid point failed: nothing chosen, nothing to star
+                continue
             pts = sorted((float(lr), v) for lr, v in entry["losses"].items())
             xs = [p[0] for p in pts]
             ys = [p[1] if p[1] is not None else np.nan for p in pts]

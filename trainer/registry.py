@@ -342,6 +342,13 @@ def optimizer_label(name: str, hyperparameters: dict[str, Any] | None = None) ->
 
 _HALF_DECADES = {"low": 1e-4, "high": 1.0, "per_decade": 2}
 
+
+def _sweep_entry(name: str, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A sweep preset's optimizer: step size over half decades 1e-4..1, its label (the variant's, if any)."""
+    return {"name": name, "label": optimizer_label(name, fixed), "hyperparameters": dict(fixed or {}),
+            "space": {"lr": dict(_HALF_DECADES)}}
+
+
 # Step-size sweeps (POST /api/sweeps): each entry an optimizer, fixed hyperparameters and a search space.
 SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     "paper-fmnist-mlp-grid": {
@@ -349,13 +356,8 @@ SWEEP_PRESETS: dict[str, dict[str, Any]] = {
         "dataset": "fashion-mnist", "model": "mlp", "budget": {"epochs": 10}, "seeds": [0],
         "batch_sizes": {"first-order": 32, "second-order": 512},
         "criterion": {"kind": "final_train_loss", "k": 3},
-        "optimizers": [
-            {"name": "sgd", "hyperparameters": {}, "space": {"lr": dict(_HALF_DECADES)}},
-            {"name": "sgd", "hyperparameters": {"momentum": 0.9}, "space": {"lr": dict(_HALF_DECADES)}},
-            {"name": "adagrad", "hyperparameters": {}, "space": {"lr": dict(_HALF_DECADES)}},
-            {"name": "rmsprop", "hyperparameters": {}, "space": {"lr": dict(_HALF_DECADES)}},
-            {"name": "adam", "hyperparameters": {}, "space": {"lr": dict(_HALF_DECADES)}},
-        ],
+        "optimizers": [_sweep_entry("sgd"), _sweep_entry("sgd", {"momentum": 0.9}), _sweep_entry("adagrad"),
+                       _sweep_entry("rmsprop"), _sweep_entry("adam")],
         "promote_with": ["tr-uniform", "tr-adagrad", "tr-rmsprop"],
         "notes": "The paper tuned every first-order method on a step-size grid; SGD+momentum (0.9) is the "
                  "baseline practitioners tune first. Promote the winners with the three TR methods.",

@@ -37,7 +37,7 @@ with st.expander("New sweep", expanded=not call(api.list_sweeps)["items"]):
                           help="2 = half decades: 1e-4, 3e-4, 1e-3, …")
         c = st.columns(4)
         kinds = ["epochs", "backprops", "seconds"]
-        kind = c[0].selectbox("Budget", kinds, key="sw_budget_kind")
+        kind = c[0].radio("Budget", kinds, key="sw_budget_kind", horizontal=True)
         default_budget = float(preset["budget"].get(kind, 1.0 if kind == "epochs" else 1000.0))
         c[1].number_input(f"{kind} per run", min_value=0.001, max_value=1e9, value=default_budget, key="sw_budget")
         c[2].number_input("Training subset (0 = all)", min_value=0, max_value=10_000_000, value=0, key="sw_subset")
@@ -91,8 +91,8 @@ def _promote(view: dict[str, Any]) -> None:
         out = call(api.promote_sweep, view["id"], {"n_seeds": int(n), "extra_optimizers": [{"name": e} for e in extras]},
                    stop=False)
         if out:
-            st.session_state["compare_target"] = {"comparison": out["id"]}
             st.success(f"Comparison #{out['id']} queued with {len(out['run_ids'])} runs.", icon=":material/check_circle:")
+            view = {**view, "promoted_comparison_id": out["id"]}
     promoted = view.get("promoted_comparison_id")
     if promoted and st.button(f"Open comparison #{promoted} on Compare", key="sw_open", icon=":material/monitoring:"):
         st.session_state["compare_target"] = {"comparison": promoted}
@@ -105,13 +105,15 @@ def _show() -> None:
     st.progress(done / total if total else 0.0, text=f"{done}/{total} runs finished · winner by "
                 f"{view['criterion']['label']}")
     rows = []
-    for entry in view["optimizers"]:
-        st.plotly_chart(sweep_figure(entry, criterion_label=view["criterion"]["label"]),
-                        key=f"sw_chart_{entry['index']}")
-        for flag in entry["edge_flags"]:
-            st.warning(f"{entry['label']}: {flag}", icon=":material/open_in_full:")
-        if entry.get("message"):
-            st.error(f"{entry['label']}: {entry['message']}", icon=":material/error:")
+    cols = st.columns(2)
+    for i, entry in enumerate(view["optimizers"]):
+        with cols[i % 2]:
+            st.plotly_chart(sweep_figure(entry, criterion_label=view["criterion"]["label"]),
+                            key=f"sw_chart_{entry['index']}")
+            for flag in entry["edge_flags"]:
+                st.warning(f"{entry['label']}: {flag}", icon=":material/open_in_full:")
+            if entry.get("message"):
+                st.error(f"{entry['label']}: {entry['message']}", icon=":material/error:")
         best = entry["best"]
         rows.append({"optimizer": entry["label"], "winner": ", ".join(f"{k}={v:g}" if isinstance(v, float)
                                                                        else f"{k}={v}" for k, v in best["point"].items())

@@ -56,6 +56,9 @@ def _count(client: TestClient) -> tuple[int, ...]:
     ({"optimizers": [{"name": "sgd", "space": {"lr": {}}}]}, "optimizers", "empty grid"),
     ({"optimizers": [{"name": "sgd", "space": {"lr": {"low": 1e-6, "high": 1, "per_decade": 8}}}] * 11},
      "optimizers", "at most 500"),
+    ({"optimizers": [{"name": "adam", "space": {k: {"values": [0.1 * i for i in range(1, 50)]} for k in
+                                                ("lr", "beta1", "beta2", "eps", "weight_decay")}}]},
+     "optimizers", "a sweep runs at most 500"),  # 49^5 points: refused before they are enumerated
     ({"optimizers": [{"name": "adam", "space": {"momentum": {"values": [0.9]}}}]}, "optimizers",
      "unknown hyperparameter 'momentum' for adam"),
     ({"optimizers": [{"name": "adam", "space": {"lr": {"values": [1000.0]}}}]}, "optimizers", "lr must be <= 100"),
@@ -119,6 +122,21 @@ def test_sweep_runs_best_edge_flags_and_promote(client: TestClient) -> None:
     assert client.get(f"/api/sweeps/{created['id']}").json()["promoted_comparison_id"] == promoted.json()["id"]
 
 
+def test_accuracy_criterion_picks_the_highest_and_target_criterion_the_fewest_backprops(client: TestClient) -> None:
+    body = {**SWEEP, "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.01, 0.1, 1.0]}}}]}
+    for criterion, expected in (({"kind": "final_test_accuracy"}, 0.01),
+                                ({"kind": "backprops_to_target", "target": 0.75}, 0.1)):
+        created = client.post("/api/sweeps", json={**body, "criterion": criterion}).json()
+        runs = client.get(f"/api/comparisons/{created['comparison_id']}").json()["runs"]
+        for run in runs:  # write_evals: test accuracy 0.9 - loss/10, evals 10 backprops apart
+            lr = run["config"]["optimizer"]["hyperparameters"]["lr"]
+            losses = {0.01: [2.0, 1.0, 0.1], 0.1: [2.0, 0.7, 0.6], 1.0: [2.0, 0.9, 0.5]}[lr]
+            write_evals(client, run["id"], losses)
+        best = client.get(f"/api/sweeps/{created['id']}").json()["optimizers"][0]["best"]
+        assert best["point"] == {"lr": expected}, criterion
+    # accuracy: the final loss 0.1 gives the highest accuracy; target 0.75: lr 0.1 reaches it at 10 backprops
+
+
 def test_unknown_sweep_is_404(client: TestClient) -> None:
     assert client.get("/api/sweeps/12345").status_code == 404
     assert client.post("/api/sweeps/12345/promote").status_code == 404
@@ -132,3 +150,39 @@ def test_sweep_runs_train_in_real_workers(live_client: TestClient) -> None:
         wait_status(live_client, rid, ("completed",))
     view = live_client.get(f"/api/sweeps/{created['id']}").json()
     assert view["status"] == "finished" and view["optimizers"][0]["best"] is not None
+
+
+def test_deleting_the_sweeps_runs_or_comparisons_keeps_the_store_consistent(client: TestClient) -> None:
+    body = {**SWEEP, "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.01, 0.1]}}}]}
+    created = client.post("/api/sweeps", json=body).json()
+    for rid in created["run_ids"]:
+        write_evals(client, rid, [2.0, 0.5])
+    assert client.delete(f"/api/runs/{created['run_ids'][0]}").status_code == 204  # an ordinary run
+    view = client.get(f"/api/sweeps/{created['id']}").json()
+    assert view["runs_total"] == 1 and view["optimizers"][0]["best"]["point"] == {"lr": 0.1}
+    promoted = client.post(f"/api/sweeps/{created['id']}/promote", json={"n_seeds": 1}).json()
+    for rid in promoted["run_ids"]:
+        write_evals(client, rid, [2.0, 0.5])
+    assert client.delete(f"/api/comparisons/{promoted['id']}").status_code == 204
+    assert client.get(f"/api/sweeps/{created['id']}").json()["promoted_comparison_id"] is None
+    assert client.delete(f"/api/comparisons/{created['comparison_id']}").status_code == 204  # the sweep goes too
+    assert client.get(f"/api/sweeps/{created['id']}").status_code == 404
+    assert _count(client) == (0, 0, 0, 0)
+
+
+def test_run_settings_reach_every_run_and_the_promoted_comparison(client: TestClient) -> None:
+    """Other RunConfig fields (e.g. input_scaling where it exists) pass through a sweep in one line."""
+    body = {**SWEEP, "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.1]}}}],
+            "run_settings": {"grad_norm_every": 5}}
+    created = client.post("/api/sweeps", json=body).json()
+    run = client.get(f"/api/runs/{created['run_ids'][0]}").json()
+    assert run["config"]["grad_norm_every"] == 5
+    write_evals(client, created["run_ids"][0], [2.0, 0.5])
+    promoted = client.post(f"/api/sweeps/{created['id']}/promote", json={"n_seeds": 2}).json()
+    assert {client.get(f"/api/runs/{i}").json()["config"]["grad_norm_every"] for i in promoted["run_ids"]} == {5}
+    before = _count(client)
+    for settings, words in (({"seed": 3}, "may not set ['seed']"), ({"bogus": 1}, "bogus"),
+                            ({"data_dir": "/etc"}, "may not set ['data_dir']")):
+        r = client.post("/api/sweeps", json={**body, "run_settings": settings})
+        assert r.status_code == 422 and any(words in d["msg"] for d in r.json()["detail"]), r.text
+    assert _count(client) == before

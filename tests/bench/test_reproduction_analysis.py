@@ -3,7 +3,6 @@ import pytest
 
 from reproduction.analysis import (best_by_final_loss, compare, cost_to_target, format_mean_std, mean_std,
                                    target_table)
-from reproduction.run import choose_step_sizes
 
 
 def evals(*pairs):
@@ -73,17 +72,3 @@ def test_best_by_final_loss():
     groups = {"x": [run("x", 0, (0, 1.0), (10, 0.4))], "y": [run("y", 0, (0, 1.0), (10, 0.3))]}
     assert best_by_final_loss(groups, ("x", "y")) == "y"
     assert best_by_final_loss(groups, ("z",)) is None
-
-
-def grid_record(optimizer, lr, status, loss):
-    return {"optimizer": optimizer, "lr": lr, "summary": {"status": status},
-            "evals": [{"train_loss": 2.3}, {"train_loss": loss}]}
-
-
-def test_choose_step_sizes_skips_diverged_runs():
-    grid = [grid_record("sgd", 0.01, "completed", 0.5), grid_record("sgd", 0.1, "completed", 0.4),
-            grid_record("sgd", 1.0, "diverged", None), grid_record("adam", 1.0, "diverged", None)]
-    chosen = choose_step_sizes(grid)
-    assert chosen["sgd"]["lr"] == 0.1
-    assert chosen["sgd"]["losses"]["1.0"] is None
-    assert "adam" not in chosen  # every step size diverged

@@ -173,3 +173,29 @@ def test_annotation_and_export_routes():
         ("PATCH", "/api/comparisons/2", {}, {"tags": [], "note": "n"}),
         ("GET", "/api/runs/7/export", {"format": "csv", "table": "evals"}, None),
     ]
+
+
+def test_results_and_sweep_routes():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, str(request.url.query, "ascii"),
+                     json.loads(request.content) if request.content else None))
+        if request.url.params.get("format") == "csv":
+            return httpx.Response(200, text="group,seed\n", headers={"content-type": "text/csv"})
+        return httpx.Response(200, json={"ok": True})
+
+    c = _client(handler)
+    assert c.comparison_results(3, reference="adam", targets=[0.5, 0.3], k=2) == {"ok": True}
+    assert c.comparison_results(3, fmt="csv") == "group,seed\n"
+    c.paired_curves(3, reference="adam", axis="epoch")
+    c.create_sweep({"name": "s"})
+    c.list_sweeps()
+    c.get_sweep(4)
+    c.promote_sweep(4, {"n_seeds": 5})
+    assert seen[0][:3] == ("GET", "/api/comparisons/3/results",
+                           "reference=adam&targets=0.5&targets=0.3&k=2&format=json")
+    assert seen[2][:3] == ("GET", "/api/comparisons/3/paired-curves", "reference=adam&axis=epoch")
+    assert [(m, p, b) for m, p, _, b in seen[3:]] == [
+        ("POST", "/api/sweeps", {"name": "s"}), ("GET", "/api/sweeps", None), ("GET", "/api/sweeps/4", None),
+        ("POST", "/api/sweeps/4/promote", {"n_seeds": 5})]

@@ -31,6 +31,12 @@ def test_results_table_verdicts_and_paired_chart(api, open_page):
     assert any("Adam − TR RMSprop (n = 3 seeds)" == t.get("name") for t in paired["data"])
     assert paired["layout"]["xaxis"]["title"]["text"].startswith("Backprops")
     assert ("comparison_results", (1, "TR RMSprop", "markdown")) in api.calls
+    at.button_group(key="cmp_axis").set_value("epochs").run()
+    assert "epoch to ≤0.1" in at.dataframe[1].value.columns
+    assert figures(at)[-1]["layout"]["xaxis"]["title"]["text"] == "Epochs"
+    at.button_group(key="cmp_axis").set_value("steps").run()  # not a cost axis: backprops instead, said so
+    assert not at.exception and "backprops to ≤0.1" in at.dataframe[1].value.columns
+    assert "shown against backprops" in texts(at.caption)
 
 
 def test_bad_targets_are_explained(api, open_page):
@@ -67,3 +73,12 @@ def test_pure_builders():
                                        for lr, v in ((0.01, 0.9), (0.1, 0.5), (1.0, 0.3))]}
     fig = sweep_figure(entry, criterion_label="loss")
     assert fig.layout.xaxis.type == "log" and fig.data[-1].name == "winner" and fig.data[-1].x == (1.0,)
+
+
+def test_verdicts_follow_the_axis():
+    res = {"groups": [{"paired": [{"axis": None, "verdict": "better", "sentence": "final"},
+                                  {"axis": "backprops", "verdict": "better", "sentence": "bp"},
+                                  {"axis": "wall_time", "verdict": None, "sentence": "wall"}]}]}
+    assert verdict_lists(res) == (["final", "bp"], ["wall"])
+    assert verdict_lists(res, axis="backprops") == (["final", "bp"], [])
+    assert verdict_lists(res, axis="wall_time") == (["final"], ["wall"])

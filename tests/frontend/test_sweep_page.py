@@ -47,7 +47,7 @@ def test_launch_a_sweep_from_the_form(api, open_page):
     assert "No sweeps yet" in texts(at.info)
     at.multiselect(key="sw_entries").set_value(["SGD", "Adam"]).run()
     at.number_input(key="sw_low").set_value(0.01).run()
-    at.selectbox(key="sw_budget_kind").set_value("backprops").run()
+    at.radio(key="sw_budget_kind").set_value("backprops").run()
     at.number_input(key="sw_budget").set_value(100.0).run()
     at.button(key="sw_launch").click().run()
     assert not at.exception

@@ -1,0 +1,69 @@
+"""reproduction: the experiments are valid sweeps and promotions, and the pipeline sweep → promote → results →
+report runs end to end through the in-process API (fake trainer in real worker processes)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from backend.schemas import ComparisonOptimizer
+from backend.sweeps import PromoteRequest, SweepCreate
+from reproduction.protocol import chosen_from_sweep, open_lab, run_experiment
+from reproduction.report import build_report, paired_findings
+from reproduction.spec import EXPERIMENTS, LABELS, MLP, baseline_key, quick
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_experiments_are_valid_sweeps_and_promotions(name):
+    e = EXPERIMENTS[name]
+    body = SweepCreate.model_validate(e.sweep_body())
+    assert [o.points()[0]["lr"] for o in body.optimizers] == [e.grid["low"]] * len(e.first_order)
+    assert body.optimizers[1].hyperparameters == {"momentum": 0.9}  # SGD+momentum is a baseline of its own
+    promote = PromoteRequest.model_validate(e.promote_body())
+    assert not set(promote.seeds) & set(e.tuning_seeds)  # fresh seeds
+    assert [o.name for o in promote.extra_optimizers] == ["tr-uniform", "tr-adagrad", "tr-rmsprop"]
+    assert all(isinstance(o, ComparisonOptimizer) for o in promote.extra_optimizers)
+    assert len(e.seeds) >= (5 if e.model == "mlp" else 3)
+    runs = len(body.run_configs()) + len(e.seeds) * (len(e.first_order) + 3)
+    assert runs <= 120  # keep `make reproduce` within its time budget
+
+
+def test_baseline_keys_and_labels():
+    assert baseline_key("sgd", {"lr": 0.1, "momentum": 0.9}) == "sgd-momentum"
+    assert baseline_key("sgd", {"lr": 0.1, "momentum": 0.0}) == "sgd"
+    assert baseline_key("tr-rmsprop", {}) == "tr-rmsprop"
+    assert LABELS["sgd-momentum"] == "SGD+momentum"
+
+
+def test_chosen_from_sweep_and_findings():
+    view = {"optimizers": [{"name": "sgd", "hyperparameters": {"momentum": 0.9}, "label": "SGD+momentum",
+                            "space": {"lr": [0.1, 1.0]}, "edge_flags": ["best lr is the largest tried (1): extend"],
+                            "best": {"point": {"lr": 1.0}}, "points": [{"point": {"lr": 0.1}, "value": 0.5},
+                                                                       {"point": {"lr": 1.0}, "value": 0.3}]}]}
+    chosen = chosen_from_sweep(view)
+    assert chosen["sgd-momentum"]["lr"] == 1.0 and chosen["sgd-momentum"]["losses"] == {"0.1": 0.5, "1.0": 0.3}
+    res = {"reference": "TR uniform", "budget": {"note": "equal budgets in backprops: 40 per run"},
+           "groups": [{"n": 3, "paired": []}, {"n": 3, "paired": [
+               {"verdict": "better", "sentence": "A reaches it in fewer backprops."},
+               {"verdict": None, "sentence": "not resolved with 3 seeds"}]}]}
+    lines = paired_findings("MLP", res)
+    assert lines[1] == "  - A reaches it in fewer backprops." and "1 other comparison(s) not resolved" in lines[2]
+    assert "no difference to TR uniform is resolved" in paired_findings("MLP", {**res, "groups": []})[1]
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_with_the_fake_trainer(tmp_path):
+    exp = quick(MLP)
+    logs: list[str] = []
+    with open_lab(tmp_path / "lab", data_dir=tmp_path, workers=4, trainer="tests.backend.fake_trainer:run") as c:
+        summary = run_experiment(c, exp, tmp_path, log=logs.append, poll=0.3)
+    assert summary["sweep_runs"] == 4 and summary["comparison_runs"] == 3 * (2 + 3)
+    assert summary["statuses"] == {"completed": 15}
+    folder = tmp_path / "mlp"
+    chosen = json.loads((folder / "chosen_lr.json").read_text())
+    assert set(chosen) == {"sgd", "sgd-momentum"} and chosen["sgd"]["grid"] == [0.01, 0.1]
+    assert len(list((folder / "grid").glob("*.json.gz"))) == 4 and len(list((folder / "main").glob("*.json.gz"))) == 15
+    res = json.loads((folder / "results.json").read_text())
+    assert res["reference"] == "TR uniform" and {g["n"] for g in res["groups"]} == {3}
+    report = build_report(tmp_path, names=["mlp"], out_dir=tmp_path).read_text()
+    assert "Paired statistics" in report and "SGD+momentum" in report and "Edge checks" in report

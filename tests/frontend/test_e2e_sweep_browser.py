@@ -1,0 +1,86 @@
+"""End to end in a real browser: launch a tiny sweep from the Sweep page, promote the winners with the TR methods,
+read the results table on Compare. Real API, UI and worker processes; the fake trainer keeps it fast."""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.frontend.test_e2e_browser import ARTIFACTS, CHROMIUM, ROOT, _fill, _free_port, _start, _stop, _wait_http
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def fast_product(tmp_path):
+    """API (fake trainer in real worker processes) and UI on free ports; yields (ui_url, api_url)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    api_port, ui_port = _free_port(), _free_port()
+    api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
+    env = {**os.environ, "TRUSTLAB_DATABASE_URL": f"sqlite:///{tmp_path}/t.db", "TRUSTLAB_DATA_DIR": str(tmp_path),
+           "TRUSTLAB_VAR_DIR": str(tmp_path), "TRUSTLAB_API_URL": api_url, "PYTHONUNBUFFERED": "1",
+           "TRUSTLAB_TRAINER": "tests.backend.fake_trainer:run", "TRUSTLAB_MAX_CONCURRENT_RUNS": "4"}
+    api = _start([sys.executable, "-m", "uvicorn", "backend.main:app", "--host", "127.0.0.1", "--port",
+                  str(api_port)], env, tmp_path / "api.log")
+    ui = None
+    try:
+        _wait_http(f"{api_url}/api/health", api, tmp_path / "api.log")
+        ui = _start([sys.executable, "-m", "streamlit", "run", "frontend/app.py", "--server.address", "127.0.0.1",
+                     "--server.port", str(ui_port), "--server.headless", "true",
+                     "--browser.gatherUsageStats", "false"], env, tmp_path / "ui.log")
+        _wait_http(f"{ui_url}/_stcore/health", ui, tmp_path / "ui.log")
+        yield ui_url, api_url
+    finally:
+        for proc in (ui, api):
+            if proc is not None:
+                _stop(proc)
+
+
+def test_sweep_promote_results_table(fast_product):
+    from playwright.sync_api import sync_playwright
+
+    ui_url, api_url = fast_product
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        try:
+            page.goto(f"{ui_url}/sweep")
+            page.get_by_role("heading", name="Sweep").wait_for(timeout=60_000)
+            _fill(page, "Step size from", "0.1")
+            _fill(page, "Points per decade", "1")  # 0.1 and 1: 2 points x 5 optimizers
+            page.get_by_text("backprops", exact=True).click()
+            _fill(page, "backprops per run", "20")
+            page.wait_for_timeout(800)
+            page.get_by_role("button", name="Launch sweep").click()
+            page.get_by_text("Sweep #1 queued: 10 runs").wait_for(timeout=30_000)
+            page.get_by_text("10/10 runs finished").wait_for(timeout=90_000)
+            _fill(page, "Fresh seeds", "2")
+            page.wait_for_timeout(800)
+            page.get_by_role("button", name="Promote winners").click()
+            page.get_by_text("Comparison #2 queued with 16 runs").wait_for(timeout=30_000)  # 2 seeds x (5 + 3 TR)
+            deadline = time.time() + 90
+            while time.time() < deadline:
+                runs = httpx.get(f"{api_url}/api/comparisons/2", timeout=10).json()["runs"]
+                if all(r["status"] == "completed" for r in runs):
+                    break
+                time.sleep(1)
+            page.get_by_role("button", name="Open comparison #2 on Compare").click()
+            page.get_by_role("heading", name="Results").wait_for(timeout=60_000)
+            page.get_by_role("button", name="Download Markdown").wait_for(timeout=30_000)
+            page.get_by_text(re.compile(r"^Not resolved \(\d+\)$")).wait_for(timeout=30_000)  # the expander
+            page.get_by_role("heading", name="Paired difference to the reference").wait_for(timeout=30_000)
+            table = httpx.get(f"{api_url}/api/comparisons/2/results", params={"format": "markdown"}, timeout=30).text
+            assert "SGD+momentum lr=" in table and "| TR RMSprop | 2 |" in table
+        except Exception:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "e2e-sweep-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
