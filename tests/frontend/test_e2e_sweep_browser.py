@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.frontend.test_e2e_browser import ARTIFACTS, CHROMIUM, ROOT, _fill, _free_port, _start, _stop, _wait_http
+from tests.frontend.test_e2e_browser import ARTIFACTS, CHROMIUM, _fill, _free_port, _start, _stop, _wait_http
 
 pytestmark = pytest.mark.slow
 
