@@ -32,7 +32,7 @@ FIGURES: tuple[Figure, ...] = (
            "{:.2f}"),
     Figure("tr_host_syncs_constant_per_step", "syncs", "  plus host syncs per TR step outside the Krylov loop", "",
            None, "{:.0f}"),
-    Figure("gltr_peak_memory_mb", "gltr_memory", "GLTR peak memory, autoencoder step at 50 Lanczos iterations", " MB",
+    Figure("gltr_peak_memory_mb", "gltr_memory", "GLTR peak memory rise, autoencoder step to the Lanczos cap (50)", " MB",
            None, "{:.0f}"),
     Figure("logging_overhead_ratio", "logging", "loop with store reporter / same loop without, MLP b128 1 epoch "
            "(CPU)", "", 1.03, "{:.3f}"),
