@@ -184,6 +184,7 @@ def test_launch_a_comparison_and_watch_the_loss_chart_grow(product):
             page.mouse.up()
             zoomed = page.evaluate(_XRANGE_JS)
             assert zoomed[1] is False, "the drag did not zoom"
+            _wait_for(page, lambda: "xr=" in page.url, "the zoom range in the URL")
             grown = first
             while time.time() < deadline and grown <= first:
                 page.wait_for_timeout(1000)
@@ -191,6 +192,7 @@ def test_launch_a_comparison_and_watch_the_loss_chart_grow(product):
             assert grown > first, f"the loss chart did not grow ({first} points)"
             assert page.evaluate(_XRANGE_JS) == zoomed, "a live update lost the zoom"
             page.evaluate(_AUTOSCALE_JS)
+            _wait_for(page, lambda: "xr=" not in page.url, "autoscale to clear the zoom from the URL")
 
             runs = httpx.get(f"{api_url}/api/runs", timeout=10).json()["items"]
             assert sorted(r["optimizer"] for r in runs) == ["adam", "tr-rmsprop"]
