@@ -215,6 +215,19 @@ def test_launch_a_comparison_and_watch_the_loss_chart_grow(product):
             _wait_for(page, lambda: page.evaluate(_LAYOUT_JS) == ["Epochs", "linear"], "the reloaded view")
             assert page.url == link
 
+            # narrow window: every Compare control stays inside an 800 px viewport, labels whole
+            page.set_viewport_size({"width": 800, "height": 1600})
+            page.wait_for_timeout(1500)
+            controls = [page.locator("[data-testid='stButtonGroup']").get_by_text(name, exact=True)
+                        for name in ("backprops", "epochs", "wall time", "steps")]
+            controls += [page.get_by_text(name, exact=True) for name in ("Log scale", "Mean ± std", "Smoothing")]
+            for control in controls:
+                box = control.bounding_box()
+                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 800, control
+                assert control.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), f"{control} is truncated"
+            page.screenshot(path=str(ARTIFACTS / "compare-800.png"))
+            page.set_viewport_size({"width": 1400, "height": 2200})
+
             # deletion: select one run exactly, see what will go, confirm; the other run stays
             for r in runs:
                 httpx.post(f"{api_url}/api/runs/{r['id']}/cancel", timeout=10)
