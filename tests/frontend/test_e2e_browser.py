@@ -127,6 +127,14 @@ def _choose(page, label: str, option: str) -> None:
     page.wait_for_timeout(500)
 
 
+# an element is reachable when it lies inside the window, is what a click at its centre hits (not clipped by
+# a narrow column) and neither it nor its two parents cut their text short
+_REACHABLE_JS = """e => { e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();
+    const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    const cut = [e, e.parentElement, e.parentElement && e.parentElement.parentElement]
+        .some(n => n && n.scrollWidth > n.clientWidth + 1);
+    return r.left >= 0 && r.right <= window.innerWidth && !!hit && (e.contains(hit) || hit.contains(e)) && !cut; }"""
+
 _LAYOUT_JS = """() => { const d = document.querySelector('.js-plotly-plot');
     return d ? [d.layout.xaxis.title.text, d.layout.yaxis.type] : null; }"""
 
@@ -184,6 +192,7 @@ def test_launch_a_comparison_and_watch_the_loss_chart_grow(product):
             page.mouse.up()
             zoomed = page.evaluate(_XRANGE_JS)
             assert zoomed[1] is False, "the drag did not zoom"
+            _wait_for(page, lambda: "xr=" in page.url, "the zoom range in the URL")
             grown = first
             while time.time() < deadline and grown <= first:
                 page.wait_for_timeout(1000)
@@ -191,6 +200,7 @@ def test_launch_a_comparison_and_watch_the_loss_chart_grow(product):
             assert grown > first, f"the loss chart did not grow ({first} points)"
             assert page.evaluate(_XRANGE_JS) == zoomed, "a live update lost the zoom"
             page.evaluate(_AUTOSCALE_JS)
+            _wait_for(page, lambda: "xr=" not in page.url, "autoscale to clear the zoom from the URL")
 
             runs = httpx.get(f"{api_url}/api/runs", timeout=10).json()["items"]
             assert sorted(r["optimizer"] for r in runs) == ["adam", "tr-rmsprop"]
@@ -212,6 +222,17 @@ def test_launch_a_comparison_and_watch_the_loss_chart_grow(product):
             page.get_by_role("heading", name="Training loss").wait_for(timeout=60_000)
             _wait_for(page, lambda: page.evaluate(_LAYOUT_JS) == ["Epochs", "linear"], "the reloaded view")
             assert page.url == link
+
+            # narrow window: every Compare control stays inside an 800 px viewport, labels whole
+            page.set_viewport_size({"width": 800, "height": 1600})
+            page.wait_for_timeout(1500)
+            controls = [page.locator("[data-testid='stButtonGroup']").get_by_text(name, exact=True)
+                        for name in ("backprops", "epochs", "wall time", "steps")]
+            controls += [page.get_by_text(name, exact=True) for name in ("Log scale", "Mean ± std", "Smoothing")]
+            for control in controls:
+                assert control.evaluate(_REACHABLE_JS), f"{control} is cut off or truncated at 800 px"
+            page.screenshot(path=str(ARTIFACTS / "compare-800.png"))
+            page.set_viewport_size({"width": 1400, "height": 2200})
 
             # deletion: select one run exactly, see what will go, confirm; the other run stays
             for r in runs:
