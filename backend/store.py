@@ -5,7 +5,7 @@ import json
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import BigInteger, Connection, String, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import BigInteger, Connection, String, bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 

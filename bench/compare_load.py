@@ -49,7 +49,7 @@ def _fill(engine: Any, seeds: int, steps: int) -> tuple[int, list[int], list[Any
     from backend.schemas import ComparisonCreate
     from backend.store import create_comparison
     from backend.tables import Run, utcnow
-    from backend.worker import StoreReporter
+    from backend.runner.worker import StoreReporter
     from sqlalchemy import update
 
     body = ComparisonCreate(name="bench 40 runs", dataset="fashion-mnist", model="mlp", budget={"epochs": 100},

@@ -1,7 +1,7 @@
 """Item: worker start-up, from process start to the first training step, with the dataset decode cache warm.
 
 A run (Fashion-MNIST MLP, SGD, a budget of a few steps) is created in a fresh SQLite store and
-``python -m backend.worker RUN_ID`` started, ``repeats + 1`` times; the first start fills the decode cache
+``python -m backend.runner.worker RUN_ID`` started, ``repeats + 1`` times; the first start fills the decode cache
 (``<data_dir>/cache``, as every worker start does) and is reported apart. The worker's training function is
 ``bench.hooks:timed_run``, which stamps each step; the figure is the median of (first step's wall-clock
 time − the moment just before ``subprocess.Popen``). Also reported: the cold start (cache just emptied) and
@@ -42,7 +42,7 @@ def _start(engine: Any, env: dict[str, str], timing_dir: Path, cpu: list[float])
     before = set(timing_dir.iterdir())
     c0 = _children_cpu()
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "backend.worker", str(run_id)], cwd=str(REPO_ROOT), env=env,
+    proc = subprocess.run([sys.executable, "-m", "backend.runner.worker", str(run_id)], cwd=str(REPO_ROOT), env=env,
                           capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"worker failed ({proc.returncode}): {proc.stderr[-1500:]}")

@@ -10,11 +10,12 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from frontend.run_states import is_active, is_terminal  # noqa: F401 - is_active re-exported: views call series.is_active
+from frontend.run_states import is_active  # noqa: F401 - re-exported: views call series.is_active
 
 __all__ = [
     "X_AXES",
     "FORWARD_COST",
+    "DERIVED_X",
     "with_x",
     "is_active",
     "append_points",
@@ -59,6 +60,8 @@ X_AXES: dict[str, tuple[str, str]] = {
 }
 # The usual convention: a forward pass (the ρ check) costs about a third of a backprop (forward + backward).
 FORWARD_COST = 1.0 / 3.0
+# x columns computed in the UI (:func:`with_x`) from the stored fields they need
+DERIVED_X: dict[str, tuple[str, ...]] = {"cost": ("backprops", "forwards")}
 
 
 def with_x(df: pd.DataFrame, x: str, reference: pd.DataFrame | None = None) -> pd.DataFrame:

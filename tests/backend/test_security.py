@@ -296,7 +296,7 @@ def test_real_trainer_out_of_memory_ends_failed_with_the_limit(tmp_path: Path) -
              "device": "cpu"})).id
         session.commit()
     env = settings.child_environment(PYTHONPATH=str(REPO), TRUSTLAB_GPUS="")
-    out = subprocess.run([sys.executable, "-m", "backend.worker", str(run_id)], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "backend.runner.worker", str(run_id)], env=env, capture_output=True,
                          text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     with engine.connect() as conn:

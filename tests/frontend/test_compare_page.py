@@ -155,7 +155,7 @@ def test_short_labels_config_diff_and_raw_evaluations(api, open_page):
     c = api.add_run("sgd", steps=60, hyperparameters={"lr": 0.01})
     api.add_comparison("labels", [a, b, c])
     at = open_page("compare")
-    loss, evals, _ = figures(at)
+    loss, evals = figures(at)[:2]
     assert set(_names(loss)) == {"TR uniform", "SGD lr=0.1", "SGD lr=0.01"}
     tr = [t for t in loss["data"] if t["name"] == "TR uniform"][0]
     assert "eta1=1e-05 eta2=0.9 gamma2=1.25 radius=0.001" in tr["hovertemplate"]
@@ -173,7 +173,7 @@ def test_backprops_plus_forwards_axis(api, open_page):
     at = open_page("compare")
     at.button_group(key="cmp_axis").set_value("backprops + forwards").run()
     assert not at.exception
-    loss, evals, tr = figures(at)
+    loss, evals, tr = figures(at)[:3]
     assert "⅓ backprop" in loss["layout"]["xaxis"]["title"]["text"]
     tr_curve = next(t for t in loss["data"] if t.get("name") == "TR RMSprop")
     assert max(tr_curve["x"]) > 6 * 60  # backprops (6 per fake TR step) plus a third of the forwards
@@ -239,4 +239,4 @@ def test_chart_data_download_is_offered(api, open_page):
     a = api.add_run("sgd", steps=30)
     api.add_comparison("one", [a])
     at = open_page("compare")
-    assert [b.proto.label for b in at.get("download_button")] == ["Download chart data (CSV)"]
+    assert "Download chart data (CSV)" in [b.proto.label for b in at.get("download_button")]

@@ -131,3 +131,12 @@ def test_reconstruction_listing_and_images_are_cached():
     a = live.image(api, run["id"], "original")
     b = live.image(api, run["id"], "original")
     assert a is b and sum(c[0] == "reconstruction_png" for c in api.calls) == 1
+
+
+def test_chart_fields_fetch_what_a_derived_x_axis_needs():
+    """The "backprops + forwards" axis is computed in the UI: its source fields must be fetched, not "cost"."""
+    from frontend.live import chart_fields
+
+    fields = chart_fields({"optimizer": "tr-rmsprop"}, "cost")
+    assert {"backprops", "forwards", "train_loss", "step"} <= set(fields) and "cost" not in fields
+    assert chart_fields({"optimizer": "adam"}, "epoch")[:3] == ("step", "epoch", "train_loss")
