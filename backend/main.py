@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from backend.analyses.runner import runner_for
 from backend.db import make_engine, make_session_factory, migrate, private_dir
 from backend.errors import COMMON_RESPONSES, QueueFull
 from backend.routes import api_router
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threading.Thread(target=_warm_up, args=(str(settings.data_dir),), daemon=True).start()
         if scheduler is not None:
             scheduler.start()  # logs the executor's capacity
+            runner_for(app.state)  # analysis jobs: fail those an earlier API left running, start queued ones
             log.info("store %s", engine.url.render_as_string(hide_password=True))
         _freeze_startup_objects()
         try:
@@ -68,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if scheduler is not None:
                 await run_in_threadpool(scheduler.stop)
+            if getattr(app.state, "analysis_runner", None) is not None:
+                await run_in_threadpool(app.state.analysis_runner.stop)
             engine.dispose()
             app.state.health_engine.dispose()
             os.umask(old_umask)

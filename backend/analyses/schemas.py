@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backend.limits import hide_paths
 from trainer.analysis.hessian import MAX_HEATMAP_SIZE
 
 __all__ = ["HessianRequest", "AnalysisOut", "AnalysisList", "MAX_CHECKPOINTS", "MAX_HESSIAN_BATCH",
@@ -80,6 +81,12 @@ class AnalysisOut(BaseModel):
     error: str | None
     result: dict[str, Any] | None
     created_at: datetime
+
+    @field_validator("error")
+    @classmethod
+    def _no_server_paths(cls, v: str | None) -> str | None:
+        """Errors quote the analysis worker's log; clients never see the server's paths."""
+        return None if v is None else hide_paths(v)
     started_at: datetime | None
     finished_at: datetime | None
 

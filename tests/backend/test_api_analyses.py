@@ -154,3 +154,14 @@ def test_analysis_that_cannot_replay_fails_with_the_reason(real_client: TestClie
     analysis = _wait_analysis(real_client, run_id, r.json()["id"])
     assert analysis["status"] == "failed"
     assert "ended at step 5" in analysis["error"] and "[9]" in analysis["error"]
+
+
+def test_analysis_errors_never_show_server_paths(tmp_path) -> None:
+    """A failed analysis quotes its worker's log; the API answers with the paths masked (issue 8, item 1)."""
+    from backend.analyses.schemas import AnalysisOut
+
+    leaked = f"worker process exited with code 1\n--- last lines of the worker log ({tmp_path}/var/logs/analysis-1.log)"
+    out = AnalysisOut(id=1, run_id=1, kind="hessian", status="failed", params={}, progress={"done": 0, "total": 1},
+                      error=leaked, result=None, created_at="2026-01-01T00:00:00", started_at=None, finished_at=None)
+    assert str(tmp_path) not in out.error and "analysis-1.log" not in out.error
+    assert out.error.startswith("worker process exited with code 1")
