@@ -42,6 +42,8 @@ test-fast: venv
 	$(PY) -m pytest -q -m "not slow"
 
 bench: venv
+	@# the peers (TensorBoard, MLflow) and Ray are measured too: optional extras, installed for the benchmark only
+	$(PY) -m pip install --disable-pip-version-check -q -r bench/requirements.txt -r requirements-ray.txt
 	$(PY) -m bench.run
 
 reproduce: venv
