@@ -22,6 +22,9 @@ from pathlib import Path
 __all__ = ["LocalRayCluster", "ray_available"]
 
 
+_TOKEN = secrets.token_hex(24)
+
+
 def ray_available() -> bool:
     """Ray is installed (checked without importing it: Ray reads its auth token when first used)."""
     import importlib.util
@@ -40,7 +43,7 @@ class LocalRayCluster:
                  port_base: int = 20000) -> None:
         self.gcs_port, self.head_ip, self.head_cpus, self.port_base = gcs_port, head_ip, head_cpus, port_base
         self.address = f"{head_ip}:{gcs_port}"
-        self.token = secrets.token_hex(24)
+        self.token = _TOKEN  # Ray reads the token once per process: every cluster of this process shares it
         self.root = Path(tempfile.mkdtemp(prefix="trustlab-ray-"))
         self.procs: list[subprocess.Popen] = []
         self._saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_USAGE_STATS_ENABLED")}

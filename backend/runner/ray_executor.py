@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from backend.runner import lifecycle
 from backend.runner.executor import Exit
 from backend.runner.local import REPO_ROOT
 from backend.settings import Settings
@@ -191,6 +192,7 @@ class RayExecutor:
         return exits
 
     def reattach(self, run_ids: list[int]) -> set[int]:
+        self._release_finished(set(run_ids))
         found = set()
         for run_id in run_ids:
             try:
@@ -206,6 +208,11 @@ class RayExecutor:
 
     def shutdown(self, grace: float) -> list[Exit]:
         """Leave the runs training on the cluster (the next API process re-attaches); disconnect."""
+        still = set(lifecycle.running_ids(self.engine))
+        for job in list(self.jobs.values()):
+            if job.run_id not in still:  # ended (the worker set its state) before a poll released it
+                self._release(job)
+                del self.jobs[job.run_id]
         if self.jobs:
             log.info("leaving %d run(s) training on the Ray cluster: %s", len(self.jobs), sorted(self.jobs))
         self.jobs.clear()
@@ -219,6 +226,18 @@ class RayExecutor:
             log.info("run %d: node unknown (%s)", job.run_id, type(exc).__name__)
             return
         log.info("run %d ran on Ray node %s", job.run_id, self.placements[job.run_id])
+
+    def _release_finished(self, running: set[int]) -> None:
+        """Kill this namespace's run actors whose runs are no longer running (left by an API that stopped)."""
+        prefix = actor_name(0)[:-1]
+        for name in self.ray.util.list_named_actors():
+            tail = name[len(prefix):] if name.startswith(prefix) else ""
+            if tail.isdigit() and int(tail) not in running:
+                try:
+                    self.ray.kill(self.ray.get_actor(name, namespace=self.settings.ray_namespace), no_restart=True)
+                except ValueError:
+                    continue  # gone meanwhile
+                log.info("released the actor %s of a run that has ended", name)
 
     def _release(self, job: _RayJob) -> None:
         try:
