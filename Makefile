@@ -35,7 +35,13 @@ api: venv
 	@mkdir -p var
 	TRUSTLAB_HOST=$(API_HOST) TRUSTLAB_PORT=$(API_PORT) $(PY) -m backend.serve
 
-test: venv
+# The tests also exercise the optional Ray executor on a real local cluster: its extra is installed for them
+# (never for `make run`).
+$(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
+	@touch $@
+
+test: venv $(VENV)/.ray-installed
 	$(PY) -m pytest -q
 
 test-fast: venv
