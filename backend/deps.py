@@ -84,7 +84,7 @@ def admit_runs(request: Request, session: Session, configs: list[RunConfig]) -> 
                         f"{settings.max_queued_runs} may wait (setting TRUSTLAB_MAX_QUEUED_RUNS). Wait for runs "
                         "to start or cancel some")
     scheduler = getattr(request.app.state, "scheduler", None)
-    gpus = bool(scheduler is not None and scheduler.plan.gpus)
+    gpus = scheduler is not None and scheduler.executor.has_gpus()
     for config in configs:
         if config.device == "cpu" or not gpus:
             try:

@@ -37,7 +37,8 @@ def open_lab(var_dir: Path, *, data_dir: Path, workers: int, trainer: str | None
     settings = Settings(var_dir=var_dir, database_url=f"sqlite:///{var_dir.resolve() / 'store.db'}",
                         data_dir=data_dir, scheduler=True, gpus="", max_concurrent_runs=workers, torch_threads=1,
                         **({"trainer": trainer} if trainer else {}))
-    with TestClient(create_app(settings)) as client:
+    # a loopback Host: the API's request gate accepts its own names only
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         yield client
 
 

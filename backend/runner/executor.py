@@ -40,6 +40,9 @@ class Executor(Protocol):
     def has_capacity(self) -> bool:
         """A new run could start now (some slot is free)."""
 
+    def has_gpus(self) -> bool:
+        """Runs can be placed on a GPU (decides whether the API's CPU memory estimate applies to device=auto)."""
+
     def start(self, run_id: int, config: dict[str, Any]) -> bool:
         """Start a claimed run; False when no slot fits its device now (the run stays claimed: the caller
         must not claim before ``fits``). Raises OSError (or RuntimeError) when starting failed."""

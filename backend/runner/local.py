@@ -104,6 +104,9 @@ class LocalExecutor:
         self._refill_after = 0.0
 
     # -- Executor ----------------------------------------------------------------------------------
+    def has_gpus(self) -> bool:
+        return bool(self.plan.gpus)
+
     def describe(self) -> str:
         return (f"local executor: {self.plan.limit} run slot(s) (GPUs: {','.join(self.plan.gpus) or 'none'}), "
                 f"{self.plan.torch_threads} torch thread(s) per run, {self._warm_target()} warm worker(s)")

@@ -138,6 +138,9 @@ class RayExecutor:
     def has_capacity(self) -> bool:
         return len(self.jobs) < self.limit
 
+    def has_gpus(self) -> bool:
+        return self.ray.cluster_resources().get("GPU", 0) > 0
+
     def fits(self, config: dict[str, Any]) -> bool:
         return True  # Ray places (or queues) the actor by its resource request
 
