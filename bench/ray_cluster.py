@@ -19,6 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# Bounded: Ray's default object store takes 30% of RAM in /dev/shm; runs pass no objects through it.
+OBJECT_STORE_BYTES = 100 * 2**20
+
 __all__ = ["LocalRayCluster", "ray_available"]
 
 
@@ -70,6 +73,7 @@ class LocalRayCluster:
         os.environ.update(self.env)
         self._start(["--head", f"--node-ip-address={self.head_ip}", f"--port={self.gcs_port}",
                      f"--num-cpus={self.head_cpus}", "--num-gpus=0", "--include-dashboard=false",
+                     f"--object-store-memory={OBJECT_STORE_BYTES}",
                      f"--ray-client-server-port={self.port_base + 3}", f"--temp-dir={self.root / 't'}",
                      *self._ports(0)], "head")
         self._wait_port(self.head_ip, self.gcs_port, timeout)
@@ -79,7 +83,7 @@ class LocalRayCluster:
         """Another node (on loopback address ``ip``) joining the head; ``resources``: JSON of custom resources."""
         index = len(self.procs)
         self._start([f"--address={self.address}", f"--node-ip-address={ip}", f"--num-cpus={cpus}", "--num-gpus=0",
-                     *(["--resources", resources] if resources else []), *self._ports(index)], f"node{index}")
+                     f"--object-store-memory={OBJECT_STORE_BYTES}", *(["--resources", resources] if resources else []), *self._ports(index)], f"node{index}")
 
     def kill_node(self, index: int) -> None:
         """SIGKILL every process of node ``index`` (1 = the first added node): a machine that died."""
