@@ -73,6 +73,8 @@ class RunOut(BaseModel):
     comparison_id: int | None
     config: dict[str, Any] = Field(description="RunConfig JSON with defaults filled (hyperparameters resolved)")
     optimizer: str
+    family: str | None = Field(default=None, description="the optimizer's family in /api/meta: "
+                               "'second-order' (trust region) or 'first-order'")
     label: str
     seed: int
     device: str | None = Field(description="where it trained (set when the worker starts)")

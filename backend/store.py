@@ -17,6 +17,7 @@ from backend.schemas import ComparisonCreate, run_label
 from backend.tables import (ACTIVE_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS, Comparison, Evaluation,
                             MetricBlock, Reconstruction, Run, StepMetric, utcnow)
 from trainer.config import RunConfig
+from trainer.registry import OPTIMIZERS
 
 __all__ = ["stored_config", "create_run", "create_comparison", "list_runs", "list_comparisons", "comparison_runs",
            "run_view", "comparison_view", "progress", "request_cancel", "delete_run", "delete_comparison",
@@ -85,11 +86,18 @@ def progress(run: Run) -> float:
     return float(min(1.0, max(fractions))) if fractions else 0.0
 
 
+def _family(optimizer: str) -> str | None:
+    """The registry's family of ``optimizer`` (None for a name no longer registered)."""
+    info = OPTIMIZERS.get(optimizer)
+    return info.family if info is not None else None
+
+
 def run_view(run: Run) -> dict[str, Any]:
     """The API's Run shape (RunOut)."""
     return {
         "id": run.id, "status": run.status, "comparison_id": run.comparison_id, "config": run.config,
-        "optimizer": run.optimizer, "label": run.label, "seed": run.seed, "device": run.device,
+        "optimizer": run.optimizer, "family": _family(run.optimizer), "label": run.label, "seed": run.seed,
+        "device": run.device,
         "error": run.error, "summary": run.summary, "progress": progress(run), "last_step": run.last_step,
         "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
         "tags": list(run.tags or []), "note": run.note or "",

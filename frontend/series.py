@@ -46,6 +46,7 @@ __all__ = [
     "format_budget",
     "format_time",
     "tr_thresholds",
+    "is_trust_region",
 ]
 
 
@@ -689,14 +690,23 @@ def pick_reconstruction(steps: list[int], backprops: list[float], budget: float 
     return within[-1] if within else None
 
 
+# The family the API gives trust-region optimizers (/api/meta's optimizers[].family, a run's ``family``).
+TR_FAMILY = "second-order"
+
+
+def is_trust_region(run: Mapping[str, Any]) -> bool:
+    """Whether ``run`` (a run as the API returns it) used a trust-region optimizer, by its ``family``."""
+    return run.get("family") == TR_FAMILY
+
+
 def tr_thresholds(runs: Sequence[Mapping[str, Any]], defaults: tuple[float, float] = (0.01, 0.95)
                   ) -> tuple[float, float] | None:
     """(η₁, η₂) to mark on the ρ panel when all TR runs share them; ``None`` when they differ."""
     seen = set()
     for r in runs:
-        opt = ((r.get("config") or {}).get("optimizer") or {})
-        if not str(opt.get("name", "")).startswith("tr-"):
+        if not is_trust_region(r):
             continue
+        opt = ((r.get("config") or {}).get("optimizer") or {})
         hp = opt.get("hyperparameters") or {}
         seen.add((float(hp.get("eta1", defaults[0])), float(hp.get("eta2", defaults[1]))))
     return seen.pop() if len(seen) == 1 else None

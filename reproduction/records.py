@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from trainer.registry import is_trust_region
 from trainer.reporting import ListReporter
 
 __all__ = ["RESULTS_DIR", "compact", "save_run", "load_run", "load_experiment", "STEP_FIELDS"]
@@ -32,7 +33,7 @@ def _round(x: Any, digits: int = 5) -> Any:
 
 def compact(spec: dict[str, Any], reporter: ListReporter, elapsed: float) -> dict[str, Any]:
     """The record saved for one run: config, summary, evaluations, thinned step columns, last images."""
-    tr = spec["config"]["optimizer"]["name"].startswith("tr-")
+    tr = is_trust_region(spec["config"]["optimizer"]["name"])
     every = _TR_STEP_EVERY if tr else _FIRST_ORDER_STEP_EVERY
     steps = [s for i, s in enumerate(reporter.steps) if i % every == 0 or i == len(reporter.steps) - 1]
     fields = [f for f in STEP_FIELDS if tr or f not in TR_ONLY_FIELDS]

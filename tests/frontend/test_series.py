@@ -297,3 +297,11 @@ def test_with_x_derives_backprops_plus_a_third_of_forwards():
     np.testing.assert_allclose(with_x(ev, "cost", m)["cost"], [0.0, 12 + 2 / 3])
     assert "cost" not in with_x(ev, "cost").columns  # nothing to derive it from: left for the caller to skip
     assert with_x(m, "backprops") is m
+
+
+def test_trust_region_runs_are_told_by_the_family_the_api_gives():
+    assert series.is_trust_region({"optimizer": "tr-uniform", "family": "second-order"})
+    assert not series.is_trust_region({"optimizer": "adam", "family": "first-order"})
+    # a renamed TR method is still one: the name is not consulted
+    assert series.is_trust_region({"optimizer": "my-newton", "family": "second-order"})
+    assert not series.is_trust_region({"optimizer": "tr-uniform"})
