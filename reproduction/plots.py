@@ -13,12 +13,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
-from trainer.registry import OPTIMIZERS  # noqa: E402
+from reproduction.spec import BASELINES  # noqa: E402
+from trainer.registry import OPTIMIZERS, optimizer_color  # noqa: E402
 
 __all__ = ["COLORS", "plot_losses", "plot_tr_diagnostics", "plot_grid", "reconstruction_grid", "mean_curve"]
 
-COLORS = {"sgd": "#7f7f7f", "sgd-momentum": "#8c564b", "adagrad": "#2ca02c", "rmsprop": "#ff7f0e", "adam": "#9467bd",
-          "tr-uniform": "#1f77b4", "tr-adagrad": "#17becf", "tr-rmsprop": "#d62728"}
+# The registry's colours (the dashboard's too), by optimizer name and by baseline key ("sgd-momentum").
+COLORS = {**{name: info.color for name, info in OPTIMIZERS.items()},
+          **{key: optimizer_color(name, fixed) for key, (name, fixed) in BASELINES.items()}}
 STYLES = {"tr-uniform": "-", "tr-adagrad": "-", "tr-rmsprop": "-"}
 X_LABELS = {"backprops": "backprops (gradients + HVPs)", "epoch": "epochs",
             "wall_time": "optimization wall time (s)"}

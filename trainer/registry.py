@@ -16,7 +16,9 @@ __all__ = [
     "PRESETS",
     "SWEEP_PRESETS",
     "VARIANT_LABELS",
+    "VARIANT_COLORS",
     "optimizer_label",
+    "optimizer_color",
     "INPUT_SCALINGS",
     "AUTOENCODER_LOSSES",
     "default_input_scaling",
@@ -101,6 +103,10 @@ class OptimizerInfo:
     # build(params, resolved_hyperparameters, buffers) -> torch.optim.Optimizer (torch imported lazily)
     build: Callable[..., Any] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
     norm: str | None = None  # TR only: "uniform" | "adagrad" | "rmsprop"
+    # Chart colour, the same in the dashboard (via /api/meta) and the reproduction's plots. First-order methods
+    # and their TR counterparts share a hue family (SGD/TR uniform: grey/blue, Adagrad: orange/red,
+    # RMSprop: teal/green); Adam is purple.
+    color: str = "#8c564b"
 
     @property
     def is_trust_region(self) -> bool:
@@ -114,6 +120,7 @@ class OptimizerInfo:
             "name": self.name,
             "label": self.label,
             "family": self.family,
+            "color": self.color,
             "default_batch_size": self.default_batch_size,
             "description": self.description,
             "hyperparameters": [h.as_dict() for h in self.hyperparameters],
@@ -195,30 +202,30 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
         OptimizerInfo("sgd", "SGD", "first-order", (
             _lr(0.1), HyperParam("momentum", "float", 0.0, "momentum factor", minimum=0.0, maximum=1.0),
             HyperParam("nesterov", "bool", False, "Nesterov momentum (needs momentum > 0)"), _WD),
-            _FIRST_ORDER_BATCH, "torch.optim.SGD", build=_torch_optimizer("SGD")),
+            _FIRST_ORDER_BATCH, "torch.optim.SGD", build=_torch_optimizer("SGD"), color="#7f7f7f"),
         OptimizerInfo("adagrad", "Adagrad", "first-order", (
             _lr(0.01), HyperParam("lr_decay", "float", 0.0, "learning-rate decay", minimum=0.0, maximum=1.0),
             HyperParam("eps", "float", 1e-10, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
-            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adagrad", build=_torch_optimizer("Adagrad")),
+            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adagrad", build=_torch_optimizer("Adagrad"), color="#ff7f0e"),
         OptimizerInfo("rmsprop", "RMSprop", "first-order", (
             _lr(0.001), HyperParam("alpha", "float", 0.99, "smoothing constant", minimum=0.0, maximum=1.0),
             HyperParam("eps", "float", 1e-8, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
             HyperParam("momentum", "float", 0.0, "momentum factor", minimum=0.0, maximum=1.0), _WD),
-            _FIRST_ORDER_BATCH, "torch.optim.RMSprop", build=_torch_optimizer("RMSprop")),
+            _FIRST_ORDER_BATCH, "torch.optim.RMSprop", build=_torch_optimizer("RMSprop"), color="#17becf"),
         OptimizerInfo("adam", "Adam", "first-order", (
             _lr(0.001), HyperParam("beta1", "float", 0.9, "first-moment decay", minimum=0.0, maximum=1.0),
             HyperParam("beta2", "float", 0.999, "second-moment decay", minimum=0.0, maximum=1.0),
             HyperParam("eps", "float", 1e-8, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
-            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adam", build=_torch_optimizer("Adam", _adam_kwargs)),
+            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adam", build=_torch_optimizer("Adam", _adam_kwargs), color="#9467bd"),
         OptimizerInfo("tr-uniform", "TR uniform", TR_FAMILY, _tr_params(radius=0.05, gamma2=1.5),
                       _TR_BATCH, "Trust region with a spherical constraint (M = I)",
-                      build=_trust_region("uniform"), norm="uniform"),
+                      build=_trust_region("uniform"), norm="uniform", color="#1f77b4"),
         OptimizerInfo("tr-adagrad", "TR Adagrad", TR_FAMILY, _tr_params(radius=0.05, gamma2=1.5),
                       _TR_BATCH, "Trust region with the Adagrad ellipsoid M = sqrt(ε + Σg²)",
-                      build=_trust_region("adagrad"), norm="adagrad"),
+                      build=_trust_region("adagrad"), norm="adagrad", color="#d62728"),
         OptimizerInfo("tr-rmsprop", "TR RMSprop", TR_FAMILY, _tr_params(radius=1e-4, gamma2=1.75),
                       _TR_BATCH, "Trust region with the RMSprop ellipsoid M = sqrt(βv + (1-β)g²) + ε",
-                      build=_trust_region("rmsprop"), norm="rmsprop"),
+                      build=_trust_region("rmsprop"), norm="rmsprop", color="#2ca02c"),
     )
 }
 
@@ -437,6 +444,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Settings of an optimizer that make it a baseline of its own, labelled as such in runs, sweeps and results:
 # (optimizer, hyperparameter) → label used when that hyperparameter is set to a non-zero value.
 VARIANT_LABELS: dict[tuple[str, str], str] = {("sgd", "momentum"): "SGD+momentum"}
+# ... and their chart colours (a variant without one is drawn in its optimizer's colour).
+VARIANT_COLORS: dict[tuple[str, str], str] = {("sgd", "momentum"): "#8c564b"}
 
 
 def optimizer_label(name: str, hyperparameters: dict[str, Any] | None = None) -> str:
@@ -445,6 +454,14 @@ def optimizer_label(name: str, hyperparameters: dict[str, Any] | None = None) ->
         if opt == name and (hyperparameters or {}).get(param):
             return label
     return OPTIMIZERS[name].label
+
+
+def optimizer_color(name: str, hyperparameters: dict[str, Any] | None = None) -> str:
+    """The optimizer's chart colour, or its variant's (SGD+momentum's for sgd with momentum > 0)."""
+    for (opt, param), color in VARIANT_COLORS.items():
+        if opt == name and (hyperparameters or {}).get(param):
+            return color
+    return OPTIMIZERS[name].color
 
 
 _HALF_DECADES = {"low": 1e-4, "high": 1.0, "per_decade": 2}

@@ -15,6 +15,16 @@ from tests.frontend.fakes import FakeApi
 APP = str(Path(__file__).resolve().parents[2] / "frontend" / "app.py")
 
 
+@pytest.fixture(autouse=True)
+def _optimizer_colors():
+    """The colours the app adopts from /api/meta at start (frontend.ui.load_run_states), for chart tests."""
+    from frontend import charts
+    from trainer.registry import metadata
+
+    charts.adopt_colors(metadata()["optimizers"])
+    yield
+
+
 @pytest.fixture
 def api():
     fake = FakeApi()
