@@ -19,8 +19,11 @@ if TYPE_CHECKING:  # torch is imported lazily: the API process checks availabili
     import torch
 
 __all__ = ["TensorData", "DatasetUnavailable", "load_dataset", "dataset_available", "find_dataset",
-           "read_idx", "decoded_arrays", "cache_path", "SYSTEM_LOCATIONS", "NORMALIZATION", "CACHE_SUBDIR", "scale_inputs"]
+           "read_idx", "decoded_arrays", "DEFAULT_DATA_DIR", "cache_path", "SYSTEM_LOCATIONS", "NORMALIZATION", "CACHE_SUBDIR", "scale_inputs"]
 
+# The dataset folder when none is configured (TRUSTLAB_DATA_DIR, the CLI's --data-dir): ./data, relative to the
+# working directory; tools that run from elsewhere use it under the repository root.
+DEFAULT_DATA_DIR = "data"
 CACHE_SUBDIR = "cache"  # decoded-tensor cache: <data_dir>/cache/<dataset>-<key>.pt
 _CACHE_FORMAT = 1  # bump when the cached layout changes; old files are then simply not found
 _CACHE_KEYS = ("train_x", "train_y", "test_x", "test_y")

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from trainer.config import RunConfig
-from trainer.data import DatasetUnavailable, TensorData, load_dataset
+from trainer.data import DEFAULT_DATA_DIR, DatasetUnavailable, TensorData, load_dataset
 from trainer.guards import RunGuard
 from trainer.models import build_model, count_parameters, loss_function, reconstruction_image
 from trainer.optim.factory import build_optimizer
@@ -20,7 +20,6 @@ from trainer.reporting import NullReporter, Reporter, RunStatus
 
 __all__ = ["run", "resolve_device", "DEFAULT_DATA_DIR", "images_png"]
 
-DEFAULT_DATA_DIR = "data"
 _EVAL_CHUNK = 4096
 
 
