@@ -10,6 +10,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConst
 from backend.limits import hide_paths
 from backend.runner.states import RunState
 from trainer.config import MAX_SAMPLES, Budget, EvalEvery, Guards, OptimizerConfig, RunConfig
+from trainer.errors import error_summary
 from trainer.registry import OPTIMIZERS, model_fits_dataset, optimizer_label
 
 __all__ = ["UtcDatetime", "RunOut", "RunList", "ComparisonOut", "ComparisonDetail", "ComparisonList",
@@ -185,7 +186,7 @@ class ComparisonCreate(BaseModel):
         try:
             self.run_configs()
         except ValidationError as exc:
-            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+            raise ValueError(error_summary(exc.errors())) from None
         return self
 
     def run_configs(self) -> list[tuple[RunConfig, str]]:
