@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, Connection, String, bindparam, delete, func, 
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from backend.downsample import minmax_indices
+from trainer.downsample import minmax_indices
 from backend.rollup import block_of
 from backend.runner import lifecycle
 from backend.runner.states import RunState

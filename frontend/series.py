@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from frontend.run_states import is_active, is_terminal  # noqa: F401 - is_active re-exported: views call series.is_active
+from trainer.downsample import minmax_indices  # numpy only: the one min/max downsampling, shared with the API
 
 __all__ = [
     "X_AXES",
@@ -143,31 +144,11 @@ def bound_rows(df: pd.DataFrame, target: int, *, y: str = "train_loss",
 
 
 def downsample_minmax(y: np.ndarray, max_points: int) -> np.ndarray:
-    """Indices of at most ~``max_points`` points that keep the first, the last and every bucket's min and max.
-
-    The series is cut into ``max_points // 2`` equal index buckets; per bucket the positions of the smallest
-    and largest ``y`` are kept, so spikes survive (NaNs are ignored). Returns sorted unique indices.
-    """
+    """Indices of at most ~``max_points`` points that keep the first, the last and every bucket's min and max
+    (``trainer.downsample.minmax_indices``, the API's own; NaNs are ignored). The UI asks for at least 4."""
     if max_points < 4:
         raise ValueError(f"Invalid max_points: {max_points}; need at least 4")
-    y = np.asarray(y, dtype=float)
-    n = len(y)
-    if n <= max_points:
-        return np.arange(n)
-    buckets = max(1, (max_points - 2) // 2)
-    edges = np.linspace(1, n - 1, buckets + 1).astype(int)
-    keep = [0, n - 1]
-    filled = np.where(np.isnan(y), np.nan, y)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        if hi <= lo:
-            continue
-        seg = filled[lo:hi]
-        if np.all(np.isnan(seg)):
-            keep.append(lo)
-            continue
-        keep.append(lo + int(np.nanargmin(seg)))
-        keep.append(lo + int(np.nanargmax(seg)))
-    return np.unique(np.array(keep))
+    return minmax_indices(np.asarray(y, dtype=float), max_points)
 
 
 def ema(y: np.ndarray, weight: float) -> np.ndarray:

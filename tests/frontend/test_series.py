@@ -305,3 +305,13 @@ def test_trust_region_runs_are_told_by_the_family_the_api_gives():
     # a renamed TR method is still one: the name is not consulted
     assert series.is_trust_region({"optimizer": "my-newton", "family": "second-order"})
     assert not series.is_trust_region({"optimizer": "tr-uniform"})
+
+
+def test_the_ui_thins_exactly_as_the_api_does():
+    from trainer.downsample import minmax_indices
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=5000)
+    y[rng.integers(0, 5000, 50)] = np.nan
+    for m in (4, 7, 100, 999):
+        np.testing.assert_array_equal(series.downsample_minmax(y, m), minmax_indices(y, m))
