@@ -12,6 +12,7 @@ from backend.runner.states import RunState
 from trainer.config import MAX_SAMPLES, Budget, EvalEvery, Guards, OptimizerConfig, RunConfig
 from trainer.errors import error_summary
 from trainer.registry import OPTIMIZERS, model_fits_dataset, optimizer_label
+from trainer.reporting import EvalRecord, StepRecord
 
 __all__ = ["UtcDatetime", "RunOut", "RunList", "ComparisonOut", "ComparisonDetail", "ComparisonList",
            "ComparisonCreate", "ComparisonCreated", "MetricPoint", "MetricsPage", "EvalPoint", "EvalPage",
@@ -220,28 +221,10 @@ def run_label(optimizer: str, overrides: dict[str, Any], seed: int, batch_size: 
     return f"{' '.join(parts)} (seed {seed})"
 
 
-class MetricPoint(BaseModel):
-    """One optimizer step; the TR fields are null for first-order runs."""
+class MetricPoint(StepRecord):
+    """One optimizer step (``trainer.reporting.StepRecord``); the TR fields are null for first-order runs."""
 
-    step: int
-    backprops: int
-    gradients: int | None = None
-    hvps: int | None = None
-    forwards: int | None = None
-    epoch: float
-    wall_time: float
-    train_loss: float | None = None
-    grad_norm: float | None = None
-    step_norm: float | None = None
-    radius: float | None = None
-    new_radius: float | None = None
-    rho: float | None = None
-    cg_iterations: int | None = None
-    cg_exit: str | None = None
-    accepted: bool | None = None
-    pred_decrease: float | None = None
-    actual_decrease: float | None = None
-    step_norm_m: float | None = None
+    model_config = ConfigDict(extra="ignore")
 
 
 class MetricsPage(BaseModel):
@@ -316,15 +299,10 @@ class MetricsBatch(BaseModel):
     runs: list[RunMetricColumns]
 
 
-class EvalPoint(BaseModel):
-    step: int
-    backprops: int
-    epoch: float
-    wall_time: float
-    train_loss: float | None = None
-    test_loss: float | None = None
-    train_accuracy: float | None = None
-    test_accuracy: float | None = None
+class EvalPoint(EvalRecord):
+    """One evaluation (``trainer.reporting.EvalRecord``)."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class EvalPage(BaseModel):

@@ -16,7 +16,8 @@ from trainer.models import build_model, count_parameters, loss_function, reconst
 from trainer.optim.factory import build_optimizer
 from trainer.optim.trust_region import TrustRegion
 from trainer.registry import MODELS
-from trainer.reporting import NullReporter, Reporter, RunStatus
+from trainer.reporting import TR_TRACE_FIELDS, NullReporter, Reporter, RunStatus
+from trainer.reporting import clean_scalar as _finite  # the one cleaning rule: non-finite floats become None
 
 __all__ = ["run", "resolve_device", "DEFAULT_DATA_DIR", "images_png"]
 
@@ -34,10 +35,6 @@ def resolve_device(spec: str) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {spec!r} does not exist; {torch.cuda.device_count()} GPU(s) visible")
     return dev
-
-
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
 
 
 def images_png(images: torch.Tensor, scale: int = 2) -> bytes:
@@ -228,8 +225,7 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
             gradients, hvps, forwards = warm_gradients + opt.gradients, opt.hvps, opt.forwards
             loss_value = tr["loss"]
             record = {"grad_norm": tr["grad_norm"], "step_norm": tr["step_norm"],
-                      **{k: tr[k] for k in ("radius", "new_radius", "rho", "cg_iterations", "cg_exit", "accepted",
-                                             "pred_decrease", "actual_decrease", "step_norm_m")}}
+                      **{k: tr[k] for k in TR_TRACE_FIELDS}}
         else:
             first_order = warm if is_tr else opt  # a TR run here is in its Adagrad warm start
             t0 = time.perf_counter()
