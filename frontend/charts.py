@@ -358,8 +358,8 @@ def geometry_figure(problem: Any, trajectories: Sequence[Any], *, every: int = 2
     """Contours of a 2-D quadratic with each method's iterates and the trust regions of its steps.
 
     Args:
-        problem: a ``trainer.geometry.Quadratic``.
-        trajectories: ``trainer.geometry.Trajectory`` objects, one panel each.
+        problem: a ``frontend.geometry.Quadratic``.
+        trajectories: ``frontend.geometry.Trajectory`` objects, one panel each.
         every: draw every ``every``-th trust region (the paper draws every other one).
         columns: panels per row.
     """

@@ -5,7 +5,7 @@ import pytest
 
 from frontend import charts, series
 from tests.frontend.fakes import FakeApi, eval_points, metric_points
-from trainer import geometry
+from frontend import geometry
 from trainer.registry import OPTIMIZERS
 
 

@@ -10,6 +10,7 @@ from torch.optim import Optimizer
 from trainer.optim.hvp import GradientWithHVP, unflatten_into
 from trainer.optim.krylov import SOLVERS, SubproblemResult, Workspace
 from trainer.optim.norms import DiagonalNorm, make_norm
+from trainer.optim.radius import radius_update
 from trainer.registry import OPTIMIZERS
 
 __all__ = ["TrustRegion", "radius_update", "TR_DEFAULTS"]
@@ -18,24 +19,6 @@ __all__ = ["TrustRegion", "radius_update", "TR_DEFAULTS"]
 # tr-rmsprop's entry carries its radius 1e-4 and gamma2 1.75).
 TR_DEFAULTS: dict[str, Any] = {"norm": "uniform",
                                **{h.name: h.default for h in OPTIMIZERS["tr-uniform"].hyperparameters}}
-
-
-def radius_update(
-    rho: float, radius: float, *, eta1: float, eta2: float, gamma1: float, gamma2: float, max_radius: float
-) -> tuple[bool, float]:
-    """Acceptance and new radius from ρ (CGT Algorithm 6.1.1 with the paper's parameters).
-
-    ρ ≥ η₂: accept, Δ ← min(γ₁Δ, Δ_max); η₁ ≤ ρ < η₂: accept, Δ unchanged; otherwise (ρ < η₁ or ρ not
-    finite): reject, Δ ← Δ/γ₂.
-
-    Returns:
-        (accepted, new_radius)
-    """
-    if not math.isfinite(rho) or rho < eta1:
-        return False, radius / gamma2
-    if rho >= eta2:
-        return True, min(gamma1 * radius, max_radius)
-    return True, radius
 
 
 class TrustRegion(Optimizer):
