@@ -7,11 +7,12 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, ValidationError,
                       field_validator, model_validator)
 
+from backend.domain import run_label  # noqa: F401 - re-exported (schemas.run_label), defined in backend.domain
 from backend.limits import hide_paths
 from backend.runner.states import RunState
 from trainer.config import MAX_SAMPLES, Budget, EvalEvery, Guards, OptimizerConfig, RunConfig
 from trainer.errors import error_summary
-from trainer.registry import OPTIMIZERS, model_fits_dataset, optimizer_label
+from trainer.registry import OPTIMIZERS, model_fits_dataset
 from trainer.reporting import EvalRecord, StepRecord
 
 __all__ = ["UtcDatetime", "RunOut", "RunList", "ComparisonOut", "ComparisonDetail", "ComparisonList",
@@ -207,18 +208,6 @@ class ComparisonCreate(BaseModel):
                 out.append((cfg, run_label(opt.name, opt.hyperparameters, seed, opt.batch_size,
                                            variants=cfg.variants())))
         return out
-
-
-def run_label(optimizer: str, overrides: dict[str, Any], seed: int, batch_size: int | None = None,
-              variants: list[str] | None = None) -> str:
-    """E.g. "SGD lr=0.05 inputs=unit (seed 0)": the optimizer's label, the hyperparameters given, the batch size
-    when given, the run-level switches that differ from their defaults (``RunConfig.variants()``), the seed."""
-    parts = [optimizer_label(optimizer, overrides)] + [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                             for k, v in sorted(overrides.items())]
-    if batch_size is not None:
-        parts.append(f"batch={batch_size}")
-    parts.extend(variants or [])
-    return f"{' '.join(parts)} (seed {seed})"
 
 
 class MetricPoint(StepRecord):

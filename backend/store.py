@@ -13,7 +13,7 @@ from trainer.downsample import minmax_indices
 from backend.rollup import block_of
 from backend.runner import lifecycle
 from backend.runner.states import RunState
-from backend.schemas import ComparisonCreate, run_label
+from backend.domain import ComparisonSpec, run_label, stored_config
 from backend.tables import (ACTIVE_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS, Comparison, Evaluation,
                             MetricBlock, Reconstruction, Run, StepMetric, utcnow)
 from trainer.config import RunConfig
@@ -34,14 +34,6 @@ class Conflict(Exception):
 
 # ---------------------------------------------------------------------------------------------- runs
 
-def stored_config(config: RunConfig) -> dict[str, Any]:
-    """The RunConfig as stored: JSON, with hyperparameters resolved and the batch size filled in."""
-    data = config.model_dump(mode="json")
-    data["optimizer"]["hyperparameters"] = config.optimizer.resolved()
-    data["batch_size"] = config.effective_batch_size
-    return data
-
-
 def create_run(session: Session, config: RunConfig, *, comparison_id: int | None = None,
                label: str | None = None) -> Run:
     run = Run(config=stored_config(config), optimizer=config.optimizer.name, seed=config.seed,
@@ -53,7 +45,7 @@ def create_run(session: Session, config: RunConfig, *, comparison_id: int | None
     return run
 
 
-def create_comparison(session: Session, body: ComparisonCreate) -> tuple[Comparison, list[Run]]:
+def create_comparison(session: Session, body: ComparisonSpec) -> tuple[Comparison, list[Run]]:
     comparison = Comparison(name=body.name, spec=body.model_dump(mode="json"), created_at=utcnow())
     session.add(comparison)
     session.flush()

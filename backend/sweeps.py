@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from backend.schemas import BatchSize, ComparisonOptimizer, Seed, run_label
+from backend.domain import run_label
+from backend.schemas import BatchSize, ComparisonOptimizer, Seed
 from trainer.config import Budget, RunConfig
 from trainer.errors import error_summary
 from trainer.registry import OPTIMIZERS, model_fits_dataset, resolve_hyperparameters
