@@ -161,14 +161,9 @@ def ema(y: np.ndarray, weight: float) -> np.ndarray:
     y = np.asarray(y, dtype=float)
     if weight == 0 or len(y) == 0:
         return y.copy()
-    out = np.full_like(y, np.nan)
-    acc, norm = 0.0, 0.0
-    for i, v in enumerate(y):
-        if np.isnan(v):
-            continue
-        acc = weight * acc + (1 - weight) * v
-        norm = weight * norm + (1 - weight)
-        out[i] = acc / norm
+    # pandas' adjusted EWM is Σ wⁱ y_(t-i) / Σ wⁱ, i.e. the debiased average; ignore_na skips NaNs entirely
+    out = pd.Series(y).ewm(alpha=1 - weight, adjust=True, ignore_na=True).mean().to_numpy(dtype=float, copy=True)
+    out[np.isnan(y)] = np.nan
     return out
 
 

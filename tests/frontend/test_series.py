@@ -315,3 +315,20 @@ def test_the_ui_thins_exactly_as_the_api_does():
     y[rng.integers(0, 5000, 50)] = np.nan
     for m in (4, 7, 100, 999):
         np.testing.assert_array_equal(series.downsample_minmax(y, m), minmax_indices(y, m))
+
+
+def test_ema_matches_the_naive_debiased_loop():
+    def naive(y, w):
+        out, acc, norm = np.full(len(y), np.nan), 0.0, 0.0
+        for i, v in enumerate(y):
+            if np.isnan(v):
+                continue
+            acc, norm = w * acc + (1 - w) * v, w * norm + (1 - w)
+            out[i] = acc / norm
+        return out
+
+    rng = np.random.default_rng(7)
+    y = rng.normal(size=400)
+    y[[0, 5, 6, 100, 399]] = np.nan
+    for w in (0.3, 0.9, 0.99):
+        np.testing.assert_allclose(series.ema(y, w), naive(y, w), rtol=1e-12, atol=1e-12, equal_nan=True)
