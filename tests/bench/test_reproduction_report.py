@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 from reproduction.records import RESULTS_DIR
 from reproduction.report import build_report
