@@ -24,6 +24,8 @@ RUN if [ "$WITH_RAY" = "1" ]; then pip install -r requirements-ray.txt; fi
 COPY trainer/ trainer/
 COPY backend/ backend/
 COPY frontend/ frontend/
+# Live charts load Plotly from frontend/static/: copy it from the installed plotly package at build time.
+RUN python -m frontend.live_chart
 COPY alembic.ini .
 COPY .streamlit/ .streamlit/
 RUN mkdir -p "$TRUSTLAB_VAR_DIR" "$TRUSTLAB_DATA_DIR"

@@ -20,7 +20,14 @@ $(VENV)/.installed: requirements.txt
 	@touch $@
 	@ln -sfn $(VENV) .venv
 
-run: venv
+# Live charts load Plotly from frontend/static/ (Streamlit's static serving): copied from the installed plotly
+# package at install time, never by the app at start.
+PLOTLY_JS := frontend/static/plotly.min.js
+$(PLOTLY_JS): $(VENV)/.installed
+	$(PY) -m frontend.live_chart
+	@touch $@
+
+run: venv $(PLOTLY_JS)
 	@mkdir -p var
 	@echo "trustlab: API on http://$(API_HOST):$(API_PORT) (docs at /docs), UI on http://127.0.0.1:$(UI_PORT)"
 	@# On Ctrl-C or exit: stop both servers once and wait for them (a self-signalling 'kill 0' trap recursed
@@ -41,10 +48,10 @@ $(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
 	@touch $@
 
-test: venv $(VENV)/.ray-installed
+test: venv $(PLOTLY_JS) $(VENV)/.ray-installed
 	$(PY) -m pytest -q
 
-test-fast: venv
+test-fast: venv $(PLOTLY_JS)
 	$(PY) -m pytest -q -m "not slow"
 
 bench: venv

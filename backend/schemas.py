@@ -7,10 +7,13 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints, ValidationError,
                       field_validator, model_validator)
 
+from backend.domain import run_label  # noqa: F401 - re-exported (schemas.run_label), defined in backend.domain
 from backend.limits import hide_paths
 from backend.runner.states import RunState
 from trainer.config import MAX_SAMPLES, Budget, EvalEvery, Guards, OptimizerConfig, RunConfig
-from trainer.registry import OPTIMIZERS, model_fits_dataset, optimizer_label
+from trainer.errors import error_summary
+from trainer.registry import OPTIMIZERS, model_fits_dataset
+from trainer.reporting import EvalRecord, StepRecord
 
 __all__ = ["UtcDatetime", "RunOut", "RunList", "ComparisonOut", "ComparisonDetail", "ComparisonList",
            "ComparisonCreate", "ComparisonCreated", "MetricPoint", "MetricsPage", "EvalPoint", "EvalPage",
@@ -73,6 +76,8 @@ class RunOut(BaseModel):
     comparison_id: int | None
     config: dict[str, Any] = Field(description="RunConfig JSON with defaults filled (hyperparameters resolved)")
     optimizer: str
+    family: str | None = Field(default=None, description="the optimizer's family in /api/meta: "
+                               "'second-order' (trust region) or 'first-order'")
     label: str
     seed: int
     device: str | None = Field(description="where it trained (set when the worker starts)")
@@ -183,7 +188,7 @@ class ComparisonCreate(BaseModel):
         try:
             self.run_configs()
         except ValidationError as exc:
-            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+            raise ValueError(error_summary(exc.errors())) from None
         return self
 
     def run_configs(self) -> list[tuple[RunConfig, str]]:
@@ -205,40 +210,10 @@ class ComparisonCreate(BaseModel):
         return out
 
 
-def run_label(optimizer: str, overrides: dict[str, Any], seed: int, batch_size: int | None = None,
-              variants: list[str] | None = None) -> str:
-    """E.g. "SGD lr=0.05 inputs=unit (seed 0)": the optimizer's label, the hyperparameters given, the batch size
-    when given, the run-level switches that differ from their defaults (``RunConfig.variants()``), the seed."""
-    parts = [optimizer_label(optimizer, overrides)] + [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                             for k, v in sorted(overrides.items())]
-    if batch_size is not None:
-        parts.append(f"batch={batch_size}")
-    parts.extend(variants or [])
-    return f"{' '.join(parts)} (seed {seed})"
+class MetricPoint(StepRecord):
+    """One optimizer step (``trainer.reporting.StepRecord``); the TR fields are null for first-order runs."""
 
-
-class MetricPoint(BaseModel):
-    """One optimizer step; the TR fields are null for first-order runs."""
-
-    step: int
-    backprops: int
-    gradients: int | None = None
-    hvps: int | None = None
-    forwards: int | None = None
-    epoch: float
-    wall_time: float
-    train_loss: float | None = None
-    grad_norm: float | None = None
-    step_norm: float | None = None
-    radius: float | None = None
-    new_radius: float | None = None
-    rho: float | None = None
-    cg_iterations: int | None = None
-    cg_exit: str | None = None
-    accepted: bool | None = None
-    pred_decrease: float | None = None
-    actual_decrease: float | None = None
-    step_norm_m: float | None = None
+    model_config = ConfigDict(extra="ignore")
 
 
 class MetricsPage(BaseModel):
@@ -313,15 +288,10 @@ class MetricsBatch(BaseModel):
     runs: list[RunMetricColumns]
 
 
-class EvalPoint(BaseModel):
-    step: int
-    backprops: int
-    epoch: float
-    wall_time: float
-    train_loss: float | None = None
-    test_loss: float | None = None
-    train_accuracy: float | None = None
-    test_accuracy: float | None = None
+class EvalPoint(EvalRecord):
+    """One evaluation (``trainer.reporting.EvalRecord``)."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class EvalPage(BaseModel):

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from trainer.data import DEFAULT_DATA_DIR
+
 __all__ = ["Settings", "get_settings", "cpu_count", "total_memory_gb", "is_loopback", "LOOPBACK_NAMES"]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -54,7 +56,7 @@ class Settings(BaseSettings):
     var_dir: Path = Field(default=Path("var"), description="folder for the default SQLite store and worker logs")
     database_url: str | None = Field(
         default=None, description="any SQLAlchemy URL; default sqlite:///<var_dir>/trustlab.db")
-    data_dir: Path = Field(default=Path("data"), description="dataset folder handed to the trainer (server only)")
+    data_dir: Path = Field(default=Path(DEFAULT_DATA_DIR), description="dataset folder handed to the trainer (server only)")
     download: bool = Field(default=True, description="let torchvision download a missing dataset when online")
     host: str = Field(default="127.0.0.1", max_length=255,
                       description="address the API binds to (python -m backend.serve, make run); anything but "

@@ -9,14 +9,15 @@ from sqlalchemy import BigInteger, Connection, String, bindparam, delete, func, 
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from backend.downsample import minmax_indices
+from trainer.downsample import minmax_indices
 from backend.rollup import block_of
 from backend.runner import lifecycle
 from backend.runner.states import RunState
-from backend.schemas import ComparisonCreate, run_label
+from backend.domain import ComparisonSpec, run_label, stored_config
 from backend.tables import (ACTIVE_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS, Comparison, Evaluation,
                             MetricBlock, Reconstruction, Run, StepMetric, utcnow)
 from trainer.config import RunConfig
+from trainer.registry import OPTIMIZERS
 
 __all__ = ["stored_config", "create_run", "create_comparison", "list_runs", "list_comparisons", "comparison_runs",
            "run_view", "comparison_view", "progress", "request_cancel", "delete_run", "delete_comparison",
@@ -33,14 +34,6 @@ class Conflict(Exception):
 
 # ---------------------------------------------------------------------------------------------- runs
 
-def stored_config(config: RunConfig) -> dict[str, Any]:
-    """The RunConfig as stored: JSON, with hyperparameters resolved and the batch size filled in."""
-    data = config.model_dump(mode="json")
-    data["optimizer"]["hyperparameters"] = config.optimizer.resolved()
-    data["batch_size"] = config.effective_batch_size
-    return data
-
-
 def create_run(session: Session, config: RunConfig, *, comparison_id: int | None = None,
                label: str | None = None) -> Run:
     run = Run(config=stored_config(config), optimizer=config.optimizer.name, seed=config.seed,
@@ -52,7 +45,7 @@ def create_run(session: Session, config: RunConfig, *, comparison_id: int | None
     return run
 
 
-def create_comparison(session: Session, body: ComparisonCreate) -> tuple[Comparison, list[Run]]:
+def create_comparison(session: Session, body: ComparisonSpec) -> tuple[Comparison, list[Run]]:
     comparison = Comparison(name=body.name, spec=body.model_dump(mode="json"), created_at=utcnow())
     session.add(comparison)
     session.flush()
@@ -85,11 +78,18 @@ def progress(run: Run) -> float:
     return float(min(1.0, max(fractions))) if fractions else 0.0
 
 
+def _family(optimizer: str) -> str | None:
+    """The registry's family of ``optimizer`` (None for a name no longer registered)."""
+    info = OPTIMIZERS.get(optimizer)
+    return info.family if info is not None else None
+
+
 def run_view(run: Run) -> dict[str, Any]:
     """The API's Run shape (RunOut)."""
     return {
         "id": run.id, "status": run.status, "comparison_id": run.comparison_id, "config": run.config,
-        "optimizer": run.optimizer, "label": run.label, "seed": run.seed, "device": run.device,
+        "optimizer": run.optimizer, "family": _family(run.optimizer), "label": run.label, "seed": run.seed,
+        "device": run.device,
         "error": run.error, "summary": run.summary, "progress": progress(run), "last_step": run.last_step,
         "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
         "tags": list(run.tags or []), "note": run.note or "",

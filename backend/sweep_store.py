@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 
 from backend import stats, store
 from backend.results import group_name, stat_runs
-from backend.schemas import ComparisonCreate, run_label
+from backend.domain import run_label
+from backend.schemas import ComparisonCreate
 from backend.store import Conflict
 from backend.sweeps import Criterion, PromoteRequest, SweepCreate, SweepOptimizer, edge_flags
 from backend.tables import ACTIVE_STATUSES, Comparison, Run, Sweep, SweepRun, utcnow

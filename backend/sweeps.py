@@ -7,8 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from backend.schemas import BatchSize, ComparisonOptimizer, Seed, run_label
+from backend.domain import run_label
+from backend.schemas import BatchSize, ComparisonOptimizer, Seed
 from trainer.config import Budget, RunConfig
+from trainer.errors import error_summary
 from trainer.registry import OPTIMIZERS, model_fits_dataset, resolve_hyperparameters
 
 __all__ = ["MAX_RUNS_PER_SWEEP", "MAX_POINTS_PER_PARAM", "log_grid", "SearchSpace", "Criterion", "SweepOptimizer",
@@ -194,7 +196,7 @@ class SweepCreate(BaseModel):
         try:
             self.run_configs()
         except ValidationError as exc:
-            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+            raise ValueError(error_summary(exc.errors())) from None
         return self
 
     def shared(self) -> dict[str, Any]:

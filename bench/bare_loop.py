@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     threads = int(args[args.index("--threads") + 1]) if "--threads" in args else 1
-    data_dir = args[args.index("--data-dir") + 1] if "--data-dir" in args else "data"
+    from trainer.data import DEFAULT_DATA_DIR
+
+    data_dir = args[args.index("--data-dir") + 1] if "--data-dir" in args else DEFAULT_DATA_DIR
     torch.set_num_threads(threads)
     if args[0] == "bare":
         out = bare_epoch(data_dir)

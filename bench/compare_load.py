@@ -20,6 +20,7 @@ import httpx
 from bench.harness import ApiServer, bench_environment, open_store, temp_dir
 from bench.metrics_query import synthetic_records
 from bench.timing import median, percentile
+from trainer.registry import is_trust_region
 
 __all__ = ["measure_compare_load"]
 
@@ -64,7 +65,7 @@ def _fill(engine: Any, seeds: int, steps: int) -> tuple[int, list[int], list[Any
     for i, (rid, opt) in enumerate(zip(ids, optimizers)):
         rep = StoreReporter(engine, rid, threading.Event(), flush_seconds=60, flush_records=5000)
         rep.on_start({"device": "cpu"})
-        shape = (lambda r: r) if opt.startswith("tr-") else _first_order
+        shape = (lambda r: r) if is_trust_region(opt) else _first_order
         for rec in synthetic_records(steps, seed=i):
             rep.on_step(shape(rec))
         rep.flush()

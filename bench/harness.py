@@ -13,9 +13,12 @@ from typing import Any
 
 import httpx
 
+from trainer.data import DEFAULT_DATA_DIR
+
 __all__ = ["REPO_ROOT", "bench_environment", "free_port", "ApiServer", "open_store", "insert_run"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_DATA_DIR = REPO_ROOT / DEFAULT_DATA_DIR  # the trainer's default data folder, under the repository root
 
 
 def free_port() -> int:
@@ -29,7 +32,7 @@ def bench_environment(tmp: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "TRUSTLAB_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
-        "TRUSTLAB_DATA_DIR": str(REPO_ROOT / "data"),
+        "TRUSTLAB_DATA_DIR": str(REPO_DATA_DIR),
         "TRUSTLAB_VAR_DIR": str(tmp / "var"),
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),
         "PYTHONUNBUFFERED": "1",

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO_ROOT, bench_environment, insert_run, open_store, temp_dir
+from bench.harness import REPO_DATA_DIR, REPO_ROOT, bench_environment, insert_run, open_store, temp_dir
 from bench.hooks import TIMING_DIR_ENV
 from bench.timing import median
 
@@ -68,7 +68,7 @@ def measure_worker_start(*, repeats: int = 5, device: str = "cpu") -> tuple[dict
         env = bench_environment(tmp, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TRUSTLAB_TORCH_THREADS="1",
                                 TRUSTLAB_DATA_DIR=str(data_dir), TRUSTLAB_TRAINER="bench.hooks:timed_run",
                                 **{TIMING_DIR_ENV: str(timing_dir)})
-        local = REPO_ROOT / "data"
+        local = REPO_DATA_DIR
         if local.is_dir():  # datasets kept in the repository's data folder: use them, with a private cache
             for sub in local.iterdir():
                 if sub.name != "cache":

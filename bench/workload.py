@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.data import load_dataset
+from trainer.data import DEFAULT_DATA_DIR, load_dataset
 from trainer.models import build_model, loss_function
 from trainer.registry import MODELS
 
@@ -17,7 +17,7 @@ DATASET = "fashion-mnist"
 
 def default_data_dir() -> Path:
     """The dataset folder: ``data/`` in the repository (the trainer also finds system copies)."""
-    return Path(__file__).resolve().parent.parent / "data"
+    return Path(__file__).resolve().parent.parent / DEFAULT_DATA_DIR
 
 
 @dataclass

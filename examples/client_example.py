@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from trainer.errors import error_summary  # stdlib only: how trustlab names a bad field everywhere
+
 
 
 def _check(response: httpx.Response) -> Any:
@@ -24,7 +26,7 @@ def _check(response: httpx.Response) -> Any:
     if response.status_code >= 400:
         detail = response.json().get("detail")
         if isinstance(detail, list):
-            detail = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in detail)
+            detail = error_summary(detail)
         sys.exit(f"API error {response.status_code}: {detail}")
     return response.json() if response.content else None
 

@@ -8,6 +8,7 @@ import httpx
 
 from frontend import run_states
 from frontend.settings import get_settings
+from trainer.errors import error_lines  # the one formatting of validation errors (a stdlib-only module)
 
 __all__ = ["ApiClient", "ApiError", "ApiUnreachable", "error_messages", "get_client", "set_client"]
 
@@ -23,40 +24,12 @@ class ApiUnreachable(RuntimeError):
             f"or point TRUSTLAB_API_URL at the right address.")
 
 
-def _location(loc: list[Any]) -> str:
-    """``["body", "optimizers", 0, "hyperparameters"]`` -> ``"optimizers[0] › hyperparameters"``."""
-    out: list[str] = []
-    for p in loc:
-        if p in ("body", "query", "path"):
-            continue
-        if isinstance(p, int) and out:
-            out[-1] += f"[{p}]"
-        else:
-            out.append(str(p))
-    return " › ".join(out)
-
-
-def _clean(msg: str) -> str:
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            return msg[len(prefix):]
-    return msg
-
-
 def error_messages(detail: Any) -> list[str]:
     """Sentences for an error ``detail``: a string (404/409) or FastAPI's 422 list of {loc, msg, type}."""
     if isinstance(detail, str):
         return [detail]
     if isinstance(detail, list):
-        out = []
-        for item in detail:
-            if isinstance(item, dict):
-                where = _location(list(item.get("loc") or []))
-                msg = _clean(str(item.get("msg", "invalid value")))
-                out.append(f"{where}: {msg}" if where else msg)
-            else:
-                out.append(str(item))
-        return out or ["the API refused the request without saying why"]
+        return error_lines(detail) or ["the API refused the request without saying why"]
     if detail is None:
         return ["the API refused the request without saying why"]
     return [str(detail)]

@@ -1,6 +1,7 @@
 """trustlab UI entry point: `streamlit run frontend/app.py` (see `make run`)."""
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -10,11 +11,12 @@ if _ROOT not in sys.path:  # `streamlit run` puts frontend/ on the path, not the
 
 import streamlit as st  # noqa: E402
 
-from frontend.live_chart import ensure_plotly_js  # noqa: E402
+from frontend.live_chart import plotly_js_missing  # noqa: E402
 from frontend.settings import get_settings  # noqa: E402
 from frontend.ui import PAGES, load_run_states  # noqa: E402
 
-ensure_plotly_js()  # live charts load Plotly from frontend/static/ (server.enableStaticServing)
+if (_why := plotly_js_missing()) is not None:  # copied at install time (Makefile, Dockerfile), not here
+    logging.getLogger("trustlab.ui").warning("live charts will not load Plotly: %s", _why)
 # Pages in a bar across the top (it folds into a menu on narrow windows), so the sidebar holds only the API
 # address and starts collapsed: an 800 px window keeps its full width for the controls and charts.
 st.set_page_config(page_title="trustlab", page_icon="📉", layout="wide", initial_sidebar_state="collapsed")

@@ -13,6 +13,7 @@ __all__ = [
     "OPTIMIZER_COLORS",
     "EXIT_COLORS",
     "color_for",
+    "adopt_colors",
     "curve_figure",
     "eval_figure",
     "tr_internals_figure",
@@ -21,19 +22,9 @@ __all__ = [
     "log_ticks",
 ]
 
-# One colour per optimizer, everywhere. First-order methods and their TR counterparts share a hue family
-# (SGD/TR uniform: blue-grey/blue, Adagrad: orange/red, RMSprop: teal/green); Adam is purple.
-OPTIMIZER_COLORS: dict[str, str] = {
-    "sgd": "#7f7f7f",
-    "adagrad": "#ff7f0e",
-    "rmsprop": "#17becf",
-    "adam": "#9467bd",
-    "tr-uniform": "#1f77b4",
-    "tr-adagrad": "#d62728",
-    "tr-rmsprop": "#2ca02c",
-    # geometry page methods
-    "gd": "#7f7f7f",
-}
+# One colour per optimizer, everywhere: the API publishes them (/api/meta â†’ optimizers[].color, defined in the
+# registry) and the app adopts them at start (``adopt_colors``). Until then names get the fallback palette.
+OPTIMIZER_COLORS: dict[str, str] = {}
 _FALLBACK = ["#8c564b", "#e377c2", "#bcbd22", "#393b79", "#637939", "#843c39"]
 _DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
 
@@ -48,6 +39,13 @@ _EXIT_LABELS = {"interior": "interior (tolerance met)", "boundary": "boundary (â
 _REJECT_COLOR = "#8b0000"
 _UNKNOWN_EXIT = "#999999"
 _TEMPLATE = "plotly_white"
+
+
+def adopt_colors(optimizers: Any) -> None:
+    """Adopt the colours of ``/api/meta``'s ``optimizers`` (entries without a colour string are ignored)."""
+    for o in optimizers or ():
+        if isinstance(o, dict) and isinstance(o.get("name"), str) and isinstance(o.get("color"), str):
+            OPTIMIZER_COLORS[o["name"]] = o["color"]
 
 
 def color_for(optimizer: str) -> str:
@@ -334,8 +332,8 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
 
 # -- geometry (paper Figure 1) -------------------------------------------------------------------------------
 
-_METHOD_COLORS = {"gd": OPTIMIZER_COLORS["sgd"], "adagrad": OPTIMIZER_COLORS["adagrad"],
-                  "tr-uniform": OPTIMIZER_COLORS["tr-uniform"], "tr-adagrad": OPTIMIZER_COLORS["tr-adagrad"]}
+# Geometry methods drawn in an optimizer's colour under another name.
+_METHOD_AS_OPTIMIZER = {"gd": "sgd"}
 
 
 def _window(problem: Any, trajectories: Sequence[Any], pad: float = 0.5
@@ -360,8 +358,8 @@ def geometry_figure(problem: Any, trajectories: Sequence[Any], *, every: int = 2
     """Contours of a 2-D quadratic with each method's iterates and the trust regions of its steps.
 
     Args:
-        problem: a ``trainer.geometry.Quadratic``.
-        trajectories: ``trainer.geometry.Trajectory`` objects, one panel each.
+        problem: a ``frontend.geometry.Quadratic``.
+        trajectories: ``frontend.geometry.Trajectory`` objects, one panel each.
         every: draw every ``every``-th trust region (the paper draws every other one).
         columns: panels per row.
     """
@@ -378,7 +376,7 @@ def geometry_figure(problem: Any, trajectories: Sequence[Any], *, every: int = 2
     z = np.log10(problem.values(gx, gy) - fstar + 1e-3)
     for i, t in enumerate(trajectories):
         r, c = i // cols + 1, i % cols + 1
-        color = _METHOD_COLORS.get(t.method, color_for(t.method))
+        color = color_for(_METHOD_AS_OPTIMIZER.get(t.method, t.method))
         fig.add_trace(go.Contour(x=gx[0], y=gy[:, 0], z=z, showscale=False, ncontours=16, hoverinfo="skip",
                                  colorscale=[[0, "#eef3f8"], [1, "#ffffff"]], reversescale=False,
                                  contours=dict(coloring="heatmap", showlines=True),

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from frontend.run_states import is_terminal
-from frontend.series import DERIVED_X, append_points
+from frontend.series import DERIVED_X, append_points, is_trust_region
 
 __all__ = ["LiveData", "TR_FIELDS", "chart_fields", "columns_frame"]
 
@@ -18,7 +18,7 @@ TR_FIELDS = ("radius", "new_radius", "rho", "cg_iterations", "cg_exit", "accepte
 def chart_fields(run: Mapping[str, Any], x: str) -> tuple[str, ...]:
     """The metric fields the Compare page draws for ``run`` on x-axis column ``x`` (TR columns for TR runs)."""
     base = ("step", *DERIVED_X.get(x, (x,)), "train_loss")
-    if str(run.get("optimizer", "")).startswith("tr-"):
+    if is_trust_region(run):
         base += TR_FIELDS
     return tuple(dict.fromkeys(base))
 

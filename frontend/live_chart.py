@@ -17,7 +17,7 @@ import plotly
 import plotly.graph_objects as go
 import streamlit as st
 
-__all__ = ["STATIC_DIR", "ensure_plotly_js", "plotly_js_url", "figure_payload", "static_serving", "live_plotly_chart"]
+__all__ = ["STATIC_DIR", "ensure_plotly_js", "plotly_js_missing", "plotly_js_url", "figure_payload", "static_serving", "live_plotly_chart"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _JS_NAME = "plotly.min.js"
@@ -94,7 +94,11 @@ _component = st.components.v2.component("trustlab_live_plotly", js=_JS, isolate_
 
 
 def ensure_plotly_js(static_dir: Path = STATIC_DIR) -> Path:
-    """Copy the installed plotly package's ``plotly.min.js`` into ``static_dir`` (once per version)."""
+    """Copy the installed plotly package's ``plotly.min.js`` into ``static_dir`` (once per version).
+
+    An install step, not an app-start one: ``make venv`` (target frontend/static/plotly.min.js) and the Docker
+    build run it as ``python -m frontend.live_chart``.
+    """
     src = Path(plotly.__file__).resolve().parent / "package_data" / _JS_NAME
     dst = static_dir / _JS_NAME
     if not dst.exists() or dst.stat().st_size != src.stat().st_size:
@@ -167,3 +171,17 @@ def live_plotly_chart(fig: go.Figure, *, key: str, height: int | None = None,
     payload["report_xrange"] = True
     _component(key=key, data=payload, height=payload["height"],
                on_xrange_change=lambda: on_xrange(_reported_xrange(st.session_state.get(key) or {})))
+
+
+def plotly_js_missing(static_dir: Path = STATIC_DIR) -> str | None:
+    """Why live charts cannot load Plotly (the install step has not run for this plotly version), or None."""
+    src = Path(plotly.__file__).resolve().parent / "package_data" / _JS_NAME
+    dst = static_dir / _JS_NAME
+    if dst.exists() and dst.stat().st_size == src.stat().st_size:
+        return None
+    return (f"{dst} is missing or from another plotly version: run `make run` (or `python -m frontend.live_chart`) "
+            "to copy it from the installed plotly package")
+
+
+if __name__ == "__main__":
+    print(ensure_plotly_js())

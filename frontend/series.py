@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from frontend.run_states import is_active  # noqa: F401 - re-exported: views call series.is_active
+from trainer.downsample import minmax_indices  # numpy only: the one min/max downsampling, shared with the API
 
 __all__ = [
     "X_AXES",
@@ -47,6 +48,7 @@ __all__ = [
     "format_budget",
     "format_time",
     "tr_thresholds",
+    "is_trust_region",
 ]
 
 
@@ -145,31 +147,11 @@ def bound_rows(df: pd.DataFrame, target: int, *, y: str = "train_loss",
 
 
 def downsample_minmax(y: np.ndarray, max_points: int) -> np.ndarray:
-    """Indices of at most ~``max_points`` points that keep the first, the last and every bucket's min and max.
-
-    The series is cut into ``max_points // 2`` equal index buckets; per bucket the positions of the smallest
-    and largest ``y`` are kept, so spikes survive (NaNs are ignored). Returns sorted unique indices.
-    """
+    """Indices of at most ~``max_points`` points that keep the first, the last and every bucket's min and max
+    (``trainer.downsample.minmax_indices``, the API's own; NaNs are ignored). The UI asks for at least 4."""
     if max_points < 4:
         raise ValueError(f"Invalid max_points: {max_points}; need at least 4")
-    y = np.asarray(y, dtype=float)
-    n = len(y)
-    if n <= max_points:
-        return np.arange(n)
-    buckets = max(1, (max_points - 2) // 2)
-    edges = np.linspace(1, n - 1, buckets + 1).astype(int)
-    keep = [0, n - 1]
-    filled = np.where(np.isnan(y), np.nan, y)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        if hi <= lo:
-            continue
-        seg = filled[lo:hi]
-        if np.all(np.isnan(seg)):
-            keep.append(lo)
-            continue
-        keep.append(lo + int(np.nanargmin(seg)))
-        keep.append(lo + int(np.nanargmax(seg)))
-    return np.unique(np.array(keep))
+    return minmax_indices(np.asarray(y, dtype=float), max_points)
 
 
 def ema(y: np.ndarray, weight: float) -> np.ndarray:
@@ -182,14 +164,9 @@ def ema(y: np.ndarray, weight: float) -> np.ndarray:
     y = np.asarray(y, dtype=float)
     if weight == 0 or len(y) == 0:
         return y.copy()
-    out = np.full_like(y, np.nan)
-    acc, norm = 0.0, 0.0
-    for i, v in enumerate(y):
-        if np.isnan(v):
-            continue
-        acc = weight * acc + (1 - weight) * v
-        norm = weight * norm + (1 - weight)
-        out[i] = acc / norm
+    # pandas' adjusted EWM is Σ wⁱ y_(t-i) / Σ wⁱ, i.e. the debiased average; ignore_na skips NaNs entirely
+    out = pd.Series(y).ewm(alpha=1 - weight, adjust=True, ignore_na=True).mean().to_numpy(dtype=float, copy=True)
+    out[np.isnan(y)] = np.nan
     return out
 
 
@@ -692,14 +669,23 @@ def pick_reconstruction(steps: list[int], backprops: list[float], budget: float 
     return within[-1] if within else None
 
 
+# The family the API gives trust-region optimizers (/api/meta's optimizers[].family, a run's ``family``).
+TR_FAMILY = "second-order"
+
+
+def is_trust_region(run: Mapping[str, Any]) -> bool:
+    """Whether ``run`` (a run as the API returns it) used a trust-region optimizer, by its ``family``."""
+    return run.get("family") == TR_FAMILY
+
+
 def tr_thresholds(runs: Sequence[Mapping[str, Any]], defaults: tuple[float, float] = (0.01, 0.95)
                   ) -> tuple[float, float] | None:
     """(η₁, η₂) to mark on the ρ panel when all TR runs share them; ``None`` when they differ."""
     seen = set()
     for r in runs:
-        opt = ((r.get("config") or {}).get("optimizer") or {})
-        if not str(opt.get("name", "")).startswith("tr-"):
+        if not is_trust_region(r):
             continue
+        opt = ((r.get("config") or {}).get("optimizer") or {})
         hp = opt.get("hyperparameters") or {}
         seen.add((float(hp.get("eta1", defaults[0])), float(hp.get("eta2", defaults[1]))))
     return seen.pop() if len(seen) == 1 else None

@@ -6,7 +6,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 import streamlit as st
 
-from frontend import api_client, run_states
+from frontend import api_client, charts, run_states
 from frontend.api_client import ApiError, ApiUnreachable
 
 __all__ = ["call", "show_api_error", "client", "meta", "load_run_states", "run_title", "PAGES"]
@@ -57,7 +57,8 @@ def meta() -> Mapping[str, Any]:
 
 
 def load_run_states() -> None:
-    """Adopt the API's run states once per session (pages that never call ``meta()`` need them too).
+    """Adopt the API's run states and optimizer colours once per session (pages that never call ``meta()`` need
+    them too).
 
     Without an API the pages say so themselves on their first call; here only a log line, and the
     fallback of ``frontend.run_states`` stays until a later page load succeeds.
@@ -70,7 +71,9 @@ def load_run_states() -> None:
     except (ApiUnreachable, ApiError) as exc:
         log.warning("run states not loaded from the API yet: %s", exc)
         return
-    run_states.update((st.session_state.get("_meta") or {}).get("run_states"))
+    published = st.session_state.get("_meta") or {}
+    run_states.update(published.get("run_states"))
+    charts.adopt_colors(published.get("optimizers"))
     st.session_state["_run_states_loaded"] = True
 
 

@@ -13,13 +13,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
+from reproduction.spec import BASELINES  # noqa: E402
+from trainer.registry import OPTIMIZERS, optimizer_color  # noqa: E402
+
 __all__ = ["COLORS", "plot_losses", "plot_tr_diagnostics", "plot_grid", "reconstruction_grid", "mean_curve"]
 
-COLORS = {"sgd": "#7f7f7f", "sgd-momentum": "#8c564b", "adagrad": "#2ca02c", "rmsprop": "#ff7f0e", "adam": "#9467bd",
-          "tr-uniform": "#1f77b4", "tr-adagrad": "#17becf", "tr-rmsprop": "#d62728"}
+# The registry's colours (the dashboard's too), by optimizer name and by baseline key ("sgd-momentum").
+COLORS = {**{name: info.color for name, info in OPTIMIZERS.items()},
+          **{key: optimizer_color(name, fixed) for key, (name, fixed) in BASELINES.items()}}
 STYLES = {"tr-uniform": "-", "tr-adagrad": "-", "tr-rmsprop": "-"}
 X_LABELS = {"backprops": "backprops (gradients + HVPs)", "epoch": "epochs",
             "wall_time": "optimization wall time (s)"}
+
+
+def _is_tr(key: str) -> bool:
+    """Whether a baseline key (an optimizer name, or a variant's key such as "sgd-momentum") is a TR method."""
+    info = OPTIMIZERS.get(key)
+    return info is not None and info.is_trust_region
 
 
 def mean_curve(curves: Sequence[tuple[Sequence[float], Sequence[float]]], points: int = 200
@@ -63,8 +73,8 @@ def plot_losses(groups: dict[str, list[dict[str, Any]]], labels: dict[str, str],
             if not curves:
                 continue
             gx, m, lo, hi = mean_curve(curves)
-            ls = "-" if o.startswith("tr-") else "--"
-            ax.plot(gx, m, ls, color=COLORS.get(o), lw=2 if o.startswith("tr-") else 1.6,
+            ls = "-" if _is_tr(o) else "--"
+            ax.plot(gx, m, ls, color=COLORS.get(o), lw=2 if _is_tr(o) else 1.6,
                     label=f"{labels.get(o, o)} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
             if len(curves) > 1:
                 ax.fill_between(gx, lo, hi, color=COLORS.get(o), alpha=0.15, lw=0)
@@ -92,7 +102,7 @@ def plot_tr_diagnostics(experiments: list[tuple[str, dict[str, list[dict[str, An
     for row, (title, groups) in enumerate(experiments):
         ax_r, ax_c = axes[row]
         for o, runs in groups.items():
-            if not o.startswith("tr-") or not runs:
+            if not _is_tr(o) or not runs:
                 continue
             st = runs[0]["steps"]
             bp = np.asarray(st["backprops"], float)

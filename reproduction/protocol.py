@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 from reproduction.records import STEP_FIELDS, TR_ONLY_FIELDS, save_run
 from reproduction.spec import Experiment, baseline_key
+from trainer.registry import is_trust_region
 
 __all__ = ["open_lab", "run_experiment", "wait_for_comparison", "export_record", "chosen_from_sweep"]
 
@@ -70,7 +71,7 @@ def export_record(client: Any, run: dict[str, Any], *, experiment: str, phase: s
     cfg = run["config"]
     hyper = cfg["optimizer"]["hyperparameters"]
     key = baseline_key(run["optimizer"], hyper)
-    tr = run["optimizer"].startswith("tr-")
+    tr = is_trust_region(run["optimizer"])
     every = 1 if tr else _FIRST_ORDER_STEP_EVERY
     metrics = doc["metrics"]
     steps = [s for i, s in enumerate(metrics) if i % every == 0 or i == len(metrics) - 1]

@@ -4,11 +4,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from trainer.reporting import ListReporter
+from trainer.registry import is_trust_region
+from trainer.reporting import ListReporter, clean_scalar
 
 __all__ = ["RESULTS_DIR", "compact", "save_run", "load_run", "load_experiment", "STEP_FIELDS"]
 
@@ -21,18 +21,14 @@ _FIRST_ORDER_STEP_EVERY = 20  # minibatch losses of first-order runs are only a 
 
 
 def _round(x: Any, digits: int = 5) -> Any:
-    if isinstance(x, bool) or x is None or isinstance(x, (int, str)):
-        return x
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return None
-        return float(f"{x:.{digits}g}")
-    return x
+    """``clean_scalar(x)`` (non-finite → None), floats rounded to ``digits`` significant digits."""
+    x = clean_scalar(x)
+    return float(f"{x:.{digits}g}") if type(x) is float else x
 
 
 def compact(spec: dict[str, Any], reporter: ListReporter, elapsed: float) -> dict[str, Any]:
     """The record saved for one run: config, summary, evaluations, thinned step columns, last images."""
-    tr = spec["config"]["optimizer"]["name"].startswith("tr-")
+    tr = is_trust_region(spec["config"]["optimizer"]["name"])
     every = _TR_STEP_EVERY if tr else _FIRST_ORDER_STEP_EVERY
     steps = [s for i, s in enumerate(reporter.steps) if i % every == 0 or i == len(reporter.steps) - 1]
     fields = [f for f in STEP_FIELDS if tr or f not in TR_ONLY_FIELDS]

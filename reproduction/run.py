@@ -23,12 +23,13 @@ from typing import Any
 
 from bench.machine import machine_info
 from reproduction.protocol import open_lab, run_experiment
+from trainer.data import DEFAULT_DATA_DIR
 from reproduction.records import RESULTS_DIR
 from reproduction.spec import EXPERIMENTS, quick
 
 __all__ = ["main"]
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / DEFAULT_DATA_DIR  # the trainer's default, under the repo root
 
 
 def _now() -> str:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from trainer.config import RunConfig
+from trainer.errors import error_lines
 from trainer.loop import DEFAULT_DATA_DIR, run
 from trainer.registry import DATASETS, MODELS, OPTIMIZERS
 from trainer.reporting import NullReporter, RunStatus
@@ -104,10 +105,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "config"
-            lines.append(f"  {loc}: {err['msg'].removeprefix('Value error, ')}")
+        lines = [f"  {line}" for line in error_lines(exc.errors())]
         raise CliError("invalid configuration:\n" + "\n".join(lines)) from exc
 
 

@@ -9,7 +9,7 @@ import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -19,35 +19,23 @@ if TYPE_CHECKING:  # torch is imported lazily: the API process checks availabili
     import torch
 
 __all__ = ["TensorData", "DatasetUnavailable", "load_dataset", "dataset_available", "find_dataset",
-           "read_idx", "decoded_arrays", "cache_path", "SYSTEM_LOCATIONS", "NORMALIZATION", "CACHE_SUBDIR", "scale_inputs"]
+           "read_idx", "decoded_arrays", "DEFAULT_DATA_DIR", "cache_path", "SYSTEM_LOCATIONS", "NORMALIZATION", "CACHE_SUBDIR", "scale_inputs"]
 
+# The dataset folder when none is configured (TRUSTLAB_DATA_DIR, the CLI's --data-dir): ./data, relative to the
+# working directory; tools that run from elsewhere use it under the repository root.
+DEFAULT_DATA_DIR = "data"
 CACHE_SUBDIR = "cache"  # decoded-tensor cache: <data_dir>/cache/<dataset>-<key>.pt
 _CACHE_FORMAT = 1  # bump when the cached layout changes; old files are then simply not found
 _CACHE_KEYS = ("train_x", "train_y", "test_x", "test_y")
 
-# Places outside the data directory where distributions install datasets.
-SYSTEM_LOCATIONS: dict[str, tuple[str, ...]] = {
-    "fashion-mnist": ("/usr/share/datasets/fashion-mnist",),
-    "mnist": ("/usr/share/datasets/mnist",),
-    "cifar10": ("/usr/share/datasets/cifar10", "/usr/share/datasets/cifar-10"),
-}
-# Sub-folders of the data directory: ours first, then torchvision's layout.
-_LOCAL_DIRS = {
-    "fashion-mnist": ("fashion-mnist", "FashionMNIST/raw"),
-    "mnist": ("mnist", "MNIST/raw"),
-    "cifar10": ("cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
-}
+# Views of the registry's entries (trainer.registry.DATASETS), kept for callers that read them by name.
+SYSTEM_LOCATIONS: dict[str, tuple[str, ...]] = {n: d.system_locations for n, d in DATASETS.items()}
+NORMALIZATION = {n: d.normalization for n, d in DATASETS.items()}
 _IDX_FILES = {
     "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
     "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
 }
 _CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
-# (mean, std) per channel for classifier inputs; autoencoders see raw [0, 1] pixels.
-NORMALIZATION = {
-    "fashion-mnist": ((0.2860,), (0.3530,)),
-    "mnist": ((0.1307,), (0.3081,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-}
 
 
 def scale_inputs(x: "torch.Tensor", dataset: str, scaling: str) -> "torch.Tensor":
@@ -61,7 +49,7 @@ def scale_inputs(x: "torch.Tensor", dataset: str, scaling: str) -> "torch.Tensor
     if scaling == "unit":
         return x
     if scaling == "standardize":
-        mean, std = NORMALIZATION[dataset]
+        mean, std = DATASETS[dataset].normalization
         m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         return x.sub_(m).div_(s)
@@ -135,7 +123,8 @@ def _cifar_files(folder: Path) -> dict[str, Path] | None:
 
 
 def _candidates(name: str, data_dir: Path) -> list[Path]:
-    return [data_dir / sub for sub in _LOCAL_DIRS[name]] + [Path(p) for p in SYSTEM_LOCATIONS[name]]
+    info = DATASETS[name]
+    return [data_dir / sub for sub in info.local_dirs] + [Path(p) for p in info.system_locations]
 
 
 def find_dataset(name: str, data_dir: str | os.PathLike) -> tuple[Path | None, list[Path]]:
@@ -143,7 +132,7 @@ def find_dataset(name: str, data_dir: str | os.PathLike) -> tuple[Path | None, l
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
     looked = _candidates(name, Path(data_dir))
-    check = _cifar_files if name == "cifar10" else _idx_files
+    check = _FORMATS[DATASETS[name].file_format][0]
     for folder in looked:
         if check(folder) is not None:
             return folder, looked
@@ -159,36 +148,51 @@ def _download(name: str, data_dir: Path) -> None:
     """Fetch ``name`` into ``data_dir`` with torchvision's downloader (needs network access)."""
     import torchvision
 
-    cls = {"fashion-mnist": torchvision.datasets.FashionMNIST, "mnist": torchvision.datasets.MNIST,
-           "cifar10": torchvision.datasets.CIFAR10}[name]
+    cls = getattr(torchvision.datasets, DATASETS[name].torchvision_class)
     data_dir.mkdir(parents=True, exist_ok=True)
     for train in (True, False):
         cls(root=str(data_dir), train=train, download=True)
 
 
-def _read_arrays(name: str, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    if name == "cifar10":
-        files = _cifar_files(folder)
-        assert files is not None
+def _read_cifar(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    files = _cifar_files(folder)
+    if files is None:
+        raise DatasetUnavailable(f"CIFAR batches vanished from {folder}")
 
-        def load(n: str) -> tuple[np.ndarray, np.ndarray]:
-            with open(files[n], "rb") as fh:
-                d = pickle.load(fh, encoding="bytes")
-            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            return x, np.asarray(d[b"labels"], dtype=np.int64)
+    def load(n: str) -> tuple[np.ndarray, np.ndarray]:
+        with open(files[n], "rb") as fh:
+            d = pickle.load(fh, encoding="bytes")
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        return x, np.asarray(d[b"labels"], dtype=np.int64)
 
-        parts = [load(n) for n in _CIFAR_TRAIN]
-        tx, ty = load("test_batch")
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), tx, ty
+    parts = [load(n) for n in _CIFAR_TRAIN]
+    tx, ty = load("test_batch")
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), tx, ty
+
+
+def _read_idx_set(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     files = _idx_files(folder)
-    assert files is not None
+    if files is None:
+        raise DatasetUnavailable(f"idx files vanished from {folder}")
     arr = {k: read_idx(p) for k, p in files.items()}
     return (arr["train_x"][:, None], arr["train_y"].astype(np.int64), arr["test_x"][:, None],
             arr["test_y"].astype(np.int64))
 
 
+# DatasetInfo.file_format -> (files of a folder or None, decode a folder into (train_x, train_y, test_x, test_y)).
+_FORMATS: dict[str, tuple[Callable[[Path], dict[str, Path] | None],
+                          Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]]] = {
+    "idx": (_idx_files, _read_idx_set),
+    "cifar-pickle": (_cifar_files, _read_cifar),
+}
+
+
+def _read_arrays(name: str, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return _FORMATS[DATASETS[name].file_format][1](folder)
+
+
 def _source_files(name: str, folder: Path) -> list[Path]:
-    files = _cifar_files(folder) if name == "cifar10" else _idx_files(folder)
+    files = _FORMATS[DATASETS[name].file_format][0](folder)
     if files is None:
         raise DatasetUnavailable(f"dataset {name!r}: files vanished from {folder}")
     return [files[k] for k in sorted(files)]

@@ -5,22 +5,22 @@ import math
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from trainer.config import RunConfig
-from trainer.data import DatasetUnavailable, TensorData, load_dataset
+from trainer.data import DEFAULT_DATA_DIR, DatasetUnavailable, TensorData, load_dataset
 from trainer.guards import RunGuard
 from trainer.models import build_model, count_parameters, loss_function, reconstruction_image
 from trainer.optim.factory import build_optimizer
 from trainer.optim.trust_region import TrustRegion
 from trainer.registry import MODELS
-from trainer.reporting import NullReporter, Reporter, RunStatus
+from trainer.reporting import TR_TRACE_FIELDS, NullReporter, Reporter, RunStatus
+from trainer.reporting import clean_scalar as _finite  # the one cleaning rule: non-finite floats become None
 
 __all__ = ["run", "resolve_device", "DEFAULT_DATA_DIR", "images_png"]
 
-DEFAULT_DATA_DIR = "data"
 _EVAL_CHUNK = 4096
 
 
@@ -35,10 +35,6 @@ def resolve_device(spec: str) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {spec!r} does not exist; {torch.cuda.device_count()} GPU(s) visible")
     return dev
-
-
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
 
 
 def images_png(images: torch.Tensor, scale: int = 2) -> bytes:
@@ -137,6 +133,51 @@ def run(config: RunConfig | dict, reporter: Reporter | None = None, *, data_dir:
     return summary
 
 
+def _tr_step(opt: TrustRegion, closure: Callable[[], torch.Tensor], sync: Callable[[], Any]
+             ) -> tuple[float, float, dict[str, Any]]:
+    """One trust-region step on the closure's minibatch: (minibatch loss, seconds of optimization, step record
+    fields: the norms and the :class:`~trainer.reporting.StepTrace` internals)."""
+    t0 = time.perf_counter()
+    opt.step(closure)
+    sync()
+    seconds = time.perf_counter() - t0
+    tr = opt.last_trace
+    return tr["loss"], seconds, {"grad_norm": tr["grad_norm"], "step_norm": tr["step_norm"],
+                                 **{k: tr[k] for k in TR_TRACE_FIELDS}}
+
+
+def _first_order_step(opt: torch.optim.Optimizer, model: torch.nn.Module, loss_fn: Callable[..., torch.Tensor],
+                      xb: torch.Tensor, yb: torch.Tensor, params: list[torch.Tensor], sync: Callable[[], Any], *,
+                      measure: bool) -> tuple[float, float, dict[str, Any]]:
+    """One first-order step (gradient, ``opt.step()``): (minibatch loss, seconds of optimization, record fields).
+
+    With ``measure``, the gradient norm and the step norm are computed outside the timed regions (foreach ops
+    keep it cheap) and read in one device sync with the loss; otherwise they are None.
+    """
+    t0 = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(model(xb), xb, yb)
+    loss.backward()
+    sync()
+    seconds = time.perf_counter() - t0
+    if measure:
+        with torch.no_grad():
+            grads = [p.grad for p in params if p.grad is not None]
+            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            before = torch._foreach_mul(params, 1.0)
+    t0 = time.perf_counter()
+    opt.step()
+    sync()
+    seconds += time.perf_counter() - t0
+    if not measure:
+        return loss.item(), seconds, {"grad_norm": None, "step_norm": None}
+    with torch.no_grad():
+        torch._foreach_sub_(before, params)
+        step_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(before)))
+        loss_value, gn, sn = torch.stack((loss.detach(), grad_norm, step_norm)).tolist()
+    return loss_value, seconds, {"grad_norm": gn, "step_norm": sn}
+
+
 def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str, Any], *, download: bool) -> None:
     device = resolve_device(cfg.device)
     task = MODELS[cfg.model].task
@@ -218,48 +259,16 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
 
         record: dict[str, Any]
         if is_tr and samples >= warm_samples:
-            def closure() -> torch.Tensor:
-                return loss_fn(model(xb), xb, yb)
-
-            t0 = time.perf_counter()
-            opt.step(closure)
-            sync()
-            wall += time.perf_counter() - t0
-            tr = opt.last_trace
+            loss_value, seconds, record = _tr_step(opt, lambda: loss_fn(model(xb), xb, yb), sync)
             gradients, hvps, forwards = warm_gradients + opt.gradients, opt.hvps, opt.forwards
-            loss_value = tr["loss"]
-            record = {"grad_norm": tr["grad_norm"], "step_norm": tr["step_norm"],
-                      **{k: tr[k] for k in ("radius", "new_radius", "rho", "cg_iterations", "cg_exit", "accepted",
-                                             "pred_decrease", "actual_decrease", "step_norm_m")}}
         else:
             first_order = warm if is_tr else opt  # a TR run here is in its Adagrad warm start
-            t0 = time.perf_counter()
-            first_order.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), xb, yb)
-            loss.backward()
-            sync()
-            wall += time.perf_counter() - t0
             measure = step % cfg.grad_norm_every == 0  # instrumentation on the 1st, (N+1)th, ... step
-            if measure:
-                with torch.no_grad():  # outside the timed region; foreach ops keep it cheap
-                    grads = [p.grad for p in params if p.grad is not None]
-                    grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-                    before = torch._foreach_mul(params, 1.0)
-            t0 = time.perf_counter()
-            first_order.step()
-            sync()
-            wall += time.perf_counter() - t0
+            loss_value, seconds, record = _first_order_step(first_order, model, loss_fn, xb, yb, params, sync,
+                                                            measure=measure)
             gradients += 1
             warm_gradients += int(is_tr)
-            if measure:
-                with torch.no_grad():
-                    torch._foreach_sub_(before, params)
-                    step_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(before)))
-                    loss_value, gn, sn = torch.stack((loss.detach(), grad_norm, step_norm)).tolist()
-                record = {"grad_norm": gn, "step_norm": sn}
-            else:
-                loss_value = loss.item()
-                record = {"grad_norm": None, "step_norm": None}
+        wall += seconds
         step += 1
         samples += int(idx.numel())
         last_loss = loss_value

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from trainer.registry import DATASETS, MODELS, model_fits_dataset
 
 __all__ = ["build_model", "loss_function", "reconstruction_image", "MLP", "Autoencoder", "ConvAutoencoder",
-           "count_parameters"]
+           "resnet18", "count_parameters"]
 
 
 class MLP(nn.Module):
@@ -77,10 +77,11 @@ class ConvAutoencoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-def _resnet18(in_channels: int, num_classes: int) -> nn.Module:
-    from torchvision.models import resnet18
+def resnet18(in_channels: int, num_classes: int) -> nn.Module:
+    """torchvision's ResNet18 (untrained), its first convolution adapted to ``in_channels`` input channels."""
+    from torchvision.models import resnet18 as tv_resnet18
 
-    net = resnet18(weights=None, num_classes=num_classes)
+    net = tv_resnet18(weights=None, num_classes=num_classes)
     if in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return net
@@ -90,22 +91,9 @@ NARROW_HIDDEN = 4  # mlp-narrow: 784-4-10 = 3,190 parameters, within the dense-H
 
 
 def build_model(model: str, dataset: str) -> nn.Module:
-    """Instantiate ``model`` for ``dataset`` (raises ``ValueError`` when they do not fit)."""
+    """Instantiate ``model`` for ``dataset`` with its registry entry's builder (``ValueError`` when they do not fit)."""
     model_fits_dataset(model, dataset)
-    info = DATASETS[dataset]
-    c, h, w = info.shape
-    if model == "mlp":
-        sizes = (c * h * w, 128, info.num_classes) if c == 1 else (c * h * w, 128, 128, info.num_classes)
-        return MLP(sizes)
-    if model == "mlp-narrow":
-        return MLP((c * h * w, NARROW_HIDDEN, info.num_classes))
-    if model == "resnet18":
-        return _resnet18(c, info.num_classes)
-    if model == "autoencoder":
-        return Autoencoder((c * h * w, 1000, 500, 250, 30))
-    if model == "conv-autoencoder":
-        return ConvAutoencoder()
-    raise ValueError(f"unknown model {model!r}")  # unreachable: model_fits_dataset checked the name
+    return MODELS[model].build(DATASETS[dataset])
 
 
 def _bce_logits(out: torch.Tensor, x: torch.Tensor, _y: torch.Tensor) -> torch.Tensor:

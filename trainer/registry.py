@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 __all__ = [
     "HyperParam",
@@ -16,14 +16,21 @@ __all__ = [
     "PRESETS",
     "SWEEP_PRESETS",
     "VARIANT_LABELS",
+    "VARIANT_COLORS",
     "optimizer_label",
+    "optimizer_color",
     "INPUT_SCALINGS",
     "AUTOENCODER_LOSSES",
     "default_input_scaling",
     "resolve_hyperparameters",
     "model_fits_dataset",
     "metadata",
+    "is_trust_region",
+    "TR_FAMILY",
 ]
+
+# The family of the trust-region methods (OptimizerInfo.family); everything else is "first-order".
+TR_FAMILY = "second-order"
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,17 @@ class OptimizerInfo:
     hyperparameters: tuple[HyperParam, ...]
     default_batch_size: int
     description: str
+    # build(params, resolved_hyperparameters, buffers) -> torch.optim.Optimizer (torch imported lazily)
+    build: Callable[..., Any] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
     norm: str | None = None  # TR only: "uniform" | "adagrad" | "rmsprop"
+    # Chart colour, the same in the dashboard (via /api/meta) and the reproduction's plots. First-order methods
+    # and their TR counterparts share a hue family (SGD/TR uniform: grey/blue, Adagrad: orange/red,
+    # RMSprop: teal/green); Adam is purple.
+    color: str = "#8c564b"
+
+    @property
+    def is_trust_region(self) -> bool:
+        return self.family == TR_FAMILY
 
     def param(self, name: str) -> HyperParam | None:
         return next((h for h in self.hyperparameters if h.name == name), None)
@@ -103,6 +120,7 @@ class OptimizerInfo:
             "name": self.name,
             "label": self.label,
             "family": self.family,
+            "color": self.color,
             "default_batch_size": self.default_batch_size,
             "description": self.description,
             "hyperparameters": [h.as_dict() for h in self.hyperparameters],
@@ -145,6 +163,36 @@ def _tr_params(*, radius: float, gamma2: float, eps_default: float = 1e-10) -> t
     )
 
 
+def _torch_optimizer(cls_name: str, adapt: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                     ) -> Callable[..., Any]:
+    """Builder of ``torch.optim.<cls_name>`` whose keyword arguments are the resolved hyperparameters
+    (``adapt`` maps them when torch spells them differently)."""
+
+    def build(params: Any, h: dict[str, Any], buffers: Any = ()) -> Any:
+        import torch
+
+        return getattr(torch.optim, cls_name)(params, **(adapt(h) if adapt else h))
+
+    return build
+
+
+def _adam_kwargs(h: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in h.items() if k not in ("beta1", "beta2")}
+    out["betas"] = (h["beta1"], h["beta2"])
+    return out
+
+
+def _trust_region(norm: str) -> Callable[..., Any]:
+    """Builder of ``trainer.optim.trust_region.TrustRegion`` with the norm matrix ``norm``."""
+
+    def build(params: Any, h: dict[str, Any], buffers: Any = ()) -> Any:
+        from trainer.optim.trust_region import TrustRegion
+
+        return TrustRegion(params, norm=norm, buffers=buffers, **h)
+
+    return build
+
+
 _FIRST_ORDER_BATCH = 128
 _TR_BATCH = 512
 
@@ -154,30 +202,40 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
         OptimizerInfo("sgd", "SGD", "first-order", (
             _lr(0.1), HyperParam("momentum", "float", 0.0, "momentum factor", minimum=0.0, maximum=1.0),
             HyperParam("nesterov", "bool", False, "Nesterov momentum (needs momentum > 0)"), _WD),
-            _FIRST_ORDER_BATCH, "torch.optim.SGD"),
+            _FIRST_ORDER_BATCH, "torch.optim.SGD", build=_torch_optimizer("SGD"), color="#7f7f7f"),
         OptimizerInfo("adagrad", "Adagrad", "first-order", (
             _lr(0.01), HyperParam("lr_decay", "float", 0.0, "learning-rate decay", minimum=0.0, maximum=1.0),
             HyperParam("eps", "float", 1e-10, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
-            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adagrad"),
+            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adagrad", build=_torch_optimizer("Adagrad"), color="#ff7f0e"),
         OptimizerInfo("rmsprop", "RMSprop", "first-order", (
             _lr(0.001), HyperParam("alpha", "float", 0.99, "smoothing constant", minimum=0.0, maximum=1.0),
             HyperParam("eps", "float", 1e-8, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
             HyperParam("momentum", "float", 0.0, "momentum factor", minimum=0.0, maximum=1.0), _WD),
-            _FIRST_ORDER_BATCH, "torch.optim.RMSprop"),
+            _FIRST_ORDER_BATCH, "torch.optim.RMSprop", build=_torch_optimizer("RMSprop"), color="#17becf"),
         OptimizerInfo("adam", "Adam", "first-order", (
             _lr(0.001), HyperParam("beta1", "float", 0.9, "first-moment decay", minimum=0.0, maximum=1.0),
             HyperParam("beta2", "float", 0.999, "second-moment decay", minimum=0.0, maximum=1.0),
             HyperParam("eps", "float", 1e-8, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
-            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adam"),
-        OptimizerInfo("tr-uniform", "TR uniform", "second-order", _tr_params(radius=0.05, gamma2=1.5),
-                      _TR_BATCH, "Trust region with a spherical constraint (M = I)", norm="uniform"),
-        OptimizerInfo("tr-adagrad", "TR Adagrad", "second-order", _tr_params(radius=0.05, gamma2=1.5),
-                      _TR_BATCH, "Trust region with the Adagrad ellipsoid M = sqrt(ε + Σg²)", norm="adagrad"),
-        OptimizerInfo("tr-rmsprop", "TR RMSprop", "second-order", _tr_params(radius=1e-4, gamma2=1.75),
+            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adam", build=_torch_optimizer("Adam", _adam_kwargs), color="#9467bd"),
+        OptimizerInfo("tr-uniform", "TR uniform", TR_FAMILY, _tr_params(radius=0.05, gamma2=1.5),
+                      _TR_BATCH, "Trust region with a spherical constraint (M = I)",
+                      build=_trust_region("uniform"), norm="uniform", color="#1f77b4"),
+        OptimizerInfo("tr-adagrad", "TR Adagrad", TR_FAMILY, _tr_params(radius=0.05, gamma2=1.5),
+                      _TR_BATCH, "Trust region with the Adagrad ellipsoid M = sqrt(ε + Σg²)",
+                      build=_trust_region("adagrad"), norm="adagrad", color="#d62728"),
+        OptimizerInfo("tr-rmsprop", "TR RMSprop", TR_FAMILY, _tr_params(radius=1e-4, gamma2=1.75),
                       _TR_BATCH, "Trust region with the RMSprop ellipsoid M = sqrt(βv + (1-β)g²) + ε",
-                      norm="rmsprop"),
+                      build=_trust_region("rmsprop"), norm="rmsprop", color="#2ca02c"),
     )
 }
+
+
+def is_trust_region(optimizer: str) -> bool:
+    """Whether the registered optimizer ``optimizer`` is a trust-region (second-order) method."""
+    info = OPTIMIZERS.get(optimizer)
+    if info is None:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+    return info.is_trust_region
 
 
 def resolve_hyperparameters(optimizer: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +257,7 @@ def resolve_hyperparameters(optimizer: str, given: dict[str, Any]) -> dict[str, 
         out[key] = spec.validate(value)
     if optimizer == "sgd" and out["nesterov"] and out["momentum"] <= 0:
         raise ValueError("nesterov requires momentum > 0 for sgd")
-    if info.family == "second-order":
+    if info.is_trust_region:
         if out["eta1"] > out["eta2"]:
             raise ValueError(f"eta1 ({out['eta1']}) must not exceed eta2 ({out['eta2']})")
         if out["radius"] > out["max_radius"]:
@@ -214,25 +272,64 @@ class ModelInfo:
     datasets: tuple[str, ...]
     task: str  # "classification" | "reconstruction"
     description: str
+    # build(dataset: DatasetInfo) -> torch.nn.Module (torch imported lazily)
+    build: Callable[..., Any] = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "label": self.label, "datasets": list(self.datasets), "task": self.task,
                 "description": self.description}
 
 
+def _flat(d: "DatasetInfo") -> int:
+    c, h, w = d.shape
+    return c * h * w
+
+
+def _build_mlp(d: "DatasetInfo") -> Any:
+    from trainer.models import MLP
+
+    hidden = (128,) if d.shape[0] == 1 else (128, 128)
+    return MLP((_flat(d), *hidden, d.num_classes))
+
+
+def _build_mlp_narrow(d: "DatasetInfo") -> Any:
+    from trainer.models import MLP, NARROW_HIDDEN
+
+    return MLP((_flat(d), NARROW_HIDDEN, d.num_classes))
+
+
+def _build_resnet18(d: "DatasetInfo") -> Any:
+    from trainer.models import resnet18
+
+    return resnet18(d.shape[0], d.num_classes)
+
+
+def _build_autoencoder(d: "DatasetInfo") -> Any:
+    from trainer.models import Autoencoder
+
+    return Autoencoder((_flat(d), 1000, 500, 250, 30))
+
+
+def _build_conv_autoencoder(d: "DatasetInfo") -> Any:
+    from trainer.models import ConvAutoencoder
+
+    return ConvAutoencoder()
+
+
 MODELS: dict[str, ModelInfo] = {
     m.name: m
     for m in (
         ModelInfo("mlp", "MLP (tanh)", ("fashion-mnist", "mnist", "cifar10"), "classification",
-                  "784-128-10 on (Fashion-)MNIST, 3072-128-128-10 on CIFAR-10; tanh, cross-entropy"),
+                  "784-128-10 on (Fashion-)MNIST, 3072-128-128-10 on CIFAR-10; tanh, cross-entropy", _build_mlp),
         ModelInfo("mlp-narrow", "Narrow MLP (tanh)", ("fashion-mnist", "mnist"), "classification",
-                  "784-4-10, tanh, cross-entropy (3,190 parameters): small enough for the dense Hessian analysis"),
+                  "784-4-10, tanh, cross-entropy (3,190 parameters): small enough for the dense Hessian analysis",
+                  _build_mlp_narrow),
         ModelInfo("resnet18", "ResNet18", ("fashion-mnist", "mnist", "cifar10"), "classification",
-                  "torchvision ResNet18; first convolution adapted to 1-channel input"),
+                  "torchvision ResNet18; first convolution adapted to 1-channel input", _build_resnet18),
         ModelInfo("autoencoder", "Autoencoder", ("fashion-mnist", "mnist"), "reconstruction",
-                  "784-1000-500-250-30, mirrored decoder, sigmoid except the code layer, pixel-wise BCE"),
+                  "784-1000-500-250-30, mirrored decoder, sigmoid except the code layer, pixel-wise BCE", _build_autoencoder),
         ModelInfo("conv-autoencoder", "Conv autoencoder", ("cifar10",), "reconstruction",
-                  "3-layer convolutional encoder/decoder for 32x32 RGB images, pixel-wise BCE"),
+                  "3-layer convolutional encoder/decoder for 32x32 RGB images, pixel-wise BCE", _build_conv_autoencoder),
     )
 }
 
@@ -247,6 +344,14 @@ class DatasetInfo:
     test_size: int
     description: str
     how_to_get: str
+    # Where its files are: sub-folders of the data directory (ours first, then torchvision's layout), then
+    # places outside it where distributions install datasets.
+    local_dirs: tuple[str, ...] = ()
+    system_locations: tuple[str, ...] = ()
+    file_format: str = "idx"  # "idx" (gzipped or raw idx files) | "cifar-pickle" (python batches)
+    torchvision_class: str = ""  # torchvision.datasets.<class> that downloads it
+    # (mean, std) per channel, for input_scaling "standardize"
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,), (1.0,))
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -254,13 +359,22 @@ DATASETS: dict[str, DatasetInfo] = {
     for d in (
         DatasetInfo("fashion-mnist", "Fashion-MNIST", (1, 28, 28), 10, 60000, 10000, "Zalando article images",
                     "on Debian/Ubuntu run `apt-get install dataset-fashion-mnist`, or go online once so "
-                    "torchvision can download it into the data directory"),
+                    "torchvision can download it into the data directory",
+                    local_dirs=("fashion-mnist", "FashionMNIST/raw"),
+                    system_locations=("/usr/share/datasets/fashion-mnist",),
+                    torchvision_class="FashionMNIST", normalization=((0.2860,), (0.3530,))),
         DatasetInfo("mnist", "MNIST", (1, 28, 28), 10, 60000, 10000, "handwritten digits",
                     "go online once so torchvision can download it into the data directory, or copy the four "
-                    "idx files into <data_dir>/MNIST/raw/"),
+                    "idx files into <data_dir>/MNIST/raw/",
+                    local_dirs=("mnist", "MNIST/raw"), system_locations=("/usr/share/datasets/mnist",),
+                    torchvision_class="MNIST", normalization=((0.1307,), (0.3081,))),
         DatasetInfo("cifar10", "CIFAR-10", (3, 32, 32), 10, 50000, 10000, "32x32 colour images in 10 classes",
                     "go online once so torchvision can download it into the data directory, or extract "
-                    "cifar-10-python.tar.gz into <data_dir>/"),
+                    "cifar-10-python.tar.gz into <data_dir>/",
+                    local_dirs=("cifar-10-batches-py", "cifar10/cifar-10-batches-py"),
+                    system_locations=("/usr/share/datasets/cifar10", "/usr/share/datasets/cifar-10"),
+                    file_format="cifar-pickle", torchvision_class="CIFAR10",
+                    normalization=((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))),
     )
 }
 
@@ -330,6 +444,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Settings of an optimizer that make it a baseline of its own, labelled as such in runs, sweeps and results:
 # (optimizer, hyperparameter) → label used when that hyperparameter is set to a non-zero value.
 VARIANT_LABELS: dict[tuple[str, str], str] = {("sgd", "momentum"): "SGD+momentum"}
+# ... and their chart colours (a variant without one is drawn in its optimizer's colour).
+VARIANT_COLORS: dict[tuple[str, str], str] = {("sgd", "momentum"): "#8c564b"}
 
 
 def optimizer_label(name: str, hyperparameters: dict[str, Any] | None = None) -> str:
@@ -338,6 +454,14 @@ def optimizer_label(name: str, hyperparameters: dict[str, Any] | None = None) ->
         if opt == name and (hyperparameters or {}).get(param):
             return label
     return OPTIMIZERS[name].label
+
+
+def optimizer_color(name: str, hyperparameters: dict[str, Any] | None = None) -> str:
+    """The optimizer's chart colour, or its variant's (SGD+momentum's for sgd with momentum > 0)."""
+    for (opt, param), color in VARIANT_COLORS.items():
+        if opt == name and (hyperparameters or {}).get(param):
+            return color
+    return OPTIMIZERS[name].color
 
 
 _HALF_DECADES = {"low": 1e-4, "high": 1.0, "per_decade": 2}

@@ -1,9 +1,14 @@
 """Reporter protocol: how a training run hands its records to whoever listens (CLI, worker, tests)."""
 from __future__ import annotations
 
+import enum
+import math
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Reporter", "NullReporter", "ListReporter", "RunStatus"]
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["Reporter", "NullReporter", "ListReporter", "RunStatus", "StepTrace", "StepRecord", "EvalRecord",
+           "Summary", "TR_TRACE_FIELDS", "clean_scalar", "clean_json"]
 
 
 class RunStatus:
@@ -15,11 +20,131 @@ class RunStatus:
     STOPPED = "stopped"
 
 
+# -- record types ----------------------------------------------------------------------------------------------
+# The shapes of the records a run reports. The trainer hands plain dicts with these keys to the Reporter (no
+# model is built per step: the hot path stays a dict); the API's MetricPoint / EvalPoint derive from these
+# classes, and the tests check the trainer's records against them (extra keys are refused).
+
+
+class StepTrace(BaseModel):
+    """A trust-region step's internals (``TrustRegion.last_trace``, as reported); null for first-order runs.
+
+    radius: Δ before the step; new_radius: Δ after it; rho: actual/predicted decrease (null if not finite);
+    cg_iterations: Krylov iterations (= HVPs); cg_exit: the solver's exit (interior, boundary,
+    negative_curvature, max_iter); accepted; pred_decrease, actual_decrease; step_norm_m: ‖s‖_M.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    radius: float | None = None
+    new_radius: float | None = None
+    rho: float | None = None
+    cg_iterations: int | None = None
+    cg_exit: str | None = None
+    accepted: bool | None = None
+    pred_decrease: float | None = None
+    actual_decrease: float | None = None
+    step_norm_m: float | None = None
+
+
+TR_TRACE_FIELDS: tuple[str, ...] = tuple(StepTrace.model_fields)
+
+
+class _StepCore(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    step: int
+    backprops: int
+    gradients: int | None = None
+    hvps: int | None = None
+    forwards: int | None = None
+    epoch: float
+    wall_time: float
+    train_loss: float | None = None
+    grad_norm: float | None = None
+    step_norm: float | None = None
+
+
+class StepRecord(StepTrace, _StepCore):
+    """One optimizer step (``Reporter.on_step``): cost counters, the three x-axes, the minibatch loss and norms
+    (first-order runs measure ``grad_norm``/``step_norm`` every ``grad_norm_every`` steps, else null), then the
+    TR internals of :class:`StepTrace`."""
+
+
+class EvalRecord(BaseModel):
+    """One evaluation (``Reporter.on_eval``): loss on the fixed training subset and the test set; accuracies
+    for classifiers (null for autoencoders)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int
+    backprops: int
+    epoch: float
+    wall_time: float
+    train_loss: float | None = None
+    test_loss: float | None = None
+    train_accuracy: float | None = None
+    test_accuracy: float | None = None
+
+
+class Summary(BaseModel):
+    """How a run ended (``Reporter.on_finish``); a run that failed early carries only status and message
+    (plus ``traceback`` / ``public_message``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: str
+    message: str
+    public_message: str | None = None
+    traceback: str | None = None
+    device: str | None = None
+    num_parameters: int | None = None
+    steps: int | None = None
+    backprops: int | None = None
+    gradients: int | None = None
+    hvps: int | None = None
+    forwards: int | None = None
+    epoch: float | None = None
+    wall_time: float | None = None
+    final_minibatch_loss: float | None = None
+    final_train_loss: float | None = None
+    final_test_loss: float | None = None
+    final_test_accuracy: float | None = None
+
+
+# -- cleaning ----------------------------------------------------------------------------------------------------
+
+
+def clean_scalar(value: Any) -> Any:
+    """A value the store and JSON accept: non-finite floats become None, numpy/torch scalars and enums plain
+    Python, anything else its ``str``. Cheap for the common types (it runs per field of every step record)."""
+    if value is None or type(value) in (int, bool, str):
+        return value
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if isinstance(value, enum.Enum):
+        return clean_scalar(value.value)
+    if isinstance(value, (bool, int, float, str)):  # subclasses
+        return clean_scalar(type(value).__mro__[-2](value))
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return clean_scalar(value.item())
+    return str(value)
+
+
+def clean_json(value: Any) -> Any:
+    """``value`` with :func:`clean_scalar` applied at every depth (dict keys become strings, tuples lists)."""
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    return clean_scalar(value)
+
+
 @runtime_checkable
 class Reporter(Protocol):
     """Receives a run's records. Methods must be cheap: they run between training steps.
 
-    Record shapes (all plain JSON-able dicts):
+    Record shapes (all plain JSON-able dicts; typed in :class:`StepRecord`, :class:`EvalRecord`, :class:`Summary`):
       * ``on_start(info)``: ``device``, ``num_parameters``, ``train_size``, ``test_size``, ``batch_size``,
         ``hyperparameters`` (resolved), ``optimizer_family``, ``task``.
       * ``on_step(record)``: ``step``, ``backprops``, ``gradients``, ``hvps``, ``forwards``, ``epoch``,

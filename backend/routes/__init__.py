@@ -1,11 +1,12 @@
 """REST routes, one module per resource; ``api_router`` mounts them all under /api."""
 from fastapi import APIRouter
 
-from backend.routes import analyses, comparisons, meta, metrics, results, runs, sweeps
+from backend.routes import analyses, comparisons, export, meta, metrics, results, runs, sweeps
 
 api_router = APIRouter(prefix="/api")
 api_router.include_router(meta.router)
 api_router.include_router(runs.router)
+api_router.include_router(export.router)
 api_router.include_router(comparisons.router)
 api_router.include_router(metrics.router)
 api_router.include_router(results.router)

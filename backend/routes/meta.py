@@ -1,10 +1,12 @@
 """Health and metadata routes: what optimizers, models, datasets and presets this lab offers."""
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import anyio
+from cachetools import TTLCache
 from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import text
 
@@ -16,18 +18,22 @@ from trainer.registry import DATASETS, metadata
 router = APIRouter(tags=["meta"])
 
 _AVAILABILITY_TTL = 30.0
-_availability: dict[str, Any] = {"at": -1e9, "key": None, "value": {}}
+# data folder -> {dataset: available}; a few entries (one data folder per process in practice), 30 s each
+_availability: TTLCache[str, dict[str, bool]] = TTLCache(maxsize=8, ttl=_AVAILABILITY_TTL, timer=time.monotonic)
+_availability_lock = threading.Lock()  # cachetools caches are not thread-safe; routes run on a thread pool
 
 
 def dataset_availability(data_dir: str) -> dict[str, bool]:
     """Which datasets are on this machine (cached for 30 s; the check imports the trainer's data module)."""
-    now = time.monotonic()
-    if _availability["key"] != data_dir or now - _availability["at"] > _AVAILABILITY_TTL:
+    with _availability_lock:
+        value = _availability.get(data_dir)
+    if value is None:
         from trainer.data import dataset_available
 
-        _availability.update(at=now, key=data_dir,
-                             value={name: dataset_available(name, data_dir) for name in DATASETS})
-    return dict(_availability["value"])
+        value = {name: dataset_available(name, data_dir) for name in DATASETS}
+        with _availability_lock:
+            _availability[data_dir] = value
+    return dict(value)
 
 
 # Health checks get their own two threads: a flood of slow requests on the shared thread pool never delays them.

@@ -1,13 +1,9 @@
-"""Run routes: launch, list, inspect, cancel, delete; metrics, evaluations, reconstructions and export."""
+"""Run routes: launch, list, inspect, cancel, delete; metrics, evaluations and reconstructions (export: routes/export.py)."""
 from __future__ import annotations
 
-import csv
-import io
-import json
-from typing import Annotated, Any, Iterator, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import Field
 from pydantic_core import to_json
 
@@ -16,7 +12,7 @@ from backend.runner.scheduler import log_path
 from backend.deps import MAX_ID, MAX_PAGE, ConnectionDep, RunDep, SessionDep, admit_runs, wake_scheduler
 from backend.errors import CONFLICT, NOT_FOUND, QUEUE_FULL, responses
 from backend.schemas import AnnotationPatch, EvalPage, MetricColumns, MetricsPage, ReconstructionList, RunList, RunOut
-from backend.tables import ALL_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS
+from backend.tables import ALL_STATUSES, METRIC_COLUMNS
 from trainer.config import RunConfig
 
 router = APIRouter(prefix="/runs", tags=["runs"])
@@ -161,44 +157,3 @@ def original_png(run: RunDep, session: SessionDep) -> Response:
 def step_png(run: RunDep, session: SessionDep, step: Annotated[int, Path(ge=0, le=MAX_ID)]) -> Response:
     return _png(store.reconstruction_png(session, run.id, step=step), f"reconstruction at step {step}", run.id,
                 immutable=True)
-
-
-@router.get("/{run_id}/export", summary="Download a run's records as CSV or JSON", responses=NOT_FOUND)
-def export(run: RunDep, request: Request, session: SessionDep,
-           format: Annotated[Literal["csv", "json"], Query(description="csv or json")] = "csv",  # noqa: A002
-           table: Annotated[Literal["metrics", "evals"], Query(description="csv only: which table")] = "metrics",
-           ) -> StreamingResponse:
-    engine, run_id, view = request.app.state.engine, run.id, RunOut.model_validate(store.run_view(run))
-    session.close()  # the stream below takes its own connection: never hold two
-    if format == "csv":
-        columns = METRIC_COLUMNS if table == "metrics" else EVAL_COLUMNS
-
-        def rows() -> Iterator[str]:
-            buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\n")
-            writer.writerow(columns)
-            with engine.connect() as conn:
-                chunks = store.iter_metrics(conn, run_id) if table == "metrics" else [store.evaluations(conn, run_id)]
-                for chunk in chunks:
-                    writer.writerows([[("" if p[c] is None else p[c]) for c in columns] for p in chunk])
-                    yield buf.getvalue()
-                    buf.seek(0)
-                    buf.truncate()
-            yield buf.getvalue()
-
-        name = f"run-{run_id}-{table}.csv"
-        return StreamingResponse(rows(), media_type="text/csv",
-                                 headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-    def document() -> Iterator[str]:
-        yield '{"run": ' + view.model_dump_json() + ', "metrics": ['
-        with engine.connect() as conn:
-            first = True
-            for chunk in store.iter_metrics(conn, run_id):
-                body = ", ".join(json.dumps(p) for p in chunk)
-                yield body if first else ", " + body
-                first = False
-            yield '], "evaluations": ' + json.dumps(store.evaluations(conn, run_id)) + "}"
-
-    return StreamingResponse(document(), media_type="application/json",
-                             headers={"Content-Disposition": f'attachment; filename="run-{run_id}.json"'})

@@ -9,9 +9,7 @@ is then "cancelled" when a user asked for it and "interrupted" otherwise (the AP
 """
 from __future__ import annotations
 
-import enum
 import importlib
-import math
 import os
 import signal
 import sys
@@ -28,7 +26,7 @@ from backend.rollup import BlockRollup
 from backend.runner import lifecycle
 from backend.runner.lifecycle import finish_run, outcome
 from backend.runner.states import RunState
-from trainer.reporting import RunStatus
+from trainer.reporting import RunStatus, clean_json, clean_scalar
 from backend.tables import (EVAL_COLUMNS, METRIC_COLUMNS, Evaluation, MetricBlock, Reconstruction, Run,
                             StepMetric, utcnow)
 
@@ -43,36 +41,7 @@ _EVAL_TABLE = Evaluation.__table__
 _BLOCK_TABLE = MetricBlock.__table__
 
 
-def _clean(value: Any) -> Any:
-    """A value the store and JSON accept: non-finite floats become None, numpy/torch scalars plain Python."""
-    if value is None or type(value) in (int, bool, str):
-        return value
-    if type(value) is float:
-        return value if math.isfinite(value) else None
-    if isinstance(value, enum.Enum):
-        return _clean(value.value)
-    if isinstance(value, (bool, int, float, str)):  # subclasses
-        return _clean(type(value).__mro__[-2](value))
-    if hasattr(value, "item"):  # numpy / torch scalars
-        return _clean(value.item())
-    return str(value)
-
-
-def clean_json(value: Any) -> Any:
-    """``value`` with every non-finite float (at any depth) replaced by None (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {str(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, enum.Enum):
-        return clean_json(value.value)
-    if value is None or isinstance(value, (int, bool, str)):
-        return value
-    if hasattr(value, "item"):
-        return clean_json(value.item())
-    return str(value)
+_clean = clean_scalar  # the one cleaning rule (trainer.reporting), per field of every record
 
 
 final_status = outcome  # the trainer's summary → the store's (state, error); defined in the lifecycle module

@@ -287,7 +287,7 @@ def _render(runs: list[dict[str, Any]]) -> None:
                        help="The curves as drawn (smoothed, downsampled, seed means ± std), one row per point. "
                             "A run's raw records: Runs page → select it → Metrics CSV / JSON.")
 
-    tr_runs = [r for r in runs if str(r.get("optimizer", "")).startswith("tr-")]
+    tr_runs = [r for r in runs if series.is_trust_region(r)]
     if tr_runs:
         st.subheader("Trust-region internals")
         _tr_section(tr_runs, uirev)

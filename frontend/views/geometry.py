@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from frontend import charts
-from trainer import geometry
+from frontend import geometry
 
 st.title("Geometry")
 st.markdown(

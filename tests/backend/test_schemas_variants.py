@@ -2,7 +2,8 @@
 import pytest
 from pydantic import ValidationError
 
-from backend.schemas import ComparisonCreate, run_label
+from backend.domain import run_label
+from backend.schemas import ComparisonCreate
 
 
 def _comparison(**over):
@@ -39,3 +40,15 @@ def test_bad_switches_are_refused_naming_the_field():
 def test_run_label_lists_variants_after_hyperparameters():
     assert run_label("sgd", {"lr": 0.05}, 3, variants=["inputs=unit"]) == "SGD lr=0.05 inputs=unit (seed 3)"
     assert run_label("sgd", {}, 0) == "SGD (seed 0)"
+
+
+def test_the_store_does_not_import_the_api_models():
+    import ast
+    from pathlib import Path
+
+    import backend.store
+
+    tree = ast.parse(Path(backend.store.__file__).read_text())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "backend.schemas" not in modules and "backend.domain" in modules

@@ -49,3 +49,13 @@ def test_slot_plan(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_detect_gpus() -> None:
     assert detect_gpus("") == [] and detect_gpus("-1") == [] and detect_gpus("2, 3") == ["2", "3"]
     assert isinstance(detect_gpus(None), list)  # nvidia-smi or not, never raises
+
+
+def test_the_default_data_folder_is_the_trainer_s(monkeypatch):
+    from backend.settings import Settings
+    from trainer import cli, loop
+    from trainer.data import DEFAULT_DATA_DIR
+
+    monkeypatch.delenv("TRUSTLAB_DATA_DIR", raising=False)
+    assert Settings(_env_file=None).data_dir == Path(DEFAULT_DATA_DIR) == Path("data")
+    assert loop.DEFAULT_DATA_DIR is DEFAULT_DATA_DIR and cli.DEFAULT_DATA_DIR is DEFAULT_DATA_DIR

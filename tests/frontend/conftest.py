@@ -15,6 +15,25 @@ from tests.frontend.fakes import FakeApi
 APP = str(Path(__file__).resolve().parents[2] / "frontend" / "app.py")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _plotly_js_installed():
+    """The install step `make test` runs first (target frontend/static/plotly.min.js), for plain `pytest` runs:
+    the browser tests start the app, whose live charts load Plotly from frontend/static/."""
+    from frontend.live_chart import ensure_plotly_js
+
+    ensure_plotly_js()
+
+
+@pytest.fixture(autouse=True)
+def _optimizer_colors():
+    """The colours the app adopts from /api/meta at start (frontend.ui.load_run_states), for chart tests."""
+    from frontend import charts
+    from trainer.registry import metadata
+
+    charts.adopt_colors(metadata()["optimizers"])
+    yield
+
+
 @pytest.fixture
 def api():
     fake = FakeApi()

@@ -75,7 +75,7 @@ class FakeApi:
                                         "optimizer": {"name": optimizer, "hyperparameters": hyperparameters or {}},
                                         "budget": {"epochs": 1}}).model_dump()
         run = {"id": rid, "status": status, "comparison_id": comparison_id, "config": cfg, "optimizer": optimizer,
-               "label": f"{OPTIMIZERS[optimizer].label} (seed {seed})", "seed": seed, "device": "cpu",
+               "family": OPTIMIZERS[optimizer].family, "label": f"{OPTIMIZERS[optimizer].label} (seed {seed})", "seed": seed, "device": "cpu",
                "error": error, "summary": None,
                "progress": progress if progress is not None else (1.0 if status == "completed" else 0.3),
                "last_step": steps or None, "created_at": "2026-01-02T10:00:00Z",

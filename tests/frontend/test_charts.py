@@ -5,7 +5,7 @@ import pytest
 
 from frontend import charts, series
 from tests.frontend.fakes import FakeApi, eval_points, metric_points
-from trainer import geometry
+from frontend import geometry
 from trainer.registry import OPTIMIZERS
 
 
@@ -184,3 +184,18 @@ def test_tr_internals_key_is_complete_and_runs_are_told_apart():
     assert all(t.marker.opacity < 0.7 for t in rho)
     cg = [t for t in fig.data if t.yaxis == "y3" and len(t.x) and t.x[0] is not None]
     assert {t.marker.symbol for t in cg} == {per_run[0].marker.symbol, per_run[1].marker.symbol}
+
+
+def test_colours_come_from_the_api_and_match_the_reproduction_plots(monkeypatch):
+    from reproduction.plots import COLORS
+    from trainer.registry import OPTIMIZERS, metadata
+
+    published = {o["name"]: o["color"] for o in metadata()["optimizers"]}
+    assert published == {n: o.color for n, o in OPTIMIZERS.items()}
+    assert len(set(published.values())) == len(published)  # one colour each
+    for name, colour in published.items():
+        assert charts.color_for(name) == colour == COLORS[name]
+    assert COLORS["sgd-momentum"] not in published.values()
+    monkeypatch.setattr(charts, "OPTIMIZER_COLORS", {})
+    charts.adopt_colors([{"name": "adam", "color": "#000001"}, {"name": "sgd"}, "junk"])
+    assert charts.OPTIMIZER_COLORS == {"adam": "#000001"} and charts.color_for("adam") == "#000001"

@@ -20,3 +20,15 @@ def test_plotly_js_is_copied_once(tmp_path):
     assert dst.name == "plotly.min.js" and dst.stat().st_size > 1_000_000
     mtime = dst.stat().st_mtime_ns
     assert ensure_plotly_js(tmp_path).stat().st_mtime_ns == mtime
+
+
+def test_the_app_only_checks_for_plotly_js_and_says_how_to_install_it(tmp_path):
+    from pathlib import Path
+
+    from frontend.live_chart import plotly_js_missing
+
+    assert "python -m frontend.live_chart" in plotly_js_missing(tmp_path)
+    ensure_plotly_js(tmp_path)
+    assert plotly_js_missing(tmp_path) is None
+    app = (Path(__file__).resolve().parents[2] / "frontend" / "app.py").read_text()
+    assert "ensure_plotly_js" not in app  # copying is an install step (Makefile, Dockerfile)

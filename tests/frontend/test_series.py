@@ -297,3 +297,38 @@ def test_with_x_derives_backprops_plus_a_third_of_forwards():
     np.testing.assert_allclose(with_x(ev, "cost", m)["cost"], [0.0, 12 + 2 / 3])
     assert "cost" not in with_x(ev, "cost").columns  # nothing to derive it from: left for the caller to skip
     assert with_x(m, "backprops") is m
+
+
+def test_trust_region_runs_are_told_by_the_family_the_api_gives():
+    assert series.is_trust_region({"optimizer": "tr-uniform", "family": "second-order"})
+    assert not series.is_trust_region({"optimizer": "adam", "family": "first-order"})
+    # a renamed TR method is still one: the name is not consulted
+    assert series.is_trust_region({"optimizer": "my-newton", "family": "second-order"})
+    assert not series.is_trust_region({"optimizer": "tr-uniform"})
+
+
+def test_the_ui_thins_exactly_as_the_api_does():
+    from trainer.downsample import minmax_indices
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=5000)
+    y[rng.integers(0, 5000, 50)] = np.nan
+    for m in (4, 7, 100, 999):
+        np.testing.assert_array_equal(series.downsample_minmax(y, m), minmax_indices(y, m))
+
+
+def test_ema_matches_the_naive_debiased_loop():
+    def naive(y, w):
+        out, acc, norm = np.full(len(y), np.nan), 0.0, 0.0
+        for i, v in enumerate(y):
+            if np.isnan(v):
+                continue
+            acc, norm = w * acc + (1 - w) * v, w * norm + (1 - w)
+            out[i] = acc / norm
+        return out
+
+    rng = np.random.default_rng(7)
+    y = rng.normal(size=400)
+    y[[0, 5, 6, 100, 399]] = np.nan
+    for w in (0.3, 0.9, 0.99):
+        np.testing.assert_allclose(series.ema(y, w), naive(y, w), rtol=1e-12, atol=1e-12, equal_nan=True)

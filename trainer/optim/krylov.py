@@ -237,8 +237,9 @@ def steihaug_cg(
 def _solve_tridiagonal_np(alphas: np.ndarray, betas: np.ndarray, gamma0: float, radius: float
                           ) -> tuple[np.ndarray, float, bool]:
     """:func:`solve_tridiagonal_tr` on host float64 arrays (no device tensors, so no synchronisation)."""
-    T = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
-    evals, evecs = np.linalg.eigh(T)
+    from scipy.linalg import eigh_tridiagonal  # LAPACK's tridiagonal eigensolver; only the Lanczos solver needs it
+
+    evals, evecs = eigh_tridiagonal(alphas, betas[: len(alphas) - 1])
     c = gamma0 * evecs[0, :]  # coordinates of γ₀e₁ in the eigenbasis
     lmin = float(evals[0])
     scale = max(1.0, float(np.abs(evals).max()))
@@ -405,7 +406,10 @@ def gltr(
         gamma = gamma_next
     T = _tridiagonal(alphas, betas)
     if exit_ is SolverExit.INTERIOR and on_boundary:
-        exit_ = SolverExit.NEGATIVE_CURVATURE if float(np.linalg.eigvalsh(T)[0]) < 0 else SolverExit.BOUNDARY
+        from scipy.linalg import eigh_tridiagonal
+
+        lmin = float(eigh_tridiagonal(np.diag(T), np.diag(T, 1), eigvals_only=True, select="i", select_range=(0, 0))[0])
+        exit_ = SolverExit.NEGATIVE_CURVATURE if lmin < 0 else SolverExit.BOUNDARY
     m = h.shape[0]
     s = torch.as_tensor(h, dtype=g.dtype).to(g.device) @ basis[:m]
     model = gamma0 * float(h[0]) + 0.5 * float(h @ (T @ h))

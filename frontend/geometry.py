@@ -13,9 +13,11 @@ from typing import Callable
 
 import numpy as np
 
+from trainer.optim.radius import radius_update  # torch-free: the optimizer's own radius rule
+
 __all__ = [
     "Quadratic",
-    "TrustRegion",
+    "Region",
     "Trajectory",
     "PROBLEMS",
     "METHODS",
@@ -97,7 +99,7 @@ def get_problem(name: str) -> Quadratic:
 
 
 @dataclass(frozen=True)
-class TrustRegion:
+class Region:
     """The region {center + s : ‖s‖_M ≤ radius} with ‖s‖_M = sqrt(Σ Mᵢ sᵢ²) (M a positive diagonal)."""
 
     center: np.ndarray
@@ -130,7 +132,7 @@ class Trajectory:
     method: str
     label: str
     iterates: np.ndarray  # (K+1, 2)
-    regions: tuple[TrustRegion, ...]  # K
+    regions: tuple[Region, ...]  # K
     steps: np.ndarray  # (K, 2)
     accepted: np.ndarray  # (K,) bool
     values: np.ndarray = field(default_factory=lambda: np.zeros(0))  # f at iterates, (K+1,)
@@ -188,7 +190,7 @@ def _preconditioned_descent(problem: Quadratic, lr: float, steps: int, precond) 
         g = problem.grad(x)
         m = precond(g)
         s = -lr * g / m
-        regions.append(TrustRegion(x.copy(), float(lr * np.sqrt(np.sum(g * g / m))), m))
+        regions.append(Region(x.copy(), float(lr * np.sqrt(np.sum(g * g / m))), m))
         x = x + s
         xs.append(x.copy())
         ss.append(s)
@@ -269,7 +271,7 @@ def first_order_trust_region(problem: Quadratic, *, radius: float, steps: int = 
     for _ in range(steps):
         m = np.ones(2) if norm == "uniform" else np.sqrt(eps + sum_sq)
         s = linear_model_step(g, m, delta)
-        regions.append(TrustRegion(x.copy(), delta, m))
+        regions.append(Region(x.copy(), delta, m))
         ss.append(s)
         pred = -float(g @ s)
         if pred <= 0:  # stationary point: nothing left to gain
@@ -277,16 +279,13 @@ def first_order_trust_region(problem: Quadratic, *, radius: float, steps: int = 
             xs.append(x.copy())
             break
         rho = (problem.value(x) - problem.value(x + s)) / pred
-        if rho >= eta1:
+        accepted, delta = radius_update(rho, delta, eta1=eta1, eta2=eta2, gamma1=gamma1, gamma2=gamma2,
+                                        max_radius=max_radius)
+        if accepted:
             x = x + s
             g = problem.grad(x)
             sum_sq = sum_sq + g * g
-            acc.append(True)
-            if rho >= eta2:
-                delta = min(gamma1 * delta, max_radius)
-        else:
-            acc.append(False)
-            delta = delta / gamma2
+        acc.append(accepted)
         xs.append(x.copy())
     label = "1st-order TR (uniform)" if norm == "uniform" else "1st-order TR (Adagrad)"
     return _finish(f"tr-{norm}", label, problem, xs, regions, ss, acc)

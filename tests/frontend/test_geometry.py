@@ -1,11 +1,11 @@
-"""Tests for trainer.geometry: the Figure-1 quadratics, methods and their implied trust regions."""
+"""Tests for frontend.geometry: the Figure-1 quadratics, methods and their implied trust regions."""
 import numpy as np
 import pytest
 
-from trainer.geometry import (
+from frontend.geometry import (
     METHODS,
     PROBLEMS,
-    TrustRegion,
+    Region,
     adagrad,
     first_order_trust_region,
     get_problem,
@@ -15,7 +15,7 @@ from trainer.geometry import (
 )
 
 
-def _sample_boundary(region: TrustRegion, n: int = 4000) -> np.ndarray:
+def _sample_boundary(region: Region, n: int = 4000) -> np.ndarray:
     """Naive reference: many points on the region's boundary, as steps from its center."""
     return region.boundary(n) - region.center
 
@@ -96,7 +96,7 @@ def test_linear_model_step_minimizes_over_the_region():
         m = rng.uniform(0.1, 5.0, size=2)
         delta = rng.uniform(0.1, 2.0)
         s = linear_model_step(g, m, delta)
-        region = TrustRegion(np.zeros(2), delta, m)
+        region = Region(np.zeros(2), delta, m)
         assert region.norm(s) == pytest.approx(delta)
         assert g @ s <= (_sample_boundary(region) @ g).min() + 1e-9
     np.testing.assert_array_equal(linear_model_step(np.zeros(2), np.ones(2), 1.0), 0.0)
@@ -147,7 +147,7 @@ def test_run_method_matches_first_steps_and_validates():
 
 
 def test_boundary_points_are_on_the_ellipse():
-    region = TrustRegion(np.array([1.0, -2.0]), 0.7, np.array([4.0, 0.25]))
+    region = Region(np.array([1.0, -2.0]), 0.7, np.array([4.0, 0.25]))
     pts = region.boundary(50)
     assert pts.shape == (50, 2)
     np.testing.assert_allclose(pts[0], pts[-1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.downsample import minmax_indices
+from trainer.downsample import minmax_indices
 
 
 def _reference(values: np.ndarray, max_points: int) -> set[int]:
