@@ -1,6 +1,7 @@
 """The worker: batched writes, final status mapping, value cleaning, and ``main`` with a fake trainer."""
 from __future__ import annotations
 
+import resource
 import signal
 import threading
 import time
@@ -72,9 +73,13 @@ def _run_main(monkeypatch: pytest.MonkeyPatch, settings: Settings, run_id: int) 
     monkeypatch.setenv("TRUSTLAB_DATABASE_URL", settings.resolved_database_url)
     monkeypatch.setenv("TRUSTLAB_TRAINER", FAKE_TRAINER)
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # the worker caps its own address space (RLIMIT_AS); in this test process that cap must not outlive the call,
+    # or every later child (Chromium reserves far more address space than it uses) inherits it and crashes
+    limit = resource.getrlimit(resource.RLIMIT_AS)
     try:
         return worker.main([str(run_id)])
     finally:
+        resource.setrlimit(resource.RLIMIT_AS, limit)
         for sig, handler in saved.items():
             signal.signal(sig, handler)
 
