@@ -68,7 +68,7 @@ class TrustRegion(Optimizer):
         if not 0.0 < radius < math.inf:
             raise ValueError(f"Invalid trust radius: {radius}")
         if not radius <= max_radius < math.inf:
-            raise ValueError(f"Invalid max radius: {max_radius} < radius {radius}")
+            raise ValueError(f"Invalid max radius: {max_radius}; need radius ({radius}) <= max_radius < inf")
         if not 0.0 <= eta1 <= eta2 <= 1.0:
             raise ValueError(f"Invalid thresholds: need 0 <= eta1 <= eta2 <= 1, got {eta1}, {eta2}")
         if not 1.0 <= gamma1 < math.inf:
