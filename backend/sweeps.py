@@ -11,7 +11,7 @@ from backend.domain import run_label
 from backend.schemas import BatchSize, ComparisonOptimizer, Seed
 from trainer.config import Budget, RunConfig
 from trainer.errors import error_summary
-from trainer.registry import OPTIMIZERS, model_fits_dataset, resolve_hyperparameters
+from trainer.registry import OPTIMIZERS, model_fits_dataset
 
 __all__ = ["MAX_RUNS_PER_SWEEP", "MAX_POINTS_PER_PARAM", "log_grid", "SearchSpace", "Criterion", "SweepOptimizer",
            "SweepCreate", "PromoteRequest", "DEFAULT_LR_SPACE", "edge_flags"]
@@ -119,19 +119,19 @@ class SweepOptimizer(BaseModel):
             raise ValueError(f"unknown optimizer {self.name!r}; choose one of {sorted(OPTIMIZERS)}")
         info = OPTIMIZERS[self.name]
         if not self.space:
-            if info.param("lr") is None:
+            if "lr" not in info.hyperparameter_names:
                 raise ValueError(f"space: {self.name} has no step size; give a search space over one of "
-                                 f"{[h.name for h in info.hyperparameters]} (e.g. radius)")
+                                 f"{info.hyperparameter_names} (e.g. radius)")
             self.space = {"lr": SearchSpace(**DEFAULT_LR_SPACE)}
         for key in self.space:
-            if info.param(key) is None:
+            if key not in info.hyperparameter_names:
                 raise ValueError(f"space: unknown hyperparameter {key!r} for {self.name}; allowed: "
-                                 f"{[h.name for h in info.hyperparameters]}")
+                                 f"{info.hyperparameter_names}")
         size = math.prod(len(s.grid()) for s in self.space.values())
         if size > MAX_RUNS_PER_SWEEP:  # before enumerating: a 5-parameter space could hold 50^5 points
             raise ValueError(f"space: {size} grid points for {self.name}; a sweep runs at most {MAX_RUNS_PER_SWEEP}")
         for point in self.points():
-            resolve_hyperparameters(self.name, {**self.hyperparameters, **point})
+            info.resolve({**self.hyperparameters, **point})  # names, types and ranges: the optimizer's model
         return self
 
     def points(self) -> list[dict[str, Scalar]]:

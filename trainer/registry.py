@@ -1,12 +1,12 @@
 """Registries of optimizers, models and datasets: one mapping drives the CLI, API, UI and tests."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from trainer import hyperparameters as hp
+
 __all__ = [
-    "HyperParam",
     "OptimizerInfo",
     "ModelInfo",
     "DatasetInfo",
@@ -34,70 +34,12 @@ TR_FAMILY = "second-order"
 
 
 @dataclass(frozen=True)
-class HyperParam:
-    """One tunable value: its type, default and allowed range (bounds inclusive unless noted)."""
-
-    name: str
-    type: str  # "float" | "int" | "str" | "bool"
-    default: Any
-    description: str
-    minimum: float | None = None
-    maximum: float | None = None
-    exclusive_minimum: bool = False
-    choices: tuple[str, ...] | None = None
-
-    def validate(self, value: Any) -> Any:
-        """Coerce ``value`` to this parameter's type, raising ``ValueError`` with the fix."""
-        if self.type == "bool":
-            if isinstance(value, bool):
-                return value
-            raise ValueError(f"{self.name} must be true or false, got {value!r}")
-        if self.type == "str":
-            if not isinstance(value, str) or (self.choices and value not in self.choices):
-                raise ValueError(f"{self.name} must be one of {list(self.choices or [])}, got {value!r}")
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{self.name} must be a number, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{self.name} must be finite, got {value!r}")
-        if abs(value) > 1e300:
-            raise ValueError(f"{self.name} must be at most 1e300 in magnitude")
-        if self.type == "int":
-            if float(value) != int(value):
-                raise ValueError(f"{self.name} must be an integer, got {value!r}")
-            value = int(value)
-        else:
-            value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"{self.name} must be finite, got {value!r}")
-        if self.minimum is not None:
-            if self.exclusive_minimum and value <= self.minimum:
-                raise ValueError(f"{self.name} must be > {self.minimum}, got {value}")
-            if not self.exclusive_minimum and value < self.minimum:
-                raise ValueError(f"{self.name} must be >= {self.minimum}, got {value}")
-        if self.maximum is not None and value > self.maximum:
-            raise ValueError(f"{self.name} must be <= {self.maximum}, got {value}")
-        return value
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "type": self.type,
-            "default": self.default,
-            "description": self.description,
-            "minimum": self.minimum,
-            "maximum": self.maximum,
-            "exclusive_minimum": self.exclusive_minimum,
-            "choices": list(self.choices) if self.choices else None,
-        }
-
-
-@dataclass(frozen=True)
 class OptimizerInfo:
     name: str
     label: str
     family: str  # "first-order" | "second-order"
-    hyperparameters: tuple[HyperParam, ...]
+    # The pydantic model of its hyperparameters (trainer/hyperparameters.py): validates, documents, JSON schema.
+    hyperparameters: type[hp.Hyperparameters]
     default_batch_size: int
     description: str
     # build(params, resolved_hyperparameters, buffers) -> torch.optim.Optimizer (torch imported lazily)
@@ -112,8 +54,17 @@ class OptimizerInfo:
     def is_trust_region(self) -> bool:
         return self.family == TR_FAMILY
 
-    def param(self, name: str) -> HyperParam | None:
-        return next((h for h in self.hyperparameters if h.name == name), None)
+    @property
+    def hyperparameter_names(self) -> list[str]:
+        return list(self.hyperparameters.model_fields)
+
+    def defaults(self) -> dict[str, Any]:
+        """Every hyperparameter's default."""
+        return self.hyperparameters().model_dump()
+
+    def resolve(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with the validated ``given`` values (``ValueError`` naming the field and the fix)."""
+        return hp.resolve(self.name, self.hyperparameters, given)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -123,44 +74,8 @@ class OptimizerInfo:
             "color": self.color,
             "default_batch_size": self.default_batch_size,
             "description": self.description,
-            "hyperparameters": [h.as_dict() for h in self.hyperparameters],
+            "hyperparameters": hp.spec_list(self.hyperparameters),
         }
-
-
-def _lr(default: float) -> HyperParam:
-    return HyperParam("lr", "float", default, "step size", minimum=0.0, maximum=100.0, exclusive_minimum=True)
-
-
-_WD = HyperParam("weight_decay", "float", 0.0, "L2 penalty added to the gradient", minimum=0.0, maximum=1.0)
-
-
-def _tr_params(*, radius: float, gamma2: float, eps_default: float = 1e-10) -> tuple[HyperParam, ...]:
-    """TR hyperparameters with the authors' Table 1 defaults (DESIGN.md)."""
-    return (
-        HyperParam("radius", "float", radius, "initial trust radius Δ₀ (in M-units)", minimum=0.0, maximum=1e6,
-                   exclusive_minimum=True),
-        HyperParam("max_radius", "float", 10.0, "largest trust radius Δ_max", minimum=0.0, maximum=1e8,
-                   exclusive_minimum=True),
-        HyperParam("eta1", "float", 0.01, "acceptance threshold η₁ on ρ", minimum=0.0, maximum=1.0),
-        HyperParam("eta2", "float", 0.95, "very-successful threshold η₂ on ρ (radius grows)", minimum=0.0,
-                   maximum=1.0),
-        HyperParam("gamma1", "float", 1.1, "radius growth factor γ₁ (ρ ≥ η₂)", minimum=1.0, maximum=100.0),
-        HyperParam("gamma2", "float", gamma2, "radius shrink divisor γ₂ (ρ < η₁)", minimum=1.0, maximum=100.0,
-                   exclusive_minimum=True),
-        HyperParam("krylov_tol", "float", 0.1, "Krylov tolerance κ of the stopping rule ‖r‖ ≤ ‖g‖·min(κ, ‖g‖^θ)",
-                   minimum=0.0, maximum=1.0, exclusive_minimum=True),
-        HyperParam("theta", "float", 0.5, "exponent θ of the Krylov stopping rule", minimum=0.0, maximum=10.0),
-        HyperParam("max_cg_iters", "int", 50, "cap on Krylov iterations (= HVPs) per step", minimum=1,
-                   maximum=10000),
-        HyperParam("solver", "str", "cg", "subproblem solver: Steihaug-Toint CG or Lanczos (GLTR)",
-                   choices=("cg", "lanczos")),
-        HyperParam("beta", "float", 0.8, "RMSprop decay β of the norm matrix", minimum=0.0, maximum=1.0,
-                   exclusive_minimum=False),
-        HyperParam("eps", "float", eps_default, "floor ε of the norm matrix (kept at every step)", minimum=0.0,
-                   maximum=1.0, exclusive_minimum=True),
-        HyperParam("norm_update", "str", "every", "update the norm matrix on every minibatch gradient ('every') "
-                   "or only after accepted steps ('accepted')", choices=("every", "accepted")),
-    )
 
 
 def _torch_optimizer(cls_name: str, adapt: Callable[[dict[str, Any]], dict[str, Any]] | None = None
@@ -199,31 +114,21 @@ _TR_BATCH = 512
 OPTIMIZERS: dict[str, OptimizerInfo] = {
     o.name: o
     for o in (
-        OptimizerInfo("sgd", "SGD", "first-order", (
-            _lr(0.1), HyperParam("momentum", "float", 0.0, "momentum factor", minimum=0.0, maximum=1.0),
-            HyperParam("nesterov", "bool", False, "Nesterov momentum (needs momentum > 0)"), _WD),
-            _FIRST_ORDER_BATCH, "torch.optim.SGD", build=_torch_optimizer("SGD"), color="#7f7f7f"),
-        OptimizerInfo("adagrad", "Adagrad", "first-order", (
-            _lr(0.01), HyperParam("lr_decay", "float", 0.0, "learning-rate decay", minimum=0.0, maximum=1.0),
-            HyperParam("eps", "float", 1e-10, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
-            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adagrad", build=_torch_optimizer("Adagrad"), color="#ff7f0e"),
-        OptimizerInfo("rmsprop", "RMSprop", "first-order", (
-            _lr(0.001), HyperParam("alpha", "float", 0.99, "smoothing constant", minimum=0.0, maximum=1.0),
-            HyperParam("eps", "float", 1e-8, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
-            HyperParam("momentum", "float", 0.0, "momentum factor", minimum=0.0, maximum=1.0), _WD),
-            _FIRST_ORDER_BATCH, "torch.optim.RMSprop", build=_torch_optimizer("RMSprop"), color="#17becf"),
-        OptimizerInfo("adam", "Adam", "first-order", (
-            _lr(0.001), HyperParam("beta1", "float", 0.9, "first-moment decay", minimum=0.0, maximum=1.0),
-            HyperParam("beta2", "float", 0.999, "second-moment decay", minimum=0.0, maximum=1.0),
-            HyperParam("eps", "float", 1e-8, "denominator floor", minimum=0.0, maximum=1.0, exclusive_minimum=True),
-            _WD), _FIRST_ORDER_BATCH, "torch.optim.Adam", build=_torch_optimizer("Adam", _adam_kwargs), color="#9467bd"),
-        OptimizerInfo("tr-uniform", "TR uniform", TR_FAMILY, _tr_params(radius=0.05, gamma2=1.5),
+        OptimizerInfo("sgd", "SGD", "first-order", hp.SGDHyperparameters, _FIRST_ORDER_BATCH, "torch.optim.SGD",
+                      build=_torch_optimizer("SGD"), color="#7f7f7f"),
+        OptimizerInfo("adagrad", "Adagrad", "first-order", hp.AdagradHyperparameters, _FIRST_ORDER_BATCH,
+                      "torch.optim.Adagrad", build=_torch_optimizer("Adagrad"), color="#ff7f0e"),
+        OptimizerInfo("rmsprop", "RMSprop", "first-order", hp.RMSpropHyperparameters, _FIRST_ORDER_BATCH,
+                      "torch.optim.RMSprop", build=_torch_optimizer("RMSprop"), color="#17becf"),
+        OptimizerInfo("adam", "Adam", "first-order", hp.AdamHyperparameters, _FIRST_ORDER_BATCH, "torch.optim.Adam",
+                      build=_torch_optimizer("Adam", _adam_kwargs), color="#9467bd"),
+        OptimizerInfo("tr-uniform", "TR uniform", TR_FAMILY, hp.TrustRegionHyperparameters,
                       _TR_BATCH, "Trust region with a spherical constraint (M = I)",
                       build=_trust_region("uniform"), norm="uniform", color="#1f77b4"),
-        OptimizerInfo("tr-adagrad", "TR Adagrad", TR_FAMILY, _tr_params(radius=0.05, gamma2=1.5),
+        OptimizerInfo("tr-adagrad", "TR Adagrad", TR_FAMILY, hp.TrustRegionHyperparameters,
                       _TR_BATCH, "Trust region with the Adagrad ellipsoid M = sqrt(ε + Σg²)",
                       build=_trust_region("adagrad"), norm="adagrad", color="#d62728"),
-        OptimizerInfo("tr-rmsprop", "TR RMSprop", TR_FAMILY, _tr_params(radius=1e-4, gamma2=1.75),
+        OptimizerInfo("tr-rmsprop", "TR RMSprop", TR_FAMILY, hp.TRRMSpropHyperparameters,
                       _TR_BATCH, "Trust region with the RMSprop ellipsoid M = sqrt(βv + (1-β)g²) + ε",
                       build=_trust_region("rmsprop"), norm="rmsprop", color="#2ca02c"),
     )
@@ -239,7 +144,7 @@ def is_trust_region(optimizer: str) -> bool:
 
 
 def resolve_hyperparameters(optimizer: str, given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with validated ``given`` values.
+    """Defaults overlaid with validated ``given`` values, through the optimizer's pydantic model.
 
     Raises:
         ValueError: unknown optimizer, unknown hyperparameter or a value out of range; the message
@@ -248,21 +153,7 @@ def resolve_hyperparameters(optimizer: str, given: dict[str, Any]) -> dict[str, 
     info = OPTIMIZERS.get(optimizer)
     if info is None:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
-    out = {h.name: h.default for h in info.hyperparameters}
-    for key, value in given.items():
-        spec = info.param(key)
-        if spec is None:
-            raise ValueError(
-                f"unknown hyperparameter {key!r} for {optimizer}; allowed: {[h.name for h in info.hyperparameters]}")
-        out[key] = spec.validate(value)
-    if optimizer == "sgd" and out["nesterov"] and out["momentum"] <= 0:
-        raise ValueError("nesterov requires momentum > 0 for sgd")
-    if info.is_trust_region:
-        if out["eta1"] > out["eta2"]:
-            raise ValueError(f"eta1 ({out['eta1']}) must not exceed eta2 ({out['eta2']})")
-        if out["radius"] > out["max_radius"]:
-            raise ValueError(f"radius ({out['radius']}) must not exceed max_radius ({out['max_radius']})")
-    return out
+    return info.resolve(given)
 
 
 @dataclass(frozen=True)

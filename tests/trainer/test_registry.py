@@ -24,9 +24,9 @@ def test_every_optimizer_entry_builds_its_optimizer(name):
     else:
         assert type(opt).__name__ == info.description.removeprefix("torch.optim.")
     group = opt.param_groups[0]
-    for h in info.hyperparameters:  # the registry's defaults reach the optimizer
-        if h.name in group:
-            assert group[h.name] == h.default, h.name
+    for name, default in info.defaults().items():  # the registry's defaults reach the optimizer
+        if name in group:
+            assert group[name] == default, name
     if name == "adam":
         assert group["betas"] == (0.9, 0.999)
 
@@ -44,8 +44,7 @@ def test_family_and_trust_region_defaults_are_the_registry_s():
     assert [n for n in OPTIMIZERS if is_trust_region(n)] == ["tr-uniform", "tr-adagrad", "tr-rmsprop"]
     with pytest.raises(ValueError, match="unknown optimizer"):
         is_trust_region("lbfgs")
-    assert {k: v for k, v in TR_DEFAULTS.items() if k != "norm"} == {
-        h.name: h.default for h in OPTIMIZERS["tr-uniform"].hyperparameters}
+    assert {k: v for k, v in TR_DEFAULTS.items() if k != "norm"} == OPTIMIZERS["tr-uniform"].defaults()
     assert TR_DEFAULTS["radius"] == 0.05 and TR_DEFAULTS["gamma2"] == 1.5 and TR_DEFAULTS["max_cg_iters"] == 50
 
 

@@ -15,10 +15,10 @@ from trainer.registry import OPTIMIZERS
 
 __all__ = ["TrustRegion", "radius_update", "TR_DEFAULTS"]
 
-# The authors' Table 1 configuration (Fashion-MNIST MLP), defined once in the registry (tr-uniform's entry;
-# tr-rmsprop's entry carries its radius 1e-4 and gamma2 1.75).
-TR_DEFAULTS: dict[str, Any] = {"norm": "uniform",
-                               **{h.name: h.default for h in OPTIMIZERS["tr-uniform"].hyperparameters}}
+# The authors' Table 1 configuration (Fashion-MNIST MLP), defined once in the registry (tr-uniform's pydantic
+# model; tr-rmsprop's carries its radius 1e-4 and gamma2 1.75). TrustRegion's keyword defaults are these values.
+TR_DEFAULTS: dict[str, Any] = {"norm": "uniform", **OPTIMIZERS["tr-uniform"].defaults()}
+_D = TR_DEFAULTS
 
 
 class TrustRegion(Optimizer):
@@ -56,28 +56,38 @@ class TrustRegion(Optimizer):
     ``gradients``, ``hvps``, ``forwards`` accumulate.
     """
 
-    def __init__(self, params: Iterable[torch.Tensor], *, buffers: Iterable[torch.Tensor] = (), **kwargs: Any) -> None:
-        unknown = set(kwargs) - set(TR_DEFAULTS)
-        if unknown:
-            raise ValueError(f"Invalid trust-region option(s): {sorted(unknown)}")
-        defaults = {**TR_DEFAULTS, **kwargs}
-        if not defaults["radius"] > 0:
-            raise ValueError(f"Invalid trust radius: {defaults['radius']}")
-        if not defaults["max_radius"] >= defaults["radius"]:
-            raise ValueError(f"Invalid max radius: {defaults['max_radius']} < radius {defaults['radius']}")
-        if not 0.0 <= defaults["eta1"] <= defaults["eta2"] <= 1.0:
-            raise ValueError(f"Invalid thresholds: need 0 <= eta1 <= eta2 <= 1, got {defaults['eta1']}, "
-                             f"{defaults['eta2']}")
-        if not defaults["gamma1"] >= 1.0:
-            raise ValueError(f"Invalid gamma1: {defaults['gamma1']}")
-        if not defaults["gamma2"] > 1.0:
-            raise ValueError(f"Invalid gamma2: {defaults['gamma2']}")
-        if defaults["solver"] not in SOLVERS:
-            raise ValueError(f"Invalid solver: {defaults['solver']!r}; choose one of {sorted(SOLVERS)}")
-        if defaults["norm_update"] not in ("every", "accepted"):
-            raise ValueError(f"Invalid norm_update: {defaults['norm_update']!r}")
-        if int(defaults["max_cg_iters"]) < 1:
-            raise ValueError(f"Invalid max_cg_iters: {defaults['max_cg_iters']}")
+    def __init__(self, params: Iterable[torch.Tensor], *, norm: str = _D["norm"], solver: str = _D["solver"],
+                 radius: float = _D["radius"], max_radius: float = _D["max_radius"], eta1: float = _D["eta1"],
+                 eta2: float = _D["eta2"], gamma1: float = _D["gamma1"], gamma2: float = _D["gamma2"],
+                 krylov_tol: float = _D["krylov_tol"], theta: float = _D["theta"],
+                 max_cg_iters: int = _D["max_cg_iters"], beta: float = _D["beta"], eps: float = _D["eps"],
+                 norm_update: str = _D["norm_update"], buffers: Iterable[torch.Tensor] = (),
+                 **unknown: Any) -> None:
+        if unknown:  # torch.optim would raise TypeError; a ValueError names the options that exist
+            raise ValueError(f"Invalid trust-region option(s): {sorted(unknown)}; known: {sorted(TR_DEFAULTS)}")
+        if not 0.0 < radius < math.inf:
+            raise ValueError(f"Invalid trust radius: {radius}")
+        if not radius <= max_radius < math.inf:
+            raise ValueError(f"Invalid max radius: {max_radius}; need radius ({radius}) <= max_radius < inf")
+        if not 0.0 <= eta1 <= eta2 <= 1.0:
+            raise ValueError(f"Invalid thresholds: need 0 <= eta1 <= eta2 <= 1, got {eta1}, {eta2}")
+        if not 1.0 <= gamma1 < math.inf:
+            raise ValueError(f"Invalid gamma1: {gamma1}")
+        if not 1.0 < gamma2 < math.inf:
+            raise ValueError(f"Invalid gamma2: {gamma2}")
+        if not 0.0 < krylov_tol < math.inf:
+            raise ValueError(f"Invalid krylov_tol: {krylov_tol}")
+        if not 0.0 <= theta < math.inf:
+            raise ValueError(f"Invalid theta: {theta}")
+        if solver not in SOLVERS:
+            raise ValueError(f"Invalid solver: {solver!r}; choose one of {sorted(SOLVERS)}")
+        if norm_update not in ("every", "accepted"):
+            raise ValueError(f"Invalid norm_update: {norm_update!r}; choose 'every' or 'accepted'")
+        if isinstance(max_cg_iters, bool) or int(max_cg_iters) != max_cg_iters or max_cg_iters < 1:
+            raise ValueError(f"Invalid max_cg_iters: {max_cg_iters}")
+        defaults = dict(norm=norm, solver=solver, radius=radius, max_radius=max_radius, eta1=eta1, eta2=eta2,
+                        gamma1=gamma1, gamma2=gamma2, krylov_tol=krylov_tol, theta=theta,
+                        max_cg_iters=int(max_cg_iters), beta=beta, eps=eps, norm_update=norm_update)
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError("TrustRegion supports a single parameter group")
