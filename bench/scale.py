@@ -26,6 +26,13 @@ _RUN = {"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "sgd"}
         "eval_every": 1000}
 
 
+def _created(response: Any) -> int:
+    """The new run's id; a refused launch stops the measurement with the API's answer."""
+    if response.status_code != 201:
+        raise RuntimeError(f"POST /api/runs -> {response.status_code}: {response.text[:500]}")
+    return response.json()["id"]
+
+
 def _through(settings_kw: dict[str, Any], runs: int) -> dict[str, Any]:
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
     from fastapi.testclient import TestClient
@@ -37,10 +44,11 @@ def _through(settings_kw: dict[str, Any], runs: int) -> dict[str, Any]:
         settings = Settings(var_dir=Path(tmp) / "var", data_dir=Path(tmp) / "data", scheduler=True, gpus="",
                             max_concurrent_runs=2, poll_interval=0.1, flush_seconds=0.1,
                             trainer="tests.backend.fake_trainer:run", warm_datasets="", **settings_kw)
-        with TestClient(create_app(settings)) as client:
+        # a loopback Host: the API's request gate accepts its own names only
+        with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
             time.sleep(3.0)  # let the executor settle (warm pool started, Ray connected)
             t0 = time.monotonic()
-            ids = [client.post("/api/runs", json={**_RUN, "seed": i % 100}).json()["id"] for i in range(runs)]
+            ids = [_created(client.post("/api/runs", json={**_RUN, "seed": i % 100})) for i in range(runs)]
             deadline = t0 + 600
             while time.monotonic() < deadline:
                 active = client.get("/api/runs", params={"status": "queued,running", "limit": 1}).json()["total"]
