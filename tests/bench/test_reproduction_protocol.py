@@ -24,6 +24,11 @@ def test_experiments_are_valid_sweeps_and_promotions(name):
     assert [o.name for o in promote.extra_optimizers] == ["tr-uniform", "tr-adagrad", "tr-rmsprop"]
     assert all(isinstance(o, ComparisonOptimizer) for o in promote.extra_optimizers)
     assert len(e.seeds) >= (5 if e.model == "mlp" else 3)
+    assert {cfg.input_scaling for _, _, cfg, _ in body.run_configs()} == {"unit"}  # raw inputs, as the paper
+    assert body.run_settings == {"input_scaling": "unit"}  # carried to the promoted comparison too
+    assert {cfg.budget.backprops for _, _, cfg, _ in body.run_configs()} == {e.backprops}  # tuned on the full budget
+    grid = body.optimizers[0].space["lr"].grid()  # half decades: low, 3·low, 10·low, ...
+    assert [g / e.grid["low"] for g in grid[:3]] == pytest.approx([1, 3, 10])
     runs = len(body.run_configs()) + len(e.seeds) * (len(e.first_order) + 3)
     assert runs <= 120  # keep `make reproduce` within its time budget
 
