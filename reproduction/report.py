@@ -11,13 +11,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from reproduction.analysis import (best_by_final_loss, compare, final_losses, final_table, format_mean_std,
-                                   group_by_optimizer, markdown_table, mean_std, target_table)
+from reproduction.analysis import (final_table, format_mean_std,
+                                   group_by_optimizer, markdown_table, target_table)
 from reproduction.records import RESULTS_DIR, load_experiment
 from backend.sweeps import log_grid
+from reproduction.sections import (findings, per_seed_table, scaling_section, solver_section, wall_findings)
 from reproduction.spec import EXPERIMENTS, LABELS, TR_OPTIMIZERS, Experiment
+from backend import stats
 
-__all__ = ["build_report", "ellipsoid_verdict", "first_order_verdict", "paired_findings"]
+__all__ = ["build_report", "paired_findings", "results_markdown_without_wall", "side_sections"]
 
 OUT_DIR = Path(__file__).resolve().parent
 ORDER = ("tr-uniform", "tr-adagrad", "tr-rmsprop", "sgd", "sgd-momentum", "adagrad", "rmsprop", "adam")
@@ -35,97 +37,109 @@ def _cell(mean: float | None, reached: int, seeds: int) -> str:
     return _n(mean) if reached == seeds else f"{_n(mean)} ({reached}/{seeds} seeds)"
 
 
-def _decision_text(cmp: dict[str, Any], a: str, b: str, unit: str) -> str:
-    """Per target: mean cost of A vs B ("—" = not reached within the budget)."""
-    parts = [f"≤ {d['target']:g}: {_cell(d['a'], d['a_reached'], d['seeds_a'])} vs "
-             f"{_cell(d['b'], d['b_reached'], d['seeds_b'])}" for d in cmp["decisions"]]
-    return f"{unit} to reach train loss ({a} vs {b}; — = not reached): " + "; ".join(parts)
-
-
-def _narrow(cmp: dict[str, Any]) -> str:
-    """" — narrowly …" when both sides reached the deciding target within 10% of each other."""
-    h = cmp["hardest"]
-    if h is None or h["a_reached"] < h["seeds_a"] or h["b_reached"] < h["seeds_b"] or h["a"] is None or h["b"] is None:
-        return ""
-    if abs(h["a"] - h["b"]) <= 0.1 * max(h["a"], h["b"]):
-        return f", narrowly (within 10% at train loss ≤ {h['target']:g})"
-    return ""
-
-
-def _qualifier(cmp: dict[str, Any], targets: Sequence[float]) -> str:
-    h = cmp["hardest"]
-    if h is None:
-        return ""
-    if h["target"] == max(targets) and cmp["final_a"] is not None and cmp["final_b"] is not None \
-            and abs(cmp["final_a"] - cmp["final_b"]) <= 0.01 * max(cmp["final_b"], 1e-12):
-        return " (decided only by the easiest target; both ended at the same loss)"
-    return ""
-
-
-def ellipsoid_verdict(groups: dict[str, list[dict[str, Any]]], targets: Sequence[float]) -> list[dict[str, Any]]:
-    """Each ellipsoidal TR against spherical TR in backprops-to-target and final loss."""
-    out = []
-    if "tr-uniform" not in groups:
-        return out
-    for o in ("tr-adagrad", "tr-rmsprop"):
-        if o not in groups:
-            continue
-        cmp = compare(groups[o], groups["tr-uniform"], targets)
-        lower_final = (cmp["final_a"] is not None and cmp["final_b"] is not None and cmp["final_a"] < cmp["final_b"])
-        word = {"a": "fewer backprops", "b": "more backprops", "mixed": "mixed", None: "undecided"}[cmp["winner"]]
-        out.append({"optimizer": o, "compare": cmp, "fewer_backprops": cmp["winner"] == "a",
-                    "lower_final_loss": lower_final, "qualifier": _qualifier(cmp, targets) + _narrow(cmp),
-                    "text": f"{LABELS[o]} vs {LABELS['tr-uniform']}: **{word}**{_qualifier(cmp, targets)}"
-                            f"{_narrow(cmp)}. "
-                            f"{_decision_text(cmp, LABELS[o], LABELS['tr-uniform'], 'Backprops')}. Final train "
-                            f"loss {_n(cmp['final_a'], 4)} vs {_n(cmp['final_b'], 4)}."})
-    return out
-
-
-def first_order_verdict(groups: dict[str, list[dict[str, Any]]], targets: Sequence[float],
-                        first_order: Sequence[str]) -> dict[str, Any] | None:
-    """The best TR method against the best first-order method (by final loss) in backprops and in wall time."""
-    tr = best_by_final_loss(groups, TR_OPTIMIZERS)
-    fo = best_by_final_loss(groups, first_order)
-    if tr is None or fo is None:
-        return None
-    bp = compare(groups[tr], groups[fo], targets, x="backprops")
-    wall = compare(groups[tr], groups[fo], targets, x="wall_time")
-    wall_tr = mean_std([r["summary"].get("wall_time") for r in groups[tr]])[0]
-    wall_fo = mean_std([r["summary"].get("wall_time") for r in groups[fo]])[0]
-    words = {"a": f"{LABELS[tr]} ahead", "b": f"{LABELS[fo]} ahead",
-             "mixed": f"mixed ({LABELS[fo]} ahead on the easier targets, {LABELS[tr]} on the harder ones)"
-             if wall["decisions"] and wall["decisions"][0]["side"] == "b" else "mixed", None: "undecided"}
-    wall_words = dict(words)
-    if wall["winner"] == "mixed" and wall["decisions"] and wall["decisions"][0]["side"] == "a":
-        wall_words["mixed"] = f"mixed ({LABELS[tr]} ahead on the easier targets, {LABELS[fo]} on the harder ones)"
-    bp_words = dict(words)
-    if bp["winner"] == "mixed":
-        first = bp["decisions"][0]["side"] if bp["decisions"] else None
-        easy, hard = (LABELS[fo], LABELS[tr]) if first == "b" else (LABELS[tr], LABELS[fo])
-        bp_words["mixed"] = f"mixed ({easy} ahead on the easier targets, {hard} on the harder ones)"
-    return {
-        "tr": tr, "first_order": fo, "backprops": bp, "wall": wall,
-        "text_backprops": f"In backprops: **{bp_words[bp['winner']]}**{_narrow(bp)}. "
-                          f"{_decision_text(bp, LABELS[tr], LABELS[fo], 'Backprops')}. Final train loss at the "
-                          f"equal budget {_n(bp['final_a'], 4)} ({LABELS[tr]}) vs {_n(bp['final_b'], 4)} ({LABELS[fo]}).",
-        "text_wall": f"In wall time: **{wall_words[wall['winner']]}**{_narrow(wall)}. "
-                     f"{_decision_text(wall, LABELS[tr], LABELS[fo], 'Seconds')}. The whole budget took "
-                     f"{_n(wall_tr)} s ({LABELS[tr]}) vs {_n(wall_fo)} s ({LABELS[fo]}) of optimization.",
-    }
-
-
 def paired_findings(short: str, res: dict[str, Any]) -> list[str]:
-    """Findings lines from a results table (backend.stats.results): resolved verdicts only, with their n."""
+    """Findings lines from a results table (backend.stats.results): resolved verdicts only (final values and
+    backprops to target; never wall time inside an equal-backprop comparison), with their n."""
     n = sorted({g["n"] for g in res["groups"]})
-    resolved = [p["sentence"] for g in res["groups"] for p in g["paired"] if p.get("verdict")]
-    unresolved = sum(1 for g in res["groups"] for p in g["paired"] if not p.get("verdict"))
+    resolved, unresolved = findings(res, axes=("backprops",))
     lines = [f"- **{short} ({'/'.join(map(str, n))} seeds per method, paired by seed, against {res['reference']}; "
              f"{res['budget']['note']}):**"]
     lines += [f"  - {s}" for s in resolved] or [f"  - no difference to {res['reference']} is resolved with these seeds."]
     if unresolved:
         lines.append(f"  - {unresolved} other comparison(s) not resolved (listed under the results table below).")
     return lines
+
+
+def results_markdown_without_wall(res: dict[str, Any]) -> str:
+    """The product's Markdown results table with its verdict list, minus the wall-time-to-target sentences (wall
+    time is compared only at equal wall-time budgets)."""
+    kept = [p["sentence"] for g in res["groups"] for p in g["paired"] if p.get("axis") != "wall_time"]
+    return stats.results_markdown({**res, "verdicts": kept})
+
+
+def _load_phase(root: Path, e: Experiment, phase: str, optimizer: str) -> list[dict[str, Any]]:
+    return [r for r in load_experiment(e.name, phase, root=root) if r["optimizer"] == optimizer]
+
+
+def side_sections(root: Path, e: Experiment) -> dict[str, list[str]]:
+    """The CG vs GLTR, raw vs standardised and equal wall-time sections of one experiment (Markdown parts) and
+    their findings lines; sections whose runs were not saved are left out."""
+    short = e.title.split(" (")[0]
+    out: dict[str, list[str]] = {"findings": [], "sections": []}
+    # CG vs GLTR: the comparison's CG runs against the GLTR runs on the same seeds
+    solver = [(o, solver_section(_load_phase(root, e, "main", o), gltr, label=LABELS[o], targets=e.targets))
+              for o in e.solver_optimizers if (gltr := _load_phase(root, e, "gltr", o))]
+    if solver:
+        md = [f"### {short}: CG vs GLTR (same stopping rule)\n",
+              "Steihaug-Toint CG and GLTR (Lanczos) solve the same trust-region subproblem and now stop on the same "
+              "rule, the preconditioned residual ‖r‖_{M⁻¹} ≤ ‖g‖_{M⁻¹}·min(κ, ‖g‖_{M⁻¹}^θ) "
+              "(trainer/optim/krylov.py `stopping_threshold`), so the comparison is like for like. Same seeds, same "
+              f"inputs and budget ({e.backprops:,} backprops); the loss is compared at that equal backprop budget "
+              "(smoothed final train loss, mean of the last 3 evaluations); HVPs per step = HVPs / optimizer steps "
+              "of each run.\n"]
+        for o, sec in solver:
+            md.append(sec["table"] + "\n")
+            md.append("Targets (backprops to train loss, per seed): \n\n" + per_seed_table(sec["results"]) + "\n")
+            md += [f"- {x}" for x in sec["sentences"]] or ["- no difference between the solvers is resolved with "
+                                                          "these seeds."]
+            md.append(f"- {sec['unresolved']} other paired comparison(s) not resolved.\n")
+            out["findings"] += [f"- **{short}, {LABELS[o]}: CG vs GLTR (same stopping rule, "
+                                f"{sec['results']['groups'][0]['n']} paired seeds):**"]
+            out["findings"] += [f"  - {x}" for x in sec["sentences"]] or ["  - no difference resolved."]
+        out["sections"].append("\n".join(md))
+    # raw vs standardised inputs: the comparison's raw-input TR runs against standardised ones on the same seeds
+    scaling = [(o, scaling_section(_load_phase(root, e, "main", o), std, label=LABELS[o], target=e.scaling_target))
+               for o in e.scaling_optimizers if (std := _load_phase(root, e, "standardised", o))]
+    if scaling:
+        rows = []
+        for o, sec in scaling:
+            pair = sec["paired"]
+            interval = ("—" if pair is None or pair["ci"] is None else
+                        f"{_n(pair['mean_diff'])} [{_n(pair['ci'][0])}, {_n(pair['ci'][1])}] (n = {pair['n_pairs']})")
+            for i, (group, reached, mean, per) in enumerate(sec["cells"]):
+                rows.append([group, reached, mean, per, interval if i == 1 else ""])
+        md = [f"### {short}: standardised vs raw inputs\n",
+              "The TR methods with raw inputs (pixels / 255, the paper's choice; un-centred) — the comparison's own "
+              "runs — against the same methods and seeds with standardised inputs (per-dataset mean and std). "
+              f"Backprops to train loss ≤ {e.scaling_target:g} (evaluated on the fixed training subset) within "
+              f"{e.backprops:,} backprops; k/n = seeds that reached it.\n",
+              markdown_table(["method, inputs", "reached (k/n seeds)", f"backprops to ≤ {e.scaling_target:g} "
+                              "(mean ± std over the seeds that reached it)", "per seed (— = not reached)",
+                              "standardised − raw (paired, 95% CI)"], rows) + "\n"]
+        lines = []
+        for o, sec in scaling:
+            lines += sec["sentences"]
+            pair = sec["paired"]
+            if pair is not None and not pair.get("verdict"):
+                lines.append(pair["sentence"])
+        md += [f"- {x}" for x in lines]
+        out["sections"].append("\n".join(md) + "\n")
+        out["findings"].append(f"- **{short}: raw vs standardised inputs, backprops to train loss ≤ "
+                               f"{e.scaling_target:g}:** " + "; ".join(
+                                   f"{group} {reached} seeds" + ("" if m == "not reached" else f" ({m})")
+                                   for _, sec in scaling for group, reached, m, _ in sec["cells"]) + ".")
+        out["findings"] += [f"  - {x}" for _, sec in scaling for x in sec["sentences"]] \
+            or ["  - no paired difference resolved (see the section)."]
+    # equal wall-time budgets
+    side_path = root / e.name / "sides.json"
+    wall = (json.loads(side_path.read_text()).get("wall") or {}).get("results") if side_path.is_file() else None
+    if wall:
+        resolved, unresolved = wall_findings(wall)
+        md = [f"### {short}: equal wall-time budgets\n",
+              f"The best TR method and the best first-order method of the comparison (lowest mean smoothed final "
+              f"train loss) trained again on the same seeds, each for the same optimization wall time "
+              f"({e.wall_seconds:g} s; {wall['budget']['note']}), two runs at a time. This is the only place the "
+              "report compares wall time: the loss each reached in the same seconds.\n",
+              results_markdown_without_wall(wall) + "\n",
+              per_seed_table(wall) + "\n"]
+        out["sections"].append("\n".join(md))
+        out["findings"].append(f"- **{short}: equal wall time ({e.wall_seconds:g} s per run, "
+                               f"{'/'.join(sorted({str(g['n']) for g in wall['groups']}))} seeds, against "
+                               f"{wall['reference']}):**")
+        out["findings"] += [f"  - {x}" for x in resolved] or ["  - no difference resolved with these seeds."]
+    if out["sections"]:
+        out["sections"].insert(0, "")
+    return out
 
 
 def _tr_stats(groups: dict[str, list[dict[str, Any]]]) -> tuple[list[str], list[list[str]]]:
@@ -247,43 +261,26 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
     verdict_lines: list[str] = []
     paired = {e.name: json.loads((root / e.name / "results.json").read_text()) for e in exps
               if (root / e.name / "results.json").is_file()}
+    sides = {e.name: side_sections(root, e) for e in exps}
     for e in exps:
-        groups = groups_by[e.name]
         short = e.title.split(" (")[0]
         if e.name in paired:
             verdict_lines += paired_findings(short, paired[e.name])
-            continue
-        ev = ellipsoid_verdict(groups, e.targets)
-        if ev:
-            both = all(v["fewer_backprops"] for v in ev)
-            none = not any(v["fewer_backprops"] for v in ev)
-            qual = any(v["qualifier"] for v in ev)
-            head = ("yes — both ellipsoids needed fewer backprops than the sphere"
-                    + (" (with the qualifications below)" if qual else "") if both else
-                    "no — neither ellipsoid needed fewer backprops than the sphere" if none else
-                    "partly — " + ", ".join(f"{LABELS[v['optimizer']]} "
-                                            f"{'did' if v['fewer_backprops'] else 'did not'}" for v in ev))
-            n_seeds = len(e.seeds)
-            verdict_lines.append(f"- **{short} ({n_seeds} seed{'s' if n_seeds > 1 else ''}): did ellipsoidal TR "
-                                 f"beat spherical TR in backprops? {head}.**")
-            verdict_lines += [f"  - {v['text']}" for v in ev]
-        fv = first_order_verdict(groups, e.targets, e.first_order)
-        if fv:
-            verdict_lines.append(f"- **{short}: best TR ({LABELS[fv['tr']]}) vs best first-order "
-                                 f"({LABELS[fv['first_order']]}), both chosen by final train loss.**")
-            verdict_lines.append(f"  - {fv['text_backprops']}")
-            verdict_lines.append(f"  - {fv['text_wall']}")
+        else:
+            verdict_lines.append(f"- **{short}:** no paired results saved (the comparison did not finish); no verdict.")
+        verdict_lines += sides[e.name]["findings"]
     md.append("## Findings\n")
     md.append("\n".join(verdict_lines) + "\n")
-    md.append(("Verdicts come from the product's results machinery (`GET /api/comparisons/{id}/results`, "
-               "backend/stats.py): differences are paired by seed, intervals are percentile bootstrap intervals of "
-               "the mean paired difference, and a sentence is written only where the interval excludes zero, at "
-               "least 3 seeds are paired and every seed reached the target; everything else is 'not resolved'. "
-               if paired else
-               "All statements above are computed from the saved runs by `reproduction/report.py` (rule: a target "
-               "counts for a method when every seed reaches it; the lower the hardest target decided, the "
-               "stronger the statement). ") + "Wall times are optimization seconds only (no evaluation, no logging), "
-              "measured while two runs shared a 2-core machine with other work, so they are indicative.\n")
+    md.append("Verdicts come from the product's results machinery (`GET /api/comparisons/{id}/results`, "
+              "backend/stats.py; the side sections pair runs of two comparisons by seed with the same code): "
+              "differences are paired by seed, intervals are 95% percentile bootstrap intervals of the mean paired "
+              "difference, and a sentence is written only where the interval excludes zero, at least 3 seeds are "
+              "paired and every seed reached the target; everything else is 'not resolved'. Wall time is not "
+              "compared inside the equal-backprop comparisons (a first-order run spends its backprops in a few "
+              "seconds and stops; counting it as slower to a target it never reached, or faster against a run that "
+              "was still going, would be wrong): wall-time verdicts come only from the separate comparison at equal "
+              "wall-time budgets. Wall times are optimization seconds only (no evaluation, no logging), measured "
+              "while two runs shared a 2-core machine with other work, so they are indicative.\n")
 
     md.append("## Setup\n")
     md.append(_setup_table(exps) + "\n")
@@ -320,9 +317,6 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
                   "'not reached' within the budget; '(k/n seeds)' when only some seeds reached it and the mean "
                   "is over those):\n")
         md.append(markdown_table(h, rows) + "\n")
-        h, rows = target_table(groups, e.targets, LABELS, x="wall_time")
-        md.append("**Optimization wall time (s) to reach a target:**\n")
-        md.append(markdown_table(h, rows) + "\n")
         h, rows = target_table(groups, e.targets, LABELS, x="epoch")
         md.append("**Epochs to reach a target:**\n")
         md.append(markdown_table(h, rows) + "\n")
@@ -332,7 +326,10 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
         if e.name in paired:
             md.append(f"**Paired statistics** (reference {paired[e.name]['reference']}; from the product's results "
                       f"table, comparison #{paired[e.name].get('comparison_id')}):\n")
-            md.append((root / e.name / "results.md").read_text() + "\n")
+            md.append(results_markdown_without_wall(paired[e.name]) + "\n")
+            md.append("**Per-seed values** (seeds in the order listed; — = not reached within the budget):\n")
+            md.append(per_seed_table(paired[e.name]) + "\n")
+        md += sides[e.name]["sections"]
         if e.model == "autoencoder":
             cols = _reconstruction_columns(groups)
             if cols:

@@ -63,7 +63,8 @@ def test_pipeline_end_to_end_with_the_fake_trainer(tmp_path):
     with open_lab(tmp_path / "lab", data_dir=tmp_path, workers=4, trainer="tests.backend.fake_trainer:run") as c:
         summary = run_experiment(c, exp, tmp_path, log=logs.append, poll=0.3)
     assert summary["sweep_runs"] == 4 and summary["comparison_runs"] == 3 * (2 + 3)
-    assert summary["statuses"] == {"completed": 15}
+    assert summary["side_runs"] == 3 * (1 + 3 + 2)  # GLTR, standardised inputs, equal wall time
+    assert summary["statuses"] == {"completed": 15 + 18}
     folder = tmp_path / "mlp"
     chosen = json.loads((folder / "chosen_lr.json").read_text())
     assert set(chosen) == {"sgd", "sgd-momentum"} and chosen["sgd"]["grid"] == [0.01, 0.1]
@@ -72,3 +73,10 @@ def test_pipeline_end_to_end_with_the_fake_trainer(tmp_path):
     assert res["reference"] == "TR uniform" and {g["n"] for g in res["groups"]} == {3}
     report = build_report(tmp_path, names=["mlp"], out_dir=tmp_path).read_text()
     assert "Paired statistics" in report and "SGD+momentum" in report and "Edge checks" in report
+    for phase, n in (("gltr", 3), ("standardised", 9), ("wall", 6)):
+        assert len(list((folder / phase).glob("*.json.gz"))) == n
+    sides = json.loads((folder / "sides.json").read_text())
+    assert sides["wall"]["results"]["budget"]["axis"] == "wall time (s)"
+    assert "CG vs GLTR (same stopping rule)" in report and "standardised vs raw inputs" in report
+    assert "equal wall-time budgets" in report and "Per-seed values" in report
+    assert "in less wall time" not in report and "in more wall time" not in report
