@@ -131,7 +131,8 @@ def scaling_section(raw: Sequence[Mapping[str, Any]], standardised: Sequence[Map
         mean = t["backprops"]
         cells.append((g["group"], f"{t['reached']}/{t['n']}",
                       "not reached" if mean["mean"] is None else
-                      f"{_fmt(mean['mean'])} ± {_fmt(mean['std'])}" + (f" (over {mean['n']})" if mean["n"] < t["n"] else ""),
+                      (f"{_fmt(mean['mean'])} ± {_fmt(mean['std'])}" if mean["n"] > 1 else _fmt(mean["mean"]))
+                      + (f" (over {mean['n']})" if mean["n"] < t["n"] else ""),
                       per))
     pair = next((p for g in res["groups"] for p in g["paired"]
                  if p["metric"] == f"backprops_to_{target:g}"), None)
