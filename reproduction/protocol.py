@@ -174,6 +174,7 @@ def best_optimizers(res: dict[str, Any], runs: list[dict[str, Any]]
     """The TR group and the first-order group with the lowest mean smoothed final train loss in a results table
     (completed runs), each as {"name", "hyperparameters"} read from one of its runs; None where no group has one."""
     from backend.results import group_name
+    from trainer.registry import OPTIMIZERS
 
     config = {group_name(r["label"]): r["config"]["optimizer"] for r in runs}
     best: dict[bool, tuple[float, str]] = {}
@@ -187,6 +188,9 @@ def best_optimizers(res: dict[str, Any], runs: list[dict[str, Any]]
         if tr not in best:
             return None
         o = config[best[tr][1]]
-        return {"name": o["name"], "hyperparameters": dict(o["hyperparameters"])}
+        info = OPTIMIZERS[o["name"]]  # the step size and what differs from the defaults: short labels, same runs
+        return {"name": o["name"], "hyperparameters": {
+            k: v for k, v in o["hyperparameters"].items()
+            if k == "lr" or info.param(k) is None or info.param(k).default != v}}
 
     return pick(True), pick(False)

@@ -80,3 +80,20 @@ def test_pipeline_end_to_end_with_the_fake_trainer(tmp_path):
     assert "CG vs GLTR (same stopping rule)" in report and "standardised vs raw inputs" in report
     assert "equal wall-time budgets" in report and "Per-seed values" in report
     assert "in less wall time" not in report and "in more wall time" not in report
+
+
+def test_best_optimizers_pick_the_lowest_final_loss_with_short_hyperparameters():
+    from reproduction.protocol import best_optimizers
+    from trainer.registry import OPTIMIZERS
+
+    eta1 = OPTIMIZERS["tr-rmsprop"].param("eta1").default
+    res = {"groups": [{"group": g, "optimizer": o, "final_train_loss": {"mean": m}} for g, o, m in (
+        ("TR uniform", "tr-uniform", 0.3), ("TR RMSprop radius=0.001", "tr-rmsprop", 0.2),
+        ("TR Adagrad", "tr-adagrad", None), ("SGD lr=0.1", "sgd", 0.4), ("Adam lr=0.001", "adam", 0.35))]}
+    runs = [{"label": f"{g} (seed 1)", "config": {"optimizer": {"name": o, "hyperparameters": h}}} for g, o, h in (
+        ("TR uniform", "tr-uniform", {}), ("TR RMSprop radius=0.001", "tr-rmsprop", {"radius": 1e-3, "eta1": eta1}),
+        ("TR Adagrad", "tr-adagrad", {}), ("SGD lr=0.1", "sgd", {"lr": 0.1}), ("Adam lr=0.001", "adam", {"lr": 1e-3}))]
+    tr, fo = best_optimizers(res, runs)
+    assert tr == {"name": "tr-rmsprop", "hyperparameters": {"radius": 1e-3}}  # defaults dropped
+    assert fo == {"name": "adam", "hyperparameters": {"lr": 1e-3}}
+    assert best_optimizers({"groups": res["groups"][:3]}, runs) == (tr, None)
