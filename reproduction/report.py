@@ -22,6 +22,7 @@ from backend import stats
 __all__ = ["build_report", "machine_paragraph", "paired_findings", "results_markdown_without_wall", "side_sections"]
 
 OUT_DIR = Path(__file__).resolve().parent
+TRAIN_LOSS = ("final_train_loss",)  # the Findings list: the optimization claims; test-set verdicts stay in the tables
 ORDER = ("tr-uniform", "tr-adagrad", "tr-rmsprop", "sgd", "sgd-momentum", "adagrad", "rmsprop", "adam")
 
 
@@ -41,9 +42,9 @@ def paired_findings(short: str, res: dict[str, Any]) -> list[str]:
     """Findings lines from a results table (backend.stats.results): resolved verdicts only (final values and
     backprops to target; never wall time inside an equal-backprop comparison), with their n."""
     n = sorted({g["n"] for g in res["groups"]})
-    resolved, unresolved = findings(res, axes=("backprops",))
+    resolved, unresolved = findings(res, axes=("backprops",), finals=TRAIN_LOSS)
     lines = [f"- **{short} ({'/'.join(map(str, n))} seeds per method, paired by seed, against {res['reference']}; "
-             f"{res['budget']['note']}):**"]
+             f"{res['budget']['note']}; train loss — test-set verdicts are under the results table):**"]
     lines += [f"  - {s}" for s in resolved] or [f"  - no difference to {res['reference']} is resolved with these seeds."]
     if unresolved:
         lines.append(f"  - {unresolved} other comparison(s) not resolved (listed under the results table below).")
@@ -85,7 +86,8 @@ def side_sections(root: Path, e: Experiment) -> dict[str, list[str]]:
             md.append(f"- {sec['unresolved']} other paired comparison(s) not resolved.\n")
             out["findings"] += [f"- **{short}, {LABELS[o]}: CG vs GLTR (same stopping rule, "
                                 f"{sec['results']['groups'][0]['n']} paired seeds):**"]
-            out["findings"] += [f"  - {x}" for x in sec["sentences"]] or ["  - no difference resolved."]
+            out["findings"] += [f"  - {x}" for x in sec["sentences"] if "test" not in x] \
+                or ["  - no difference in train loss or HVPs per step resolved."]
         out["sections"].append("\n".join(md))
     # raw vs standardised inputs: the comparison's raw-input TR runs against standardised ones on the same seeds
     scaling = [(o, scaling_section(_load_phase(root, e, "main", o), std, label=LABELS[o], target=e.scaling_target))
@@ -118,13 +120,13 @@ def side_sections(root: Path, e: Experiment) -> dict[str, list[str]]:
                                f"{e.scaling_target:g}:** " + "; ".join(
                                    f"{group} {reached} seeds" + ("" if m == "not reached" else f" ({m})")
                                    for _, sec in scaling for group, reached, m, _ in sec["cells"]) + ".")
-        out["findings"] += [f"  - {x}" for _, sec in scaling for x in sec["sentences"]] \
+        out["findings"] += [f"  - {x}" for _, sec in scaling for x in sec["sentences"] if "test" not in x] \
             or ["  - no paired difference resolved (see the section)."]
     # equal wall-time budgets
     side_path = root / e.name / "sides.json"
     wall = (json.loads(side_path.read_text()).get("wall") or {}).get("results") if side_path.is_file() else None
     if wall:
-        resolved, unresolved = wall_findings(wall)
+        resolved, unresolved = wall_findings(wall, finals=TRAIN_LOSS)
         md = [f"### {short}: equal wall-time budgets\n",
               f"The best TR method and the best first-order method of the comparison (lowest mean smoothed final "
               f"train loss) trained again on the same seeds, each for the same optimization wall time "
@@ -276,7 +278,6 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
     md.append("Paper: Kohler, Adolphs & Lucchi, *Adaptive norms for deep learning with regularized Newton methods* "
               "(claim: ellipsoidal TR beats spherical TR in backpropagations; first-order methods are comparable "
               "in backprops and faster in time).\n")
-    machine = meta.get("machine") or {}
     if meta.get("quick"):
         md.append("> **QUICK RUN (`--quick`)**: tiny budgets, subsets and grids that only prove the pipeline works "
                   "end to end. Its numbers say nothing about the optimizers; the full `make reproduce` was not run "

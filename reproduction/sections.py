@@ -30,13 +30,16 @@ def stat_runs(records: Iterable[Mapping[str, Any]], group: str) -> list[dict[str
              "budget": (r.get("config") or {}).get("budget") or {}, "evals": r.get("evals") or []} for r in records]
 
 
-def findings(res: Mapping[str, Any], axes: Sequence[str] = ("backprops",)) -> tuple[list[str], int]:
-    """The resolved verdict sentences of a results table, for final values and for targets on ``axes`` only,
-    and how many other paired comparisons (on those axes) were not resolved."""
+def findings(res: Mapping[str, Any], axes: Sequence[str] = ("backprops",),
+             finals: Sequence[str] | None = None) -> tuple[list[str], int]:
+    """The resolved verdict sentences of a results table, for final values (those named in ``finals``, default
+    all) and for targets on ``axes`` only, and how many other paired comparisons of those were not resolved."""
     resolved, unresolved = [], 0
     for g in res["groups"]:
         for p in g["paired"]:
             if p.get("target") is not None and p.get("axis") not in axes:
+                continue
+            if p.get("target") is None and finals is not None and p["metric"] not in finals:
                 continue
             if p.get("verdict"):
                 resolved.append(p["sentence"])
@@ -140,8 +143,8 @@ def scaling_section(raw: Sequence[Mapping[str, Any]], standardised: Sequence[Map
     return {"results": res, "cells": cells, "paired": pair, "sentences": sentences, "unresolved": unresolved}
 
 
-def wall_findings(res: Mapping[str, Any]) -> tuple[list[str], int]:
+def wall_findings(res: Mapping[str, Any], finals: Sequence[str] | None = None) -> tuple[list[str], int]:
     """Verdicts of an equal wall-time comparison: only the final values (every run had the same seconds)."""
     if (res.get("budget") or {}).get("axis") != stats.AXES["wall_time"]:
         raise ValueError("Invalid wall-time comparison: its runs need equal budgets in seconds")
-    return findings(res, axes=())
+    return findings(res, axes=(), finals=finals)

@@ -49,10 +49,17 @@ def test_chosen_from_sweep_and_findings():
     assert chosen["sgd-momentum"]["lr"] == 1.0 and chosen["sgd-momentum"]["losses"] == {"0.1": 0.5, "1.0": 0.3}
     res = {"reference": "TR uniform", "budget": {"note": "equal budgets in backprops: 40 per run"},
            "groups": [{"n": 3, "paired": []}, {"n": 3, "paired": [
-               {"verdict": "better", "sentence": "A reaches it in fewer backprops."},
-               {"verdict": None, "sentence": "not resolved with 3 seeds"}]}]}
+               {"metric": "backprops_to_0.3", "target": 0.3, "axis": "backprops", "verdict": "better",
+                "sentence": "A reaches it in fewer backprops."},
+               {"metric": "wall_time_to_0.3", "target": 0.3, "axis": "wall_time", "verdict": "worse",
+                "sentence": "A reaches it in more wall time."},
+               {"metric": "final_test_loss", "target": None, "axis": None, "verdict": "better",
+                "sentence": "A has a lower final test loss."},
+               {"metric": "final_train_loss", "target": None, "axis": None, "verdict": None,
+                "sentence": "not resolved with 3 seeds"}]}]}
     lines = paired_findings("MLP", res)
-    assert lines[1] == "  - A reaches it in fewer backprops." and "1 other comparison(s) not resolved" in lines[2]
+    assert lines[1:] == ["  - A reaches it in fewer backprops.", "  - 1 other comparison(s) not resolved (listed "
+                                                                   "under the results table below)."]
     assert "no difference to TR uniform is resolved" in paired_findings("MLP", {**res, "groups": []})[1]
 
 

@@ -114,3 +114,15 @@ def test_solver_section_hvps_per_step():
             "[-0.5, -0.5], n = 3 paired seeds.") in sec["sentences"]
     assert not any("train loss" in s for s in sec["sentences"])  # identical losses: nothing else resolved
     assert "| TR RMSprop, GLTR | 3 | 0.5167, 0.5167, 0.5167 | 2.5, 2.5, 2.5 |" in sec["table"]
+
+
+def test_findings_can_keep_only_the_train_loss_finals():
+    a = [record(s, reach=200, final=0.25) for s in (1, 2, 3)]
+    b = [record(s, reach=100, final=0.20) for s in (1, 2, 3)]
+    for r in a + b:  # a final test loss 0.1 lower for B on every seed: resolved, but not a train-loss finding
+        r["evals"][-1]["test_loss"] = 0.5 if r in a else 0.4
+    res = table(a, b)
+    everything, _ = findings(res)
+    train_only, _ = findings(res, finals=("final_train_loss",))
+    assert any("final test loss" in s for s in everything)
+    assert not any("test" in s for s in train_only) and len(train_only) == len(everything) - 1
