@@ -19,7 +19,7 @@ from reproduction.sections import (findings, per_seed_table, scaling_section, so
 from reproduction.spec import EXPERIMENTS, LABELS, TR_OPTIMIZERS, Experiment
 from backend import stats
 
-__all__ = ["build_report", "machine_paragraph", "paired_findings", "results_markdown_without_wall", "side_sections"]
+__all__ = ["build_report", "edge_cautions", "machine_paragraph", "paired_findings", "results_markdown_without_wall", "side_sections"]
 
 OUT_DIR = Path(__file__).resolve().parent
 TRAIN_LOSS = ("final_train_loss",)  # the Findings list: the optimization claims; test-set verdicts stay in the tables
@@ -240,6 +240,26 @@ def _reconstruction_columns(groups: dict[str, list[dict[str, Any]]]) -> list[tup
     return cols
 
 
+def edge_cautions(short: str, chosen: dict[str, Any]) -> list[str]:
+    """Findings lines for baselines whose chosen step size lies on the edge of the swept grid (chosen_lr.json):
+    a better value may lie outside it, so comparisons against that baseline may understate it."""
+    return [f"- **Caution ({short}): {LABELS.get(o, o)} — {flag}.** Its tuned step size is on the edge of the grid; a "
+            "better one may lie outside it, so the comparisons above may understate this baseline."
+            for o, entry in chosen.items() for flag in entry.get("edge_flags") or []]
+
+
+def report_version() -> str:
+    """The commit the report text was built with (the runs' commit is in the machine paragraph)."""
+    from bench.machine import code_version
+
+    cv = code_version()
+    if not cv.get("git_commit"):
+        return ""
+    return (f" Report text built by `python -m reproduction.report` at commit `{cv['git_commit'][:10]}`"
+            + (f" with local changes to {', '.join(cv['modified_files'])}" if cv.get("modified_files") else "")
+            + " from the saved runs.")
+
+
 def machine_paragraph(meta: dict[str, Any]) -> str:
     """Where and when the runs were made: the machine, its load at the start, the code's commit, the total time."""
     m = meta.get("machine") or {}
@@ -282,7 +302,7 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
         md.append("> **QUICK RUN (`--quick`)**: tiny budgets, subsets and grids that only prove the pipeline works "
                   "end to end. Its numbers say nothing about the optimizers; the full `make reproduce` was not run "
                   "for this report.\n")
-    md.append(machine_paragraph(meta) + "\n")
+    md.append(machine_paragraph(meta) + report_version() + "\n")
 
     verdict_lines: list[str] = []
     paired = {e.name: json.loads((root / e.name / "results.json").read_text()) for e in exps
@@ -295,6 +315,9 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
         else:
             verdict_lines.append(f"- **{short}:** no paired results saved (the comparison did not finish); no verdict.")
         verdict_lines += sides[e.name]["findings"]
+        chosen_path = root / e.name / "chosen_lr.json"
+        if chosen_path.is_file():
+            verdict_lines += edge_cautions(short, json.loads(chosen_path.read_text()))
     md.append("## Findings\n")
     md.append("\n".join(verdict_lines) + "\n")
     md.append("Verdicts come from the product's results machinery (`GET /api/comparisons/{id}/results`, "

@@ -104,3 +104,15 @@ def test_best_optimizers_pick_the_lowest_final_loss_with_short_hyperparameters()
     assert tr == {"name": "tr-rmsprop", "hyperparameters": {"radius": 1e-3}}  # defaults dropped
     assert fo == {"name": "adam", "hyperparameters": {"lr": 1e-3}}
     assert best_optimizers({"groups": res["groups"][:3]}, runs) == (tr, None)
+
+
+def test_edge_flags_become_cautions_in_the_findings():
+    from reproduction.report import edge_cautions
+
+    chosen = {"sgd": {"lr": 1.0, "edge_flags": ["best lr is the largest tried (1): extend the grid upward"]},
+              "adagrad": {"lr": 0.01, "edge_flags": []}}
+    lines = edge_cautions("Autoencoder", chosen)
+    assert lines == ["- **Caution (Autoencoder): SGD — best lr is the largest tried (1): extend the grid upward.** "
+                     "Its tuned step size is on the edge of the grid; a better one may lie outside it, so the "
+                     "comparisons above may understate this baseline."]
+    assert edge_cautions("MLP", {"adagrad": chosen["adagrad"]}) == []
