@@ -18,7 +18,7 @@ from reproduction.records import STEP_FIELDS, TR_ONLY_FIELDS, save_run
 from reproduction.spec import Experiment, baseline_key
 from trainer.registry import is_trust_region
 
-__all__ = ["open_lab", "run_experiment", "wait_for_comparison", "export_record", "chosen_from_sweep"]
+__all__ = ["open_lab", "run_experiment", "wait_for_comparison", "export_record", "chosen_from_sweep", "best_optimizers"]
 
 _FIRST_ORDER_STEP_EVERY = 20  # as reproduction.records.compact: first-order minibatch losses are a sanity trace
 _FINAL = {"completed", "diverged", "failed", "cancelled", "interrupted"}
@@ -38,7 +38,7 @@ def open_lab(var_dir: Path, *, data_dir: Path, workers: int, trainer: str | None
     settings = Settings(var_dir=var_dir, database_url=f"sqlite:///{var_dir.resolve() / 'store.db'}",
                         data_dir=data_dir, scheduler=True, gpus="", max_concurrent_runs=workers, torch_threads=1,
                         **({"trainer": trainer} if trainer else {}))
-    # a loopback Host: the API's request gate accepts its own names only
+    # a loopback Host header: the API accepts only its own names (Settings.allowed_host_names)
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         yield client
 
@@ -126,6 +126,12 @@ def run_experiment(client: Any, exp: Experiment, root: Path, *, log: Callable[[s
         save_run(rec, folder / "grid" / f"{rec['key']}.json.gz")
     promoted = _ok(client.post(f"/api/sweeps/{sweep['id']}/promote", json=exp.promote_body()))
     log(f"{exp.name}: comparison #{promoted['id']} queued ({len(promoted['run_ids'])} runs)")
+    sides: dict[str, dict[str, Any]] = {}  # phase → {"id", "what"}; queued now so the workers never wait
+    for phase, body in (("gltr", exp.solver_body()), ("standardised", exp.scaling_body())):
+        if body is not None:
+            created = _ok(client.post("/api/comparisons", json=body))
+            sides[phase] = {"id": created["id"], "name": body["name"]}
+            log(f"{exp.name}: side comparison {phase} #{created['id']} queued ({len(created['run_ids'])} runs)")
     runs = wait_for_comparison(client, promoted["id"], log=log, poll=poll, what=f"{exp.name} comparison")
     for run in runs:
         rec = export_record(client, run, experiment=exp.name, phase="main")
@@ -135,8 +141,56 @@ def run_experiment(client: Any, exp: Experiment, root: Path, *, log: Callable[[s
     (folder / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     md = _ok(client.get(f"/api/comparisons/{promoted['id']}/results", params={**params, "format": "markdown"}))
     (folder / "results.md").write_text(md)
+    if exp.wall_seconds is not None:
+        tr, fo = best_optimizers(res, runs)
+        if tr is not None and fo is not None:
+            body = exp.wall_body(tr, fo)
+            created = _ok(client.post("/api/comparisons", json=body))
+            sides["wall"] = {"id": created["id"], "name": body["name"]}
+            log(f"{exp.name}: equal wall-time comparison #{created['id']} queued ({tr['name']} vs {fo['name']}, "
+                f"{exp.wall_seconds:g} s each)")
     statuses: dict[str, int] = {}
     for r in runs:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    for phase, side in sides.items():
+        side_runs = wait_for_comparison(client, side["id"], log=log, poll=poll, what=f"{exp.name} {phase}")
+        for run in side_runs:
+            rec = export_record(client, run, experiment=exp.name, phase=phase)
+            save_run(rec, folder / phase / f"{rec['key']}.json.gz")
+            statuses[run["status"]] = statuses.get(run["status"], 0) + 1
+        side["runs"] = len(side_runs)
+        if phase == "wall":  # one comparison: the product's own results table, reference = the TR method
+            ref = next(r["optimizer"] for r in side_runs if r["optimizer"].startswith("tr-"))
+            side["results"] = _ok(client.get(f"/api/comparisons/{side['id']}/results",
+                                             params={"reference": ref, "targets": list(exp.targets), "k": 3}))
+    (folder / "sides.json").write_text(json.dumps(sides, indent=1) + "\n")
     return {"sweep_id": sweep["id"], "comparison_id": promoted["id"], "sweep_runs": len(sweep["run_ids"]),
-            "comparison_runs": len(runs), "statuses": statuses, "seconds": round(time.perf_counter() - t0, 1)}
+            "comparison_runs": len(runs), "side_comparisons": {k: v["id"] for k, v in sides.items()},
+            "side_runs": sum(v["runs"] for v in sides.values()), "statuses": statuses,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def best_optimizers(res: dict[str, Any], runs: list[dict[str, Any]]
+                    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The TR group and the first-order group with the lowest mean smoothed final train loss in a results table
+    (completed runs), each as {"name", "hyperparameters"} read from one of its runs; None where no group has one."""
+    from backend.results import group_name
+    from trainer.registry import OPTIMIZERS
+
+    config = {group_name(r["label"]): r["config"]["optimizer"] for r in runs}
+    best: dict[bool, tuple[float, str]] = {}
+    for g in res["groups"]:
+        mean = g["final_train_loss"]["mean"]
+        tr = (g["optimizer"] or "").startswith("tr-")
+        if mean is not None and g["group"] in config and (tr not in best or mean < best[tr][0]):
+            best[tr] = (mean, g["group"])
+
+    def pick(tr: bool) -> dict[str, Any] | None:
+        if tr not in best:
+            return None
+        o = config[best[tr][1]]
+        defaults = OPTIMIZERS[o["name"]].defaults()  # the step size and what differs from the defaults: short labels
+        return {"name": o["name"], "hyperparameters": {
+            k: v for k, v in o["hyperparameters"].items() if k == "lr" or k not in defaults or defaults[k] != v}}
+
+    return pick(True), pick(False)

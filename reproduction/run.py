@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         for e in exps:
             summaries[e.name] = run_experiment(client, e, root, log=log)
     meta = {"machine": {**machine_info("cpu"), "git_commit": machine_at_start["git_commit"],
-                        "modified_files": machine_at_start["modified_files"], "torch_threads": 1},
+                        "modified_files": machine_at_start["modified_files"], "torch_threads": 1,
+                        "load_average": machine_at_start.get("load_average")},
             "workers": args.workers, "torch_threads_per_run": 1, "quick": args.quick, "experiments": names,
             "started_at": started_at, "finished_at": _now(), "runs": summaries,
             "experiment_specs": {e.name: dataclasses.asdict(e) for e in exps},  # what ran (--quick differs)

@@ -53,6 +53,12 @@ class Experiment:
     settings: dict[str, Any] = field(default_factory=dict)  # extra settings every run shares (subsets, eval sizes)
     # any other RunConfig field every run shares, e.g. {"input_scaling": "unit"} (raw inputs, protocol v2)
     run_settings: dict[str, Any] = field(default_factory=dict)
+    # Side comparisons on the comparison's seeds, paired with its runs (same seed = same weights and data order):
+    solver_optimizers: tuple[str, ...] = ()  # TR methods run again with solver "lanczos" (GLTR) vs the CG runs
+    scaling_optimizers: tuple[str, ...] = ()  # TR methods run again with standardised inputs vs the raw-input runs
+    scaling_target: float = 0.3  # train-loss target of the raw vs standardised section
+    wall_seconds: float | None = None  # equal wall-time budget for the best TR vs the best first-order method
+    wall_eval_epochs: float = 0.1  # evaluation cadence of that comparison (runs differ in steps per second)
 
     def tr_hyperparameters(self, optimizer: str) -> dict[str, Any]:
         """TR settings of the paper's preset for this experiment (Table 1; the autoencoder's own values)."""
@@ -80,6 +86,39 @@ class Experiment:
                                      for o in TR_OPTIMIZERS]}
 
 
+    def side_body(self, what: str, optimizers: list[dict[str, Any]], *, budget: dict[str, Any] | None = None,
+                  eval_every: Any = None, **run_settings: Any) -> dict[str, Any]:
+        """POST /api/comparisons for a side comparison: the comparison's seeds, data and batch sizes, the given
+        optimizers (name + hyperparameters), the backprop budget unless ``budget`` is given."""
+        return {"name": f"reproduction {self.name} {what}", "dataset": "fashion-mnist", "model": self.model,
+                "budget": budget or {"backprops": self.backprops}, "seeds": list(self.seeds), "optimizers": optimizers,
+                "batch_sizes": {"first-order": self.batch_first_order, "second-order": self.batch_tr},
+                "eval_every": self.eval_every if eval_every is None else eval_every, "device": "cpu",
+                **self.settings, **{**self.run_settings, **run_settings}}
+
+    def solver_body(self) -> dict[str, Any] | None:
+        """The GLTR runs of the CG vs GLTR section (the CG runs are the comparison's own)."""
+        if not self.solver_optimizers:
+            return None
+        return self.side_body("GLTR", [{"name": o, "hyperparameters": {**self.tr_hyperparameters(o), "solver": "lanczos"}}
+                                       for o in self.solver_optimizers])
+
+    def scaling_body(self) -> dict[str, Any] | None:
+        """The standardised-input runs of the raw vs standardised section (the raw runs are the comparison's own)."""
+        if not self.scaling_optimizers:
+            return None
+        return self.side_body("standardised inputs", [{"name": o, "hyperparameters": self.tr_hyperparameters(o)}
+                                                      for o in self.scaling_optimizers], input_scaling="standardize")
+
+    def wall_body(self, tr: dict[str, Any], first_order: dict[str, Any]) -> dict[str, Any] | None:
+        """The equal wall-time comparison of the best TR method and the best first-order method (name +
+        hyperparameters each, chosen from the comparison's results)."""
+        if self.wall_seconds is None:
+            return None
+        return self.side_body("equal wall time", [tr, first_order], budget={"seconds": self.wall_seconds},
+                              eval_every={"epochs": self.wall_eval_epochs})
+
+
 _HALF_DECADES = {"low": 1e-4, "high": 1.0, "per_decade": 2}
 
 MLP = Experiment(
@@ -89,6 +128,8 @@ MLP = Experiment(
     batch_first_order=32, batch_tr=512, eval_every=20,
     targets=(0.5, 0.4, 0.3),
     settings={"eval_train_size": 2048, "test_subset": 2000},
+    run_settings={"input_scaling": "unit"},  # raw pixels / 255, as the paper (trustlab's classifier default standardises)
+    solver_optimizers=("tr-rmsprop",), scaling_optimizers=TR_OPTIMIZERS, scaling_target=0.3, wall_seconds=10.0,
 )
 
 AUTOENCODER = Experiment(
@@ -99,6 +140,7 @@ AUTOENCODER = Experiment(
     batch_first_order=32, batch_tr=512, eval_every=10,
     targets=(0.5, 0.45, 0.4),
     settings={"train_subset": 20000, "eval_train_size": 1000, "test_subset": 1000, "num_reconstructions": 8},
+    run_settings={"input_scaling": "unit"},  # the autoencoder's only scaling (targets in [0, 1]); stated explicitly
 )
 
 EXPERIMENTS = {e.name: e for e in (MLP, AUTOENCODER)}
@@ -109,4 +151,5 @@ def quick(exp: Experiment) -> Experiment:
     return dataclasses.replace(
         exp, backprops=40, seeds=(1, 2, 3), first_order=exp.first_order[:2],
         grid={"low": 0.01, "high": 0.1, "per_decade": 1}, eval_every=5, targets=(2.0, 1.5),
-        settings={**exp.settings, "train_subset": 512, "eval_train_size": 256, "test_subset": 256})
+        settings={**exp.settings, "train_subset": 512, "eval_train_size": 256, "test_subset": 256},
+        scaling_target=1.5, wall_seconds=None if exp.wall_seconds is None else 1.0, wall_eval_epochs=0.5)

@@ -24,6 +24,11 @@ def test_experiments_are_valid_sweeps_and_promotions(name):
     assert [o.name for o in promote.extra_optimizers] == ["tr-uniform", "tr-adagrad", "tr-rmsprop"]
     assert all(isinstance(o, ComparisonOptimizer) for o in promote.extra_optimizers)
     assert len(e.seeds) >= (5 if e.model == "mlp" else 3)
+    assert {cfg.input_scaling for _, _, cfg, _ in body.run_configs()} == {"unit"}  # raw inputs, as the paper
+    assert body.run_settings == {"input_scaling": "unit"}  # carried to the promoted comparison too
+    assert {cfg.budget.backprops for _, _, cfg, _ in body.run_configs()} == {e.backprops}  # tuned on the full budget
+    grid = body.optimizers[0].space["lr"].grid()  # half decades: low, 3·low, 10·low, ...
+    assert [g / e.grid["low"] for g in grid[:3]] == pytest.approx([1, 3, 10])
     runs = len(body.run_configs()) + len(e.seeds) * (len(e.first_order) + 3)
     assert runs <= 120  # keep `make reproduce` within its time budget
 
@@ -44,10 +49,17 @@ def test_chosen_from_sweep_and_findings():
     assert chosen["sgd-momentum"]["lr"] == 1.0 and chosen["sgd-momentum"]["losses"] == {"0.1": 0.5, "1.0": 0.3}
     res = {"reference": "TR uniform", "budget": {"note": "equal budgets in backprops: 40 per run"},
            "groups": [{"n": 3, "paired": []}, {"n": 3, "paired": [
-               {"verdict": "better", "sentence": "A reaches it in fewer backprops."},
-               {"verdict": None, "sentence": "not resolved with 3 seeds"}]}]}
+               {"metric": "backprops_to_0.3", "target": 0.3, "axis": "backprops", "verdict": "better",
+                "sentence": "A reaches it in fewer backprops."},
+               {"metric": "wall_time_to_0.3", "target": 0.3, "axis": "wall_time", "verdict": "worse",
+                "sentence": "A reaches it in more wall time."},
+               {"metric": "final_test_loss", "target": None, "axis": None, "verdict": "better",
+                "sentence": "A has a lower final test loss."},
+               {"metric": "final_train_loss", "target": None, "axis": None, "verdict": None,
+                "sentence": "not resolved with 3 seeds"}]}]}
     lines = paired_findings("MLP", res)
-    assert lines[1] == "  - A reaches it in fewer backprops." and "1 other comparison(s) not resolved" in lines[2]
+    assert lines[1:] == ["  - A reaches it in fewer backprops.", "  - 1 other comparison(s) not resolved (listed "
+                                                                   "under the results table below)."]
     assert "no difference to TR uniform is resolved" in paired_findings("MLP", {**res, "groups": []})[1]
 
 
@@ -58,7 +70,8 @@ def test_pipeline_end_to_end_with_the_fake_trainer(tmp_path):
     with open_lab(tmp_path / "lab", data_dir=tmp_path, workers=4, trainer="tests.backend.fake_trainer:run") as c:
         summary = run_experiment(c, exp, tmp_path, log=logs.append, poll=0.3)
     assert summary["sweep_runs"] == 4 and summary["comparison_runs"] == 3 * (2 + 3)
-    assert summary["statuses"] == {"completed": 15}
+    assert summary["side_runs"] == 3 * (1 + 3 + 2)  # GLTR, standardised inputs, equal wall time
+    assert summary["statuses"] == {"completed": 15 + 18}
     folder = tmp_path / "mlp"
     chosen = json.loads((folder / "chosen_lr.json").read_text())
     assert set(chosen) == {"sgd", "sgd-momentum"} and chosen["sgd"]["grid"] == [0.01, 0.1]
@@ -67,3 +80,39 @@ def test_pipeline_end_to_end_with_the_fake_trainer(tmp_path):
     assert res["reference"] == "TR uniform" and {g["n"] for g in res["groups"]} == {3}
     report = build_report(tmp_path, names=["mlp"], out_dir=tmp_path).read_text()
     assert "Paired statistics" in report and "SGD+momentum" in report and "Edge checks" in report
+    for phase, n in (("gltr", 3), ("standardised", 9), ("wall", 6)):
+        assert len(list((folder / phase).glob("*.json.gz"))) == n
+    sides = json.loads((folder / "sides.json").read_text())
+    assert sides["wall"]["results"]["budget"]["axis"] == "wall time (s)"
+    assert "CG vs GLTR (same stopping rule)" in report and "standardised vs raw inputs" in report
+    assert "equal wall-time budgets" in report and "Per-seed values" in report
+    assert "in less wall time" not in report and "in more wall time" not in report
+
+
+def test_best_optimizers_pick_the_lowest_final_loss_with_short_hyperparameters():
+    from reproduction.protocol import best_optimizers
+    from trainer.registry import OPTIMIZERS
+
+    eta1 = OPTIMIZERS["tr-rmsprop"].defaults()["eta1"]
+    res = {"groups": [{"group": g, "optimizer": o, "final_train_loss": {"mean": m}} for g, o, m in (
+        ("TR uniform", "tr-uniform", 0.3), ("TR RMSprop radius=0.001", "tr-rmsprop", 0.2),
+        ("TR Adagrad", "tr-adagrad", None), ("SGD lr=0.1", "sgd", 0.4), ("Adam lr=0.001", "adam", 0.35))]}
+    runs = [{"label": f"{g} (seed 1)", "config": {"optimizer": {"name": o, "hyperparameters": h}}} for g, o, h in (
+        ("TR uniform", "tr-uniform", {}), ("TR RMSprop radius=0.001", "tr-rmsprop", {"radius": 1e-3, "eta1": eta1}),
+        ("TR Adagrad", "tr-adagrad", {}), ("SGD lr=0.1", "sgd", {"lr": 0.1}), ("Adam lr=0.001", "adam", {"lr": 1e-3}))]
+    tr, fo = best_optimizers(res, runs)
+    assert tr == {"name": "tr-rmsprop", "hyperparameters": {"radius": 1e-3}}  # defaults dropped
+    assert fo == {"name": "adam", "hyperparameters": {"lr": 1e-3}}
+    assert best_optimizers({"groups": res["groups"][:3]}, runs) == (tr, None)
+
+
+def test_edge_flags_become_cautions_in_the_findings():
+    from reproduction.report import edge_cautions
+
+    chosen = {"sgd": {"lr": 1.0, "edge_flags": ["best lr is the largest tried (1): extend the grid upward"]},
+              "adagrad": {"lr": 0.01, "edge_flags": []}}
+    lines = edge_cautions("Autoencoder", chosen)
+    assert lines == ["- **Caution (Autoencoder): SGD — best lr is the largest tried (1): extend the grid upward.** "
+                     "Its tuned step size is on the edge of the grid; a better one may lie outside it, so the "
+                     "comparisons above may understate this baseline."]
+    assert edge_cautions("MLP", {"adagrad": chosen["adagrad"]}) == []

@@ -67,3 +67,11 @@ def test_percentile_interpolates():
 def test_cpu_model_from_cpuinfo():
     text = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t: fpu\n"
     assert cpu_model(text) == "AMD EPYC 7B13"
+
+
+def test_goal_met_tolerates_float_rounding_only():
+    from bench.table import FIGURES, goal_met
+
+    syncs = next(f for f in FIGURES if f.key == "tr_host_syncs_per_cg_iteration")
+    assert goal_met(syncs, 1.0000000000000002) is True  # a least-squares slope of exactly one sync per iteration
+    assert goal_met(syncs, 1.01) is False
