@@ -10,7 +10,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConst
 from backend.domain import run_label  # noqa: F401 - re-exported (schemas.run_label), defined in backend.domain
 from backend.limits import hide_paths
 from backend.runner.states import RunState
-from trainer.config import MAX_SAMPLES, Budget, EvalEvery, Guards, OptimizerConfig, RunConfig
+from trainer.config import MAX_SAMPLES, Budget, EvalEvery, Guards, OptimizerConfig, RunConfig, names_fit
 from trainer.errors import error_summary
 from trainer.registry import OPTIMIZERS, model_fits_dataset
 from trainer.reporting import EvalRecord, StepRecord
@@ -176,9 +176,7 @@ class ComparisonCreate(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _names(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("model"), str) and isinstance(data.get("dataset"), str):
-            model_fits_dataset(data["model"], data["dataset"])
-        return data
+        return names_fit(data)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ComparisonCreate":

@@ -16,7 +16,7 @@ _OPTIMIZER_NAMES = tuple(OPTIMIZERS)
 _MODEL_NAMES = tuple(MODELS)
 _DATASET_NAMES = tuple(DATASETS)
 
-__all__ = ["Budget", "EvalEvery", "OptimizerConfig", "RunConfig", "DEFAULT_EVALUATIONS", "Guards", "LEGACY_FIELDS", "from_stored", "MAX_BACKPROPS",
+__all__ = ["names_fit", "Budget", "EvalEvery", "OptimizerConfig", "RunConfig", "DEFAULT_EVALUATIONS", "Guards", "LEGACY_FIELDS", "from_stored", "MAX_BACKPROPS",
            "MAX_SECONDS", "MAX_SAMPLES"]
 
 # Unknown fields are refused; NaN and ±Infinity are refused (every number must be finite).
@@ -29,6 +29,14 @@ MAX_SAMPLES = 10_000_000  # larger than any registered dataset; the dataset's ow
 # Fields older versions accepted from clients; stored configs may still hold them. Data locations are server
 # configuration (TRUSTLAB_DATA_DIR / the CLI's --data-dir and --no-download), never part of a run.
 LEGACY_FIELDS = ("data_dir", "download")
+
+
+def names_fit(data: Any) -> Any:
+    """A "before" check for request bodies: unknown model/dataset names get the registry's message (which lists the
+    choices), ahead of pydantic's enum error; returns ``data`` unchanged."""
+    if isinstance(data, dict) and isinstance(data.get("model"), str) and isinstance(data.get("dataset"), str):
+        model_fits_dataset(data["model"], data["dataset"])
+    return data
 
 
 class Budget(BaseModel):
@@ -196,10 +204,7 @@ class RunConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _names(cls, data: Any) -> Any:
-        """Unknown model/dataset names get the registry's message (which lists the choices)."""
-        if isinstance(data, dict) and isinstance(data.get("model"), str) and isinstance(data.get("dataset"), str):
-            model_fits_dataset(data["model"], data["dataset"])
-        return data
+        return names_fit(data)
 
     @model_validator(mode="after")
     def _fits(self) -> "RunConfig":
