@@ -120,10 +120,24 @@ def _fill(page, name: str, value: str) -> None:
     box.press("Enter")
 
 
-def _choose(page, label: str, option: str) -> None:
-    """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
-    page.get_by_role("combobox", name=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
+def _choose(page, label: str, option: str, attempts: int = 3) -> None:
+    """Pick ``option`` in the Streamlit selectbox labelled ``label``.
+
+    A script rerun triggered by the previous input can re-render the widget and close its open list on a loaded
+    machine; then the list is opened again (up to ``attempts`` times) rather than waiting for an option that left.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(attempts):
+        page.get_by_role("combobox", name=label).click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(1000)
     page.wait_for_timeout(500)
 
 
