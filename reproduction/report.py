@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
 from reproduction.analysis import (final_table, format_mean_std,
                                    group_by_optimizer, markdown_table, target_table)
 from reproduction.records import RESULTS_DIR, load_experiment
@@ -23,6 +25,9 @@ __all__ = ["build_report", "edge_cautions", "machine_paragraph", "paired_finding
 
 OUT_DIR = Path(__file__).resolve().parent
 TRAIN_LOSS = ("final_train_loss",)  # the Findings list: the optimization claims; test-set verdicts stay in the tables
+# The report's prose and layout: reproduction/templates/REPORT.md.j2 (Markdown; no HTML escaping)
+_TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"), autoescape=False,
+                         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=StrictUndefined)
 ORDER = ("tr-uniform", "tr-adagrad", "tr-rmsprop", "sgd", "sgd-momentum", "adagrad", "rmsprop", "adam")
 
 
@@ -293,17 +298,6 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
             else EXPERIMENTS[n] for n in (names or EXPERIMENTS) if (root / n / "main").is_dir()]
     groups_by = {e.name: group_by_optimizer(load_experiment(e.name, root=root), ORDER) for e in exps}
     out_dir.mkdir(parents=True, exist_ok=True)
-    md: list[str] = []
-    md.append("# Reproduction: ellipsoidal vs spherical trust regions on Fashion-MNIST (CPU-sized)\n")
-    md.append("Paper: Kohler, Adolphs & Lucchi, *Adaptive norms for deep learning with regularized Newton methods* "
-              "(claim: ellipsoidal TR beats spherical TR in backpropagations; first-order methods are comparable "
-              "in backprops and faster in time).\n")
-    if meta.get("quick"):
-        md.append("> **QUICK RUN (`--quick`)**: tiny budgets, subsets and grids that only prove the pipeline works "
-                  "end to end. Its numbers say nothing about the optimizers; the full `make reproduce` was not run "
-                  "for this report.\n")
-    md.append(machine_paragraph(meta) + report_version() + "\n")
-
     verdict_lines: list[str] = []
     paired = {e.name: json.loads((root / e.name / "results.json").read_text()) for e in exps
               if (root / e.name / "results.json").is_file()}
@@ -318,101 +312,49 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
         chosen_path = root / e.name / "chosen_lr.json"
         if chosen_path.is_file():
             verdict_lines += edge_cautions(short, json.loads(chosen_path.read_text()))
-    md.append("## Findings\n")
-    md.append("\n".join(verdict_lines) + "\n")
-    md.append("Verdicts come from the product's results machinery (`GET /api/comparisons/{id}/results`, "
-              "backend/stats.py; the side sections pair runs of two comparisons by seed with the same code): "
-              "differences are paired by seed, intervals are 95% percentile bootstrap intervals of the mean paired "
-              "difference, and a sentence is written only where the interval excludes zero, at least 3 seeds are "
-              "paired and every seed reached the target; everything else is 'not resolved'. Wall time is not "
-              "compared inside the equal-backprop comparisons (a first-order run spends its backprops in a few "
-              "seconds and stops; counting it as slower to a target it never reached, or faster against a run that "
-              "was still going, would be wrong): wall-time verdicts come only from the separate comparison at equal "
-              "wall-time budgets. Wall times are optimization seconds only (no evaluation, no logging), measured "
-              "while two runs shared a 2-core machine with other work, so they are indicative.\n")
 
-    md.append("## Setup\n")
-    md.append(_setup_table(exps) + "\n")
-    md.append("TR methods use the paper's Table 1 configuration as the registry's defaults (S = 512, Δ_max = 10, "
-              "η₁ = 0.01, η₂ = 0.95, γ₁ = 1.1, γ₂ = 1.5 (RMSprop 1.75), κ = 0.1, θ = 0.5, CG cap 50, Δ₀ = 0.05 "
-              "(RMSprop 1e-4), β = 0.8, ε = 1e-10) and preconditioned Steihaug-Toint CG; the autoencoder uses the "
-              "preset `paper-fmnist-autoencoder` (η₁ = 1e-5, η₂ = 0.9, γ₂ = 1.25, Δ₀ = 1e-3). First-order methods "
-              "are `torch.optim` with default settings except the step size, batch 32 as in the paper (the "
-              "authors' code used 128). Backprops = gradients + Hessian-vector products, each counted as one, "
-              "whatever the batch size (so at equal backprops a TR run sees 16× more samples per backprop than a "
-              "batch-32 run: compare the epoch axis too).\n")
-    md.append("Differences from the paper, to fit 45 minutes on 2 CPU cores: every run gets the same backprop "
-              "budget instead of the presets' 10 epochs (at batch 512 a TR run covers several times more epochs "
-              "than a batch-32 first-order run with the same backprops — see the epochs column); "
-              + "; ".join(f"{len(e.seeds)} seeds for the {e.name}" for e in exps) + "; the autoencoder trains on a 20,000-image subset for a short budget "
-              "(the paper trained it much longer); evaluation losses on fixed subsets (train 2,048 / test 2,000 "
-              "images for the MLP, 1,000 / 1,000 for the autoencoder); the paper's step-size grid is not stated, "
-              "ours is listed above; loss targets were chosen after a pilot run so that they span the range the "
-              "methods reach within the budget.\n")
-
+    sections = []
     for e in exps:
         groups = groups_by[e.name]
         if not groups:
             continue
-        classifier = e.model == "mlp"
         plots.plot_losses(groups, LABELS, f"{e.title}: train loss (mean over seeds, band = min–max)",
                           out_dir / f"{e.name}_loss.png")
-        md.append(f"## {e.title}\n")
-        md.append(f"![{e.name} losses]({e.name}_loss.png)\n")
-        md.append(f"Train loss on the fixed evaluation subset against backprops, epochs and optimization wall "
-                  f"time. Solid: TR; dashed: first-order.\n")
-        h, rows = target_table(groups, e.targets, LABELS, x="backprops")
-        md.append(f"**Backprops to reach a train-loss target** (mean ± std over {len(e.seeds)} seed(s); "
-                  "'not reached' within the budget; '(k/n seeds)' when only some seeds reached it and the mean "
-                  "is over those):\n")
-        md.append(markdown_table(h, rows) + "\n")
-        h, rows = target_table(groups, e.targets, LABELS, x="epoch")
-        md.append("**Epochs to reach a target:**\n")
-        md.append(markdown_table(h, rows) + "\n")
-        h, rows = final_table(groups, LABELS, classifier=classifier)
-        md.append("**At the end of the budget** (last evaluation):\n")
-        md.append(markdown_table(h, rows) + "\n")
+        section: dict[str, Any] = {
+            "name": e.name, "title": e.title, "n_seeds": len(e.seeds), "sections": sides[e.name]["sections"],
+            "backprops_table": markdown_table(*target_table(groups, e.targets, LABELS, x="backprops")),
+            "epoch_table": markdown_table(*target_table(groups, e.targets, LABELS, x="epoch")),
+            "final_table": markdown_table(*final_table(groups, LABELS, classifier=e.model == "mlp")),
+            "paired": None, "reconstructions": False}
         if e.name in paired:
-            md.append(f"**Paired statistics** (reference {paired[e.name]['reference']}; from the product's results "
-                      f"table, comparison #{paired[e.name].get('comparison_id')}):\n")
-            md.append(results_markdown_without_wall(paired[e.name]) + "\n")
-            md.append("**Per-seed values** (seeds in the order listed; — = not reached within the budget):\n")
-            md.append(per_seed_table(paired[e.name]) + "\n")
-        md += sides[e.name]["sections"]
+            section["paired"] = {"reference": paired[e.name]["reference"],
+                                 "comparison_id": paired[e.name].get("comparison_id"),
+                                 "results": results_markdown_without_wall(paired[e.name]),
+                                 "per_seed": per_seed_table(paired[e.name])}
         if e.model == "autoencoder":
             cols = _reconstruction_columns(groups)
             if cols:
                 plots.reconstruction_grid(cols, out_dir / "reconstructions.png")
-                md.append("**Reconstructions of test images at the end of the budget** (paper Fig. 12 layout):\n")
-                md.append("![reconstructions](reconstructions.png)\n")
+                section["reconstructions"] = True
+        sections.append(section)
 
+    tr_tables = None
     tr_panels = [(e.title.split(" (")[0], groups_by[e.name]) for e in exps if groups_by[e.name]]
     if tr_panels:
         plots.plot_tr_diagnostics(tr_panels, LABELS, out_dir / "tr_diagnostics.png")
-        md.append("## Trust-region diagnostics\n")
-        md.append("![TR radius and CG iterations](tr_diagnostics.png)\n")
-        md.append("Trust radius Δ before each step (in M-units: the RMSprop and Adagrad ellipsoids measure it in "
-                  "their own norm, so the levels are not comparable across norms) and CG iterations per step, "
-                  "seed 0.\n")
-        for e in exps:
-            h, rows = _tr_stats(groups_by[e.name])
-            if rows:
-                md.append(f"**{e.title}** (mean ± std over seeds):\n")
-                md.append(markdown_table(h, rows) + "\n")
+        tr_tables = [(e.title, markdown_table(h, rows)) for e in exps
+                     for h, rows in [_tr_stats(groups_by[e.name])] if rows]
 
     grid_md, panels = _grid_section(root, exps)
     if panels:
         plots.plot_grid(panels, LABELS, out_dir / "lr_grid.png")
-        md.append("## Step-size search\n")
-        md.append("![step-size grid](lr_grid.png)\n")
-        md.append(grid_md + "\n")
-    md.append("## Regenerate\n")
-    md.append("`make reproduce` trains everything again through the product (sweep → promote → results, on its "
-              "own SQLite store) and rewrites this report; `python -m reproduction.report` rebuilds the report and "
-              "figures from the saved runs in seconds. Budgets, grids, seeds and targets live in "
-              "`reproduction/spec.py`.\n")
+    text = _TEMPLATES.get_template("REPORT.md.j2").render(
+        quick=bool(meta.get("quick")), machine=machine_paragraph(meta) + report_version(),
+        findings="\n".join(verdict_lines), setup_table=_setup_table(exps),
+        seeds_text="; ".join(f"{len(e.seeds)} seeds for the {e.name}" for e in exps),
+        experiments=sections, tr_tables=tr_tables, grid_md=grid_md if panels else None)
     path = out_dir / "REPORT.md"
-    path.write_text("\n".join(md))
+    path.write_text(text)
     return path
 
 
