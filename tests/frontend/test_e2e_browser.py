@@ -102,15 +102,21 @@ def product(tmp_path):
         fmnist = next(d for d in meta["datasets"] if d["name"] == "fashion-mnist")
         if fmnist.get("available") is False:
             pytest.skip(f"Fashion-MNIST is not installed: {fmnist['how_to_get']}")
-        ui = _start([sys.executable, "-m", "streamlit", "run", "frontend/app.py", "--server.address", "127.0.0.1",
-                     "--server.port", str(ui_port), "--server.headless", "true",
-                     "--browser.gatherUsageStats", "false"], env, tmp_path / "ui.log")
-        _wait_http(f"{ui_url}/_stcore/health", ui, tmp_path / "ui.log")
+        ui = _start_ui(ui_port, env, tmp_path)
         yield ui_url, api_url
     finally:
         for proc in (ui, api):
             if proc is not None:
                 _stop(proc)
+
+
+def _start_ui(port: int, env: dict, tmp_path: Path) -> subprocess.Popen:
+    """The Streamlit UI on loopback ``port`` (log in ``tmp_path/ui.log``), once its health check answers."""
+    ui = _start([sys.executable, "-m", "streamlit", "run", "frontend/app.py", "--server.address", "127.0.0.1",
+                 "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                env, tmp_path / "ui.log")
+    _wait_http(f"http://127.0.0.1:{port}/_stcore/health", ui, tmp_path / "ui.log")
+    return ui
 
 
 def _fill(page, name: str, value: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.frontend.test_e2e_browser import ARTIFACTS, CHROMIUM, _fill, _free_port, _start, _stop, _wait_http
+from tests.frontend.test_e2e_browser import ARTIFACTS, CHROMIUM, _fill, _free_port, _start, _start_ui, _stop, _wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +31,7 @@ def fast_product(tmp_path):
     ui = None
     try:
         _wait_http(f"{api_url}/api/health", api, tmp_path / "api.log")
-        ui = _start([sys.executable, "-m", "streamlit", "run", "frontend/app.py", "--server.address", "127.0.0.1",
-                     "--server.port", str(ui_port), "--server.headless", "true",
-                     "--browser.gatherUsageStats", "false"], env, tmp_path / "ui.log")
-        _wait_http(f"{ui_url}/_stcore/health", ui, tmp_path / "ui.log")
+        ui = _start_ui(ui_port, env, tmp_path)
         yield ui_url, api_url
     finally:
         for proc in (ui, api):
