@@ -2,7 +2,9 @@
 
 On a GPU every ``.item()``, ``.tolist()``, ``float(t)``, ``int(t)``, ``bool(t)`` (a tensor in a Python branch)
 and ``.numpy()`` waits for the device. :func:`count_host_syncs` wraps those methods of ``torch.Tensor`` for the
-duration of a block and counts the calls, so the count can be taken (and tested) on a CPU-only machine.
+duration of a block and counts the calls, so the count can be taken (and tested) on a CPU-only machine. The count
+is of the path a GPU takes: the TR step runs with the fused CPU kernels switched off (:mod:`trainer.optim.fused`,
+which on a CPU reads its scalars without any device transfer).
 """
 from __future__ import annotations
 
@@ -73,6 +75,7 @@ def measure_tr_host_syncs(optimizer: str = "tr-adagrad", *, steps: int = 30, sol
     Returns per-step counts, CG iterations, and the fit syncs = constant + per_iteration·iterations.
     """
     from trainer.models import build_model, loss_function
+    from trainer.optim import fused
     from trainer.optim.factory import build_optimizer
 
     torch.manual_seed(seed)
@@ -89,7 +92,7 @@ def measure_tr_host_syncs(optimizer: str = "tr-adagrad", *, steps: int = 30, sol
         def closure() -> torch.Tensor:
             return loss_fn(model(xb), xb, yb)
 
-        with count_host_syncs() as c:
+        with fused.use(False), count_host_syncs() as c:  # the device (GPU) path
             opt.step(closure)
         per_step.append(c.total)
         iters.append(int(opt.last_trace["cg_iterations"]))

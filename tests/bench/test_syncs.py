@@ -4,8 +4,8 @@ import torch
 
 from bench.syncs import count_host_syncs, fit_line, measure_tr_host_syncs
 
-# Per TR step outside the Krylov loop: loss value, ‖g‖_{M⁻¹} (with M > 0), m(s), ρ's loss, step/grad norms.
-CONSTANT = 5
+# Per TR step outside the Krylov loop: loss value, ‖g‖_{M⁻¹} (with M > 0), m(s) with the step/grad norms, ρ's loss.
+CONSTANT = 4
 
 
 def test_counter_counts_each_conversion_and_restores_methods():

@@ -6,9 +6,17 @@ import pytest
 import torch
 from scipy.optimize._trustregion_exact import IterativeSubproblem
 
+from trainer.optim import fused
 from trainer.optim.krylov import SolverExit, gltr, solve_tridiagonal_tr, steihaug_cg
 
 D = torch.float64
+
+
+@pytest.fixture(params=["fused", "torch"], autouse=True)
+def cg_path(request):
+    """Every test runs on both implementations of the CG iteration: the fused CPU passes and the PyTorch one (GPUs)."""
+    with fused.use(request.param == "fused"):
+        yield request.param
 
 
 def _problem(seed, d=25, kind="indefinite"):
@@ -263,3 +271,17 @@ def test_gltr_basis_is_allocated_once():
         torch.empty = original
     assert res.iterations > 2
     assert len(calls) == 1 and tuple(calls[0][0]) == (20, 30)
+
+
+def test_cg_rejects_a_nonpositive_preconditioner(cg_path):
+    H, g, M = _problem(0)
+    M[3] = 0.0
+    with pytest.raises(ValueError, match="Invalid preconditioner"):
+        steihaug_cg(g, lambda v: H @ v, 1.0, precond=M)
+
+
+def test_cg_non_finite_curvature_is_a_negative_curvature_exit(cg_path):
+    """A NaN Hessian-vector product (a diverging model) ends the solve instead of looping on NaN."""
+    g = torch.ones(4, dtype=D)
+    res = steihaug_cg(g, lambda v: torch.full_like(v, float("nan")), 1.0)
+    assert res.exit is SolverExit.NEGATIVE_CURVATURE and res.iterations == 1

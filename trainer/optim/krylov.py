@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from trainer.optim import fused
+
 __all__ = ["SolverExit", "SubproblemResult", "Workspace", "steihaug_cg", "gltr", "solve_tridiagonal_tr", "stopping_threshold",
            "SOLVERS"]
 
@@ -40,6 +42,8 @@ class SubproblemResult:
         iterations: Hessian-vector products used.
         exit: why the solver stopped.
         step_norm_m: ‖s‖_M.
+        step_norm: ‖s‖₂ (Euclidean).
+        grad_norm: ‖g‖₂ (Euclidean).
     """
 
     step: Tensor
@@ -47,6 +51,8 @@ class SubproblemResult:
     iterations: int
     exit: SolverExit
     step_norm_m: float
+    step_norm: float
+    grad_norm: float
 
 
 class Workspace:
@@ -142,8 +148,11 @@ def steihaug_cg(
     preconditioned residual ‖r_k‖_{M⁻¹} = sqrt(r_kᵀM⁻¹r_k), r_k = g + Hs_k, is ≤ ‖g‖_{M⁻¹}·min(κ, ‖g‖_{M⁻¹}^θ)
     (:func:`stopping_threshold`); with M = I both norms are Euclidean.
 
-    Host synchronisations: one per iteration (all scalars of an iteration, including those of the
-    tentative update s + αp, travel in one transfer) plus one before and one after the loop.
+    Two implementations of the same iteration: on a CPU (float32/float64) the vector work runs as fused
+    passes (:mod:`trainer.optim.fused`: three per iteration instead of about a dozen PyTorch operations); on
+    other devices it is PyTorch operations with one host synchronisation per iteration (all scalars of an
+    iteration, including those of the tentative update s + αp, travel in one transfer) plus one before and one
+    after the loop. The two agree to rounding (tests/trainer/test_krylov.py runs every case on both).
 
     Args:
         grad: flat gradient g.
@@ -162,6 +171,8 @@ def steihaug_cg(
     _check(grad, radius, precond, tol, theta, max_iter)
     g = grad.detach()
     ws = workspace if workspace is not None else Workspace()
+    if fused.enabled(g) and (precond is None or (precond.dtype == g.dtype and precond.device == g.device)):
+        return _steihaug_cg_fused(g, hvp, radius, precond, tol, theta, max_iter, ws)
     minv = None if precond is None else torch.reciprocal(precond, out=ws.get("minv", g))
 
     s = ws.get("s", g).zero_()
@@ -177,7 +188,7 @@ def steihaug_cg(
     rv = _initial_product(r, v, precond)
     g_norm = math.sqrt(max(rv, 0.0))
     if g_norm == 0.0:
-        return SubproblemResult(s, 0.0, 0, SolverExit.INTERIOR, 0.0)
+        return SubproblemResult(s, 0.0, 0, SolverExit.INTERIOR, 0.0, 0.0, 0.0)
     stop_sq = stopping_threshold(g_norm, tol, theta) ** 2
     exit_ = SolverExit.MAX_ITER
     hvps = 0
@@ -229,9 +240,60 @@ def steihaug_cg(
         rv, rv_t = rv_new, scalars[3]
         p.mul_(beta).sub_(v)
     # m(s) = gᵀs + ½sᵀHs with Hs = r - g, so m(s) = ½(gᵀs + rᵀs): no extra Hessian-vector product.
-    sms_t = torch.dot(torch.mul(s, precond, out=tmp), s) if precond is not None else torch.dot(s, s)
-    gs, rs, sms = torch.stack((torch.dot(g, s), torch.dot(r, s), sms_t)).tolist()
-    return SubproblemResult(s, -0.5 * (gs + rs), hvps, exit_, math.sqrt(max(sms, 0.0)))
+    ss_t = torch.dot(s, s)
+    sms_t = torch.dot(torch.mul(s, precond, out=tmp), s) if precond is not None else ss_t
+    gs, rs, sms, ss, gg = torch.stack((torch.dot(g, s), torch.dot(r, s), sms_t, ss_t, torch.dot(g, g))).tolist()
+    return SubproblemResult(s, -0.5 * (gs + rs), hvps, exit_, math.sqrt(max(sms, 0.0)), math.sqrt(max(ss, 0.0)),
+                            math.sqrt(max(gg, 0.0)))
+
+
+def _steihaug_cg_fused(g: Tensor, hvp: HVP, radius: float, precond: Tensor | None, tol: float, theta: float,
+                       max_iter: int, ws: Workspace) -> SubproblemResult:
+    """:func:`steihaug_cg` on a CPU with fused passes (:mod:`trainer.optim.fused`): the same iteration, exit rules
+    and M-inner products; no tentative vectors, since on the CPU the scalars are at hand without a transfer."""
+    s_t, r_t, p_t = ws.get("s", g), ws.get("r", g), ws.get("p", g)
+    minv_t = ws.get("minv", g) if precond is not None else None
+    g_n, m_n, minv_n, s_n, r_n, p_n = fused.views(g, precond, minv_t, s_t, r_t, p_t)
+    rv, gg, not_positive = fused.cg_init(g_n, m_n, minv_n, s_n, r_n, p_n)
+    if not_positive:
+        raise ValueError("Invalid preconditioner: every entry of M must be positive")
+    grad_norm = math.sqrt(max(gg, 0.0))
+    g_norm = math.sqrt(max(rv, 0.0))
+    if g_norm == 0.0:
+        return SubproblemResult(s_t, 0.0, 0, SolverExit.INTERIOR, 0.0, 0.0, grad_norm)
+    stop_sq = stopping_threshold(g_norm, tol, theta) ** 2
+    exit_ = SolverExit.MAX_ITER
+    hvps = 0
+    s_ms = 0.0
+    for _ in range(max_iter):
+        hp = hvp(p_t)
+        hvps += 1
+        if hp.dtype != g.dtype or hp.device != g.device or not hp.is_contiguous():
+            hp = hp.to(dtype=g.dtype, device=g.device).contiguous()
+        hp_n = hp.detach().numpy()
+        curv, s_mp, p_mp = fused.cg_curvature(p_n, hp_n, s_n, m_n)
+        if curv <= 0.0 or not math.isfinite(curv):
+            fused.axpy2(s_n, r_n, p_n, hp_n, _boundary_tau(s_ms, s_mp, p_mp, radius))
+            exit_ = SolverExit.NEGATIVE_CURVATURE
+            break
+        alpha = rv / curv
+        s_new_ms = s_ms + 2.0 * alpha * s_mp + alpha * alpha * p_mp
+        if s_new_ms >= radius * radius:
+            fused.axpy2(s_n, r_n, p_n, hp_n, _boundary_tau(s_ms, s_mp, p_mp, radius))
+            exit_ = SolverExit.BOUNDARY
+            break
+        rv_new = fused.cg_update(s_n, r_n, p_n, hp_n, minv_n, alpha)
+        s_ms = s_new_ms
+        if rv_new <= stop_sq:
+            exit_ = SolverExit.INTERIOR
+            break
+        beta = rv_new / rv
+        rv = rv_new
+        fused.cg_direction(p_n, r_n, minv_n, beta)
+    # m(s) = ½(gᵀs + rᵀs) with r = g + Hs, as in steihaug_cg.
+    gs, rs, sms, ss = fused.cg_final(g_n, s_n, r_n, m_n)
+    return SubproblemResult(s_t, -0.5 * (gs + rs), hvps, exit_, math.sqrt(max(sms, 0.0)), math.sqrt(max(ss, 0.0)),
+                            grad_norm)
 
 
 def _solve_tridiagonal_np(alphas: np.ndarray, betas: np.ndarray, gamma0: float, radius: float
@@ -361,7 +423,8 @@ def gltr(
     z = g * minv if minv is not None else g.clone()
     gamma0 = math.sqrt(max(_initial_product(g, z, precond), 0.0))
     if gamma0 == 0.0:
-        return SubproblemResult(torch.zeros_like(g), 0.0, 0, SolverExit.INTERIOR, 0.0)
+        return SubproblemResult(torch.zeros_like(g), 0.0, 0, SolverExit.INTERIOR, 0.0, 0.0,
+                                float(torch.linalg.vector_norm(g)))
     stop = stopping_threshold(gamma0, tol, theta)
     n_max = min(max_iter, g.numel())
     ws = workspace if workspace is not None else Workspace()
@@ -413,7 +476,8 @@ def gltr(
     m = h.shape[0]
     s = torch.as_tensor(h, dtype=g.dtype).to(g.device) @ basis[:m]
     model = gamma0 * float(h[0]) + 0.5 * float(h @ (T @ h))
-    return SubproblemResult(s, -model, hvps, exit_, float(np.linalg.norm(h)))
+    step_norm, grad_norm = torch.stack((torch.linalg.vector_norm(s), torch.linalg.vector_norm(g))).tolist()
+    return SubproblemResult(s, -model, hvps, exit_, float(np.linalg.norm(h)), step_norm, grad_norm)
 
 
 SOLVERS: dict[str, Callable[..., SubproblemResult]] = {"cg": steihaug_cg, "lanczos": gltr}

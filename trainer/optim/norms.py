@@ -5,6 +5,8 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from trainer.optim import fused
+
 __all__ = ["DiagonalNorm", "UniformNorm", "AdagradNorm", "RMSpropNorm", "make_norm", "NORMS"]
 
 
@@ -61,24 +63,37 @@ class AdagradNorm(DiagonalNorm):
     def __init__(self, *, eps: float = 1e-10) -> None:
         super().__init__(eps=eps)
         self.sum_sq: torch.Tensor | None = None
+        self._m: torch.Tensor | None = None  # M for the current sum (None: recompute at the next matrix())
 
     def update(self, grad: torch.Tensor) -> None:
         g = grad.detach()
-        self.sum_sq = g * g if self.sum_sq is None else self.sum_sq.addcmul_(g, g)
+        if self.sum_sq is None:
+            self.sum_sq = torch.zeros_like(g)
+        m = _reuse(getattr(self, "_buf", None), self.sum_sq)
+        self._buf = m
+        if fused.enabled(g) and g.is_contiguous() and self.sum_sq.dtype == g.dtype:
+            fused.adagrad_update(*fused.views(self.sum_sq, g, m), self.eps)  # one pass: the sum and M
+        else:
+            self.sum_sq.addcmul_(g, g)
+            torch.add(self.sum_sq, self.eps, out=m).sqrt_()
+        self._m = m
         self.updates += 1
 
     def matrix(self, like: torch.Tensor) -> torch.Tensor | None:
-        """M (a buffer reused by the next call: use it before updating again)."""
+        """M (a buffer reused by the next update: use it before updating again)."""
         if self.sum_sq is None:
             return torch.full_like(like, self.eps**0.5)
-        self._m = _reuse(getattr(self, "_m", None), self.sum_sq)
-        return torch.add(self.sum_sq, self.eps, out=self._m).sqrt_()
+        if self._m is None:
+            self._buf = _reuse(getattr(self, "_buf", None), self.sum_sq)
+            self._m = torch.add(self.sum_sq, self.eps, out=self._buf).sqrt_()
+        return self._m
 
     def state_dict(self) -> dict:
         return {"updates": self.updates, "sum_sq": self.sum_sq}
 
     def load_state_dict(self, state: dict) -> None:
         self.updates, self.sum_sq = state["updates"], state["sum_sq"]
+        self._m = None
 
 
 class RMSpropNorm(DiagonalNorm):
@@ -92,27 +107,37 @@ class RMSpropNorm(DiagonalNorm):
             raise ValueError(f"Invalid beta: {beta}")
         self.beta = beta
         self.avg_sq: torch.Tensor | None = None
+        self._m: torch.Tensor | None = None  # M for the current average (None: recompute at the next matrix())
 
     def update(self, grad: torch.Tensor) -> None:
         g = grad.detach()
         if self.avg_sq is None:
-            self.avg_sq = (g * g).mul_(1.0 - self.beta)
+            self.avg_sq = torch.zeros_like(g)
+        m = _reuse(getattr(self, "_buf", None), self.avg_sq)
+        self._buf = m
+        if fused.enabled(g) and g.is_contiguous() and self.avg_sq.dtype == g.dtype:
+            fused.rmsprop_update(*fused.views(self.avg_sq, g, m), self.beta, self.eps)  # one pass: v and M
         else:
             self.avg_sq.mul_(self.beta).addcmul_(g, g, value=1.0 - self.beta)
+            torch.sqrt(self.avg_sq, out=m).add_(self.eps)
+        self._m = m
         self.updates += 1
 
     def matrix(self, like: torch.Tensor) -> torch.Tensor | None:
-        """M (a buffer reused by the next call: use it before updating again)."""
+        """M (a buffer reused by the next update: use it before updating again)."""
         if self.avg_sq is None:
             return torch.full_like(like, self.eps)
-        self._m = _reuse(getattr(self, "_m", None), self.avg_sq)
-        return torch.sqrt(self.avg_sq, out=self._m).add_(self.eps)
+        if self._m is None:
+            self._buf = _reuse(getattr(self, "_buf", None), self.avg_sq)
+            self._m = torch.sqrt(self.avg_sq, out=self._buf).add_(self.eps)
+        return self._m
 
     def state_dict(self) -> dict:
         return {"updates": self.updates, "avg_sq": self.avg_sq}
 
     def load_state_dict(self, state: dict) -> None:
         self.updates, self.avg_sq = state["updates"], state["avg_sq"]
+        self._m = None
 
 
 NORMS = {"uniform": UniformNorm, "adagrad": AdagradNorm, "rmsprop": RMSpropNorm}

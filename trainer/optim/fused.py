@@ -1,0 +1,261 @@
+"""Fused CPU kernels for the trust-region step's vector work (Numba): one pass over the vectors where PyTorch takes many.
+
+On the CPU, the Steihaug-Toint CG iteration written with PyTorch operations is about a dozen separate passes over
+parameter-sized vectors (each ``torch.dot``/``mul``/``addcmul`` reads and writes whole vectors), which on the
+Fashion-MNIST MLP costs more than a tenth of the TR step next to its gradient and Hessian-vector products. The same
+arithmetic fused into loops takes three passes per iteration:
+
+1. :func:`cg_curvature` — pᵀHp, sᵀMp and pᵀMp (the explicit M-inner products of DESIGN.md, not recursions);
+2. :func:`cg_update` — s ← s + αp, r ← r + αHp and rᵀM⁻¹r, once α is known and the iteration is taken;
+3. :func:`cg_direction` — p ← βp - M⁻¹r;
+
+plus :func:`cg_init` and :func:`cg_final` around the loop, :func:`axpy2` for the boundary step, and the norm
+updates (:func:`adagrad_update`, :func:`rmsprop_update`) that fold a gradient in and refresh M in one pass.
+
+The kernels work in place on NumPy views of contiguous CPU tensors (``Tensor.numpy()`` shares the memory), in the
+vectors' own dtype (float32 or float64), accumulating sums in that dtype with reassociation allowed (SIMD partial
+sums, as BLAS's dot does). They make no finite-math assumption: a NaN or Inf propagates to the returned sums, where
+the solver's checks see it. ``M`` is passed as ``None`` for the identity (the spherical region); Numba compiles a
+separate specialisation with the M-terms removed.
+
+Numba compiles each kernel on first use and caches the machine code beside this file (``__pycache__``); without a
+writable cache it compiles in memory. :func:`enabled` says whether a tensor takes this path: a CPU tensor of
+float32/float64 with Numba importable, unless switched off with :func:`use` (the device path is the PyTorch one, which a
+GPU takes and which the host-synchronisation count measures).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["enabled", "use", "numba_version", "views", "cg_init", "cg_curvature", "cg_update", "cg_direction",
+           "axpy2", "cg_final", "adagrad_update", "rmsprop_update"]
+
+try:  # Numba is a pinned dependency (requirements.txt); without it every tensor takes the PyTorch path.
+    import numba
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only on installs without numba
+    numba = None
+
+_DTYPES = (torch.float32, torch.float64)
+_switch: list[bool] = [True]
+# Reassociation (vectorised reductions), contraction (FMA) and reciprocal approximation; never "nnan"/"ninf",
+# so NaN and Inf behave as IEEE says and reach the solver's checks; NumPy's error model: x/0 is Inf, not an exception.
+_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+
+
+def numba_version() -> str | None:
+    """The Numba version in use, or None when it is not installed."""
+    return None if numba is None else numba.__version__
+
+
+def enabled(like: torch.Tensor) -> bool:
+    """Whether vectors like ``like`` take the fused CPU path."""
+    return (_switch[0] and numba is not None and like.device.type == "cpu" and like.dtype in _DTYPES
+            and not like.requires_grad)
+
+
+@contextlib.contextmanager
+def use(on: bool) -> Iterator[None]:
+    """Switch the fused path on or off for the duration of a block (tests, and the device-path sync count)."""
+    old = _switch[0]
+    _switch[0] = bool(on)
+    try:
+        yield
+    finally:
+        _switch[0] = old
+
+
+def views(*tensors: torch.Tensor | None) -> list[Any]:
+    """Zero-copy NumPy views of contiguous CPU tensors (None stays None)."""
+    out = []
+    for t in tensors:
+        if t is None:
+            out.append(None)
+        else:
+            if not t.is_contiguous():
+                raise ValueError("Invalid vector for the fused kernels: it must be contiguous")
+            out.append(t.detach().numpy())
+    return out
+
+
+def _jit(fn: Any) -> Any:
+    if numba is None:  # pragma: no cover
+        return fn
+    return njit(cache=True, nogil=True, boundscheck=False, fastmath=_FASTMATH, error_model="numpy")(fn)
+
+
+@_jit
+def _cg_init(g, m, minv, s, r, p):  # noqa: ANN001, ANN202 - Numba kernels take arrays
+    """s = 0, r = g, minv = 1/M, p = -M⁻¹g; returns (gᵀM⁻¹g, gᵀg, how many entries of M are not > 0)."""
+    zero = g.dtype.type(0)
+    one = g.dtype.type(1)
+    rv = zero
+    gg = zero
+    bad = 0  # a count, not a min: it vectorises, and NaN counts as not positive
+    for i in range(g.shape[0]):
+        gi = g[i]
+        s[i] = zero
+        r[i] = gi
+        gg += gi * gi
+        if m is None:
+            p[i] = -gi
+        else:
+            mi = m[i]
+            bad += not (mi > zero)
+            inv = one / mi
+            minv[i] = inv
+            vi = gi * inv
+            p[i] = -vi
+            rv += gi * vi
+    if m is None:
+        rv = gg
+    return rv, gg, bad
+
+
+@_jit
+def _cg_curvature(p, hp, s, m):  # noqa: ANN001, ANN202
+    """(pᵀHp, sᵀMp, pᵀMp)."""
+    zero = p.dtype.type(0)
+    curv = zero
+    s_mp = zero
+    p_mp = zero
+    for i in range(p.shape[0]):
+        pi = p[i]
+        curv += pi * hp[i]
+        if m is None:
+            s_mp += s[i] * pi
+            p_mp += pi * pi
+        else:
+            mpi = m[i] * pi
+            s_mp += s[i] * mpi
+            p_mp += pi * mpi
+    return curv, s_mp, p_mp
+
+
+@_jit
+def _cg_update(s, r, p, hp, minv, alpha):  # noqa: ANN001, ANN202
+    """s += αp, r += αHp; returns rᵀM⁻¹r (M⁻¹r itself is not stored: the direction pass recomputes it)."""
+    rv = s.dtype.type(0)
+    for i in range(s.shape[0]):
+        s[i] += alpha * p[i]
+        ri = r[i] + alpha * hp[i]
+        r[i] = ri
+        if minv is None:
+            rv += ri * ri
+        else:
+            rv += ri * minv[i] * ri
+    return rv
+
+
+@_jit
+def _cg_direction(p, r, minv, beta):  # noqa: ANN001, ANN202
+    """p = βp - M⁻¹r."""
+    for i in range(p.shape[0]):
+        if minv is None:
+            p[i] = beta * p[i] - r[i]
+        else:
+            p[i] = beta * p[i] - minv[i] * r[i]
+
+
+@_jit
+def _axpy2(s, r, p, hp, tau):  # noqa: ANN001, ANN202
+    """s += τp, r += τHp (the step to the boundary)."""
+    for i in range(s.shape[0]):
+        s[i] += tau * p[i]
+        r[i] += tau * hp[i]
+
+
+@_jit
+def _cg_final(g, s, r, m):  # noqa: ANN001, ANN202
+    """(gᵀs, rᵀs, sᵀMs, sᵀs)."""
+    zero = s.dtype.type(0)
+    gs = zero
+    rs = zero
+    sms = zero
+    ss = zero
+    for i in range(s.shape[0]):
+        si = s[i]
+        gs += g[i] * si
+        rs += r[i] * si
+        ss += si * si
+        if m is not None:
+            sms += m[i] * si * si
+    if m is None:
+        sms = ss
+    return gs, rs, sms, ss
+
+
+@_jit
+def _adagrad_update(sum_sq, g, m, eps):  # noqa: ANN001, ANN202
+    """sum_sq += g², M = sqrt(sum_sq + ε)."""
+    for i in range(g.shape[0]):
+        gi = g[i]
+        acc = sum_sq[i] + gi * gi
+        sum_sq[i] = acc
+        m[i] = math.sqrt(acc + eps)
+
+
+@_jit
+def _rmsprop_update(avg_sq, g, m, beta, eps):  # noqa: ANN001, ANN202
+    """avg_sq = β·avg_sq + (1-β)g², M = sqrt(avg_sq) + ε."""
+    one_minus = avg_sq.dtype.type(1) - beta
+    for i in range(g.shape[0]):
+        gi = g[i]
+        acc = beta * avg_sq[i] + one_minus * gi * gi
+        avg_sq[i] = acc
+        m[i] = math.sqrt(acc) + eps
+
+
+def _scalar(x: float, like: Any) -> Any:
+    return like.dtype.type(x)
+
+
+def cg_init(g: Any, m: Any, minv: Any, s: Any, r: Any, p: Any) -> tuple[float, float, int]:
+    """Set up CG (s = 0, r = g, minv = 1/M, p = -M⁻¹g; ``m`` and ``minv`` None for M = I).
+
+    Returns (gᵀM⁻¹g, gᵀg, the number of entries of M that are not positive, NaN included)."""
+    rv, gg, bad = _cg_init(g, m, minv, s, r, p)
+    return float(rv), float(gg), int(bad)
+
+
+def cg_curvature(p: Any, hp: Any, s: Any, m: Any) -> tuple[float, float, float]:
+    """(pᵀHp, sᵀMp, pᵀMp) in one pass."""
+    curv, s_mp, p_mp = _cg_curvature(p, hp, s, m)
+    return float(curv), float(s_mp), float(p_mp)
+
+
+def cg_update(s: Any, r: Any, p: Any, hp: Any, minv: Any, alpha: float) -> float:
+    """Take the CG step α in place (s += αp, r += αHp); returns the new rᵀM⁻¹r."""
+    return float(_cg_update(s, r, p, hp, minv, _scalar(alpha, s)))
+
+
+def cg_direction(p: Any, r: Any, minv: Any, beta: float) -> None:
+    """p ← βp - M⁻¹r in place."""
+    _cg_direction(p, r, minv, _scalar(beta, p))
+
+
+def axpy2(s: Any, r: Any, p: Any, hp: Any, tau: float) -> None:
+    """s += τp and r += τHp in place."""
+    _axpy2(s, r, p, hp, _scalar(tau, s))
+
+
+def cg_final(g: Any, s: Any, r: Any, m: Any) -> tuple[float, float, float, float]:
+    """(gᵀs, rᵀs, sᵀMs, sᵀs) in one pass."""
+    gs, rs, sms, ss = _cg_final(g, s, r, m)
+    return float(gs), float(rs), float(sms), float(ss)
+
+
+def adagrad_update(sum_sq: Any, g: Any, m: Any, eps: float) -> None:
+    """Fold g² into the Adagrad sum and write M = sqrt(sum + ε), in one pass."""
+    _adagrad_update(sum_sq, g, m, _scalar(eps, sum_sq))
+
+
+def rmsprop_update(avg_sq: Any, g: Any, m: Any, beta: float, eps: float) -> None:
+    """Fold g² into the RMSprop average and write M = sqrt(avg) + ε, in one pass."""
+    _rmsprop_update(avg_sq, g, m, _scalar(beta, avg_sq), _scalar(eps, avg_sq))
+
