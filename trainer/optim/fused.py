@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 __all__ = ["enabled", "use", "numba_version", "views", "cg_init", "cg_curvature", "cg_update", "cg_direction",
-           "axpy2", "cg_final", "adagrad_update", "rmsprop_update"]
+           "axpy2", "cg_final", "adagrad_update", "rmsprop_update", "warm_up"]
 
 try:  # Numba is a pinned dependency (requirements.txt); without it every tensor takes the PyTorch path.
     import numba
@@ -259,3 +259,21 @@ def rmsprop_update(avg_sq: Any, g: Any, m: Any, beta: float, eps: float) -> None
     """Fold g² into the RMSprop average and write M = sqrt(avg) + ε, in one pass."""
     _rmsprop_update(avg_sq, g, m, _scalar(beta, avg_sq), _scalar(eps, avg_sq))
 
+
+
+def warm_up(dtype: torch.dtype = torch.float32) -> None:
+    """Compile (or load from the cache) every kernel for ``dtype`` now, with and without M, so that a worker that
+    has called this pays no compilation in its first trust-region step (the first call in a process also starts
+    Numba's code generator, about half a second)."""
+    if numba is None:  # pragma: no cover
+        return
+    g, m, minv, s, r, p, hp = views(*[torch.ones(2, dtype=dtype) for _ in range(7)])
+    for mm, mi in ((m, minv), (None, None)):
+        cg_init(g, mm, mi, s, r, p)
+        cg_curvature(p, hp, s, mm)
+        cg_update(s, r, p, hp, mi, 0.5)
+        cg_direction(p, r, mi, 0.5)
+        axpy2(s, r, p, hp, 0.5)
+        cg_final(g, s, r, mm)
+    adagrad_update(s, g, m, 1e-10)
+    rmsprop_update(s, g, m, 0.8, 1e-10)
