@@ -9,7 +9,8 @@ arithmetic fused into loops takes three passes per iteration:
 2. :func:`cg_update` — s ← s + αp, r ← r + αHp and rᵀM⁻¹r, once α is known and the iteration is taken;
 3. :func:`cg_direction` — p ← βp - M⁻¹r;
 
-plus :func:`cg_init` and :func:`cg_final` around the loop, :func:`axpy2` for the boundary step, and the norm
+plus :func:`cg_init` and :func:`cg_final` around the loop (s = 0 and r = g are never written: the first update
+reads g), and the norm
 updates (:func:`adagrad_update`, :func:`rmsprop_update`) that fold a gradient in and refresh M in one pass.
 
 The kernels work in place on NumPy views of contiguous CPU tensors (``Tensor.numpy()`` shares the memory), in the
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 __all__ = ["enabled", "use", "numba_version", "views", "cg_init", "cg_curvature", "cg_update", "cg_direction",
-           "axpy2", "cg_final", "adagrad_update", "rmsprop_update", "warm_up"]
+           "cg_final", "adagrad_update", "rmsprop_update", "warm_up"]
 
 try:  # Numba is a pinned dependency (requirements.txt); without it every tensor takes the PyTorch path.
     import numba
@@ -90,8 +91,9 @@ def _jit(fn: Any) -> Any:
 
 
 @_jit
-def _cg_init(g, m, minv, s, r, p):  # noqa: ANN001, ANN202 - Numba kernels take arrays
-    """s = 0, r = g, minv = 1/M, p = -M⁻¹g; returns (gᵀM⁻¹g, gᵀg, how many entries of M are not > 0)."""
+def _cg_init(g, m, minv, p):  # noqa: ANN001, ANN202 - Numba kernels take arrays
+    """minv = 1/M, p = -M⁻¹g (s = 0 and r = g are implicit until the first update); returns (gᵀM⁻¹g, gᵀg, how many
+    entries of M are not > 0)."""
     zero = g.dtype.type(0)
     one = g.dtype.type(1)
     rv = zero
@@ -99,8 +101,6 @@ def _cg_init(g, m, minv, s, r, p):  # noqa: ANN001, ANN202 - Numba kernels take 
     bad = 0  # a count, not a min: it vectorises, and NaN counts as not positive
     for i in range(g.shape[0]):
         gi = g[i]
-        s[i] = zero
-        r[i] = gi
         gg += gi * gi
         if m is None:
             p[i] = -gi
@@ -119,7 +119,7 @@ def _cg_init(g, m, minv, s, r, p):  # noqa: ANN001, ANN202 - Numba kernels take 
 
 @_jit
 def _cg_curvature(p, hp, s, m):  # noqa: ANN001, ANN202
-    """(pᵀHp, sᵀMp, pᵀMp)."""
+    """(pᵀHp, sᵀMp, pᵀMp); ``s`` None stands for s = 0."""
     zero = p.dtype.type(0)
     curv = zero
     s_mp = zero
@@ -127,23 +127,25 @@ def _cg_curvature(p, hp, s, m):  # noqa: ANN001, ANN202
     for i in range(p.shape[0]):
         pi = p[i]
         curv += pi * hp[i]
-        if m is None:
-            s_mp += s[i] * pi
-            p_mp += pi * pi
-        else:
-            mpi = m[i] * pi
+        mpi = pi if m is None else m[i] * pi
+        if s is not None:
             s_mp += s[i] * mpi
-            p_mp += pi * mpi
+        p_mp += pi * mpi
     return curv, s_mp, p_mp
 
 
 @_jit
-def _cg_update(s, r, p, hp, minv, alpha):  # noqa: ANN001, ANN202
-    """s += αp, r += αHp; returns rᵀM⁻¹r (M⁻¹r itself is not stored: the direction pass recomputes it)."""
+def _cg_update(s, r, p, hp, minv, alpha, g):  # noqa: ANN001, ANN202
+    """s += αp, r += αHp; returns rᵀM⁻¹r (M⁻¹r itself is not stored: the direction pass recomputes it).
+    With ``g`` given, s and r are taken as 0 and g (the first iteration): s = αp, r = g + αHp."""
     rv = s.dtype.type(0)
     for i in range(s.shape[0]):
-        s[i] += alpha * p[i]
-        ri = r[i] + alpha * hp[i]
+        if g is None:
+            s[i] += alpha * p[i]
+            ri = r[i] + alpha * hp[i]
+        else:
+            s[i] = alpha * p[i]
+            ri = g[i] + alpha * hp[i]
         r[i] = ri
         if minv is None:
             rv += ri * ri
@@ -160,14 +162,6 @@ def _cg_direction(p, r, minv, beta):  # noqa: ANN001, ANN202
             p[i] = beta * p[i] - r[i]
         else:
             p[i] = beta * p[i] - minv[i] * r[i]
-
-
-@_jit
-def _axpy2(s, r, p, hp, tau):  # noqa: ANN001, ANN202
-    """s += τp, r += τHp (the step to the boundary)."""
-    for i in range(s.shape[0]):
-        s[i] += tau * p[i]
-        r[i] += tau * hp[i]
 
 
 @_jit
@@ -215,33 +209,30 @@ def _scalar(x: float, like: Any) -> Any:
     return like.dtype.type(x)
 
 
-def cg_init(g: Any, m: Any, minv: Any, s: Any, r: Any, p: Any) -> tuple[float, float, int]:
-    """Set up CG (s = 0, r = g, minv = 1/M, p = -M⁻¹g; ``m`` and ``minv`` None for M = I).
+def cg_init(g: Any, m: Any, minv: Any, p: Any) -> tuple[float, float, int]:
+    """Set up CG: minv = 1/M, p = -M⁻¹g (``m`` and ``minv`` None for M = I); s = 0 and r = g stay implicit until
+    the first :func:`cg_update` (pass ``g`` to it), which saves writing and re-reading two vectors.
 
     Returns (gᵀM⁻¹g, gᵀg, the number of entries of M that are not positive, NaN included)."""
-    rv, gg, bad = _cg_init(g, m, minv, s, r, p)
+    rv, gg, bad = _cg_init(g, m, minv, p)
     return float(rv), float(gg), int(bad)
 
 
 def cg_curvature(p: Any, hp: Any, s: Any, m: Any) -> tuple[float, float, float]:
-    """(pᵀHp, sᵀMp, pᵀMp) in one pass."""
+    """(pᵀHp, sᵀMp, pᵀMp) in one pass (``s`` None: s = 0)."""
     curv, s_mp, p_mp = _cg_curvature(p, hp, s, m)
     return float(curv), float(s_mp), float(p_mp)
 
 
-def cg_update(s: Any, r: Any, p: Any, hp: Any, minv: Any, alpha: float) -> float:
-    """Take the CG step α in place (s += αp, r += αHp); returns the new rᵀM⁻¹r."""
-    return float(_cg_update(s, r, p, hp, minv, _scalar(alpha, s)))
+def cg_update(s: Any, r: Any, p: Any, hp: Any, minv: Any, alpha: float, g: Any = None) -> float:
+    """Take the CG step α in place (s += αp, r += αHp; with ``g``: s = αp, r = g + αHp); returns the new rᵀM⁻¹r.
+    A step τ to the boundary is the same update with α = τ."""
+    return float(_cg_update(s, r, p, hp, minv, _scalar(alpha, s), g))
 
 
 def cg_direction(p: Any, r: Any, minv: Any, beta: float) -> None:
     """p ← βp - M⁻¹r in place."""
     _cg_direction(p, r, minv, _scalar(beta, p))
-
-
-def axpy2(s: Any, r: Any, p: Any, hp: Any, tau: float) -> None:
-    """s += τp and r += τHp in place."""
-    _axpy2(s, r, p, hp, _scalar(tau, s))
 
 
 def cg_final(g: Any, s: Any, r: Any, m: Any) -> tuple[float, float, float, float]:
@@ -269,11 +260,12 @@ def warm_up(dtype: torch.dtype = torch.float32) -> None:
         return
     g, m, minv, s, r, p, hp = views(*[torch.ones(2, dtype=dtype) for _ in range(7)])
     for mm, mi in ((m, minv), (None, None)):
-        cg_init(g, mm, mi, s, r, p)
+        cg_init(g, mm, mi, p)
+        cg_curvature(p, hp, None, mm)
         cg_curvature(p, hp, s, mm)
+        cg_update(s, r, p, hp, mi, 0.5, g)
         cg_update(s, r, p, hp, mi, 0.5)
         cg_direction(p, r, mi, 0.5)
-        axpy2(s, r, p, hp, 0.5)
         cg_final(g, s, r, mm)
     adagrad_update(s, g, m, 1e-10)
     rmsprop_update(s, g, m, 0.8, 1e-10)

@@ -254,35 +254,37 @@ def _steihaug_cg_fused(g: Tensor, hvp: HVP, radius: float, precond: Tensor | Non
     s_t, r_t, p_t = ws.get("s", g), ws.get("r", g), ws.get("p", g)
     minv_t = ws.get("minv", g) if precond is not None else None
     g_n, m_n, minv_n, s_n, r_n, p_n = fused.views(g, precond, minv_t, s_t, r_t, p_t)
-    rv, gg, not_positive = fused.cg_init(g_n, m_n, minv_n, s_n, r_n, p_n)
+    rv, gg, not_positive = fused.cg_init(g_n, m_n, minv_n, p_n)
     if not_positive:
         raise ValueError("Invalid preconditioner: every entry of M must be positive")
     grad_norm = math.sqrt(max(gg, 0.0))
     g_norm = math.sqrt(max(rv, 0.0))
     if g_norm == 0.0:
-        return SubproblemResult(s_t, 0.0, 0, SolverExit.INTERIOR, 0.0, 0.0, grad_norm)
+        return SubproblemResult(s_t.zero_(), 0.0, 0, SolverExit.INTERIOR, 0.0, 0.0, grad_norm)
     stop_sq = stopping_threshold(g_norm, tol, theta) ** 2
     exit_ = SolverExit.MAX_ITER
     hvps = 0
     s_ms = 0.0
+    first = g_n  # s = 0 and r = g until the first update writes them
     for _ in range(max_iter):
         hp = hvp(p_t)
         hvps += 1
         if hp.dtype != g.dtype or hp.device != g.device or not hp.is_contiguous():
             hp = hp.to(dtype=g.dtype, device=g.device).contiguous()
         hp_n = hp.detach().numpy()
-        curv, s_mp, p_mp = fused.cg_curvature(p_n, hp_n, s_n, m_n)
+        curv, s_mp, p_mp = fused.cg_curvature(p_n, hp_n, None if first is not None else s_n, m_n)
         if curv <= 0.0 or not math.isfinite(curv):
-            fused.axpy2(s_n, r_n, p_n, hp_n, _boundary_tau(s_ms, s_mp, p_mp, radius))
+            fused.cg_update(s_n, r_n, p_n, hp_n, minv_n, _boundary_tau(s_ms, s_mp, p_mp, radius), first)
             exit_ = SolverExit.NEGATIVE_CURVATURE
             break
         alpha = rv / curv
         s_new_ms = s_ms + 2.0 * alpha * s_mp + alpha * alpha * p_mp
         if s_new_ms >= radius * radius:
-            fused.axpy2(s_n, r_n, p_n, hp_n, _boundary_tau(s_ms, s_mp, p_mp, radius))
+            fused.cg_update(s_n, r_n, p_n, hp_n, minv_n, _boundary_tau(s_ms, s_mp, p_mp, radius), first)
             exit_ = SolverExit.BOUNDARY
             break
-        rv_new = fused.cg_update(s_n, r_n, p_n, hp_n, minv_n, alpha)
+        rv_new = fused.cg_update(s_n, r_n, p_n, hp_n, minv_n, alpha, first)
+        first = None
         s_ms = s_new_ms
         if rv_new <= stop_sq:
             exit_ = SolverExit.INTERIOR
