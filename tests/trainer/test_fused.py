@@ -127,8 +127,8 @@ def _problem_net(shared: bool):
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_trial_parameters_are_restored_bit_exactly_and_kept_when_accepted(shared):
-    """Rejected: w is back bit for bit; accepted: w + s is kept. The Parameter objects stay the same (a model or a
-    checkpoint holding them sees the step), whether their storage is swapped or updated in place."""
+    """Rejected: w is back bit for bit; accepted: w + s is kept, in place (the Parameter objects and, for views into
+    a shared buffer, the buffer see the step)."""
     net, closure = _problem_net(shared)
     params = list(net.parameters())
     ids = [id(p) for p in params]
@@ -138,7 +138,7 @@ def test_trial_parameters_are_restored_bit_exactly_and_kept_when_accepted(shared
     assert opt.last_trace["accepted"] is False
     assert all(torch.equal(p.detach(), b) for p, b in zip(net.parameters(), before))
     accept = TrustRegion(params, radius=0.05, eta1=0.0, eta2=1.0)
-    for _ in range(3):  # three accepted steps: the spare storage is reused in turn
+    for _ in range(3):  # three accepted steps: the backup storage is reused
         loss0 = float(closure().detach())
         accept.step(closure)
         assert accept.last_trace["accepted"] is True
@@ -146,5 +146,5 @@ def test_trial_parameters_are_restored_bit_exactly_and_kept_when_accepted(shared
     assert [id(p) for p in net.parameters()] == ids
     moved = math.sqrt(sum(float(((p.detach() - b) ** 2).sum()) for p, b in zip(net.parameters(), before)))
     assert moved > 0
-    if shared:  # in place: the flat buffer the parameters view has moved with them
+    if shared:  # the flat buffer the parameters view has moved with them
         assert torch.equal(net.flat[:80].view(10, 8), net.w1.detach())

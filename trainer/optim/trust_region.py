@@ -15,12 +15,6 @@ from trainer.registry import OPTIMIZERS
 
 __all__ = ["TrustRegion", "radius_update", "TR_DEFAULTS"]
 
-
-def _owns_storage(p: torch.Tensor) -> bool:
-    """Whether ``p`` is a contiguous tensor that is its storage's only occupant (so its ``.data`` can be swapped)."""
-    return (p.is_contiguous() and p.storage_offset() == 0
-            and p.untyped_storage().nbytes() == p.numel() * p.element_size())
-
 # The authors' Table 1 configuration (Fashion-MNIST MLP), defined once in the registry (tr-uniform's pydantic
 # model; tr-rmsprop's carries its radius 1e-4 and gamma2 1.75). TrustRegion's keyword defaults are these values.
 TR_DEFAULTS: dict[str, Any] = {"norm": "uniform", **OPTIMIZERS["tr-uniform"].defaults()}
@@ -106,7 +100,7 @@ class TrustRegion(Optimizer):
         self.last_trace: dict[str, Any] = {}
         self._buffers = [b for b in buffers if torch.is_tensor(b)]
         self._workspace = Workspace()  # the solver's vectors, reused across steps
-        self._spare: list[torch.Tensor] | None = None  # storage for the trial parameters w + s, reused across steps
+        self._backup: list[torch.Tensor] | None = None  # the parameters before a step, reused across steps
 
     def _copy_buffers(self) -> list[torch.Tensor]:
         return [b.detach().clone() for b in self._buffers]
@@ -118,41 +112,6 @@ class TrustRegion(Optimizer):
 
     def _params(self) -> list[torch.Tensor]:
         return [p for p in self.param_groups[0]["params"] if p.requires_grad]
-
-    def _try_step(self, params: list[torch.Tensor], step: torch.Tensor) -> list[torch.Tensor]:
-        """Put w + s in the parameters; returns what restores w bit for bit (see :meth:`_settle`).
-
-        Parameters that own their whole storage (every model in the registry) are not copied: w + s is written
-        into spare tensors (one pass) and the parameters are pointed at them (``.data``), so that w itself is
-        kept untouched. Parameters that are views into a shared buffer are updated in place after a copy.
-        """
-        steps = unflatten_into(step, params)
-        spare = self._spare
-        if spare is None or any(sp.shape != p.shape or sp.dtype != p.dtype or sp.device != p.device
-                                for sp, p in zip(spare, params)) or len(spare) != len(params):
-            spare = self._spare = [torch.empty_like(p, memory_format=torch.contiguous_format) for p in params]
-        if all(_owns_storage(p) for p in params):
-            before = [p.data for p in params]
-            for p, sp, d in zip(params, spare, steps):
-                torch.add(p.data, d, out=sp)
-                p.data = sp
-            return before
-        torch._foreach_copy_(spare, params)  # exact copies
-        torch._foreach_add_(params, steps)
-        return spare
-
-    def _settle(self, params: list[torch.Tensor], before: list[torch.Tensor], accepted: bool) -> None:
-        """Keep w + s (accepted) or restore w bit for bit (rejected), after :meth:`_try_step`."""
-        swapped = before is not self._spare
-        with torch.no_grad():
-            if swapped:
-                if accepted:
-                    self._spare = before  # the old storage is the next step's spare
-                else:
-                    for p, w in zip(params, before):
-                        p.data = w
-            elif not accepted:
-                torch._foreach_copy_(params, before)
 
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
         """One trust-region iteration on the closure's minibatch; returns the loss before the step."""
@@ -193,7 +152,13 @@ class TrustRegion(Optimizer):
 
         buffers_after = self._copy_buffers() if self._buffers else None
         with torch.no_grad():
-            before = self._try_step(params, result.step)
+            if self._backup is None or len(self._backup) != len(params):
+                self._backup = [torch.empty_like(p) for p in params]
+            backup = self._backup
+            # Exact copies, restored bit-for-bit on rejection. (Pointing the parameters at spare storage holding
+            # w + s instead saves a pass but was slower in place: the ρ forward then reads cold memory.)
+            torch._foreach_copy_(backup, params)
+            torch._foreach_add_(params, unflatten_into(result.step, params))
             new_loss = float(closure())
         if buffers_after is not None:  # the ρ forward pass must not count in the running statistics
             self._restore_buffers(buffers_after)
@@ -206,8 +171,9 @@ class TrustRegion(Optimizer):
             rho, self.radius, eta1=group["eta1"], eta2=group["eta2"], gamma1=group["gamma1"],
             gamma2=group["gamma2"], max_radius=group["max_radius"],
         )
-        self._settle(params, before, accepted)
         if not accepted:
+            with torch.no_grad():
+                torch._foreach_copy_(params, backup)
             if buffers_before is not None:
                 self._restore_buffers(buffers_before)
             if snapshot is not None:
