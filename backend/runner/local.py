@@ -3,8 +3,9 @@
 CPU runs: a zygote (``backend.runner.zygote``, setting ``TRUSTLAB_ZYGOTE``, default on) has imported torch and
 the trainer and decoded the configured datasets once; each run's worker process is an ``os.fork()`` of it
 (about a tenth of a second instead of seconds of imports). The zygote reports each child's exit status; a
-dead zygote is restarted (at most ``_MAX_ZYGOTE_DEATHS`` times, then it stays off), and while none is ready
-runs start the ways below. GPU runs, and CPU runs without a ready zygote, use the warm pool:
+dead zygote is restarted (at most ``_MAX_ZYGOTE_DEATHS`` times, then it stays off); a CPU run arriving
+while it (re)starts gets a cold process. While the zygote serves, no idle CPU warm workers are kept (each
+would cost another few seconds of CPU); GPU runs, and CPU runs once the zygote is off, use the warm pool:
 
 A warm worker (``python -m backend.runner.worker --warm``) has imported torch and the trainer and decoded
 the configured datasets before any run exists; starting a run writes its id to the worker's stdin, and

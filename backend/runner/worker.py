@@ -1,7 +1,8 @@
 """Worker process: ``python -m backend.runner.worker RUN_ID`` trains one stored run and writes its records back in batches.
 
 ``python -m backend.runner.worker --warm`` is a warm worker of the local executor's pool: it imports the
-trainer and decodes datasets first, then waits for one run id on stdin, trains that run and exits.
+trainer and decodes datasets first, then waits for one run id on stdin, trains that run and exits. The
+local executor's zygote (``backend.runner.zygote``) calls ``preload`` once and ``train_run`` in each forked child.
 The scheduler claims the run (status "running") and starts this process; the worker reads the RunConfig
 from the store, calls the trainer with a ``StoreReporter`` and sets the final status. SIGTERM (or SIGINT)
 only sets a flag; the trainer sees it through ``should_stop()`` at the next step and ends the run, which

@@ -311,8 +311,8 @@ class Zygote:
             log.warning("zygote said something unexpected: %r", " ".join(words)[:200])
 
     def fork(self, run_id: int, threads: int, timeout: float = 10.0) -> ForkedProcess:
-        """A worker process for ``run_id`` forked by the zygote. Raises ZygoteError (nothing was started then,
-        or the zygote is broken and must be replaced)."""
+        """A worker process for ``run_id`` forked by the zygote. Raises ZygoteError when none was started (a
+        zygote that did not answer in time is killed first, so none can be started later)."""
         if not (self.ready and self.alive()) or self.proc is None or self.proc.stdin is None:
             raise ZygoteError("the zygote is not ready")
         self._forked.pop(run_id, None)
@@ -324,10 +324,11 @@ class Zygote:
         while run_id not in self._forked:
             left = deadline - time.monotonic()
             if left <= 0 or not self.alive():
-                self.pump()
+                why = "died" if not self.alive() else f"did not answer within {timeout:g} s"
+                self.kill()  # dead for sure now: it cannot fork this run later behind our back ...
+                self.pump()  # ... and everything it said is in the pipe: a fork it made is adopted below
                 if run_id in self._forked:
                     break
-                why = "died" if not self.alive() else f"did not answer within {timeout:g} s"
                 raise ZygoteError(f"the zygote {why}")
             self.pump(min(left, 0.1))
         answer = self._forked.pop(run_id)

@@ -242,3 +242,26 @@ def test_forked_process_reports_its_exit_like_popen(tmp_path: Path) -> None:
         wait_for(lambda: run_id not in executor.jobs, timeout=10)  # the scheduler saw the exit
         assert job.proc.returncode == 0 and job.proc.reason == "worker process exited with code 0"
         assert job.proc.cpu_seconds is not None and job.proc.cpu_seconds >= 0 and job.proc.pidfd is None
+
+
+@pytest.mark.slow
+def test_real_trainer_through_a_single_threaded_zygote(tmp_path: Path) -> None:
+    """The real trainer: the zygote imports torch and decodes Fashion-MNIST with one thread and no more; a forked
+    run trains with the scheduler's thread count and stores its metrics."""
+    from trainer.data import dataset_available
+
+    if not dataset_available("fashion-mnist", tmp_path / "data"):
+        pytest.skip("Fashion-MNIST is not on this machine (apt dataset-fashion-mnist or data/)")
+    with _api(tmp_path, trainer="trainer:run", warm_datasets="fashion-mnist", torch_threads=2) as client:
+        executor = _ready(client)
+        zygote_pid = executor.zygote.proc.pid
+        assert executor.zygote.ready_info.endswith("fashion-mnist")
+        assert len(os.listdir(f"/proc/{zygote_pid}/task")) == 1  # no OpenMP pool, no helper thread
+        run_id = _post(client, budget={"backprops": 20}, batch_size=64, train_subset=2000, test_subset=500,
+                       eval_train_size=500, eval_every=10)
+        run = wait_status(client, run_id, FINAL, timeout=120)
+        assert run["status"] == "completed", run
+        assert _points(client, run_id) == 20 and executor.zygote_starts == 1
+        evals = client.get(f"/api/runs/{run_id}/evals").json()["points"]
+        assert len(evals) >= 2 and all(0 <= e["test_accuracy"] <= 1 for e in evals), evals
+        assert len(os.listdir(f"/proc/{zygote_pid}/task")) == 1
