@@ -96,9 +96,14 @@ def test_crashing_children_fail_only_their_run(tmp_path: Path) -> None:
         assert run["status"] == "failed" and "exited with code 3" in run["error"] and "boom" in run["error"], run
         run = wait_status(client, oom, FINAL, timeout=30)  # RLIMIT_AS applies in the forked child
         assert run["status"] == "failed" and run["error"].startswith("out of memory (limit 1 GB"), run
+        aborted = _post(client, **LONG)
+        wait_for(lambda: _points(client, aborted) >= 1, timeout=30)
+        os.kill(_pid(client, aborted), signal.SIGABRT)  # as os.abort() in the child: its status via the zygote
+        run = wait_status(client, aborted, FINAL, timeout=30)
+        assert run["status"] == "failed" and "killed by signal 6 (SIGABRT)" in run["error"], run
         ok = _post(client)
         assert wait_status(client, ok, FINAL, timeout=30)["status"] == "completed"
-        assert executor.zygote.proc.pid == zygote_pid and executor.zygote_starts == 3  # the zygote lives on
+        assert executor.zygote.proc.pid == zygote_pid and executor.zygote_starts == 4  # the zygote lives on
 
 
 def test_two_forked_runs_keep_separate_logs_and_results(tmp_path: Path) -> None:
