@@ -1,4 +1,4 @@
-"""Local executor: one OS process per run on this machine, forked by a pre-warmed zygote (CPU runs) or started warm/cold.
+"""Local executor: one OS process per run here, forked by a pre-warmed zygote (CPU runs) or started warm or cold.
 
 CPU runs: a zygote (``backend.runner.zygote``, setting ``TRUSTLAB_ZYGOTE``, default on) has imported torch and
 the trainer and decoded the configured datasets once; each run's worker process is an ``os.fork()`` of it
