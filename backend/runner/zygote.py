@@ -33,7 +33,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from backend.settings import Settings
@@ -105,11 +105,10 @@ def serve() -> int:
     api_pidfd = os.pidfd_open(os.getppid())
     from backend.runner.worker import preload
 
-    torch_module = sys.modules.get("torch")
     loaded = preload(settings)
-    torch_module = sys.modules.get("torch") or torch_module
-    if torch_module is not None:
-        torch_module.set_num_threads(1)
+    torch = sys.modules.get("torch")  # imported by the trainer (a torch-free test trainer leaves it out)
+    if torch is not None:
+        torch.set_num_threads(1)
     if task_count() != 1:
         print(f"zygote {os.getpid()}: {task_count()} threads after the warm-up (OMP_NUM_THREADS="
               f"{os.environ.get('OMP_NUM_THREADS')}); forking a threaded process is unsafe, so it refuses to serve",
@@ -129,10 +128,7 @@ def serve() -> int:
           file=sys.stderr, flush=True)
     buffer = b""
     while True:
-        try:
-            readable, _, _ = select.select([0, wake_r], [], [])
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
-            continue
+        readable, _, _ = select.select([0, wake_r], [], [])
         if wake_r in readable:
             try:
                 while os.read(wake_r, 512):
@@ -153,7 +149,7 @@ def serve() -> int:
                      [reply_fd, wake_r, wake_w], api_pidfd)
 
 
-def _reap(say: "callable") -> None:
+def _reap(say: Callable[[str], None]) -> None:
     while True:
         try:
             pid, status, usage = os.wait4(-1, os.WNOHANG)
@@ -164,7 +160,9 @@ def _reap(say: "callable") -> None:
         say(f"exit {pid} {status} {usage.ru_utime + usage.ru_stime:.3f}")
 
 
-def _command(words: list[str], settings: "Settings", say: "callable", close: list[int], api_pidfd: int) -> None:
+def _command(words: list[str], settings: "Settings", say: Callable[[str], None], close: list[int],
+             api_pidfd: int) -> None:
+    """``run <run_id> <threads>``: fork the run's worker process (or say why not)."""
     if len(words) != 3 or words[0] != "run" or not words[1].isdigit() or not words[2].isdigit():
         print(f"zygote: ignored a malformed request {' '.join(words)[:200]!r}", file=sys.stderr, flush=True)
         return

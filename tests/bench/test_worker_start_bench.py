@@ -1,4 +1,4 @@
-"""The worker-start bench item: it measures through a real LocalExecutor's zygote and a cold interpreter.
+"""The worker-start bench item: it measures through a real LocalExecutor's zygote and a cold interpreter."""
 from __future__ import annotations
 
 import pytest
