@@ -49,14 +49,14 @@ _MAX_ZYGOTE_DEATHS = 3  # zygotes that died (or broke); then CPU runs use the wa
 REFILL_DELAY_S = 3.0
 
 
-def describe_exit(returncode: int) -> str:
+def describe_exit(returncode: int, what: str = "worker process") -> str:
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = "an unknown signal"
-        return f"worker process was killed by signal {-returncode} ({name})"
-    return f"worker process exited with code {returncode}"
+        return f"{what} was killed by signal {-returncode} ({name})"
+    return f"{what} exited with code {returncode}"
 
 
 def _ended(proc: subprocess.Popen | ForkedProcess) -> str | None:
@@ -284,7 +284,7 @@ class LocalExecutor:
         self._zygote_deaths += 1
         zygote.kill()
         rc = zygote.proc.poll() if zygote.proc is not None else None
-        log.error("the zygote %s (%s): %s", how, describe_exit(rc) if rc is not None else "no exit status",
+        log.error("the zygote %s (%s): %s", how, describe_exit(rc, "it") if rc is not None else "no exit status",
                   _tail(zygote.log, 1000) or "no output")
         self._dead_zygotes.append(zygote)
         if self._zygote_deaths >= _MAX_ZYGOTE_DEATHS:

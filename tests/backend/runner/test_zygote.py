@@ -270,3 +270,21 @@ def test_real_trainer_through_a_single_threaded_zygote(tmp_path: Path) -> None:
         evals = client.get(f"/api/runs/{run_id}/evals").json()["points"]
         assert len(evals) >= 2 and all(0 <= e["test_accuracy"] <= 1 for e in evals), evals
         assert len(os.listdir(f"/proc/{zygote_pid}/task")) == 1
+
+
+def test_a_threaded_zygote_refuses_to_serve_and_runs_start_cold(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("ERROR", logger="trustlab.runner.local")
+    with _api(tmp_path, trainer="tests.backend.runner.threaded_trainer:run") as client:
+        executor = client.app.state.scheduler.executor
+        wait_for(lambda: not executor._zygote_wanted(), timeout=60)  # 3 zygotes refused; it stays off
+        assert executor.zygote is None and executor.zygote_starts == 0
+        log_dir = Path(client.app.state.settings.log_dir)
+        run_id = _post(client)
+        assert wait_status(client, run_id, FINAL, timeout=30)["status"] == "completed"
+        assert executor.cold_starts == 1 and executor.zygote_starts == 0
+    assert not list(log_dir.glob("zygote-*.log"))
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("the zygote exited (it exited with code 3)" in m and "2 threads after the warm-up" in m
+               for m in said) == 3, said
+    assert any("the zygote died 3 times" in m for m in said), said  # removed once nothing needs them
