@@ -217,10 +217,13 @@ class ForkedProcess:
         return self.reason
 
     def send_signal(self, sig: int) -> None:
-        if self.reason is not None or self.pidfd is None:
+        if self.poll() is not None:
             return
         try:
-            signal.pidfd_send_signal(self.pidfd, sig)  # race-free: never a recycled pid
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, sig)  # race-free: never a recycled pid
+            elif self.zygote.alive():
+                os.kill(self.pid, sig)  # unreaped until the zygote reports its exit, so still this process
         except ProcessLookupError:
             return
 
@@ -233,8 +236,12 @@ class ForkedProcess:
         return reason
 
     def _pidfd_says_ended(self) -> bool:
-        if self.pidfd is None:
-            return True
+        if self.pidfd is None:  # no pidfd (refused here) and no zygote: the best left is /proc
+            try:
+                state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                return True
+            return state in ("Z", "X")
         return bool(select.select([self.pidfd], [], [], 0)[0])
 
     def _ended(self, reason: str) -> None:
@@ -338,6 +345,9 @@ class Zygote:
             child.pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             child.pidfd = None  # ended (and reaped) already: the zygote's exit message says how
+        except OSError as exc:  # pidfds refused here (seccomp): fall back to the pid, which the zygote holds
+            log.warning("no pidfd for forked worker %d (%s); signalling it by pid", pid, exc)
+            child.pidfd = None
         return child
 
     def stop(self, timeout: float = 5.0) -> None:
