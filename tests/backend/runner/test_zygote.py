@@ -288,3 +288,25 @@ def test_a_threaded_zygote_refuses_to_serve_and_runs_start_cold(tmp_path: Path,
     assert sum("the zygote exited (it exited with code 3)" in m and "2 threads after the warm-up" in m
                for m in said) == 3, said
     assert any("the zygote died 3 times" in m for m in said), said  # removed once nothing needs them
+
+
+def test_without_pidfds_children_are_still_stopped_and_watched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sandbox that refuses pidfd_open in the API process (seccomp): signals go by pid, exits still arrive."""
+
+    def refused(pid: int, flags: int = 0) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    with _api(tmp_path) as client:
+        executor = _ready(client)
+        monkeypatch.setattr(os, "pidfd_open", refused)  # this process only; the zygote keeps its own
+        stopped, orphan = _post(client, **LONG), _post(client, **{**LONG, "seed": 7})
+        wait_for(lambda: _points(client, stopped) >= 3 and _points(client, orphan) >= 3, timeout=30)
+        assert executor.jobs[stopped].proc.pidfd is None
+        client.post(f"/api/runs/{stopped}/cancel")
+        assert wait_status(client, stopped, FINAL, timeout=30)["status"] == "cancelled"
+        zygote = executor.zygote.proc
+        zygote.send_signal(signal.SIGKILL)
+        zygote.wait(timeout=10)  # gone before its child: nobody reports the child's status
+        os.kill(_pid(client, orphan), signal.SIGKILL)
+        run = wait_status(client, orphan, FINAL, timeout=30)
+        assert run["status"] == "failed" and "exit status is unknown" in run["error"], run
