@@ -106,6 +106,10 @@ class Settings(BaseSettings):
         default="local", description="where runs execute: local worker processes, or a Ray cluster (needs PostgreSQL)")
     warm_workers: int = Field(default=2, ge=0, le=64,
                               description="local executor: idle pre-started workers kept ready (0: cold start)")
+    zygote: bool = Field(default=True,
+                         description="local executor: fork CPU runs' worker processes from one pre-warmed fork "
+                                     "server (torch imported, datasets decoded) instead of starting interpreters; "
+                                     "off: warm pool / cold start")
     warm_datasets: str = Field(default="fashion-mnist",
                                description='datasets a warm worker decodes in advance, comma-separated ("" none)')
     ray_address: str | None = Field(default=None, description='Ray cluster to join, e.g. "127.0.0.1:6379"; '

@@ -1,11 +1,11 @@
 """Item ``launch``: seconds from ``POST /api/runs`` to the run's first point visible through the API.
 
-A real API (uvicorn, SQLite store, local executor with its default warm pool, 3 run slots) first starts
-two long background runs (TR RMSprop, Fashion-MNIST MLP) that keep training throughout. Then ``launches``
-small runs (SGD on the MLP, 40 steps) are launched one after another; for each, a client polls
-``GET /api/runs/{id}/metrics`` every 20 ms and notes when the first point appears. Between launches the
-bench waits for the run to finish and ``settle`` seconds more (a user does not launch every second; the
-pool refills in that time). The background runs are cancelled at the end.
+A real API (uvicorn, SQLite store, local executor with its defaults: CPU runs forked by its zygote, 3 run
+slots) first starts two long background runs (TR RMSprop, Fashion-MNIST MLP) that keep training throughout.
+Then ``launches`` small runs (SGD on the MLP, 40 steps) are launched one after another; for each, a client
+polls ``GET /api/runs/{id}/metrics`` every 20 ms and notes when the first point appears. Between launches
+the bench waits for the run to finish and ``settle`` seconds more (a user does not launch every second).
+The background runs are cancelled at the end. ``zygote=False`` measures the warm-pool path instead.
 """
 from __future__ import annotations
 
@@ -48,19 +48,21 @@ def _wait_final(http: httpx.Client, run_id: int, timeout: float = 120.0) -> dict
 
 
 def measure_launch(*, launches: int = 10, settle: float = 6.0, poll: float = 0.02, port: int | None = None,
-                   warm_workers: int | None = None) -> tuple[dict, dict, dict]:
+                   warm_workers: int | None = None, zygote: bool = True) -> tuple[dict, dict, dict]:
     with temp_dir() as d:
         tmp = Path(d)
         extra = {"TRUSTLAB_MAX_CONCURRENT_RUNS": "3"}
         if warm_workers is not None:
             extra["TRUSTLAB_WARM_WORKERS"] = str(warm_workers)
+        if not zygote:
+            extra["TRUSTLAB_ZYGOTE"] = "0"
         with ApiServer(tmp, env=bench_environment(tmp, **extra), port=port) as api, \
                 httpx.Client(base_url=api.url, timeout=30) as http:
-            time.sleep(settle * 2)  # the API has just started its warm pool
+            time.sleep(settle * 2)  # the API has just started its zygote (or warm pool)
             background = [http.post("/api/runs", json={**_BACKGROUND, "seed": s}).json()["id"] for s in (1, 2)]
             for run_id in background:
                 _first_point(http, run_id, 120.0, 0.1)
-            time.sleep(settle * 2)  # they took the warm workers; the pool refills
+            time.sleep(settle * 2)  # without the zygote they took the warm workers; the pool refills
             seconds = []
             for i in range(launches):
                 r = http.post("/api/runs", json={**_LAUNCH, "seed": 10 + i})
@@ -78,4 +80,5 @@ def measure_launch(*, launches: int = 10, settle: float = 6.0, poll: float = 0.0
                 _wait_final(http, run_id)
     values = {"launch_to_first_point_p50_s": median(seconds), "launch_to_first_point_p95_s": percentile(seconds, 95)}
     return values, {}, {"launch_seconds": [round(s, 3) for s in seconds], "launches": launches, "background_runs": 2,
-                        "background_status_during": still, "settle_s": settle, "poll_s": poll}
+                        "background_status_during": still, "settle_s": settle, "poll_s": poll,
+                        "start_path": "zygote (fork server)" if zygote else "warm pool"}

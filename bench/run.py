@@ -151,7 +151,7 @@ ITEMS: dict[str, tuple[Callable[[argparse.Namespace], ItemResult], tuple[str, ..
     "live": (_live, ("live_latency_s",)),
     "compare": (_compare, ("compare_first_load_s_40_runs", "compare_payload_mb_40_runs",
                            "compare_refresh_ms_40_runs")),
-    "worker": (_worker, ("worker_start_s",)),
+    "worker": (_worker, ("worker_start_s", "worker_cold_start_s")),
     "launch": (_launch, ("launch_to_first_point_p50_s", "launch_to_first_point_p95_s")),
     "load": (_load, ("load_incremental_p50_ms", "load_incremental_p95_ms", "load_incremental_p99_ms",
                      "load_full_p95_ms", "load_full_p99_ms", "load_errors", "load_5xx")),

@@ -1,4 +1,4 @@
-"""Item ``scale``: 50 tiny runs through each executor (local warm pool; Ray on a local loopback cluster).
+"""Item ``scale``: 50 tiny runs through each executor (local: CPU runs forked by its zygote; Ray: a loopback cluster).
 
 Each executor gets its own API (in-process, job runner on) with the torch-free fake trainer
 (``tests.backend.fake_trainer``: 20 steps, no sleeping), so what is measured is the runner itself:

@@ -1,4 +1,11 @@
-"""Local executor: one OS process per run on this machine, started from a pool of warm (pre-started) workers.
+"""Local executor: one OS process per run here, forked by a pre-warmed zygote (CPU runs) or started warm or cold.
+
+CPU runs: a zygote (``backend.runner.zygote``, setting ``TRUSTLAB_ZYGOTE``, default on) has imported torch and
+the trainer and decoded the configured datasets once; each run's worker process is an ``os.fork()`` of it
+(about a tenth of a second instead of seconds of imports). The zygote reports each child's exit status; a
+dead zygote is restarted (at most ``_MAX_ZYGOTE_DEATHS`` times, then it stays off); a CPU run arriving
+while it (re)starts gets a cold process. While the zygote serves, no idle CPU warm workers are kept (each
+would cost another few seconds of CPU); GPU runs, and CPU runs once the zygote is off, use the warm pool:
 
 A warm worker (``python -m backend.runner.worker --warm``) has imported torch and the trainer and decoded
 the configured datasets before any run exists; starting a run writes its id to the worker's stdin, and
@@ -26,6 +33,7 @@ from backend.runner import lifecycle
 from backend.runner.devices import SlotPlan, plan_slots
 from backend.runner.executor import Exit
 from backend.runner.worker import log_path
+from backend.runner.zygote import ForkedProcess, Zygote, ZygoteError
 from backend.settings import Settings
 
 __all__ = ["LocalExecutor", "describe_exit", "REPO_ROOT"]
@@ -35,19 +43,28 @@ log = logging.getLogger("trustlab.runner.local")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _TAIL_BYTES = 4000
 _MAX_IDLE_DEATHS = 3  # warm workers that died before getting a run; then the pool is switched off
+_MAX_ZYGOTE_DEATHS = 3  # zygotes that died (or broke); then CPU runs use the warm pool / cold start
 # After a hand-over the pool waits this long before starting a replacement, so the replacement's imports
 # and warm-up do not compete for the cores with the run that has just started (its first point is due).
 REFILL_DELAY_S = 3.0
 
 
-def describe_exit(returncode: int) -> str:
+def describe_exit(returncode: int, what: str = "worker process") -> str:
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = "an unknown signal"
-        return f"worker process was killed by signal {-returncode} ({name})"
-    return f"worker process exited with code {returncode}"
+        return f"{what} was killed by signal {-returncode} ({name})"
+    return f"{what} exited with code {returncode}"
+
+
+def _ended(proc: subprocess.Popen | ForkedProcess) -> str | None:
+    """None while ``proc`` runs; then how it ended (``describe_exit`` or the zygote child's reason)."""
+    if isinstance(proc, ForkedProcess):
+        return proc.poll()
+    rc = proc.poll()
+    return None if rc is None else describe_exit(rc)
 
 
 def _tail(path: Path, limit: int = _TAIL_BYTES) -> str:
@@ -63,7 +80,7 @@ def _tail(path: Path, limit: int = _TAIL_BYTES) -> str:
 @dataclass
 class _Job:
     run_id: int
-    proc: subprocess.Popen
+    proc: subprocess.Popen | ForkedProcess
     slot: int
     log: Path
     warm_log: Path | None = None
@@ -99,6 +116,10 @@ class LocalExecutor:
         self.warm: list[_Warm] = []
         self.warm_starts = 0  # runs handed to a warm worker (for tests and the bench)
         self.cold_starts = 0
+        self.zygote_starts = 0  # runs forked by the zygote
+        self.zygote: Zygote | None = None
+        self._zygote_deaths = 0
+        self._dead_zygotes: list[Zygote] = []  # kept until their children ended (their exit messages)
         self._idle_deaths = 0
         self._seq = itertools.count()
         self._refill_after = 0.0
@@ -109,7 +130,9 @@ class LocalExecutor:
 
     def describe(self) -> str:
         return (f"local executor: {self.plan.limit} run slot(s) (GPUs: {','.join(self.plan.gpus) or 'none'}), "
-                f"{self.plan.torch_threads} torch thread(s) per run, {self._warm_target()} warm worker(s)")
+                f"{self.plan.torch_threads} torch thread(s) per run, "
+                f"{'a zygote (fork server) for CPU runs, ' if self._zygote_wanted() else ''}"
+                f"{self._warm_target()} warm worker(s)")
 
     def has_capacity(self) -> bool:
         return bool(self._free_slots())
@@ -124,7 +147,9 @@ class LocalExecutor:
         gpu = self.plan.slots[slot]
         path = log_path(self.settings, run_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        job = self._hand_to_warm(run_id, gpu, slot, path)
+        job = self._fork(run_id, slot, path) if gpu is None else None
+        if job is None:
+            job = self._hand_to_warm(run_id, gpu, slot, path)
         if job is None:
             with path.open("ab") as out:
                 proc = subprocess.Popen([self.python, "-m", "backend.runner.worker", str(run_id)],
@@ -135,8 +160,8 @@ class LocalExecutor:
             self.cold_starts += 1
         self.jobs[run_id] = job
         lifecycle.record_worker(self.engine, run_id, pid=job.proc.pid)
-        log.info("run %d: %s worker pid %d on %s", run_id, "warm" if job.warm_log else "cold", job.proc.pid,
-                 gpu and f"GPU {gpu}" or "CPU")
+        how = "forked" if isinstance(job.proc, ForkedProcess) else "warm" if job.warm_log else "cold"
+        log.info("run %d: %s worker pid %d on %s", run_id, how, job.proc.pid, gpu and f"GPU {gpu}" or "CPU")
         self._refill_after = time.monotonic() + REFILL_DELAY_S
 
     def running(self) -> set[int]:
@@ -157,14 +182,14 @@ class LocalExecutor:
     def poll(self) -> list[Exit]:
         exits = []
         for run_id, job in list(self.jobs.items()):
-            rc = job.proc.poll()
-            if rc is None:
+            reason = _ended(job.proc)
+            if reason is None:
                 continue
             del self.jobs[run_id]
             tail = _tail(job.log) or (_tail(job.warm_log) if job.warm_log else "")
             if job.warm_log is not None:
                 job.warm_log.unlink(missing_ok=True)
-            exits.append(Exit(run_id=run_id, reason=describe_exit(rc), stop_sent=job.term_sent is not None,
+            exits.append(Exit(run_id=run_id, reason=reason, stop_sent=job.term_sent is not None,
                               forced=job.kill_sent is not None, log_tail=tail, log_name=str(job.log)))
         return exits
 
@@ -172,7 +197,9 @@ class LocalExecutor:
         return set()  # worker processes of an earlier API process cannot be watched again
 
     def maintain(self) -> None:
-        """Drop warm workers that died idle (saying why), then start new ones up to the target."""
+        """Keep the zygote up (restart a dead one); drop warm workers that died idle (saying why), then start
+        new ones up to the target."""
+        self._maintain_zygote()
         for warm in list(self.warm):
             rc = warm.proc.poll()
             if rc is None:
@@ -198,10 +225,10 @@ class LocalExecutor:
         for job in self.jobs.values():
             self.stop_run(job.run_id, force=False)
         deadline = time.monotonic() + grace
-        while any(j.proc.poll() is None for j in self.jobs.values()) and time.monotonic() < deadline:
+        while any(_ended(j.proc) is None for j in self.jobs.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
         for job in self.jobs.values():
-            if job.proc.poll() is None:
+            if _ended(job.proc) is None:
                 self.stop_run(job.run_id, force=True)
                 job.proc.wait(timeout=10)
         for warm in self.warm:
@@ -212,7 +239,80 @@ class LocalExecutor:
                 warm.proc.wait(timeout=10)
             warm.log.unlink(missing_ok=True)
         self.warm.clear()
-        return self.poll()
+        exits = self.poll()
+        for zygote in [self.zygote, *self._dead_zygotes]:
+            if zygote is not None:
+                zygote.stop()
+                zygote.log.unlink(missing_ok=True)
+        self.zygote, self._dead_zygotes = None, []
+        return exits
+
+    # -- zygote ------------------------------------------------------------------------------------
+    def _zygote_wanted(self) -> bool:
+        """CPU runs are forked by a zygote: the setting is on, there are CPU slots, and it has not died too often."""
+        return (self.settings.zygote and None in self.plan.slots and self._zygote_deaths < _MAX_ZYGOTE_DEATHS
+                and hasattr(os, "pidfd_open"))
+
+    def _maintain_zygote(self) -> None:
+        """Start the zygote; notice a dead one (log its tail, count it, start another while under the bound)."""
+        for old in list(self._dead_zygotes):
+            old.pump()
+            if not any(isinstance(j.proc, ForkedProcess) and j.proc.zygote is old for j in self.jobs.values()):
+                old.stop()
+                old.log.unlink(missing_ok=True)
+                self._dead_zygotes.remove(old)
+        zygote = self.zygote
+        if zygote is not None:
+            zygote.pump()
+            if zygote.alive():
+                return
+            self._zygote_died(zygote, "exited")
+        if not self._zygote_wanted():
+            return
+        zygote = Zygote(python=self.python, env=self._zygote_environment(), cwd=str(Path.cwd()),
+                        log=self.settings.log_dir / f"zygote-{os.getpid()}-{next(self._seq)}.log")
+        try:
+            zygote.start()
+        except OSError as exc:
+            self._zygote_deaths += 1
+            log.error("could not start the zygote: %s", exc)
+            return
+        self.zygote = zygote
+
+    def _zygote_died(self, zygote: Zygote, how: str) -> None:
+        self.zygote = None
+        self._zygote_deaths += 1
+        zygote.kill()
+        rc = zygote.proc.poll() if zygote.proc is not None else None
+        log.error("the zygote %s (%s): %s", how, describe_exit(rc, "it") if rc is not None else "no exit status",
+                  _tail(zygote.log, 1000) or "no output")
+        self._dead_zygotes.append(zygote)
+        if self._zygote_deaths >= _MAX_ZYGOTE_DEATHS:
+            log.error("the zygote died %d times: CPU runs now use the warm pool or start cold (see the messages "
+                      "above)", self._zygote_deaths)
+
+    def _fork(self, run_id: int, slot: int, path: Path) -> _Job | None:
+        """The run's worker process forked by the zygote; None when no zygote is ready (or it failed now)."""
+        zygote = self.zygote
+        if zygote is None:
+            return None
+        zygote.pump()
+        if not zygote.ready:
+            return None
+        try:
+            child = zygote.fork(run_id, self.plan.torch_threads)
+        except ZygoteError as exc:
+            self._zygote_died(zygote, f"could not fork run {run_id} ({exc})")
+            return None
+        self.zygote_starts += 1
+        return _Job(run_id=run_id, proc=child, slot=slot, log=path)
+
+    def _zygote_environment(self) -> dict[str, str]:
+        """A CPU worker's environment with one thread and no GPU: the zygote never starts a thread or CUDA."""
+        env = self._environment(None)
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TRUSTLAB_TORCH_THREADS="1", CUDA_VISIBLE_DEVICES="",
+                   TRUSTLAB_GPUS="")
+        return env
 
     # -- warm pool ---------------------------------------------------------------------------------
     def _warm_target(self) -> int:
@@ -224,7 +324,8 @@ class LocalExecutor:
             return {}
         gpus = list(dict.fromkeys(self.plan.slots))
         per = max(1, self.settings.warm_workers // len(gpus))
-        return {gpu: per for gpu in gpus}
+        zygote = self._zygote_wanted()  # CPU runs are forked; no idle CPU interpreters are kept
+        return {gpu: per for gpu in gpus if not (zygote and gpu is None)}
 
     def _take_warm(self, gpu: str | None) -> _Warm | None:
         for warm in self.warm:
@@ -288,7 +389,7 @@ class LocalExecutor:
         return free[0]
 
     @staticmethod
-    def _signal(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    def _signal(proc: subprocess.Popen | ForkedProcess, sig: signal.Signals) -> None:
         try:
             proc.send_signal(sig)
         except ProcessLookupError:

@@ -1,7 +1,8 @@
 """Worker process: ``python -m backend.runner.worker RUN_ID`` trains one stored run and writes its records back in batches.
 
 ``python -m backend.runner.worker --warm`` is a warm worker of the local executor's pool: it imports the
-trainer and decodes datasets first, then waits for one run id on stdin, trains that run and exits.
+trainer and decodes datasets first, then waits for one run id on stdin, trains that run and exits. The
+local executor's zygote (``backend.runner.zygote``) calls ``preload`` once and ``train_run`` in each forked child.
 The scheduler claims the run (status "running") and starts this process; the worker reads the RunConfig
 from the store, calls the trainer with a ``StoreReporter`` and sets the final status. SIGTERM (or SIGINT)
 only sets a flag; the trainer sees it through ``should_stop()`` at the next step and ends the run, which
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import select as io_select
 import signal
 import sys
 import threading
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from backend.settings import Settings
 
 __all__ = ["StoreReporter", "main", "warm_main", "train_run", "preload", "final_status", "finish_run", "clean_json",
-           "log_path"]
+           "log_path", "redirect_output"]
 
 _STEP_TABLE = StepMetric.__table__
 _EVAL_TABLE = Evaluation.__table__
@@ -184,9 +186,13 @@ def _load_trainer(spec: str) -> Callable[..., dict[str, Any]]:
 
 
 def train_run(run_id: int, settings: "Settings", stop: threading.Event, *, parent_pid: int | None,
-              train: Callable[..., dict[str, Any]] | None = None) -> int:
+              train: Callable[..., dict[str, Any]] | None = None, api_pidfd: int | None = None) -> int:
     """Train stored run ``run_id`` in this process and set its final state. Exit code: 0 trained (any final
-    state) or nothing to do, 1 worker error, 2 no such run."""
+    state) or nothing to do, 1 worker error, 2 no such run.
+
+    ``parent_pid``: the API process is our parent (cold and warm workers); the run stops as "interrupted" when
+    the parent changes. ``api_pidfd``: a pidfd of the API process for workers that are not its children
+    (forked by the zygote); the run stops the same way when that process ends."""
     from backend.db import make_engine
     from backend import limits
     from trainer.config import from_stored
@@ -213,6 +219,8 @@ def train_run(run_id: int, settings: "Settings", stop: threading.Event, *, paren
         reporter = StoreReporter(engine, run_id, stop, flush_seconds=settings.flush_seconds,
                                  flush_records=settings.flush_records, parent_pid=parent_pid,
                                  torch_threads=settings.torch_threads)
+        if api_pidfd is not None:
+            _watch_api(api_pidfd, reporter)
         reporter = limits.prepare_worker(settings, config, reporter)
         train = train or _load_trainer(settings.trainer)
         summary = train(config, reporter, data_dir=str(settings.data_dir), download=settings.download)
@@ -229,6 +237,16 @@ def train_run(run_id: int, settings: "Settings", stop: threading.Event, *, paren
         return 1
     finally:
         engine.dispose()
+
+
+def _watch_api(pidfd: int, reporter: StoreReporter) -> None:
+    """Mark ``reporter`` orphaned (the trainer stops at its next step) once the process behind ``pidfd`` ends."""
+
+    def watch() -> None:
+        io_select.select([pidfd], [], [])
+        reporter.orphaned = True
+
+    threading.Thread(target=watch, name="api-watch", daemon=True).start()
 
 
 def preload(settings: "Settings") -> list[str]:
@@ -268,7 +286,7 @@ def preload(settings: "Settings") -> list[str]:
 _PRELOADED: list[Any] = []  # decoded datasets of a warm worker (trainer.data caches by path when it can)
 
 
-def _redirect_output(path: Path) -> None:
+def redirect_output(path: Path) -> None:
     """Send this process's stdout and stderr (fds 1 and 2) to ``path`` from now on."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -310,7 +328,7 @@ def warm_main() -> int:
         return 0
     busy.set()
     run_id = int(line)
-    _redirect_output(log_path(settings, run_id))
+    redirect_output(log_path(settings, run_id))
     return train_run(run_id, settings, stop, parent_pid=parent_pid)
 
 

@@ -1,4 +1,4 @@
-"""The local executor's warm pool: runs go to pre-started workers, one process per run, the pool refills,
+"""The local executor's warm pool (the zygote switched off; it is tested in test_zygote.py): runs go to pre-started workers, one process per run, the pool refills,
 a worker dying idle is replaced (and the pool switches itself off after repeated deaths), cold start without it."""
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _pid(client: TestClient, run_id: int) -> int:
 
 
 def test_runs_use_warm_workers_one_process_each_and_the_pool_refills(tmp_path: Path) -> None:
-    with TestClient(create_app(make_settings(tmp_path, scheduler=True, warm_workers=1))) as client:
+    with TestClient(create_app(make_settings(tmp_path, scheduler=True, zygote=False, warm_workers=1))) as client:
         executor = _executor(client)
         wait_for(lambda: len(executor.warm) == 1)
         warm_pid = executor.warm[0].proc.pid
@@ -45,7 +45,7 @@ def test_runs_use_warm_workers_one_process_each_and_the_pool_refills(tmp_path: P
 
 
 def test_crash_in_a_warm_worker_fails_that_run_only(tmp_path: Path) -> None:
-    with TestClient(create_app(make_settings(tmp_path, scheduler=True, warm_workers=1))) as client:
+    with TestClient(create_app(make_settings(tmp_path, scheduler=True, zygote=False, warm_workers=1))) as client:
         wait_for(lambda: len(_executor(client).warm) == 1)
         crash = client.post("/api/runs", json={**MLP_RUN, "seed": 668}).json()["id"]
         run = wait_status(client, crash, FINAL)
@@ -55,7 +55,7 @@ def test_crash_in_a_warm_worker_fails_that_run_only(tmp_path: Path) -> None:
 
 
 def test_worker_dying_idle_is_replaced_and_repeated_deaths_switch_the_pool_off(tmp_path: Path) -> None:
-    with TestClient(create_app(make_settings(tmp_path, scheduler=True, warm_workers=1))) as client:
+    with TestClient(create_app(make_settings(tmp_path, scheduler=True, zygote=False, warm_workers=1))) as client:
         executor = _executor(client)
         for _ in range(3):
             wait_for(lambda: executor.warm and executor.warm[0].proc.poll() is None)
@@ -70,7 +70,7 @@ def test_worker_dying_idle_is_replaced_and_repeated_deaths_switch_the_pool_off(t
 
 
 def test_no_warm_workers_means_cold_starts(tmp_path: Path) -> None:
-    with TestClient(create_app(make_settings(tmp_path, scheduler=True, warm_workers=0))) as client:
+    with TestClient(create_app(make_settings(tmp_path, scheduler=True, zygote=False, warm_workers=0))) as client:
         executor = _executor(client)
         run_id = client.post("/api/runs", json=MLP_RUN).json()["id"]
         assert wait_status(client, run_id, FINAL)["status"] == "completed"
@@ -78,7 +78,7 @@ def test_no_warm_workers_means_cold_starts(tmp_path: Path) -> None:
 
 
 def test_shutdown_stops_idle_warm_workers(tmp_path: Path) -> None:
-    with TestClient(create_app(make_settings(tmp_path, scheduler=True, warm_workers=2))) as client:
+    with TestClient(create_app(make_settings(tmp_path, scheduler=True, zygote=False, warm_workers=2))) as client:
         executor = _executor(client)
         wait_for(lambda: len(executor.warm) == 2)
         procs = [w.proc for w in executor.warm]
