@@ -280,6 +280,10 @@ def preload(settings: "Settings") -> list[str]:
                 print(f"warm worker: warm-up run on {name} ended {summary.get('status')}: {summary.get('message')}",
                       flush=True)
         loaded.append(name)
+    if device == "cpu" and loaded:
+        from trainer.optim import fused
+
+        fused.warm_up()  # every TR kernel compiled or loaded from its cache now, not in a run's first step
     return loaded
 
 
