@@ -30,7 +30,6 @@ import contextlib
 import math
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 
 __all__ = ["enabled", "use", "numba_version", "views", "cg_init", "cg_curvature", "cg_update", "cg_direction",
