@@ -10,12 +10,11 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from backend.main import create_app
-from backend.tables import Run
 from bench.ray_cluster import LocalRayCluster, ray_available
 from tests.backend.conftest import MLP_RUN, make_settings, wait_for, wait_status
+from tests.backend.runner.helpers import points as _points, post_run as _post, worker_pid as _pid
 from tests.backend.test_postgres import pg_url, postgres  # noqa: F401 - fixtures
 
 FINAL = ("completed", "diverged", "failed", "cancelled", "interrupted")
@@ -46,21 +45,6 @@ def make_api(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Te
 
     factory.kind = kind  # type: ignore[attr-defined]
     return factory
-
-
-def _post(client: TestClient, **changes: Any) -> int:
-    r = client.post("/api/runs", json={**MLP_RUN, **changes})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
-
-
-def _points(client: TestClient, run_id: int) -> int:
-    return client.get(f"/api/runs/{run_id}/metrics").json()["total"]
-
-
-def _pid(client: TestClient, run_id: int) -> int | None:
-    with client.app.state.engine.connect() as conn:
-        return conn.execute(select(Run.pid).where(Run.id == run_id)).scalar()
 
 
 def test_run_completes(make_api: Callable[..., TestClient]) -> None:

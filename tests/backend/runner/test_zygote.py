@@ -22,6 +22,7 @@ from backend.runner.local import LocalExecutor
 from backend.runner.zygote import ForkedProcess
 from backend.tables import Run
 from tests.backend.conftest import MLP_RUN, make_settings, wait_for, wait_status
+from tests.backend.runner.helpers import points as _points, post_run as _post, worker_pid as _pid
 
 FINAL = ("completed", "diverged", "failed", "cancelled", "interrupted")
 LONG = {**MLP_RUN, "budget": {"seconds": 60}}
@@ -35,21 +36,6 @@ def _ready(client: TestClient) -> LocalExecutor:
     executor: LocalExecutor = client.app.state.scheduler.executor
     wait_for(lambda: executor.zygote is not None and executor.zygote.ready, timeout=60)
     return executor
-
-
-def _post(client: TestClient, **changes: Any) -> int:
-    r = client.post("/api/runs", json={**MLP_RUN, **changes})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
-
-
-def _points(client: TestClient, run_id: int) -> int:
-    return client.get(f"/api/runs/{run_id}/metrics").json()["total"]
-
-
-def _pid(client: TestClient, run_id: int) -> int | None:
-    with client.app.state.engine.connect() as conn:
-        return conn.execute(select(Run.pid).where(Run.id == run_id)).scalar()
 
 
 def _parent(pid: int) -> int:
