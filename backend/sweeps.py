@@ -39,7 +39,8 @@ def log_grid(low: float, high: float, per_decade: int) -> list[float]:
         raise ValueError(f"Invalid log range: need 0 < low <= high, both finite, got low={low}, high={high}")
     if not 1 <= per_decade <= 20:
         raise ValueError(f"Invalid per_decade {per_decade}: use 1..20")
-    n = int(math.floor(math.log10(high / low) * per_decade + 1e-9)) + 1
+    # log10(high) - log10(low), not log10(high / low): the quotient overflows for a subnormal low (5e-324)
+    n = int(math.floor((math.log10(high) - math.log10(low)) * per_decade + 1e-9)) + 1
     if n > MAX_POINTS_PER_PARAM:
         raise ValueError(f"Invalid log range: {n} points; at most {MAX_POINTS_PER_PARAM} per hyperparameter "
                          "(narrow the range or use fewer points per decade)")

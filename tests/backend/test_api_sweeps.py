@@ -26,6 +26,18 @@ def test_log_grid_half_decades_and_bounds():
         log_grid(1.0, 0.1, 2)
     with pytest.raises(ValueError, match="at most 50"):
         log_grid(1e-8, 1e8, 4)
+    with pytest.raises(ValueError, match="at most 50"):  # a subnormal low: high / low overflowed (a 500 before)
+        log_grid(5e-324, 1.0, 2)
+
+
+def test_subnormal_log_range_is_a_422_naming_the_field(client: TestClient):
+    """Found by the fuzz test: low = 5e-324 crashed the grid count with an OverflowError (500)."""
+    body = {**SWEEP, "optimizers": [{"name": "adam", "space": {"lr": {"low": 5e-324, "high": 1.0}}}]}
+    r = client.post("/api/sweeps", json=body)
+    assert r.status_code == 422, r.text
+    assert "at most 50" in r.text and "space" in r.text
+    with client.app.state.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Sweep)).scalar() == 0
 
 
 def test_default_space_is_lr_over_half_decades_and_tr_methods_are_sweepable():
