@@ -66,6 +66,7 @@ class Workspace:
 
     def __init__(self) -> None:
         self._bufs: dict[str, Tensor] = {}
+        self._views: dict[str, tuple[Tensor, np.ndarray]] = {}
 
     def get(self, name: str, like: Tensor) -> Tensor:
         """An uninitialised buffer ``name`` with ``like``'s shape, dtype and device (kept for the next call)."""
@@ -73,6 +74,17 @@ class Workspace:
         if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or buf.device != like.device:
             buf = self._bufs[name] = torch.empty_like(like, memory_format=torch.contiguous_format)
         return buf
+
+    def arrays(self, names: tuple[str, ...], like: Tensor) -> list[tuple[Tensor, np.ndarray]]:
+        """Buffers like :meth:`get` (CPU), each with a NumPy view of its memory, made once and kept with it."""
+        out = []
+        for name in names:
+            buf = self.get(name, like)
+            view = self._views.get(name)
+            if view is None or view[0] is not buf:
+                view = self._views[name] = (buf, buf.numpy())
+            out.append(view)
+        return out
 
     def rows(self, name: str, n: int, like: Tensor) -> Tensor:
         """An uninitialised ``n × like.numel()`` buffer (e.g. a Lanczos basis), kept for the next call."""
@@ -251,9 +263,10 @@ def _steihaug_cg_fused(g: Tensor, hvp: HVP, radius: float, precond: Tensor | Non
                        max_iter: int, ws: Workspace) -> SubproblemResult:
     """:func:`steihaug_cg` on a CPU with fused passes (:mod:`trainer.optim.fused`): the same iteration, exit rules
     and M-inner products; no tentative vectors, since on the CPU the scalars are at hand without a transfer."""
-    s_t, r_t, p_t = ws.get("s", g), ws.get("r", g), ws.get("p", g)
-    minv_t = ws.get("minv", g) if precond is not None else None
-    g_n, m_n, minv_n, s_n, r_n, p_n = fused.views(g, precond, minv_t, s_t, r_t, p_t)
+    names = ("s", "r", "p", "minv") if precond is not None else ("s", "r", "p")
+    (s_t, s_n), (r_t, r_n), (p_t, p_n), *inv = ws.arrays(names, g)
+    minv_n = inv[0][1] if inv else None
+    g_n, m_n = fused.views(g, precond)
     rv, gg, not_positive = fused.cg_init(g_n, m_n, minv_n, p_n)
     if not_positive:
         raise ValueError("Invalid preconditioner: every entry of M must be positive")
