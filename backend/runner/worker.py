@@ -20,7 +20,7 @@ from typing import Any, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 
 from backend.rollup import BlockRollup
 from backend.runner import lifecycle
@@ -87,7 +87,13 @@ class StoreReporter:
         self._last: dict[str, Any] | None = None
         self._last_eval_backprops: dict[int, int] = {}
         self._next_flush = time.monotonic() + flush_seconds
-        self._insert_steps = _StepInsert(engine, run_id)
+        self._insert_steps = _Prepared(engine, insert(_STEP_TABLE), _STEP_ROW)
+        self._insert_blocks = _Prepared(engine, insert(_BLOCK_TABLE), _BLOCK_ROW)
+        self._insert_evals = _Prepared(engine, insert(_EVAL_TABLE), _EVAL_ROW)
+        self._delete_evals = _Prepared(engine, delete(_EVAL_TABLE).where(_EVAL_TABLE.c.run_id == bindparam("e_run_id"),
+                                                                         _EVAL_TABLE.c.step == bindparam("e_step")),
+                                       ("e_run_id", "e_step"))
+        self._update_progress = _Prepared(engine, _progress_update(), (*(f"p_{n}" for n in _PROGRESS), "p_run_id"))
 
     # -- Reporter protocol -------------------------------------------------------------------------
     def on_start(self, info: dict[str, Any]) -> None:
@@ -183,13 +189,12 @@ class StoreReporter:
             if steps:
                 self._insert_steps(conn, steps)
             if blocks:
-                conn.execute(insert(_BLOCK_TABLE), blocks)
+                self._insert_blocks(conn, [tuple(b[name] for name in _BLOCK_ROW) for b in blocks])
             if evals:
-                conn.execute(delete(_EVAL_TABLE).where(_EVAL_TABLE.c.run_id == self.run_id,
-                                                       _EVAL_TABLE.c.step.in_([e["step"] for e in evals])))
-                conn.execute(insert(_EVAL_TABLE), evals)
+                self._delete_evals(conn, [(self.run_id, e["step"]) for e in evals])  # an evaluation re-sent
+                self._insert_evals(conn, [tuple(e[name] for name in _EVAL_ROW) for e in evals])
             if progress:
-                conn.execute(update(Run).where(Run.id == self.run_id).values(**progress))
+                self._update_progress(conn, [(*(progress[n] for n in _PROGRESS), self.run_id)])
         self.records_written += len(steps) + len(evals)
         self.flush_time += time.perf_counter() - t0
 
@@ -199,29 +204,40 @@ _STEP, _LOSS, _BACKPROPS, _EPOCH, _WALL_TIME = (_STEP_ROW.index(c) for c in
                                                 ("step", "train_loss", "backprops", "epoch", "wall_time"))
 
 
-class _StepInsert:
-    """The bulk insert of step rows (tuples in ``_STEP_ROW`` order), rendered once for the engine's dialect and run
-    as one DBAPI ``executemany``: no per-row SQLAlchemy parameter processing (the values are plain ints, floats,
-    strings, bools and None, which every driver takes as they are)."""
+class _Prepared:
+    """A statement rendered once for the engine's dialect and run through the DBAPI (``executemany``) with rows of
+    plain values (tuples in the order ``names``): no per-row SQLAlchemy parameter processing and no statement
+    compilation while training. The values are plain ints, floats, strings, bools and None (cleaned by
+    ``clean_scalar``), which every driver takes as they are."""
 
-    def __init__(self, engine: Engine, run_id: int) -> None:
-        compiled = insert(_STEP_TABLE).compile(dialect=engine.dialect)
-        names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
-        if sorted(names) != sorted(_STEP_ROW):
-            raise RuntimeError(f"step insert binds {names}, expected the columns {list(_STEP_ROW)}")
-        self.sql, self.positional = compiled.string, compiled.positional
-        self.order = [_STEP_ROW.index(name) for name in names]
-        self.names = names
-        self.identity = self.order == list(range(len(_STEP_ROW)))
+    def __init__(self, engine: Engine, statement: Any, names: tuple[str, ...]) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        binds = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+        if sorted(binds) != sorted(names):
+            raise RuntimeError(f"statement binds {binds}, expected {list(names)}")
+        self.sql, self.positional, self.binds = compiled.string, compiled.positional, binds
+        self.order = [names.index(name) for name in binds]
+        self.identity = self.order == list(range(len(names)))
 
     def __call__(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
         if not self.positional:
-            params: list[Any] = [{n: row[i] for n, i in zip(self.names, self.order)} for row in rows]
+            params: list[Any] = [{n: row[i] for n, i in zip(self.binds, self.order)} for row in rows]
         elif self.identity:
             params = rows
         else:
             params = [tuple(row[i] for i in self.order) for row in rows]
         conn.exec_driver_sql(self.sql, params)
+
+
+_BLOCK_ROW = tuple(c.name for c in _BLOCK_TABLE.columns)
+_EVAL_ROW = ("run_id", *EVAL_COLUMNS)
+_PROGRESS = ("last_step", "last_backprops", "last_epoch", "last_wall_time")
+
+
+def _progress_update() -> Any:
+    """The run's progress counters (bind parameters p_<column>, the run as p_run_id)."""
+    return (update(Run.__table__).where(Run.__table__.c.id == bindparam("p_run_id"))
+            .values({name: bindparam(f"p_{name}") for name in _PROGRESS}))
 
 
 def log_path(settings: "Settings", run_id: int) -> Path:

@@ -123,3 +123,17 @@ def test_live_readers_see_each_batch_and_a_crash_loses_only_the_unwritten_buffer
     rep.flush()
     rows, _ = _stored(client, run_id)
     assert [r["step"] for r in rows] == list(range(1, 26))
+
+
+def test_an_evaluation_sent_again_replaces_the_stored_one(client: TestClient) -> None:
+    rep, run_id = _reporter(client, flush_seconds=3600, flush_records=1000)
+    ev = {"step": 5, "backprops": 10, "epoch": 0.5, "wall_time": 1.0, "train_loss": 2.0, "test_loss": 2.5,
+          "train_accuracy": 0.25, "test_accuracy": np.float32(0.5)}
+    rep.on_eval({**ev, "step": 0, "backprops": 0})
+    rep.on_eval(ev)
+    rep.flush()
+    rep.on_eval({**ev, "test_loss": float("nan"), "test_accuracy": 0.75})  # the same step again, next batch
+    rep.finish_records()
+    points = client.get(f"/api/runs/{run_id}/evals").json()["points"]
+    assert [p["step"] for p in points] == [0, 5]
+    assert points[1]["test_loss"] is None and points[1]["test_accuracy"] == 0.75 and points[0]["backprops"] == 0
