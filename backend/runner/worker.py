@@ -93,6 +93,10 @@ class StoreReporter:
         self._delete_evals = _Prepared(engine, delete(_EVAL_TABLE).where(_EVAL_TABLE.c.run_id == bindparam("e_run_id"),
                                                                          _EVAL_TABLE.c.step == bindparam("e_step")),
                                        ("e_run_id", "e_step"))
+        runs = Run.__table__
+        self._update_info = _Prepared(engine, update(runs).where(runs.c.id == bindparam("i_run_id")).values(
+            device=bindparam("i_device"), info=bindparam("i_info", type_=runs.c.info.type)),
+            ("i_device", "i_info", "i_run_id"), processed=("i_info",))
         self._update_progress = _Prepared(engine, _progress_update(), (*(f"p_{n}" for n in _PROGRESS), "p_run_id"))
 
     # -- Reporter protocol -------------------------------------------------------------------------
@@ -102,8 +106,7 @@ class StoreReporter:
             torch.set_num_threads(self.torch_threads)
         device = info.get("device")
         with self.engine.begin() as conn:
-            conn.execute(update(Run).where(Run.id == self.run_id)
-                         .values(device=None if device is None else str(device)[:64], info=clean_json(info)))
+            self._update_info(conn, [(None if device is None else str(device)[:64], clean_json(info), self.run_id)])
 
     def on_step(self, record: dict[str, Any]) -> None:
         self._steps.append(tuple(map(record.get, METRIC_COLUMNS)))
@@ -210,7 +213,8 @@ class _Prepared:
     compilation while training. The values are plain ints, floats, strings, bools and None (cleaned by
     ``clean_scalar``), which every driver takes as they are."""
 
-    def __init__(self, engine: Engine, statement: Any, names: tuple[str, ...]) -> None:
+    def __init__(self, engine: Engine, statement: Any, names: tuple[str, ...], *,
+                 processed: tuple[str, ...] = ()) -> None:
         compiled = statement.compile(dialect=engine.dialect)
         binds = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
         if sorted(binds) != sorted(names):
@@ -218,8 +222,17 @@ class _Prepared:
         self.sql, self.positional, self.binds = compiled.string, compiled.positional, binds
         self.order = [names.index(name) for name in binds]
         self.identity = self.order == list(range(len(names)))
+        # values that need their column type's conversion first (e.g. a JSON document → its text)
+        self.processors = [(names.index(name), proc) for name in processed
+                           if (proc := compiled.binds[name].type._cached_bind_processor(engine.dialect)) is not None]
 
     def __call__(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        if self.processors:
+            rows = [list(row) for row in rows]
+            for row in rows:
+                for i, proc in self.processors:
+                    row[i] = proc(row[i])
+            rows = [tuple(row) for row in rows]
         if not self.positional:
             params: list[Any] = [{n: row[i] for n, i in zip(self.binds, self.order)} for row in rows]
         elif self.identity:

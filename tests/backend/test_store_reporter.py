@@ -15,7 +15,7 @@ from sqlalchemy import select
 from backend import store
 from backend.rollup import BlockRollup
 from backend.runner.worker import StoreReporter
-from backend.tables import METRIC_COLUMNS, MetricBlock
+from backend.tables import METRIC_COLUMNS, MetricBlock, Run
 from tests.backend.conftest import MLP_RUN
 from trainer.reporting import clean_scalar
 
@@ -137,3 +137,15 @@ def test_an_evaluation_sent_again_replaces_the_stored_one(client: TestClient) ->
     points = client.get(f"/api/runs/{run_id}/evals").json()["points"]
     assert [p["step"] for p in points] == [0, 5]
     assert points[1]["test_loss"] is None and points[1]["test_accuracy"] == 0.75 and points[0]["backprops"] == 0
+
+
+def test_on_start_stores_the_device_and_the_run_info_as_json(client: TestClient) -> None:
+    rep, run_id = _reporter(client)
+    info = {"device": "cpu", "num_parameters": np.int64(1234), "hyperparameters": {"lr": np.float32(0.5)},
+            "task": "classification", "train_size": 60000}
+    rep.on_start(info)
+    with client.app.state.engine.connect() as conn:
+        device, stored = conn.execute(select(Run.device, Run.info).where(Run.id == run_id)).one()
+    assert device == "cpu" and stored == {"device": "cpu", "num_parameters": 1234, "hyperparameters": {"lr": 0.5},
+                                          "task": "classification", "train_size": 60000}
+    assert client.get(f"/api/runs/{run_id}").json()["device"] == "cpu"
