@@ -223,8 +223,10 @@ class _Prepared:
         self.order = [names.index(name) for name in binds]
         self.identity = self.order == list(range(len(names)))
         # values that need their column type's conversion first (e.g. a JSON document → its text)
-        self.processors = [(names.index(name), proc) for name in processed
-                           if (proc := compiled.binds[name].type._cached_bind_processor(engine.dialect)) is not None]
+        dialect = engine.dialect
+        self.processors = [(names.index(name), proc) for name in processed if (proc := compiled.binds[name].type
+                                                                                .dialect_impl(dialect)
+                                                                                .bind_processor(dialect)) is not None]
 
     def __call__(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
         if self.processors:
