@@ -9,6 +9,7 @@ import json
 import math
 import random
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,10 +19,13 @@ from pydantic_core import to_json
 from sqlalchemy import update
 
 from backend import store
+from backend.deps import MAX_ID
+from backend.main import create_app
 from backend.rollup import block_of
 from backend.runner.worker import StoreReporter
 from backend.tables import BLOCK_SIZE, METRIC_COLUMNS, Run
-from tests.backend.conftest import MLP_RUN
+from tests.backend.conftest import MLP_RUN, make_settings
+from tests.backend.test_postgres import pg_url, postgres  # noqa: F401 - fixtures: a throwaway PostgreSQL
 from trainer.downsample import minmax_indices
 
 N_STEPS = 3000
@@ -147,8 +151,8 @@ def test_metrics_pages_match_a_naive_reference(client: TestClient, tr: bool, com
     field_sets = (METRIC_COLUMNS, ("step", "train_loss", "accepted", "cg_exit", "rho"))
     checked = 0
     with client.app.state.engine.connect() as conn:
-        for since in (None, 0, 31, 32, 33, 1000, n - 40):
-            for until in (None, 64, 1500, n - 1):
+        for since in (None, 0, 31, 32, 33, 1000, n - 40, MAX_ID - 1):
+            for until in (None, 64, 1500, n - 1, MAX_ID):
                 for max_points in (2, 7, 8, 40, 150, 372, 373, 1000, 5000):
                     for fields, layout in ((field_sets[0], "rows"), (field_sets[1], "columns")):
                         got = json.loads(to_json(store.metrics_page(conn, run_id, since_step=since, until_step=until,
@@ -157,7 +161,7 @@ def test_metrics_pages_match_a_naive_reference(client: TestClient, tr: bool, com
                         want = _naive_page(rows, blocks, since, until, max_points, fields, layout)
                         assert got == want, (since, until, max_points, layout)
                         checked += 1
-    assert checked == 7 * 4 * 9 * 2
+    assert checked == 8 * 5 * 9 * 2
     # through HTTP: the default (row-wise, every field) page, with booleans as JSON booleans, nulls, no NaN
     r = client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 300})
     assert r.status_code == 200 and b"NaN" not in r.content and b"Infinity" not in r.content
@@ -172,3 +176,19 @@ def test_metrics_pages_match_a_naive_reference(client: TestClient, tr: bool, com
         rejected = [r["step"] for r in rows if r["accepted"] is False]
         shown = [p["step"] for p in page["points"] if p["accepted"] is False]
         assert set(_naive_spread(rejected, 300 // 4)) <= set(shown)  # rejections survive downsampling, spread
+
+
+@pytest.mark.slow
+def test_metrics_pages_match_the_reference_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    """The same pages on a throwaway PostgreSQL (unnest instead of json_each, native booleans), with extreme bounds."""
+    with TestClient(create_app(make_settings(tmp_path, database_url=pg_url))) as client:
+        run_id = _write(client, _records(N_STEPS, tr=True, seed=5), complete=True)
+        rows = _all_rows(client, run_id)
+        blocks = _stored_blocks(rows, True)
+        for since, until in ((None, None), (33, 1500), (N_STEPS - 40, MAX_ID), (MAX_ID - 1, None), (None, 0)):
+            for max_points in (8, 150, 1000, 100_000):
+                r = client.get(f"/api/runs/{run_id}/metrics", params={
+                    "max_points": max_points, **({} if since is None else {"since_step": since}),
+                    **({} if until is None else {"until_step": until})})
+                assert r.status_code == 200, r.text
+                assert r.json() == _naive_page(rows, blocks, since, until, max_points, METRIC_COLUMNS, "rows")
