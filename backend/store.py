@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import BigInteger, Connection, String, bindparam, delete, func, select, text
+from sqlalchemy import (BigInteger, Boolean, Connection, String, bindparam, delete, func, select, text,
+                        union_all)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -198,85 +200,176 @@ def metric_fields(fields: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+# Metric columns the driver may return as integers (SQLite stores booleans as 0/1).
+_BOOL_FIELDS = frozenset(c.name for c in StepMetric.__table__.columns if isinstance(c.type, Boolean))
+
+
+def _as_bools(values: Iterable[Any]) -> list[bool | None]:
+    return [None if v is None else bool(v) for v in values]
+
+
 def _rows_to_points(rows: Iterable[tuple], columns: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [dict(zip(columns, row)) for row in rows]
+    points = [dict(zip(columns, row)) for row in rows]
+    for name in _BOOL_FIELDS.intersection(columns):
+        for point in points:
+            value = point[name]
+            if value is not None and value is not True and value is not False:
+                point[name] = bool(value)
+    return points
 
 
 def _rows_to_columns(rows: list[tuple], columns: tuple[str, ...]) -> dict[str, list[Any]]:
     if not rows:
         return {c: [] for c in columns}
-    return {c: list(values) for c, values in zip(columns, zip(*rows))}
+    return {c: _as_bools(values) if c in _BOOL_FIELDS else list(values) for c, values in zip(columns, zip(*rows))}
 
 
-def _range(run_id: int, lower: int, upper: int | None) -> Any:
-    """lower < step <= upper (no upper bound when None) for one run."""
-    cond = (_M.c.run_id == run_id) & (_M.c.step > lower)
-    return cond if upper is None else cond & (_M.c.step <= upper)
+# The metric queries are built once (bind parameters: run_id, lower < step <= upper, ...) and reused: building
+# a SQLAlchemy statement costs about as much as running a small one. ``upper`` is _TOP when there is no bound.
+_TOP = 2**62  # above every step (steps are BIGINT)
+
+
+def _steps_in(lower: str = "lower", upper: str = "upper") -> Any:
+    return ((_M.c.run_id == bindparam("run_id")) & (_M.c.step > bindparam(lower, type_=BigInteger))
+            & (_M.c.step <= bindparam(upper, type_=BigInteger)))
+
+
+def _range(run_id: int, lower: int, upper: int | None) -> dict[str, int]:
+    """The bind parameters of lower < step <= upper (no upper bound when None) for one run."""
+    return {"run_id": run_id, "lower": lower, "upper": _TOP if upper is None else upper}
+
+
+# The complete blocks inside lower < step <= upper (block_lo = block_of(lower + 1), block_hi = block_of(upper)).
+_BLOCKS_IN = ((_B.c.run_id == bindparam("run_id")) & (_B.c.block >= bindparam("block_lo", type_=BigInteger))
+              & (_B.c.first_step > bindparam("lower", type_=BigInteger))
+              & (_B.c.block <= bindparam("block_hi", type_=BigInteger))
+              & (_B.c.last_step <= bindparam("upper", type_=BigInteger)))
+_LAST_STEP = select(func.max(_M.c.step)).where(_M.c.run_id == bindparam("run_id"))
+_RANGE_COUNT = select(func.count()).select_from(_M).where(_steps_in())
+_LOSSES = select(_M.c.step, _M.c.train_loss).where(_steps_in()).order_by(_M.c.step)
+_BLOCK_SPAN = select(func.count(), func.min(_B.c.first_step), func.max(_B.c.last_step),
+                     func.sum(_B.c.count)).where(_BLOCKS_IN)
+_BLOCK_PAIRS = select(_B.c.min_step, _B.c.max_step, _B.c.min_loss, _B.c.max_loss).where(_BLOCKS_IN).order_by(_B.c.block)
+_EDGES = union_all(select(_M.c.step, _M.c.train_loss).where(_steps_in("lower", "head_upper")),
+                   select(_M.c.step, _M.c.train_loss).where(_steps_in("tail_lower", "upper"))).subquery()
+_EDGE_LOSSES = select(_EDGES).order_by(_EDGES.c.step)  # raw rows before the first and after the last block
+_REJECTED = _steps_in() & text("NOT accepted")
+_REJECTED_HEAD = select(_M.c.step).where(_REJECTED).order_by(_M.c.step).limit(bindparam("cap"))
+_REJECTED_LAST = select(func.max(_M.c.step)).where(_REJECTED)
+_REJECTED_AT_OR_AFTER = select(func.min(_M.c.step)).where(_REJECTED, _M.c.step >= bindparam("t", type_=BigInteger))
+
+
+def _fetch(conn: Connection, query: Any, params: dict[str, Any]) -> list[tuple]:
+    """A query's rows as plain DBAPI tuples: no per-row SQLAlchemy processing (several times less CPU). Values
+    come as the driver returns them: booleans are 0/1 on SQLite (the layouts make them bool)."""
+    return conn.execute(query, params).cursor.fetchall()
 
 
 def _range_count(conn: Connection, run_id: int, lower: int, upper: int | None) -> int:
-    return int(conn.scalar(select(func.count()).select_from(_M).where(_range(run_id, lower, upper))) or 0)
+    return int(conn.scalar(_RANGE_COUNT, _range(run_id, lower, upper)) or 0)
 
 
-def _loss_series(conn: Connection, run_id: int, lower: int, upper: int | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, losses) with lower < step <= upper; null losses become NaN."""
-    result = conn.execute(select(_M.c.step, _M.c.train_loss).where(_range(run_id, lower, upper)).order_by(_M.c.step))
-    rows = result.cursor.fetchall()  # plain DBAPI tuples (ints and floats need no conversion): ~7x less CPU
+def _pairs(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, losses) of (step, loss) rows; null losses become NaN."""
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     pairs = np.array(rows, dtype=np.float64)  # None -> NaN; steps stay exact below 2**53
     return pairs[:, 0].astype(np.int64), pairs[:, 1]
 
 
-def _values_sqlite(steps: list[int]) -> Any:
-    return func.json_each(bindparam("kept", json.dumps(steps), type_=String)).table_valued("value")
+def _loss_series(conn: Connection, run_id: int, lower: int, upper: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, losses) with lower < step <= upper; null losses become NaN."""
+    return _pairs(_fetch(conn, _LOSSES, _range(run_id, lower, upper)))
 
 
-def _values_postgresql(steps: list[int]) -> Any:
-    return func.unnest(bindparam("kept", steps, type_=ARRAY(BigInteger))).table_valued("value").render_derived()
+@lru_cache(maxsize=256)
+def _rows_in_range(fields: tuple[str, ...]) -> Any:
+    return select(*(_M.c[name] for name in fields)).where(_steps_in()).order_by(_M.c.step)
 
 
-# Dialect → a table-valued expression of a list of steps, so kept rows are looked up by one semi-join.
-_STEP_VALUES: dict[str, Callable[[list[int]], Any]] = {"sqlite": _values_sqlite, "postgresql": _values_postgresql}
+def _values_sqlite() -> Any:
+    return func.json_each(bindparam("kept", type_=String)).table_valued("value")
+
+
+def _values_postgresql() -> Any:
+    return func.unnest(bindparam("kept", type_=ARRAY(BigInteger))).table_valued("value").render_derived()
+
+
+# Dialect → (a table-valued expression of the list of steps bound as "kept", how that list is bound), so kept
+# rows are looked up by one semi-join.
+_STEP_VALUES: dict[str, tuple[Callable[[], Any], Callable[[list[int]], Any]]] = {
+    "sqlite": (_values_sqlite, json.dumps), "postgresql": (_values_postgresql, list)}
+
+
+@lru_cache(maxsize=256)
+def _rows_at_steps(dialect: str, fields: tuple[str, ...]) -> Any:
+    kept = _STEP_VALUES[dialect][0]()
+    return (select(*(_M.c[name] for name in fields))
+            .where(_M.c.run_id == bindparam("run_id"), _M.c.step.in_(select(kept.c.value))).order_by(_M.c.step))
+
+
+@lru_cache(maxsize=None)
+def _rows_in_list(fields: tuple[str, ...]) -> Any:
+    return select(*(_M.c[name] for name in fields)).where(_M.c.run_id == bindparam("run_id"),
+                                                           _M.c.step.in_(bindparam("steps", expanding=True)))
+
+
+@lru_cache(maxsize=None)
+def _rejected_spread(dialect: str) -> Any:
+    """For each target step (bound as "kept"), the first rejection at or after it and at most ``last``."""
+    target = _STEP_VALUES[dialect][0]()
+    inner = _M.alias("rejected")
+    seek = (select(func.min(inner.c.step))
+            .where(inner.c.run_id == bindparam("run_id"), inner.c.step >= target.c.value,
+                   inner.c.step <= bindparam("last", type_=BigInteger), text("NOT rejected.accepted"))
+            .scalar_subquery())
+    return select(seek).select_from(target)
 
 
 def _rows_at(conn: Connection, run_id: int, steps: list[int], fields: tuple[str, ...]) -> list[tuple]:
-    """The ``fields`` of the rows at ``steps`` (sorted): one semi-join against the steps passed as one table-valued
-    parameter (SQLite ``json_each``, PostgreSQL ``unnest``), chunked IN-lists on other databases."""
-    columns = [_M.c[name] for name in fields]
+    """The ``fields`` of the rows at ``steps`` (sorted), as plain DBAPI tuples: one semi-join against the steps
+    passed as one table-valued parameter (SQLite ``json_each``, PostgreSQL ``unnest``), chunked IN-lists on other
+    databases."""
     values = _STEP_VALUES.get(conn.dialect.name)
     if values is not None:  # a semi-join: the planner seeks the primary key once per kept step
-        kept = values(steps)
-        query = (select(*columns).where(_M.c.run_id == run_id, _M.c.step.in_(select(kept.c.value)))
-                 .order_by(_M.c.step))
-        return list(conn.execute(query).all())
-    query = select(*columns).where(_M.c.run_id == run_id, _M.c.step.in_(bindparam("steps", expanding=True)))
+        return _fetch(conn, _rows_at_steps(conn.dialect.name, fields), {"run_id": run_id, "kept": values[1](steps)})
     rows: list[tuple] = []
     for i in range(0, len(steps), _IN_CHUNK):
-        rows += conn.execute(query, {"steps": steps[i:i + _IN_CHUNK]}).all()
+        rows += _fetch(conn, _rows_in_list(fields), {"run_id": run_id, "steps": steps[i:i + _IN_CHUNK]})
     rows.sort(key=lambda r: r[0])
     return rows
 
 
-def _block_candidates(conn: Connection, run_id: int, lower: int, upper: int | None, blocks: list[tuple]
+def _block_params(run_id: int, lower: int, upper: int | None) -> dict[str, int]:
+    top = _TOP if upper is None else upper
+    return {"run_id": run_id, "lower": lower, "upper": top, "block_lo": block_of(lower + 1), "block_hi": block_of(top)}
+
+
+def _block_candidates(conn: Connection, run_id: int, lower: int, upper: int | None, span: tuple[int, int, int]
                       ) -> tuple[np.ndarray, np.ndarray, int]:
     """Candidate (steps, losses) for downsampling and the point count, from block rollups plus raw edge rows.
 
-    Candidates: the raw rows before the first full block, each block's min- and max-loss steps (in step
-    order), the raw rows after the last block; the range's first and last steps are always among them.
+    ``span``: (first step of the first block, last step of the last block, steps in the blocks). Candidates: the
+    raw rows before the first block, each block's min- and max-loss steps (in step order), the raw rows after
+    the last block; the range's first and last steps are always among them. The blocks are read as four
+    plain columns (their count and edges come from one aggregate beforehand), the edge rows with one
+    statement of two primary-key ranges.
     """
-    columns = list(zip(*blocks))  # column-wise: much faster than per-Row access
-    ints = np.array(columns[:5], dtype=np.int64).T  # first, last, count, min_step, max_step
-    lo, hi = (np.array(c, dtype=np.float64) for c in columns[5:])  # None → NaN
-    head_steps, head_losses = _loss_series(conn, run_id, lower, int(ints[0, 0]) - 1)
-    tail_steps, tail_losses = _loss_series(conn, run_id, int(ints[-1, 1]), upper)
-    total = len(head_steps) + int(ints[:, 2].sum()) + len(tail_steps)
-    min_first = ints[:, 3] <= ints[:, 4]
-    pair_steps = np.where(min_first[:, None], ints[:, 3:5], ints[:, 4:2:-1]).ravel()
-    pair_losses = np.where(min_first[:, None], np.stack((lo, hi), 1), np.stack((hi, lo), 1)).ravel()
-    edges_first = [] if len(head_steps) else [int(ints[0, 0])]
-    edges_last = [] if len(tail_steps) else [int(ints[-1, 1])]
+    first, last, counted = span
+    blocks = _fetch(conn, _BLOCK_PAIRS, _block_params(run_id, lower, upper))
+    cols = np.array(blocks, dtype=np.float64)  # None (no finite loss in a block) -> NaN; steps exact below 2**53
+    edge_steps, edge_losses = _pairs(_fetch(conn, _EDGE_LOSSES, {**_range(run_id, lower, upper),
+                                                                 "head_upper": first - 1, "tail_lower": last}))
+    n_head = int(np.searchsorted(edge_steps, first))
+    head_steps, head_losses = edge_steps[:n_head], edge_losses[:n_head]
+    tail_steps, tail_losses = edge_steps[n_head:], edge_losses[n_head:]
+    total = n_head + counted + len(tail_steps)
+    min_first = cols[:, 0] <= cols[:, 1]
+    pair_steps = np.where(min_first[:, None], cols[:, 0:2], cols[:, 1::-1]).astype(np.int64).ravel()
+    pair_losses = np.where(min_first[:, None], cols[:, 2:4], cols[:, 3:1:-1]).ravel()
+    edges_first = [] if len(head_steps) else [first]
+    edges_last = [] if len(tail_steps) else [last]
     mid_steps = np.concatenate((np.asarray(edges_first, dtype=np.int64), pair_steps,
                                 np.asarray(edges_last, dtype=np.int64)))
     mid_losses = np.concatenate((np.full(len(edges_first), np.nan), pair_losses, np.full(len(edges_last), np.nan)))
@@ -292,8 +385,9 @@ def metric_rows(conn: Connection, run_id: int, *, since_step: int | None, max_po
                 ) -> tuple[list[tuple], int | None, int, bool]:
     """(rows of ``fields``, last stored step, points in range, downsampled) for since_step < step <= until_step.
 
+    Rows are plain DBAPI tuples (booleans may be 0/1; :func:`metrics_page`'s layouts make them bool).
     At most ``max_points`` rows, min/max-downsampled on the training loss. Rejected TR steps are always
-    kept (up to ``max_points / 4`` of them, evenly spread, picked in SQL by a window function), so charts can
+    kept (up to ``max_points / 4`` of them, evenly spread, picked in SQL by a join), so charts can
     mark every rejection. Every query is a range scan of a (run_id, step|block) primary key or index. Long
     ranges are downsampled from the block rollups (two candidates per 32 steps: the min- and max-loss steps)
     plus the raw rows of the partial blocks at either end, so the cost grows with n/32, not n; then the kept
@@ -301,23 +395,17 @@ def metric_rows(conn: Connection, run_id: int, *, since_step: int | None, max_po
     blocks read (step, loss) of every row and downsample that.
     """
     lower = -1 if since_step is None else since_step
-    last_step = conn.scalar(select(func.max(_M.c.step)).where(_M.c.run_id == run_id))
+    last_step = conn.scalar(_LAST_STEP, {"run_id": run_id})
     if last_step is None or last_step <= lower or (until_step is not None and until_step <= lower):
         return [], last_step, 0, False
-    block_query = (select(_B.c.first_step, _B.c.last_step, _B.c.count, _B.c.min_step, _B.c.max_step, _B.c.min_loss,
-                          _B.c.max_loss)
-                   .where(_B.c.run_id == run_id, _B.c.block >= block_of(lower + 1), _B.c.first_step > lower))
-    if until_step is not None:
-        block_query = block_query.where(_B.c.block <= block_of(until_step), _B.c.last_step <= until_step)
-    blocks = conn.execute(block_query.order_by(_B.c.block)).cursor.fetchall()  # plain tuples: ~4x less CPU
-    if 4 * len(blocks) >= max_points:  # at least max_points / 2 candidates: enough detail
-        steps, losses, total = _block_candidates(conn, run_id, lower, until_step, blocks)
+    n_blocks, first, last, counted = conn.execute(_BLOCK_SPAN, _block_params(run_id, lower, until_step)).one()
+    if 4 * n_blocks >= max_points:  # at least max_points / 2 candidates: enough detail
+        steps, losses, total = _block_candidates(conn, run_id, lower, until_step,
+                                                 (int(first), int(last), int(counted)))
     else:  # fewer than 8 * max_points rows: read them
         total = _range_count(conn, run_id, lower, until_step)
         if total <= max_points:
-            columns = [_M.c[name] for name in fields]
-            rows = conn.execute(select(*columns).where(_range(run_id, lower, until_step)).order_by(_M.c.step)).all()
-            return list(rows), last_step, total, False
+            return _fetch(conn, _rows_in_range(fields), _range(run_id, lower, until_step)), last_step, total, False
         steps, losses = _loss_series(conn, run_id, lower, until_step)
     rejected = _rejected_steps(conn, run_id, lower, until_step, cap=max_points // 4) if max_points >= 8 else []
     keep = steps[minmax_indices(losses, max_points - len(rejected))].tolist()
@@ -393,24 +481,18 @@ def _rejected_steps(conn: Connection, run_id: int, lower: int, upper: int | None
     index range each), so the cost grows with ``cap``, not with the number of rejections (a count of 20,000
     rejections alone costs more than all the seeks). The first and the last rejection are always kept.
     """
-    cond = _range(run_id, lower, upper) & text("NOT accepted")
-    head = list(conn.scalars(select(_M.c.step).where(cond).order_by(_M.c.step).limit(cap + 1)).all())
+    params = _range(run_id, lower, upper)
+    head = [row[0] for row in _fetch(conn, _REJECTED_HEAD, {**params, "cap": cap + 1})]
     if len(head) <= cap:
         return head
     values = _STEP_VALUES.get(conn.dialect.name)
-    last = int(conn.scalar(select(func.max(_M.c.step)).where(cond)))
+    last = int(conn.scalar(_REJECTED_LAST, params))
     targets = np.unique(np.linspace(head[0], last, cap).round().astype(np.int64)).tolist()
     if values is None:  # other databases: one query per target
-        seek_one = select(func.min(_M.c.step)).where(cond, _M.c.step >= bindparam("t"))
-        found = {conn.scalar(seek_one, {"t": t}) for t in targets}
+        found = {conn.scalar(_REJECTED_AT_OR_AFTER, {**params, "t": t}) for t in targets}
     else:
-        target = values(targets)
-        inner = _M.alias("rejected")
-        seek = (select(func.min(inner.c.step))
-                .where(inner.c.run_id == run_id, inner.c.step >= target.c.value, inner.c.step <= last,
-                       text("NOT rejected.accepted"))
-                .scalar_subquery())
-        found = set(conn.scalars(select(seek).select_from(target)).all())
+        found = {row[0] for row in _fetch(conn, _rejected_spread(conn.dialect.name),
+                                          {"run_id": run_id, "last": last, "kept": values[1](targets)})}
     return sorted(int(s) for s in found if s is not None)
 
 

@@ -1,7 +1,8 @@
 """Item 3: one first-order epoch through ``python -m backend.runner.worker`` and the store, versus the same loop without
 the store reporter, a bare PyTorch loop, and the same loop logging to the peers (TensorBoard, MLflow).
 
-Kinds of process, each started fresh, alternated, ``repeats`` times:
+Kinds of process, each started fresh, alternated, ``repeats`` times (bare, trainer and worker ``store_repeats``
+times, default 3 x ``repeats``: the headline pair gets more samples):
   * bare: ``python -m bench.bare_loop bare`` — the reference loop;
   * trainer: ``python -m bench.bare_loop trainer`` — ``trainer.run`` with a reporter that drops records;
   * worker: ``python -m backend.runner.worker RUN_ID`` on a run created in a SQLite store, with the real
@@ -46,7 +47,12 @@ def _run(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
-def measure_logging_overhead(*, repeats: int = 5, device: str = "cpu") -> tuple[dict, dict, dict]:
+def measure_logging_overhead(*, repeats: int = 5, store_repeats: int | None = None,
+                             device: str = "cpu") -> tuple[dict, dict, dict]:
+    """``repeats`` rounds of every kind; the bare, trainer and worker kinds (about 4 s each) run in
+    ``store_repeats`` rounds (default 3 x ``repeats``): the headline compares two ~0.45 s phases whose CPU time
+    swings by a few percent from run to run on a shared machine, so it gets more samples than the peers."""
+    store_repeats = max(repeats, 3 * repeats if store_repeats is None else store_repeats)
     if device != "cpu":
         return ({}, {"logging_overhead_ratio": f"measured on the CPU only (the worker comparison is about "
                                                f"logging, not the device); asked for {device}"}, {})
@@ -61,8 +67,9 @@ def measure_logging_overhead(*, repeats: int = 5, device: str = "cpu") -> tuple[
         skipped = {peer: why for peer in PEERS if (why := peer_unavailable(peer))}
         kinds = ("bare", "trainer", "worker", *(p for p in PEERS if p not in skipped))
         rows: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
-        for i in range(repeats + 1):  # the first round warms the page cache and is dropped
-            order = kinds if i % 2 == 0 else tuple(reversed(kinds))
+        for i in range(store_repeats + 1):  # the first round warms the page cache and is dropped
+            round_kinds = kinds if i <= repeats else ("bare", "trainer", "worker")
+            order = round_kinds if i % 2 == 0 else tuple(reversed(round_kinds))
             for kind in order:
                 out = tmp / f"{kind}-{i}.json"
                 if kind == "worker":
@@ -98,6 +105,9 @@ def measure_logging_overhead(*, repeats: int = 5, device: str = "cpu") -> tuple[
         "worker_over_bare": cpu["worker"] / cpu["bare"],
         "trainer_over_bare": cpu["trainer"] / cpu["bare"],
         "worker_over_trainer": cpu["worker"] / cpu["trainer"],
+        "worker_over_trainer_paired_median": median([w["train_cpu_seconds"] / t["train_cpu_seconds"]
+                                                     for w, t in zip(rows["worker"], rows["trainer"])]),
+        "store_repeats": store_repeats,
         "wall_worker_over_bare": med["worker"] / med["bare"],
         "wall_trainer_over_bare": med["trainer"] / med["bare"],
         "whole_process_worker_over_bare": proc["worker"] / proc["bare"],
