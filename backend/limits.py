@@ -123,6 +123,8 @@ class LimitedReporter:
 
     def __init__(self, inner: Any, limit_gb: float) -> None:
         self._inner, self._limit_gb = inner, limit_gb
+        # The per-step calls bound once (``__getattr__`` would look them up again at every step).
+        self.on_step, self.should_stop = inner.on_step, inner.should_stop
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
