@@ -131,9 +131,9 @@ def serve() -> int:
         readable, _, _ = select.select([0, wake_r], [], [])
         if wake_r in readable:
             try:
-                while os.read(wake_r, 512):
+                while os.read(wake_r, 512):  # drain the SIGCHLD wake-up pipe (non-blocking)
                     pass
-            except BlockingIOError:
+            except BlockingIOError:  # drained: nothing more to read
                 pass
         _reap(say)
         if 0 not in readable:
@@ -357,8 +357,8 @@ class Zygote:
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             try:
                 self.proc.stdin.close()
-            except OSError:
-                pass
+            except OSError as exc:  # the zygote is already gone (broken pipe): the wait below reaps it
+                log.debug("zygote stdin close: %s", exc)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

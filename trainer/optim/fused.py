@@ -32,7 +32,7 @@ from typing import Any, Iterator
 
 import torch
 
-__all__ = ["enabled", "use", "numba_version", "views", "cg_init", "cg_curvature", "cg_update", "cg_direction",
+__all__ = ["enabled", "takes", "use", "numba_version", "views", "cg_init", "cg_curvature", "cg_update", "cg_direction",
            "cg_final", "adagrad_update", "rmsprop_update", "warm_up"]
 
 try:  # Numba is a pinned dependency (requirements.txt); without it every tensor takes the PyTorch path.
@@ -57,6 +57,12 @@ def enabled(like: torch.Tensor) -> bool:
     """Whether vectors like ``like`` take the fused CPU path."""
     return (_switch[0] and numba is not None and like.device.type == "cpu" and like.dtype in _DTYPES
             and not like.requires_grad)
+
+
+def takes(*tensors: torch.Tensor) -> bool:
+    """Whether the kernels can work on these tensors in place: each on the fused path, contiguous, one dtype."""
+    first = tensors[0]
+    return all(enabled(t) and t.is_contiguous() and t.dtype == first.dtype for t in tensors)
 
 
 @contextlib.contextmanager

@@ -183,7 +183,7 @@ def steihaug_cg(
     _check(grad, radius, precond, tol, theta, max_iter)
     g = grad.detach()
     ws = workspace if workspace is not None else Workspace()
-    if fused.enabled(g) and (precond is None or (precond.dtype == g.dtype and precond.device == g.device)):
+    if fused.takes(g) if precond is None else fused.takes(g, precond):
         return _steihaug_cg_fused(g, hvp, radius, precond, tol, theta, max_iter, ws)
     minv = None if precond is None else torch.reciprocal(precond, out=ws.get("minv", g))
 
@@ -282,9 +282,7 @@ def _steihaug_cg_fused(g: Tensor, hvp: HVP, radius: float, precond: Tensor | Non
     for _ in range(max_iter):
         hp = hvp(p_t)
         hvps += 1
-        if hp.dtype != g.dtype or hp.device != g.device or not hp.is_contiguous():
-            hp = hp.to(dtype=g.dtype, device=g.device).contiguous()
-        hp_n = hp.detach().numpy()
+        hp_n = hp.detach().to(g.dtype).contiguous().numpy()  # no copy when it already is (an HVP's output is)
         curv, s_mp, p_mp = fused.cg_curvature(p_n, hp_n, None if first is not None else s_n, m_n)
         if curv <= 0.0 or not math.isfinite(curv):
             fused.cg_update(s_n, r_n, p_n, hp_n, minv_n, _boundary_tau(s_ms, s_mp, p_mp, radius), first)

@@ -55,89 +55,117 @@ class UniformNorm(DiagonalNorm):
         return None
 
 
-class AdagradNorm(DiagonalNorm):
-    """M = sqrt(ε + Σₜ gₜ²) (Duchi et al. 2011), ε kept as a floor so M > 0 always."""
+class _AccumulatedNorm(DiagonalNorm):
+    """A norm whose M is a function of an accumulator of squared gradients, kept beside it.
 
-    name = "adagrad"
+    ``update`` folds a gradient in and refreshes M in the same call (one fused pass on a CPU); loading a state
+    marks M stale, and ``matrix`` recomputes it then. Subclasses name the accumulator (``_acc_name``, the key in
+    ``state_dict``) and give the fold and the map accumulator → M, fused and in PyTorch.
+    """
+
+    _acc_name = "acc"
 
     def __init__(self, *, eps: float = 1e-10) -> None:
         super().__init__(eps=eps)
-        self.sum_sq: torch.Tensor | None = None
-        self._m: torch.Tensor | None = None  # M for the current sum (None: recompute at the next matrix())
+        setattr(self, self._acc_name, None)
+        self._m: torch.Tensor | None = None  # M's buffer, reused across updates
+        self._stale = True  # M does not reflect the accumulator (a state was loaded)
+
+    @property
+    def _acc(self) -> torch.Tensor | None:
+        return getattr(self, self._acc_name)
+
+    @abstractmethod
+    def _fold_fused(self, acc: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> None:
+        """acc ← fold(acc, g) and m ← M(acc) in one pass."""
+
+    @abstractmethod
+    def _fold(self, acc: torch.Tensor, g: torch.Tensor) -> None:
+        """acc ← fold(acc, g) in place."""
+
+    @abstractmethod
+    def _compute(self, acc: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """m ← M(acc); returns m."""
+
+    @abstractmethod
+    def _initial(self, like: torch.Tensor) -> torch.Tensor:
+        """M before any gradient."""
 
     def update(self, grad: torch.Tensor) -> None:
         g = grad.detach()
-        if self.sum_sq is None:
-            self.sum_sq = torch.zeros_like(g)
-        m = _reuse(getattr(self, "_buf", None), self.sum_sq)
-        self._buf = m
-        if fused.enabled(g) and g.is_contiguous() and self.sum_sq.dtype == g.dtype:
-            fused.adagrad_update(*fused.views(self.sum_sq, g, m), self.eps)  # one pass: the sum and M
+        if self._acc is None:
+            setattr(self, self._acc_name, torch.zeros_like(g))
+        acc = self._acc
+        m = self._m = _reuse(self._m, acc)
+        if fused.takes(acc, g, m):
+            self._fold_fused(acc, g, m)
         else:
-            self.sum_sq.addcmul_(g, g)
-            torch.add(self.sum_sq, self.eps, out=m).sqrt_()
-        self._m = m
+            self._fold(acc, g)
+            self._compute(acc, m)
+        self._stale = False
         self.updates += 1
 
     def matrix(self, like: torch.Tensor) -> torch.Tensor | None:
         """M (a buffer reused by the next update: use it before updating again)."""
-        if self.sum_sq is None:
-            return torch.full_like(like, self.eps**0.5)
-        if self._m is None:
-            self._buf = _reuse(getattr(self, "_buf", None), self.sum_sq)
-            self._m = torch.add(self.sum_sq, self.eps, out=self._buf).sqrt_()
+        acc = self._acc
+        if acc is None:
+            return self._initial(like)
+        if self._stale:
+            self._m = self._compute(acc, _reuse(self._m, acc))
+            self._stale = False
         return self._m
 
     def state_dict(self) -> dict:
-        return {"updates": self.updates, "sum_sq": self.sum_sq}
+        return {"updates": self.updates, self._acc_name: self._acc}
 
     def load_state_dict(self, state: dict) -> None:
-        self.updates, self.sum_sq = state["updates"], state["sum_sq"]
-        self._m = None
+        self.updates = state["updates"]
+        setattr(self, self._acc_name, state[self._acc_name])
+        self._stale = True
 
 
-class RMSpropNorm(DiagonalNorm):
+class AdagradNorm(_AccumulatedNorm):
+    """M = sqrt(ε + Σₜ gₜ²) (Duchi et al. 2011), ε kept as a floor so M > 0 always."""
+
+    name = "adagrad"
+    _acc_name = "sum_sq"
+
+    def _fold_fused(self, acc: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> None:
+        fused.adagrad_update(*fused.views(acc, g, m), self.eps)
+
+    def _fold(self, acc: torch.Tensor, g: torch.Tensor) -> None:
+        acc.addcmul_(g, g)
+
+    def _compute(self, acc: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return torch.add(acc, self.eps, out=m).sqrt_()
+
+    def _initial(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(like, self.eps**0.5)
+
+
+class RMSpropNorm(_AccumulatedNorm):
     """M = sqrt(v) + ε with v ← βv + (1-β)g² (Tieleman & Hinton 2012), v₀ = 0; ε is a fixed floor."""
 
     name = "rmsprop"
+    _acc_name = "avg_sq"
 
     def __init__(self, *, beta: float = 0.8, eps: float = 1e-10) -> None:
-        super().__init__(eps=eps)
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"Invalid beta: {beta}")
+        super().__init__(eps=eps)
         self.beta = beta
-        self.avg_sq: torch.Tensor | None = None
-        self._m: torch.Tensor | None = None  # M for the current average (None: recompute at the next matrix())
 
-    def update(self, grad: torch.Tensor) -> None:
-        g = grad.detach()
-        if self.avg_sq is None:
-            self.avg_sq = torch.zeros_like(g)
-        m = _reuse(getattr(self, "_buf", None), self.avg_sq)
-        self._buf = m
-        if fused.enabled(g) and g.is_contiguous() and self.avg_sq.dtype == g.dtype:
-            fused.rmsprop_update(*fused.views(self.avg_sq, g, m), self.beta, self.eps)  # one pass: v and M
-        else:
-            self.avg_sq.mul_(self.beta).addcmul_(g, g, value=1.0 - self.beta)
-            torch.sqrt(self.avg_sq, out=m).add_(self.eps)
-        self._m = m
-        self.updates += 1
+    def _fold_fused(self, acc: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> None:
+        fused.rmsprop_update(*fused.views(acc, g, m), self.beta, self.eps)
 
-    def matrix(self, like: torch.Tensor) -> torch.Tensor | None:
-        """M (a buffer reused by the next update: use it before updating again)."""
-        if self.avg_sq is None:
-            return torch.full_like(like, self.eps)
-        if self._m is None:
-            self._buf = _reuse(getattr(self, "_buf", None), self.avg_sq)
-            self._m = torch.sqrt(self.avg_sq, out=self._buf).add_(self.eps)
-        return self._m
+    def _fold(self, acc: torch.Tensor, g: torch.Tensor) -> None:
+        acc.mul_(self.beta).addcmul_(g, g, value=1.0 - self.beta)
 
-    def state_dict(self) -> dict:
-        return {"updates": self.updates, "avg_sq": self.avg_sq}
+    def _compute(self, acc: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(acc, out=m).add_(self.eps)
 
-    def load_state_dict(self, state: dict) -> None:
-        self.updates, self.avg_sq = state["updates"], state["avg_sq"]
-        self._m = None
+    def _initial(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(like, self.eps)
 
 
 NORMS = {"uniform": UniformNorm, "adagrad": AdagradNorm, "rmsprop": RMSpropNorm}
