@@ -91,8 +91,15 @@ def _promote(view: dict[str, Any]) -> None:
         out = call(api.promote_sweep, view["id"], {"n_seeds": int(n), "extra_optimizers": [{"name": e} for e in extras]},
                    stop=False)
         if out:
-            st.success(f"Comparison #{out['id']} queued with {len(out['run_ids'])} runs.", icon=":material/check_circle:")
-            view = {**view, "promoted_comparison_id": out["id"]}
+            # Kept in the session, not only drawn in this run: the live fragment's tick or the rerun that follows
+            # the sweep's end can start another run right after the click and would otherwise wipe the message.
+            st.session_state["sw_promoted"] = {"sweep": view["id"], "comparison": out["id"],
+                                               "runs": len(out["run_ids"])}
+    flash = st.session_state.get("sw_promoted")
+    if flash and flash["sweep"] == view["id"]:
+        st.success(f"Comparison #{flash['comparison']} queued with {flash['runs']} runs.",
+                   icon=":material/check_circle:")
+        view = {**view, "promoted_comparison_id": flash["comparison"]}
     promoted = view.get("promoted_comparison_id")
     if promoted and st.button(f"Open comparison #{promoted} on Compare", key="sw_open", icon=":material/monitoring:"):
         st.session_state["compare_target"] = {"comparison": promoted}

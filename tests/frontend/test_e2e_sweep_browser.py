@@ -40,7 +40,7 @@ def fast_product(tmp_path):
 
 
 def test_sweep_promote_results_table(fast_product):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     ui_url, api_url = fast_product
     with sync_playwright() as p:
@@ -59,8 +59,11 @@ def test_sweep_promote_results_table(fast_product):
             page.get_by_text("5/5 runs finished").wait_for(timeout=90_000)
             _fill(page, "Fresh seeds", "1")
             page.wait_for_timeout(800)
+            expect(page.get_by_role("spinbutton", name="Fresh seeds")).to_have_value("1")
             page.get_by_role("button", name="Promote winners").click()
-            page.get_by_text("Comparison #2 queued with 8 runs").wait_for(timeout=30_000)  # 1 seed x (5 + 3 TR)
+            queued = page.get_by_text(re.compile(r"^Comparison #\d+ queued with \d+ runs\.$"))
+            queued.wait_for(timeout=30_000)
+            assert queued.inner_text() == "Comparison #2 queued with 8 runs."  # 1 seed x (5 + 3 TR)
             deadline = time.time() + 90
             while time.time() < deadline:
                 runs = httpx.get(f"{api_url}/api/comparisons/2", timeout=10).json()["runs"]

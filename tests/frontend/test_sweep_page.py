@@ -80,6 +80,9 @@ def test_winners_edge_flags_and_promote(api, open_page):
     assert call == (1, {"n_seeds": 5, "extra_optimizers": [{"name": n} for n in
                                                            ("tr-uniform", "tr-adagrad", "tr-rmsprop")]})
     assert "Comparison #1 queued with 25 runs" in texts(at.success)
+    at.run()  # the next run (a live tick, or the rerun after the sweep ends) keeps the confirmation
+    assert "Comparison #1 queued with 25 runs" in texts(at.success)
+    assert at.button(key="sw_open").label == "Open comparison #1 on Compare"
 
 
 def test_promote_waits_for_a_running_sweep(api, open_page):
