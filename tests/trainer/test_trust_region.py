@@ -229,3 +229,33 @@ def test_without_buffers_given_the_rho_forward_pass_would_count_twice():
     opt.step(closure)
     tracked = [v for k, v in net.state_dict().items() if k.endswith("num_batches_tracked")]
     assert all(int(t) == 2 for t in tracked)
+
+
+def test_step_runs_torch_optim_hooks_and_shows_in_the_profiler():
+    """TrustRegion opens torch.optim's profiler scope itself (only while a profiler records); the step hooks of
+    torch.optim still run, in order, and a pre-hook may replace the closure."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    x = nn.Parameter(torch.tensor([-1.2, 1.0], dtype=torch.float64))
+    opt = TrustRegion([x], radius=0.5)
+    assert not hasattr(TrustRegion.step, "__wrapped__")  # torch.optim did not wrap it in its record_function scope
+    calls = []
+    other = _rosenbrock_closure(nn.Parameter(torch.tensor([0.5, 0.5], dtype=torch.float64)))
+    handles = [
+        register_optimizer_step_pre_hook(lambda o, a, k: calls.append("global pre")),
+        opt.register_step_pre_hook(lambda o, a, k: (calls.append("pre"), ((o, _rosenbrock_closure(x)), k))[1]),
+        opt.register_step_post_hook(lambda o, a, k: calls.append("post")),
+        register_optimizer_step_post_hook(lambda o, a, k: calls.append("global post")),
+    ]
+    try:
+        loss = opt.step(other)  # the pre-hook swaps in the closure on x
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == ["global pre", "pre", "post", "global post"]
+    assert float(loss) == pytest.approx(float(_rosenbrock_closure(torch.tensor([-1.2, 1.0]))()))
+    assert opt.gradients == 1 and not torch.equal(x.detach(), torch.tensor([-1.2, 1.0], dtype=torch.float64))
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        opt.step(_rosenbrock_closure(x))
+    assert "Optimizer.step#TrustRegion.step" in {e.key for e in prof.key_averages()}

@@ -5,6 +5,7 @@ import math
 from typing import Any, Callable, Iterable
 
 import torch
+import torch.optim.optimizer as _optim_module
 from torch.optim import Optimizer
 
 from trainer.optim.hvp import GradientWithHVP, unflatten_into
@@ -114,7 +115,40 @@ class TrustRegion(Optimizer):
         return [p for p in self.param_groups[0]["params"] if p.requires_grad]
 
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
-        """One trust-region iteration on the closure's minibatch; returns the loss before the step."""
+        """One trust-region iteration on the closure's minibatch; returns the loss before the step.
+
+        The step hooks of ``torch.optim`` (``register_step_pre_hook``/``register_step_post_hook`` and the global
+        ones) run around it as for any optimizer, and a recording profiler sees it as
+        ``Optimizer.step#TrustRegion.step``. Unlike torch.optim's own wrapper, the profiler scope is opened only while
+        a profiler records: around a step that runs autograd it costs about 0.1 ms, 1% of an MLP TR step.
+        """
+        if torch.autograd._profiler_enabled():
+            with torch.autograd.profiler.record_function(f"Optimizer.step#{type(self).__name__}.step"):
+                return self._hooked_step(closure)
+        return self._hooked_step(closure)
+
+    step.hooked = True  # type: ignore[attr-defined]  # torch.optim's Optimizer wraps a step unless it is marked so
+
+    def _hooked_step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """torch.optim's step hooks around :meth:`_step` (the same calls, in the same order, as its wrapper)."""
+        args: tuple[Any, ...] = (self, closure)
+        kwargs: dict[str, Any] = {}
+        for pre_hook in (*_optim_module._global_optimizer_pre_hooks.values(),
+                         *self._optimizer_step_pre_hooks.values()):
+            result = pre_hook(self, args, kwargs)
+            if result is not None:
+                if isinstance(result, tuple) and len(result) == 2:
+                    args, kwargs = result
+                else:
+                    raise RuntimeError(f"a step pre-hook must return None or (args, kwargs), got {result!r}")
+        out = self._step(*args[1:], **kwargs)
+        self._optimizer_step_code()
+        for post_hook in (*self._optimizer_step_post_hooks.values(),
+                          *_optim_module._global_optimizer_post_hooks.values()):
+            post_hook(self, args, kwargs)
+        return out
+
+    def _step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
         if closure is None:
             raise ValueError("TrustRegion.step needs a closure that returns the minibatch loss")
         group = self.param_groups[0]
