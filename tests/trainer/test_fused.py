@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from trainer.optim import fused
+from trainer.optim.hvp import unflatten_into
 from trainer.optim.krylov import Workspace, steihaug_cg
 from trainer.optim.norms import AdagradNorm, RMSpropNorm
 from trainer.optim.trust_region import TrustRegion
@@ -148,3 +149,41 @@ def test_trial_parameters_are_restored_bit_exactly_and_kept_when_accepted(shared
     assert moved > 0
     if shared:  # the flat buffer the parameters view has moved with them
         assert torch.equal(net.flat[:80].view(10, 8), net.w1.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_save_and_add_is_torchs_copy_and_add_bit_for_bit(dtype):
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(7, 5), (5,), (3, 7), (1,)]
+    params = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
+    step = torch.randn(sum(math.prod(s) for s in shapes), generator=gen, dtype=dtype) * 1e-3
+    expected = [p + s for p, s in zip(params, unflatten_into(step, params))]
+    originals = [p.clone() for p in params]
+    backups = [torch.empty_like(p) for p in params]
+    fused.save_and_add(fused.views(*[p.reshape(-1) for p in params]),
+                       fused.views(*[b.reshape(-1) for b in backups]), fused.views(step)[0])
+    assert all(torch.equal(b, o) for b, o in zip(backups, originals))
+    assert all(torch.equal(p, e) for p, e in zip(params, expected))
+
+
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_tr_step_moves_parameters_by_the_step_and_tells_autograd(contiguous):
+    """The step is w + s exactly (contiguous CPU parameters take one fused pass, others PyTorch's ops), and autograd's
+    in-place checks still see the change: a graph that saved the old parameters refuses to backpropagate."""
+    net, closure = _problem_net(False)
+    if not contiguous:  # a transposed parameter cannot be a flat view
+        net[0].weight = nn.Parameter(net[0].weight.detach().t().contiguous().t())
+        assert not net[0].weight.is_contiguous()
+    params = list(net.parameters())
+    opt = TrustRegion(params, radius=0.05, eta1=0.0, eta2=1.0)  # every step with ρ > 0 accepted
+    stale = closure()  # saves the current parameters for its backward
+    before = [p.detach().clone() for p in params]
+    versions = [p._version for p in params]
+    opt.step(closure)
+    assert opt.last_trace["accepted"] is True
+    step = unflatten_into(opt._workspace._bufs["s"], params)  # the solver's step, kept in its workspace
+    assert all(torch.equal(p.detach(), b + s) for p, b, s in zip(params, before, step))
+    assert all(p._version > v for p, v in zip(params, versions))
+    assert (opt._views is not None and opt._views[1] is not None) is contiguous
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        stale.backward()

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import torch
 
 __all__ = ["enabled", "takes", "use", "numba_version", "views", "cg_init", "cg_curvature", "cg_update", "cg_direction",
-           "cg_final", "adagrad_update", "rmsprop_update", "warm_up"]
+           "cg_final", "adagrad_update", "rmsprop_update", "save_and_add", "warm_up"]
 
 try:  # Numba is a pinned dependency (requirements.txt); without it every tensor takes the PyTorch path.
     import numba
@@ -210,6 +210,15 @@ def _rmsprop_update(avg_sq, g, m, beta, eps):  # noqa: ANN001, ANN202
         m[i] = math.sqrt(acc) + eps
 
 
+@_jit
+def _save_and_add(w, b, s, offset):  # noqa: ANN001, ANN202
+    """b = w, w = w + s[offset:offset + len(w)]."""
+    for i in range(w.shape[0]):
+        wi = w[i]
+        b[i] = wi
+        w[i] = wi + s[offset + i]
+
+
 def _scalar(x: float, like: Any) -> Any:
     return like.dtype.type(x)
 
@@ -257,6 +266,16 @@ def rmsprop_update(avg_sq: Any, g: Any, m: Any, beta: float, eps: float) -> None
 
 
 
+def save_and_add(ws: list[Any], bs: list[Any], s: Any) -> None:
+    """Take a step on parameters in one pass each: copy every flat parameter view ``w`` into its backup ``b``, then
+    add its slice of the flat step ``s`` (the parameters in order, as :func:`~trainer.optim.hvp.unflatten_into`
+    splits it). The same float additions as ``w.add_(s_slice)``, so the result is bit for bit PyTorch's."""
+    offset = 0
+    for w, b in zip(ws, bs):
+        _save_and_add(w, b, s, offset)
+        offset += w.shape[0]
+
+
 def warm_up(dtype: torch.dtype = torch.float32) -> None:
     """Compile (or load from the cache) every kernel for ``dtype`` now, with and without M, so that a worker that
     has called this pays no compilation in its first trust-region step (the first call in a process also starts
@@ -274,3 +293,4 @@ def warm_up(dtype: torch.dtype = torch.float32) -> None:
         cg_final(g, s, r, mm)
     adagrad_update(s, g, m, 1e-10)
     rmsprop_update(s, g, m, 0.8, 1e-10)
+    save_and_add([r], [hp], s)

@@ -6,8 +6,10 @@ from typing import Any, Callable, Iterable
 
 import torch
 import torch.optim.optimizer as _optim_module
+from torch.autograd.graph import increment_version
 from torch.optim import Optimizer
 
+from trainer.optim import fused
 from trainer.optim.hvp import GradientWithHVP, unflatten_into
 from trainer.optim.krylov import SOLVERS, SubproblemResult, Workspace
 from trainer.optim.norms import DiagonalNorm, make_norm
@@ -102,6 +104,7 @@ class TrustRegion(Optimizer):
         self._buffers = [b for b in buffers if torch.is_tensor(b)]
         self._workspace = Workspace()  # the solver's vectors, reused across steps
         self._backup: list[torch.Tensor] | None = None  # the parameters before a step, reused across steps
+        self._views: tuple[tuple[int, ...], Any] | None = None  # see _fused_views
 
     def _copy_buffers(self) -> list[torch.Tensor]:
         return [b.detach().clone() for b in self._buffers]
@@ -110,6 +113,26 @@ class TrustRegion(Optimizer):
         with torch.no_grad():
             for b, v in zip(self._buffers, saved):
                 b.copy_(v)
+
+    def _fused_views(self, params: list[torch.Tensor], backup: list[torch.Tensor], step: torch.Tensor
+                     ) -> tuple[list[Any], list[Any], Any] | None:
+        """Flat NumPy views of the parameters, their backups and the step for :func:`fused.save_and_add`, or None
+        when they cannot take the fused path. Kept while the parameters keep their memory (checked every step)."""
+        if not fused.enabled(step):
+            return None
+        key = (step.data_ptr(), step.numel(), *[(p.data_ptr(), p.numel()) for p in params],
+               *[b.data_ptr() for b in backup])
+        cached = self._views
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        flat = [p.detach().reshape(-1) for p in params]
+        if not (fused.takes(step, *flat, *backup) and all(f.data_ptr() == p.data_ptr() for f, p in zip(flat, params))
+                and sum(f.numel() for f in flat) == step.numel()):
+            self._views = (key, None)
+            return None
+        views = (fused.views(*flat), fused.views(*[b.reshape(-1) for b in backup]), fused.views(step)[0])
+        self._views = (key, views)
+        return views
 
     def _params(self) -> list[torch.Tensor]:
         return [p for p in self.param_groups[0]["params"] if p.requires_grad]
@@ -191,8 +214,13 @@ class TrustRegion(Optimizer):
             backup = self._backup
             # Exact copies, restored bit-for-bit on rejection. (Pointing the parameters at spare storage holding
             # w + s instead saves a pass but was slower in place: the ρ forward then reads cold memory.)
-            torch._foreach_copy_(backup, params)
-            torch._foreach_add_(params, unflatten_into(result.step, params))
+            views = self._fused_views(params, backup, result.step)
+            if views is not None:  # CPU: copy and step in one pass per parameter
+                fused.save_and_add(views[0], views[1], views[2])
+                increment_version(params)  # as an in-place PyTorch op would (autograd's in-place checks)
+            else:
+                torch._foreach_copy_(backup, params)
+                torch._foreach_add_(params, unflatten_into(result.step, params))
             new_loss = float(closure())
         if buffers_after is not None:  # the ρ forward pass must not count in the running statistics
             self._restore_buffers(buffers_after)
