@@ -29,6 +29,9 @@ _RUN = {"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "sgd"}
         "eval_every": 200, "device": "cpu"}
 
 
+_TIMEOUT_S = 30.0  # a request slower than this counts as an error (ReadTimeout), not as a latency
+
+
 def _pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
@@ -44,8 +47,9 @@ async def _client(http: httpx.AsyncClient, run_ids: list[int], deadline: float, 
         t0 = time.perf_counter()
         try:
             r = await http.get(f"/api/runs/{run_id}/metrics", params=params)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:  # counted, and named in the details (a timeout, a refused connection...)
             out["errors"] += 1
+            out["error_kinds"][type(exc).__name__] = out["error_kinds"].get(type(exc).__name__, 0) + 1
         else:
             ms = 1000 * (time.perf_counter() - t0)
             if r.status_code == 200:
@@ -55,6 +59,8 @@ async def _client(http: httpx.AsyncClient, run_ids: list[int], deadline: float, 
                     since[run_id] = last
             else:
                 out["errors"] += 1
+                kind = f"HTTP {r.status_code}"
+                out["error_kinds"][kind] = out["error_kinds"].get(kind, 0) + 1
                 out["5xx"] += r.status_code >= 500
                 out["503"] += r.status_code == 503
         i += 1
@@ -62,9 +68,9 @@ async def _client(http: httpx.AsyncClient, run_ids: list[int], deadline: float, 
 
 
 async def _poll(url: str, run_ids: list[int], clients: int, seconds: float, interval: float) -> dict[str, Any]:
-    out: dict[str, Any] = {"incremental": [], "full": [], "errors": 0, "5xx": 0, "503": 0}
+    out: dict[str, Any] = {"incremental": [], "full": [], "errors": 0, "5xx": 0, "503": 0, "error_kinds": {}}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=_TIMEOUT_S, limits=limits) as http:
         deadline = time.monotonic() + seconds
         await asyncio.gather(*(_client(http, run_ids, deadline, out, k, interval) for k in range(clients)))
     return out
@@ -101,7 +107,8 @@ def measure_load(*, clients: int = 100, runs: int = 4, seconds: float = 60.0, in
               "load_errors": float(out["errors"]), "load_5xx": float(out["5xx"])}
     details = {"clients": clients, "runs": runs, "seconds": seconds, "interval_s": interval,
                "requests": len(inc) + len(full) + out["errors"],
-               "busy_503": out["503"], "run_statuses_during_load": statuses}
+               "busy_503": out["503"], "error_kinds": out["error_kinds"], "run_statuses_during_load": statuses,
+               "client_timeout_s": _TIMEOUT_S}
     return values, {}, details
 
 
