@@ -309,7 +309,7 @@ def _rows_at_steps(dialect: str, fields: tuple[str, ...]) -> Any:
             .where(_M.c.run_id == bindparam("run_id"), _M.c.step.in_(select(kept.c.value))).order_by(_M.c.step))
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=256)  # keyed by the client's field selection: bounded
 def _rows_in_list(fields: tuple[str, ...]) -> Any:
     return select(*(_M.c[name] for name in fields)).where(_M.c.run_id == bindparam("run_id"),
                                                            _M.c.step.in_(bindparam("steps", expanding=True)))

@@ -16,8 +16,8 @@ _OPTIMIZER_NAMES = tuple(OPTIMIZERS)
 _MODEL_NAMES = tuple(MODELS)
 _DATASET_NAMES = tuple(DATASETS)
 
-__all__ = ["names_fit", "Budget", "EvalEvery", "OptimizerConfig", "RunConfig", "DEFAULT_EVALUATIONS", "Guards", "LEGACY_FIELDS", "from_stored", "MAX_BACKPROPS",
-           "MAX_SECONDS", "MAX_SAMPLES"]
+__all__ = ["names_fit", "Budget", "EvalEvery", "OptimizerConfig", "RunConfig", "DEFAULT_EVALUATIONS", "Guards",
+           "LEGACY_FIELDS", "from_stored", "MAX_BACKPROPS", "MAX_SECONDS", "MAX_SAMPLES"]
 
 # Unknown fields are refused; NaN and ±Infinity are refused (every number must be finite).
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)

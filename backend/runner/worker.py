@@ -95,10 +95,6 @@ class StoreReporter:
         self._delete_evals = _Prepared(engine, delete(_EVAL_TABLE).where(_EVAL_TABLE.c.run_id == bindparam("e_run_id"),
                                                                          _EVAL_TABLE.c.step == bindparam("e_step")),
                                        ("e_run_id", "e_step"))
-        runs = Run.__table__
-        self._update_info = _Prepared(engine, update(runs).where(runs.c.id == bindparam("i_run_id")).values(
-            device=bindparam("i_device"), info=bindparam("i_info", type_=runs.c.info.type)),
-            ("i_device", "i_info", "i_run_id"), processed=("i_info",))
         self._update_progress = _Prepared(engine, _progress_update(), (*(f"p_{n}" for n in _PROGRESS), "p_run_id"))
 
     # -- Reporter protocol -------------------------------------------------------------------------
@@ -108,7 +104,8 @@ class StoreReporter:
             torch.set_num_threads(self.torch_threads)
         device = info.get("device")
         with self.engine.begin() as conn:
-            self._update_info(conn, [(None if device is None else str(device)[:64], clean_json(info), self.run_id)])
+            conn.execute(update(Run).where(Run.id == self.run_id)  # once per run: no prepared statement needed
+                         .values(device=None if device is None else str(device)[:64], info=clean_json(info)))
 
     def on_step(self, record: dict[str, Any]) -> None:
         self._steps.append(tuple(map(record.get, METRIC_COLUMNS)))
@@ -215,8 +212,7 @@ class _Prepared:
     compilation while training. The values are plain ints, floats, strings, bools and None (cleaned by
     ``clean_scalar``), which every driver takes as they are."""
 
-    def __init__(self, engine: Engine, statement: Any, names: tuple[str, ...], *,
-                 processed: tuple[str, ...] = ()) -> None:
+    def __init__(self, engine: Engine, statement: Any, names: tuple[str, ...]) -> None:
         compiled = statement.compile(dialect=engine.dialect)
         binds = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
         if sorted(binds) != sorted(names):
@@ -224,19 +220,8 @@ class _Prepared:
         self.sql, self.positional, self.binds = compiled.string, compiled.positional, binds
         self.order = [names.index(name) for name in binds]
         self.identity = self.order == list(range(len(names)))
-        # values that need their column type's conversion first (e.g. a JSON document → its text)
-        dialect = engine.dialect
-        self.processors = [(names.index(name), proc) for name in processed if (proc := compiled.binds[name].type
-                                                                                .dialect_impl(dialect)
-                                                                                .bind_processor(dialect)) is not None]
 
     def __call__(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
-        if self.processors:
-            rows = [list(row) for row in rows]
-            for row in rows:
-                for i, proc in self.processors:
-                    row[i] = proc(row[i])
-            rows = [tuple(row) for row in rows]
         if not self.positional:
             params: list[Any] = [{n: row[i] for n, i in zip(self.binds, self.order)} for row in rows]
         elif self.identity:

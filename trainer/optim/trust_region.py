@@ -125,12 +125,12 @@ class TrustRegion(Optimizer):
         cached = self._views
         if cached is not None and cached[0] == key:
             return cached[1]
-        flat = [p.detach().reshape(-1) for p in params]
-        if not (fused.takes(step, *flat, *backup) and all(f.data_ptr() == p.data_ptr() for f, p in zip(flat, params))
-                and sum(f.numel() for f in flat) == step.numel()):
+        if not (all(p.is_contiguous() for p in params) and sum(p.numel() for p in params) == step.numel()
+                and fused.takes(step, *[p.detach() for p in params], *backup)):
             self._views = (key, None)
             return None
-        views = (fused.views(*flat), fused.views(*[b.reshape(-1) for b in backup]), fused.views(step)[0])
+        flat = [t.detach().view(-1) for t in (*params, *backup)]  # contiguous: views of the same memory
+        views = (fused.views(*flat[:len(params)]), fused.views(*flat[len(params):]), fused.views(step)[0])
         self._views = (key, views)
         return views
 
