@@ -71,7 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     if args[0] == "bare":
         out = bare_epoch(data_dir)
     else:
-        from bench.hooks import timed_run
         from trainer.reporting import NullReporter
         import bench.hooks as hooks
         import os

@@ -37,12 +37,6 @@ def _n(v: float | None, digits: int = 3) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.{digits}g}"
 
 
-def _cell(mean: float | None, reached: int, seeds: int) -> str:
-    if reached == 0:
-        return "—"
-    return _n(mean) if reached == seeds else f"{_n(mean)} ({reached}/{seeds} seeds)"
-
-
 def paired_findings(short: str, res: dict[str, Any]) -> list[str]:
     """Findings lines from a results table (backend.stats.results): resolved verdicts only (final values and
     backprops to target; never wall time inside an equal-backprop comparison), with their n."""
