@@ -74,7 +74,7 @@ class LocalRayCluster:
         self._start(["--head", f"--node-ip-address={self.head_ip}", f"--port={self.gcs_port}",
                      f"--num-cpus={self.head_cpus}", "--num-gpus=0", "--include-dashboard=false",
                      f"--object-store-memory={OBJECT_STORE_BYTES}",
-                     f"--ray-client-server-port={self.port_base + 3}", f"--temp-dir={self.root / 't'}",
+                     f"--temp-dir={self.root / 't'}",
                      *self._ports(0)], "head")
         self._wait_port(self.head_ip, self.gcs_port, timeout)
         return self
