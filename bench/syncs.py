@@ -69,25 +69,26 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
 
 
 def measure_tr_host_syncs(optimizer: str = "tr-adagrad", *, steps: int = 30, solver: str = "cg", seed: int = 0,
-                          batch_size: int = 512) -> dict[str, Any]:
+                          batch_size: int = 512, device: str = "cpu") -> dict[str, Any]:
     """Host syncs of ``steps`` TR steps on the Fashion-MNIST-shaped MLP (synthetic data; syncs do not depend on it).
 
-    Returns per-step counts, CG iterations, and the fit syncs = constant + per_iteration·iterations.
+    Returns per-step counts, CG iterations, and the fit syncs = constant + per_iteration·iterations. ``device``:
+    where the model and batches live ("cpu" emulates the GPU path; "cuda" counts the real one).
     """
     from trainer.models import build_model, loss_function
     from trainer.optim import fused
     from trainer.optim.factory import build_optimizer
 
     torch.manual_seed(seed)
-    model = build_model("mlp", "fashion-mnist")
+    model = build_model("mlp", "fashion-mnist").to(device)
     loss_fn = loss_function("mlp")
     opt = build_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], {"solver": solver})
     gen = torch.Generator().manual_seed(seed)
     per_step: list[int] = []
     iters: list[int] = []
     for _ in range(steps):
-        xb = torch.rand(batch_size, 1, 28, 28, generator=gen)
-        yb = torch.randint(0, 10, (batch_size,), generator=gen)
+        xb = torch.rand(batch_size, 1, 28, 28, generator=gen).to(device)
+        yb = torch.randint(0, 10, (batch_size,), generator=gen).to(device)
 
         def closure() -> torch.Tensor:
             return loss_fn(model(xb), xb, yb)
