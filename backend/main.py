@@ -15,11 +15,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from backend.analyses.runner import runner_for
 from backend.db import make_engine, make_session_factory, migrate, private_dir
-from backend.errors import COMMON_RESPONSES, QueueFull
+from backend.errors import COMMON_RESPONSES, QueueFull, store_error_message
 from backend.routes import api_router
 from backend.routes.meta import dataset_availability
 from backend.runner.scheduler import Scheduler
@@ -97,6 +98,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _busy(_request: Request, _exc: PoolTimeout) -> JSONResponse:
         return JSONResponse(status_code=503, headers={"Retry-After": "1"},
                             content={"detail": "the API is busy (no free store connection); retry in a second"})
+
+    @app.exception_handler(DBAPIError)  # every driver error: unreachable, locked, disk full, read-only, missing
+    async def _store_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        message = store_error_message(exc)
+        log.warning("store error on %s %s: %s", request.method, request.url.path, message)
+        retry = math.ceil(settings.store_retry_max_seconds)
+        return JSONResponse(status_code=503, headers={"Retry-After": str(retry)},
+                            content={"detail": f"the run store cannot serve this request now: {message}. "
+                                               f"Nothing stored is lost; retry in {retry} s"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
