@@ -29,7 +29,8 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, InterfaceError, Ope
 # Words in a driver's message → what the operator should do (first match wins; checked in lower case).
 _STORE_ADVICE: tuple[tuple[str, str], ...] = (
     ("database or disk is full", "the store's disk is full: free space on the server"),
-    ("disk i/o error", "the store's disk failed a read or write: check the disk and free space"),
+    ("disk i/o error", "the store's file refused a read or write (disk full or failing, or the file made "
+                       "read-only): check the disk, its free space and the file's permissions"),
     ("readonly database", "the store file is read-only: make it and its folder writable by the API's user"),
     ("read-only", "the store is read-only: make it writable by the API's user"),
     ("database is locked", "the store is locked by another writer: retry shortly"),
