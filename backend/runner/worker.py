@@ -427,8 +427,8 @@ def train_run(run_id: int, settings: "Settings", stop: threading.Event, *, paren
         try:
             config = from_stored(stored)
         except ValueError as exc:
-            outage.call(lambda: finish_run(engine, run_id, RunState.FAILED,
-                                           f"stored config is no longer valid: {exc}", None), "failing the run")
+            invalid = f"stored config is no longer valid: {exc}"
+            outage.call(lambda: finish_run(engine, run_id, RunState.FAILED, invalid, None), "failing the run")
             return 0
         if settings.pinned_gpu is not None and config.device.startswith("cuda:"):
             config = config.model_copy(update={"device": "cuda"})  # CUDA_VISIBLE_DEVICES shows one GPU

@@ -215,6 +215,23 @@ def test_the_scheduler_thread_survives_a_store_outage(tmp_path: Path, monkeypatc
         assert run["status"] == "completed", run
 
 
+def test_a_store_error_before_an_export_streams_answers_503(client: TestClient,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stream's own store reads fail (the run lookup before them worked): 503, not a dropped connection."""
+    from backend.routes import export
+
+    run_id = post_run(client)
+
+    def down(*_args: Any) -> Any:
+        raise _down()
+
+    monkeypatch.setattr(export.store, "iter_metrics", down)
+    for params in ({"format": "csv"}, {"format": "json"}):
+        r = client.get(f"/api/runs/{run_id}/export", params=params)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.text
+        assert "cannot be opened" in r.json()["detail"], r.text
+
+
 # -- SQLite faults on a small filesystem (root: tmpfs mounts) -----------------------------------------------------
 
 @pytest.fixture
