@@ -27,6 +27,7 @@ from backend.runner.scheduler import Scheduler
 from backend.security import RequestGate
 from backend.settings import Settings, get_settings
 from backend.store import Conflict
+from backend.store_file import StoreFileGuard
 
 __all__ = ["create_app", "app"]
 
@@ -57,6 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.health_engine = make_engine(settings.resolved_database_url, busy_timeout_ms=5000, pool_size=1,
                                               pool_timeout=settings.pool_timeout_seconds)
         app.state.sessions = make_session_factory(engine)
+        # A SQLite store file deleted or replaced under the API is restored from this process's open copy.
+        guard = StoreFileGuard(settings.resolved_database_url, lambda: _dispose(engine, app.state.health_engine),
+                               interval=settings.poll_interval)
+        guard.start()
+        app.state.store_guard = guard
         scheduler = Scheduler(settings, engine) if settings.scheduler else None
         app.state.scheduler = scheduler
         # The dataset check imports torch (seconds): do it now, off the request path.
@@ -73,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await run_in_threadpool(scheduler.stop)
             if getattr(app.state, "analysis_runner", None) is not None:
                 await run_in_threadpool(app.state.analysis_runner.stop)
+            guard.stop()
             engine.dispose()
             app.state.health_engine.dispose()
             os.umask(old_umask)
@@ -113,6 +120,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(status_code=422, content={"detail": jsonable_encoder(_plain_errors(exc.errors()))})
 
     return app
+
+
+def _dispose(*engines: Any) -> None:
+    """Drop every pooled connection (they reopen the store file on next use)."""
+    for engine in engines:
+        engine.dispose()
 
 
 def _freeze_startup_objects() -> None:

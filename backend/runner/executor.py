@@ -2,7 +2,8 @@
 
 An executor never writes run state: it reports what it saw (``Exit``) and the scheduler hands that to
 ``backend.runner.lifecycle``; an exit is reported again at every poll until the scheduler, having stored its
-outcome, calls ``acknowledge`` (a store outage never loses one). Workers themselves finish runs they trained through the same module.
+outcome, calls ``acknowledge`` (a store outage never loses one). Workers themselves finish runs they trained
+through the same module.
 """
 from __future__ import annotations
 

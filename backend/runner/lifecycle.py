@@ -18,8 +18,8 @@ from backend.tables import Run, utcnow
 from trainer.reporting import RunStatus  # the trainer's summary statuses (torch-free module)
 
 __all__ = ["INITIAL_STATE", "claim", "claim_by_hand", "record_worker", "request_cancel", "cancel_requested",
-           "cancels_wanted", "finish_run", "outcome", "exit_outcome", "recover", "running_ids", "running_workers", "queued_runs",
-           "CancelRefused"]
+           "cancels_wanted", "finish_run", "outcome", "exit_outcome", "recover", "running_ids", "running_workers",
+           "queued_runs", "CancelRefused"]
 
 log = logging.getLogger("trustlab.lifecycle")
 

@@ -21,6 +21,7 @@ import importlib
 import os
 import select as io_select
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -30,8 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from backend.errors import is_store_outage, store_error_message
+from backend.store_file import file_identity, sqlite_path
 from backend.rollup import BlockRollup
 from backend.runner import lifecycle
 from backend.runner.lifecycle import finish_run, outcome
@@ -43,8 +46,8 @@ from backend.tables import (EVAL_COLUMNS, METRIC_COLUMNS, Evaluation, MetricBloc
 if TYPE_CHECKING:
     from backend.settings import Settings
 
-__all__ = ["StoreReporter", "StoreOutage", "StoreUnreachable", "STORE_UNREACHABLE_EXIT", "main", "warm_main", "train_run", "preload", "final_status", "finish_run", "clean_json",
-           "log_path", "redirect_output"]
+__all__ = ["StoreReporter", "StoreOutage", "StoreUnreachable", "STORE_UNREACHABLE_EXIT", "main", "warm_main",
+           "train_run", "preload", "final_status", "finish_run", "clean_json", "log_path", "redirect_output"]
 
 _STEP_TABLE = StepMetric.__table__
 _EVAL_TABLE = Evaluation.__table__
@@ -189,6 +192,8 @@ class StoreReporter:
         self.outage = StoreOutage(outage_seconds, flush_seconds, retry_max_seconds)
         self.buffer_bytes = int(buffer_mb * 2**20)
         self.store_lost: str | None = None  # why the run stops: the store stayed unreachable past a bound
+        self._file = sqlite_path(str(engine.url))  # a SQLite store: its identity is checked before each write
+        self._file_id = file_identity(self._file) if self._file is not None else None
         self._next_flush = time.monotonic() + flush_seconds
         self._insert_steps = _Prepared(engine, insert(_STEP_TABLE), _STEP_ROW)
         self._insert_blocks = _Prepared(engine, insert(_BLOCK_TABLE), _BLOCK_ROW)
@@ -234,13 +239,14 @@ class StoreReporter:
         """Write every buffered record, then the final state; both retried through a store outage (for up to
         ``outage_seconds`` more), else StoreUnreachable."""
         self.finish_records()
-        cancel_requested = self.outage.call(lambda: lifecycle.cancel_requested(self.engine, self.run_id),
-                                            "reading the run's cancel request")
+        cancel_requested = self.outage.call(lambda: self.check_file() or lifecycle.cancel_requested(
+            self.engine, self.run_id), "reading the run's cancel request")
         status, error = outcome(summary, cancel_requested=cancel_requested, orphaned=self.orphaned)
         if self.store_lost is not None and not cancel_requested:
             status, error = RunState.FAILED, (f"{self.store_lost}; training stopped at step "
                                               f"{summary.get('steps', 0)}, every record until then is stored")
-        self.outage.call(lambda: finish_run(self.engine, self.run_id, status, error, clean_json(summary)),
+        self.outage.call(lambda: self.check_file() or finish_run(self.engine, self.run_id, status, error,
+                                                                 clean_json(summary)),
                          "recording the run's final state")
         self.finished = True
 
@@ -308,10 +314,24 @@ class StoreReporter:
         return (pending * per_step + 1024 * (len(self._evals) + len(self._blocks))
                 + sum(len(i["png"]) for i in self._images))
 
+    def check_file(self) -> None:
+        """A SQLite store file deleted under us is an outage (never write into the deleted copy); a file replaced
+        (restored by the API's guard) is reopened. Raises OperationalError for a missing file."""
+        if self._file is None:
+            return
+        identity = file_identity(self._file)
+        if identity is None:
+            raise OperationalError("(store file check)", None, sqlite3.OperationalError(
+                "unable to open database file: the store file was deleted (the API restores it)"))
+        if identity != self._file_id:
+            self.engine.dispose()  # pooled connections hold the deleted copy
+            self._file_id = identity
+
     def _flush_or_raise(self) -> None:
         """One transaction with everything buffered; the buffers are emptied only once it committed."""
         if not (self._steps or self._rows or self._evals or self._blocks or self._images or self._info):
             return
+        self.check_file()
         t0 = time.perf_counter()
         self._drain()
         steps, evals, blocks, images, info = self._rows, list(self._evals.values()), self._blocks, self._images, \

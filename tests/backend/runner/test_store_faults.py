@@ -232,6 +232,24 @@ def test_a_store_error_before_an_export_streams_answers_503(client: TestClient,
         assert "cannot be opened" in r.json()["detail"], r.text
 
 
+def test_a_locked_sqlite_store_answers_503_and_reads_still_work(tmp_path: Path) -> None:
+    """Another process holds the write lock longer than the busy timeout: "database is locked" → 503."""
+    settings = make_settings(tmp_path, sqlite_busy_timeout_ms=200)
+    with TestClient(create_app(settings)) as client:
+        run_id = post_run(client)
+        holder = sqlite3.connect(str(tmp_path / "var" / "t.db"), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            r = client.post("/api/runs", json=MLP_RUN)
+            assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.text
+            assert "locked by another writer" in r.json()["detail"], r.text
+            assert client.get(f"/api/runs/{run_id}").status_code == 200  # WAL: readers are not blocked
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert client.post("/api/runs", json=MLP_RUN).status_code == 201
+
+
 # -- SQLite faults on a small filesystem (root: tmpfs mounts) -----------------------------------------------------
 
 @pytest.fixture
@@ -309,3 +327,26 @@ def test_a_store_file_made_read_only_answers_503_and_a_run_rides_it_out(tmp_path
         assert run["status"] == "completed" and run["last_step"] == 400, run
         steps = client.get(f"/api/runs/{run_id}/metrics", params={"max_points": 5000}).json()
         assert [p["step"] for p in steps["points"]] == list(range(1, 401))
+
+
+@pytest.mark.slow
+def test_a_store_file_deleted_under_the_api_is_restored_and_loses_nothing(tmp_path: Path) -> None:
+    """``rm t.db t.db-wal t.db-shm`` while a run trains: the API restores the file from its open copy; the worker
+    buffers meanwhile and reopens the restored file; the run completes with every step; a fresh process
+    reading the file afterwards sees everything."""
+    store = tmp_path / "store" / "t.db"
+    with _api(tmp_path, database_url=f"sqlite:///{store}", store_retry_max_seconds=0.5) as client:
+        done = wait_status(client, post_run(client), FINAL, timeout=60)
+        run_id = post_run(client, budget={"backprops": 400, "seconds": 120})
+        wait_for(lambda: client.get(f"/api/runs/{run_id}/metrics").json()["total"] >= 20, timeout=60)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{store}{suffix}").unlink(missing_ok=True)
+        wait_for(lambda: client.app.state.store_guard.restores == 1, timeout=30)
+        assert store.exists() and client.get(f"/api/runs/{done['id']}").json()["status"] == "completed"
+        run = wait_status(client, run_id, FINAL, timeout=60)
+        assert run["status"] == "completed" and run["last_step"] == 400, run
+    fresh = sqlite3.connect(store)  # what a restarted API would find
+    steps = [r[0] for r in fresh.execute("SELECT step FROM step_metrics WHERE run_id = ? ORDER BY step", (run_id,))]
+    statuses = dict(fresh.execute("SELECT id, status FROM runs"))
+    fresh.close()
+    assert steps == list(range(1, 401)) and statuses == {done["id"]: "completed", run_id: "completed"}
