@@ -314,6 +314,16 @@ class StoreReporter:
         return (pending * per_step + 1024 * (len(self._evals) + len(self._blocks))
                 + sum(len(i["png"]) for i in self._images))
 
+    def _delete_written(self, conn: Any, steps: list[tuple[Any, ...]], blocks: list[dict[str, Any]]) -> None:
+        """Remove the rows of ``steps`` and ``blocks`` that an earlier, seemingly failed, try stored."""
+        if steps:
+            numbers = [row[_STEP] for row in steps]
+            conn.execute(delete(_STEP_TABLE).where(_STEP_TABLE.c.run_id == self.run_id,
+                                                   _STEP_TABLE.c.step.between(min(numbers), max(numbers))))
+        if blocks:
+            conn.execute(delete(_BLOCK_TABLE).where(_BLOCK_TABLE.c.run_id == self.run_id,
+                                                    _BLOCK_TABLE.c.block.in_([b["block"] for b in blocks])))
+
     def check_file(self) -> None:
         """A SQLite store file deleted under us is an outage (never write into the deleted copy); a file replaced
         (restored by the API's guard) is reopened. Raises OperationalError for a missing file."""
@@ -340,7 +350,10 @@ class StoreReporter:
         if self._last is not None:
             progress = {"last_step": self._last["step"], "last_backprops": self._last["backprops"],
                         "last_epoch": self._last["epoch"], "last_wall_time": self._last["wall_time"]}
+        retry = self.outage.since is not None
         with self.engine.begin() as conn:
+            if retry:  # a failed try may have committed after all (its answer lost): never insert a row twice
+                self._delete_written(conn, steps, blocks)
             if info:
                 conn.execute(update(Run).where(Run.id == self.run_id).values(**info))  # once per run
             if steps:

@@ -106,6 +106,44 @@ def test_the_reporter_keeps_every_record_through_an_outage_and_writes_them_when_
     assert (stored["status"], stored["error"], stored["last_step"], stored["device"]) == ("completed", None, 300, "cpu")
 
 
+class _LostAnswer(_Flaky):
+    """The next ``lose`` transactions commit, then fail as if the connection dropped before the answer."""
+
+    lose = 0
+
+    def begin(self) -> Any:
+        if self.lose <= 0:
+            return super().begin()
+        self.lose -= 1
+        outer = self.engine.begin()
+
+        class _Committed:
+            def __enter__(self) -> Any:
+                return outer.__enter__()
+
+            def __exit__(self, *exc: Any) -> None:
+                outer.__exit__(*exc)
+                if exc[0] is None:
+                    raise _down()
+
+        return _Committed()
+
+
+def test_a_write_that_committed_but_seemed_to_fail_is_not_stored_twice(client: TestClient) -> None:
+    engine = client.app.state.engine
+    run_id = _running_run(client)
+    rep = StoreReporter(engine, run_id, threading.Event(), flush_seconds=0.0, flush_records=40,
+                        outage_seconds=600, retry_max_seconds=0.001)
+    lost = rep.engine = _LostAnswer(engine)
+    rep.on_start({"device": "cpu"})
+    for step in range(1, 201):
+        lost.lose = 1 if step in (40, 41, 120) else 0  # a batch, its retry, and another batch
+        rep.on_step(_step(step))
+    rep.on_finish({"status": "completed", "steps": 200})
+    stored = _stored(engine, run_id)
+    assert stored["steps"] == list(range(1, 201)) and stored["status"] == "completed", stored
+
+
 def test_past_the_bound_the_run_stops_and_fails_with_the_reason_keeping_its_records(client: TestClient) -> None:
     engine = client.app.state.engine
     run_id = _running_run(client)
