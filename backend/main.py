@@ -15,17 +15,19 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from backend.analyses.runner import runner_for
 from backend.db import make_engine, make_session_factory, migrate, private_dir
-from backend.errors import COMMON_RESPONSES, QueueFull
+from backend.errors import COMMON_RESPONSES, QueueFull, store_error_message
 from backend.routes import api_router
 from backend.routes.meta import dataset_availability
 from backend.runner.scheduler import Scheduler
 from backend.security import RequestGate
 from backend.settings import Settings, get_settings
 from backend.store import Conflict
+from backend.store_file import StoreFileGuard
 
 __all__ = ["create_app", "app"]
 
@@ -56,6 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.health_engine = make_engine(settings.resolved_database_url, busy_timeout_ms=5000, pool_size=1,
                                               pool_timeout=settings.pool_timeout_seconds)
         app.state.sessions = make_session_factory(engine)
+        # A SQLite store file deleted or replaced under the API is restored from this process's open copy.
+        guard = StoreFileGuard(settings.resolved_database_url, lambda: _dispose(engine, app.state.health_engine),
+                               interval=settings.poll_interval)
+        guard.start()
+        app.state.store_guard = guard
         scheduler = Scheduler(settings, engine) if settings.scheduler else None
         app.state.scheduler = scheduler
         # The dataset check imports torch (seconds): do it now, off the request path.
@@ -72,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await run_in_threadpool(scheduler.stop)
             if getattr(app.state, "analysis_runner", None) is not None:
                 await run_in_threadpool(app.state.analysis_runner.stop)
+            guard.stop()
             engine.dispose()
             app.state.health_engine.dispose()
             os.umask(old_umask)
@@ -98,11 +106,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(status_code=503, headers={"Retry-After": "1"},
                             content={"detail": "the API is busy (no free store connection); retry in a second"})
 
+    @app.exception_handler(DBAPIError)  # every driver error: unreachable, locked, disk full, read-only, missing
+    async def _store_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        message = store_error_message(exc)
+        log.warning("store error on %s %s: %s", request.method, request.url.path, message)
+        retry = math.ceil(settings.store_retry_max_seconds)
+        return JSONResponse(status_code=503, headers={"Retry-After": str(retry)},
+                            content={"detail": f"the run store cannot serve this request now: {message}. "
+                                               f"Nothing stored is lost; retry in {retry} s"})
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": jsonable_encoder(_plain_errors(exc.errors()))})
 
     return app
+
+
+def _dispose(*engines: Any) -> None:
+    """Drop every pooled connection (they reopen the store file on next use)."""
+    for engine in engines:
+        engine.dispose()
 
 
 def _freeze_startup_objects() -> None:

@@ -100,6 +100,17 @@ class Settings(BaseSettings):
     flush_seconds: float = Field(default=0.5, gt=0, le=60, description="worker: flush buffered records this often")
     flush_records: int = Field(default=500, ge=1, le=1_000_000, description="worker: or when this many are buffered")
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, description="SQLite busy timeout")
+    store_outage_seconds: float = Field(
+        default=300.0, gt=0, le=86_400,
+        description="worker: ride out a store outage this long (records buffered in memory, writes retried); "
+                    "past it the run stops and ends failed with \"store unreachable for N s\"")
+    store_buffer_mb: float = Field(default=256.0, gt=0, le=65_536,
+                                   description="worker: most memory (MiB) of records buffered during a store outage; "
+                                               "past it the run stops as for store_outage_seconds")
+    store_retry_max_seconds: float = Field(
+        default=5.0, gt=0, le=300,
+        description="longest wait between two tries to reach the store during an outage (the wait doubles from "
+                    "flush_seconds up to this); also the Retry-After of the API's 503 answers")
     trainer: str = Field(default="trainer:run", description='training function "module:function" (tests swap it)')
     pinned_gpu: str | None = Field(default=None, description="set by the scheduler for a worker: its GPU id")
     executor: Literal["local", "ray"] = Field(
@@ -178,6 +189,9 @@ class Settings(BaseSettings):
             "TRUSTLAB_FLUSH_SECONDS": str(self.flush_seconds),
             "TRUSTLAB_FLUSH_RECORDS": str(self.flush_records),
             "TRUSTLAB_SQLITE_BUSY_TIMEOUT_MS": str(self.sqlite_busy_timeout_ms),
+            "TRUSTLAB_STORE_OUTAGE_SECONDS": str(self.store_outage_seconds),
+            "TRUSTLAB_STORE_BUFFER_MB": str(self.store_buffer_mb),
+            "TRUSTLAB_STORE_RETRY_MAX_SECONDS": str(self.store_retry_max_seconds),
             "TRUSTLAB_TRAINER": self.trainer,
             "TRUSTLAB_WARM_DATASETS": self.warm_datasets,
             "TRUSTLAB_DOWNLOAD": "1" if self.download else "0",

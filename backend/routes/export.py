@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from typing import Annotated, Any, Iterator, Literal
 
@@ -39,14 +40,23 @@ def csv_rows(engine: Engine, run_id: int, table: str) -> Iterator[str]:
 
 def json_document(engine: Engine, run_id: int, view: Any) -> Iterator[str]:
     """``{"run": ..., "metrics": [...], "evaluations": [...]}`` as text pieces, the metrics chunk by chunk."""
-    yield '{"run": ' + view.model_dump_json() + ', "metrics": ['
-    with engine.connect() as conn:
+    with engine.connect() as conn:  # the first chunk is read before the first piece (see _primed)
+        chunks = store.iter_metrics(conn, run_id)
+        head = list(itertools.islice(chunks, 1))
+        yield '{"run": ' + view.model_dump_json() + ', "metrics": ['
         first = True
-        for chunk in store.iter_metrics(conn, run_id):
+        for chunk in itertools.chain(head, chunks):
             body = ", ".join(json.dumps(p) for p in chunk)
             yield body if first else ", " + body
             first = False
         yield '], "evaluations": ' + json.dumps(store.evaluations(conn, run_id)) + "}"
+
+
+def _primed(pieces: Iterator[str]) -> Iterator[str]:
+    """The first piece made now, in the route (so a store error there answers 503 with Retry-After, not a
+    dropped connection), the rest while streaming."""
+    first = next(pieces, "")
+    return itertools.chain([first], pieces)
 
 
 @router.get("/{run_id}/export", summary="Download a run's records as CSV or JSON", responses=NOT_FOUND)
@@ -57,7 +67,7 @@ def export(run: RunDep, request: Request, session: SessionDep,
     engine, run_id, view = request.app.state.engine, run.id, RunOut.model_validate(store.run_view(run))
     session.close()  # the stream takes its own connection: never hold two
     if format == "csv":
-        return StreamingResponse(csv_rows(engine, run_id, table), media_type="text/csv",
+        return StreamingResponse(_primed(csv_rows(engine, run_id, table)), media_type="text/csv",
                                  headers={"Content-Disposition": f'attachment; filename="run-{run_id}-{table}.csv"'})
-    return StreamingResponse(json_document(engine, run_id, view), media_type="application/json",
+    return StreamingResponse(_primed(json_document(engine, run_id, view)), media_type="application/json",
                              headers={"Content-Disposition": f'attachment; filename="run-{run_id}.json"'})

@@ -1,7 +1,9 @@
 """The executor interface (start, cancel, observe work) and the registry behind ``TRUSTLAB_EXECUTOR=local|ray``.
 
 An executor never writes run state: it reports what it saw (``Exit``) and the scheduler hands that to
-``backend.runner.lifecycle``. Workers themselves finish runs they trained through the same module.
+``backend.runner.lifecycle``; an exit is reported again at every poll until the scheduler, having stored its
+outcome, calls ``acknowledge`` (a store outage never loses one). Workers themselves finish runs they trained
+through the same module.
 """
 from __future__ import annotations
 
@@ -57,7 +59,14 @@ class Executor(Protocol):
         """Ask a run to stop (force: kill it now)."""
 
     def poll(self) -> list[Exit]:
-        """Runs whose worker ended since the last call (they are forgotten here)."""
+        """Runs whose worker ended and that are not acknowledged yet (their jobs are kept until then)."""
+
+    def acknowledge(self, run_id: int) -> None:
+        """The outcome of the run's exit is stored: forget its job."""
+
+    def alive_elsewhere(self, run_id: int, pid: int | None) -> bool:
+        """A run stored as running (worker ``pid``) has no job here: whether its worker lives anyway (started
+        by hand, or an actor found again and watched from now on)."""
 
     def reattach(self, run_ids: list[int]) -> set[int]:
         """After an API restart: the ``run_ids`` stored as running that are still alive and now watched again."""

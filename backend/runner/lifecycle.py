@@ -18,8 +18,8 @@ from backend.tables import Run, utcnow
 from trainer.reporting import RunStatus  # the trainer's summary statuses (torch-free module)
 
 __all__ = ["INITIAL_STATE", "claim", "claim_by_hand", "record_worker", "request_cancel", "cancel_requested",
-           "cancels_wanted", "finish_run", "outcome", "exit_outcome", "recover", "running_ids", "queued_runs",
-           "CancelRefused"]
+           "cancels_wanted", "finish_run", "outcome", "exit_outcome", "recover", "running_ids", "running_workers",
+           "queued_runs", "CancelRefused"]
 
 log = logging.getLogger("trustlab.lifecycle")
 
@@ -161,6 +161,12 @@ def recover(engine: Engine, *, reattached: Iterable[int] = ()) -> int:
 def running_ids(engine: Engine) -> list[int]:
     with engine.connect() as conn:
         return list(conn.scalars(select(Run.id).where(Run.status == RunState.RUNNING).order_by(Run.id)))
+
+
+def running_workers(engine: Engine) -> dict[int, int | None]:
+    """Run id → recorded worker pid (None before the worker noted it) of every run stored as running."""
+    with engine.connect() as conn:
+        return {int(r[0]): r[1] for r in conn.execute(select(Run.id, Run.pid).where(Run.status == RunState.RUNNING))}
 
 
 def queued_runs(engine: Engine, limit: int) -> list[tuple[int, dict[str, Any]]]:

@@ -13,6 +13,9 @@ the process trains that one run and exits, so a crash or a memory blow-up ends o
 refills at the next tick. Without an idle warm worker (pool empty, or ``TRUSTLAB_WARM_WORKERS=0``) a run
 gets a fresh (cold) process. GPU runs are pinned with CUDA_VISIBLE_DEVICES (warm workers are kept per
 GPU); CPU runs share the cores (OMP_NUM_THREADS / torch.set_num_threads). Stop: SIGTERM, then SIGKILL.
+
+A job whose process ended stays (holding its slot) until the scheduler has stored its outcome and calls
+``acknowledge``: a store outage at that moment never strands the run as "running".
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from sqlalchemy import Engine
 from backend.runner import lifecycle
 from backend.runner.devices import SlotPlan, plan_slots
 from backend.runner.executor import Exit
-from backend.runner.worker import log_path
+from backend.runner.worker import STORE_UNREACHABLE_EXIT, log_path
 from backend.runner.zygote import ForkedProcess, Zygote, ZygoteError
 from backend.settings import Settings
 
@@ -56,6 +59,8 @@ def describe_exit(returncode: int, what: str = "worker process") -> str:
         except ValueError:
             name = "an unknown signal"
         return f"{what} was killed by signal {-returncode} ({name})"
+    if returncode == STORE_UNREACHABLE_EXIT:
+        return f"{what} exited with code {returncode}: the store stayed unreachable (its log says for how long)"
     return f"{what} exited with code {returncode}"
 
 
@@ -112,7 +117,8 @@ class LocalExecutor:
                  python: str = sys.executable) -> None:
         self.settings, self.engine, self.python = settings, engine, python
         self.plan = plan or plan_slots(settings)
-        self.jobs: dict[int, _Job] = {}
+        self.jobs: dict[int, _Job] = {}  # until acknowledged, also those whose process ended
+        self._exits: dict[int, Exit] = {}  # ended jobs whose outcome is not stored yet
         self.warm: list[_Warm] = []
         self.warm_starts = 0  # runs handed to a warm worker (for tests and the bench)
         self.cold_starts = 0
@@ -169,7 +175,7 @@ class LocalExecutor:
 
     def stop_run(self, run_id: int, *, force: bool) -> None:
         job = self.jobs.get(run_id)
-        if job is None:
+        if job is None or run_id in self._exits:
             return
         now = time.monotonic()
         if force:
@@ -180,18 +186,36 @@ class LocalExecutor:
             job.term_sent = job.term_sent or now
 
     def poll(self) -> list[Exit]:
-        exits = []
-        for run_id, job in list(self.jobs.items()):
+        """Every ended job not yet acknowledged (reported again at each call until ``acknowledge``)."""
+        for run_id, job in self.jobs.items():
+            if run_id in self._exits:
+                continue
             reason = _ended(job.proc)
             if reason is None:
                 continue
-            del self.jobs[run_id]
             tail = _tail(job.log) or (_tail(job.warm_log) if job.warm_log else "")
-            if job.warm_log is not None:
-                job.warm_log.unlink(missing_ok=True)
-            exits.append(Exit(run_id=run_id, reason=reason, stop_sent=job.term_sent is not None,
-                              forced=job.kill_sent is not None, log_tail=tail, log_name=str(job.log)))
-        return exits
+            self._exits[run_id] = Exit(run_id=run_id, reason=reason, stop_sent=job.term_sent is not None,
+                                       forced=job.kill_sent is not None, log_tail=tail, log_name=str(job.log))
+        return list(self._exits.values())
+
+    def acknowledge(self, run_id: int) -> None:
+        """The run's outcome is stored: forget its ended job (freeing the slot)."""
+        self._exits.pop(run_id, None)
+        job = self.jobs.pop(run_id, None)
+        if job is not None and job.warm_log is not None:
+            job.warm_log.unlink(missing_ok=True)
+
+    def alive_elsewhere(self, run_id: int, pid: int | None) -> bool:
+        """A run stored as running with no job here: its stored pid is a live trustlab worker on this host
+        (started by hand with ``python -m backend.runner.worker RUN_ID``)."""
+        if pid is None or pid <= 0:
+            return False
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state != "Z" and b"backend.runner" in cmdline
 
     def reattach(self, run_ids: list[int]) -> set[int]:
         return set()  # worker processes of an earlier API process cannot be watched again

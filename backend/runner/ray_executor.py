@@ -8,6 +8,8 @@ to the store. So the store must be a server database (PostgreSQL): SQLite is ref
 Cancel: the actor's ``request_stop`` (the trainer stops at its next step, as on SIGTERM), then after the
 grace period ``ray.kill`` (as SIGKILL). A dead actor or node ends the run "failed" with Ray's reason.
 The API shutting down leaves the actors training; the next API process re-attaches to them by name.
+An ended actor's exit is reported at every ``poll`` until the scheduler has stored its outcome
+(``acknowledge``), so a store outage at that moment never strands the run as "running".
 
 Ray is an optional extra (``pip install -r requirements-ray.txt``). Ray reads its own connection
 settings from the environment: with token authentication (the default for clusters started by Ray
@@ -24,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from backend.errors import is_store_outage
 from backend.runner import lifecycle
 from backend.runner.executor import Exit
 from backend.runner.local import REPO_ROOT
@@ -112,7 +115,8 @@ class RayExecutor:
             raise RuntimeError("TRUSTLAB_EXECUTOR=ray needs Ray: pip install -r requirements-ray.txt") from None
         self.ray, self.settings, self.engine = ray, settings, engine
         self.limit = settings.max_concurrent_runs or _DEFAULT_LIMIT
-        self.jobs: dict[int, _RayJob] = {}
+        self.jobs: dict[int, _RayJob] = {}  # until acknowledged, also those whose actor ended
+        self._exits: dict[int, Exit] = {}  # ended jobs whose outcome is not stored yet
         self.placements: dict[int, str] = {}  # run id → node address, learnt when the run ends
         self.extra_resources = _resources(settings.ray_run_resources)
         env = {k: v for k, v in settings.child_environment().items()
@@ -164,7 +168,7 @@ class RayExecutor:
 
     def stop_run(self, run_id: int, *, force: bool) -> None:
         job = self.jobs.get(run_id)
-        if job is None:
+        if job is None or run_id in self._exits:
             return
         if force:
             job.forced = True
@@ -174,14 +178,11 @@ class RayExecutor:
             job.actor.request_stop.remote()
 
     def poll(self) -> list[Exit]:
-        if not self.jobs:
-            return []
-        refs = {job.ref: job for job in self.jobs.values()}
-        ready, _ = self.ray.wait(list(refs), num_returns=len(refs), timeout=0)
-        exits = []
+        """Every ended job not yet acknowledged (reported again at each call until ``acknowledge``)."""
+        refs = {job.ref: job for job in self.jobs.values() if job.run_id not in self._exits}
+        ready = self.ray.wait(list(refs), num_returns=len(refs), timeout=0)[0] if refs else []
         for ref in ready:
             job = refs[ref]
-            del self.jobs[job.run_id]
             try:
                 code, error = self.ray.get(ref)
                 reason = f"Ray worker ended with code {code}" + (f" ({error})" if error else "")
@@ -190,9 +191,23 @@ class RayExecutor:
             if not job.forced:
                 self._note_placement(job)
                 self._release(job)
-            exits.append(Exit(run_id=job.run_id, reason=reason, stop_sent=job.stop_sent or job.forced,
-                              forced=job.forced, log_name=f"Ray actor {actor_name(job.run_id)}"))
-        return exits
+            self._exits[job.run_id] = Exit(run_id=job.run_id, reason=reason, stop_sent=job.stop_sent or job.forced,
+                                           forced=job.forced, log_name=f"Ray actor {actor_name(job.run_id)}")
+        return list(self._exits.values())
+
+    def acknowledge(self, run_id: int) -> None:
+        """The run's outcome is stored: forget its ended job."""
+        self._exits.pop(run_id, None)
+        self.jobs.pop(run_id, None)
+
+    def alive_elsewhere(self, run_id: int, pid: int | None) -> bool:
+        """A run stored as running with no job here: its actor still exists (it is watched again from now on)."""
+        try:
+            actor = self.ray.get_actor(actor_name(run_id), namespace=self.settings.ray_namespace)
+        except ValueError:
+            return False
+        self.jobs[run_id] = _RayJob(run_id=run_id, actor=actor, ref=actor.wait.remote())
+        return True
 
     def reattach(self, run_ids: list[int]) -> set[int]:
         self._release_finished(set(run_ids))
@@ -211,16 +226,24 @@ class RayExecutor:
 
     def shutdown(self, grace: float) -> list[Exit]:
         """Leave the runs training on the cluster (the next API process re-attaches); disconnect."""
-        still = set(lifecycle.running_ids(self.engine))
+        try:
+            still = set(lifecycle.running_ids(self.engine))
+        except Exception as exc:  # noqa: BLE001 - store down: keep every actor (the next API re-attaches)
+            if not is_store_outage(exc):
+                raise
+            log.warning("store unreachable at shutdown (%s): leaving every run actor", exc)
+            still = set(self.jobs)
         for job in list(self.jobs.values()):
-            if job.run_id not in still:  # ended (the worker set its state) before a poll released it
-                self._release(job)
+            if job.run_id not in still and job.run_id not in self._exits:  # ended (the worker set its
+                self._release(job)  # state) before a poll released it
                 del self.jobs[job.run_id]
         if self.jobs:
             log.info("leaving %d run(s) training on the Ray cluster: %s", len(self.jobs), sorted(self.jobs))
+        exits = list(self._exits.values())  # ended, outcome not stored yet: the scheduler tries once more
         self.jobs.clear()
+        self._exits.clear()
         self.ray.shutdown()
-        return []
+        return exits
 
     def _note_placement(self, job: _RayJob) -> None:
         try:

@@ -5,15 +5,23 @@ without a final state to the lifecycle module (failed with the reason, cancelled
 runs with a cancel request to stop and forces them after ``cancel_grace_seconds``, and claims queued runs
 (FIFO) while the executor has room. The executor (``TRUSTLAB_EXECUTOR``: local warm workers or Ray) only
 starts, stops and observes; state changes go through ``backend.runner.lifecycle``.
+
+Every tick also reconciles the store with the executor: a run stored as running with no job (its start
+failed while the store was down, or a claim went through unseen) and no live worker elsewhere gets an
+outcome; a job whose run is no longer running (ended or deleted elsewhere) is stopped. An exit is
+forgotten by the executor only once its outcome is stored. A store error in any step of a tick is logged
+once per outage and the tick goes on (the scheduler thread never dies of it); the next tick retries.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from typing import Callable
 
 from sqlalchemy import Engine
 
+from backend.errors import is_store_outage, store_error_message
 from backend.runner import lifecycle
 from backend.runner.devices import SlotPlan
 from backend.runner.executor import Executor, Exit, make_executor
@@ -25,6 +33,11 @@ from backend.settings import Settings
 __all__ = ["Scheduler", "log_path", "describe_exit", "REPO_ROOT"]
 
 log = logging.getLogger("trustlab.scheduler")
+
+# A run stored as running without a job, or a job whose run is not running, gets this long (seconds) to
+# resolve itself (a worker started by hand notes its pid; a worker that just finished its run exits) before
+# the reconciliation acts.
+RECONCILE_GRACE_S = 2.0
 
 
 class Scheduler:
@@ -44,6 +57,10 @@ class Scheduler:
             executor = make_executor(settings, engine, **({"plan": plan} if plan is not None else {}))
         self.executor = executor
         self._stop_sent: dict[int, float] = {}
+        self._unowned: dict[int, float] = {}  # running rows without a job → first seen (monotonic)
+        self._strays: dict[int, float] = {}  # jobs whose run is not running → first seen
+        self.store_error: str | None = None  # the store error of the last tick (None: the store answered)
+        self._tick_errors: list[str] = []
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -87,7 +104,14 @@ class Scheduler:
             self._thread.join(timeout=30)
         grace = min(self.settings.cancel_grace_seconds, 10.0) if grace is None else grace
         with self._lock:
-            self._finish(self.executor.shutdown(grace), shutting_down=True)
+            exits = self.executor.shutdown(grace)
+            try:
+                self._finish(exits, shutting_down=True)
+            except Exception as exc:  # noqa: BLE001 - store down: the next API start marks them interrupted
+                if not is_store_outage(exc):
+                    raise
+                log.error("store unreachable at shutdown (%s): %d run(s) stay running in the store until the next "
+                          "API start marks them interrupted", store_error_message(exc), len(exits))
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -100,19 +124,72 @@ class Scheduler:
 
     # -- one tick ----------------------------------------------------------------------------------
     def tick(self) -> None:
+        """One round: record ended runs, reconcile, deliver cancels, start queued runs, maintain the executor.
+        A store error stops only the step it hit (the others still run); it is logged once per outage."""
         with self._lock:
-            self._finish(self.executor.poll())
-            self._enforce_cancels()
-            if not self._stopping.is_set():
-                self._start_queued()
-                self.executor.maintain()
+            self._tick_errors = []
+            self._guard(lambda: self._finish(self.executor.poll()))
+            self._guard(self._reconcile)
+            self._guard(self._enforce_cancels)
+            if not self._stopping.is_set() and not self._tick_errors:
+                self._guard(self._start_queued)
+            self.executor.maintain()
+            self._note_store(self._tick_errors[0] if self._tick_errors else None)
+
+    def _guard(self, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - a store outage is retried next tick; anything else propagates
+            if not is_store_outage(exc):
+                raise
+            self._tick_errors.append(store_error_message(exc))
+
+    def _note_store(self, error: str | None) -> None:
+        if error is not None and self.store_error is None:
+            log.warning("store unreachable: %s; ended runs are kept until their outcome is stored, retrying every "
+                        "tick", error)
+        elif error is None and self.store_error is not None:
+            log.info("store reachable again")
+        self.store_error = error
 
     def _finish(self, exits: list[Exit], *, shutting_down: bool = False) -> None:
+        """Store each exit's outcome, then let the executor forget it (an exit whose outcome could not be
+        stored is reported again at the next poll)."""
         for ended in exits:
-            self._stop_sent.pop(ended.run_id, None)
             lifecycle.exit_outcome(self.engine, ended.run_id, ended.reason, stop_sent=ended.stop_sent,
                                    forced=ended.forced, shutting_down=shutting_down, log_tail=ended.log_tail,
                                    log_name=ended.log_name)
+            self._stop_sent.pop(ended.run_id, None)
+            self.executor.acknowledge(ended.run_id)
+
+    def _reconcile(self) -> None:
+        """Runs stored as running without a job → an outcome; jobs whose run is not running → stopped (each
+        after ``RECONCILE_GRACE_S``, forced after ``cancel_grace_seconds``)."""
+        now = time.monotonic()
+        stored = lifecycle.running_workers(self.engine)
+        jobs = self.executor.running()
+        unowned = {run_id: self._unowned.get(run_id, now) for run_id in stored if run_id not in jobs}
+        self._unowned = unowned
+        for run_id, since in unowned.items():
+            if now - since < RECONCILE_GRACE_S or self.executor.alive_elsewhere(run_id, stored[run_id]):
+                continue
+            lifecycle.exit_outcome(self.engine, run_id, "no worker was running it (its start or its end was "
+                                   "not recorded, e.g. during a store outage)", stop_sent=False, forced=False,
+                                   shutting_down=False)
+            self._unowned.pop(run_id, None)
+        strays = {run_id: self._strays.get(run_id, now) for run_id in jobs if run_id not in stored}
+        self._strays = strays
+        for run_id, since in strays.items():
+            if now - since < RECONCILE_GRACE_S:
+                continue
+            sent = self._stop_sent.get(run_id)
+            if sent is None:
+                log.warning("run %d is not running in the store but its worker is: stopping it", run_id)
+                self.executor.stop_run(run_id, force=False)
+                self._stop_sent[run_id] = now
+            elif sent > 0 and now - sent >= self.settings.cancel_grace_seconds:
+                self.executor.stop_run(run_id, force=True)
+                self._stop_sent[run_id] = -1.0
 
     def _enforce_cancels(self) -> None:
         running = self.executor.running()
