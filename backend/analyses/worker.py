@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 from backend.analyses import store
 from backend.tables import StepMetric
 
-__all__ = ["main", "run_analysis", "REPLAY_TOLERANCE"]
+__all__ = ["main", "run_analysis", "overall_match", "REPLAY_TOLERANCE"]
 
 REPLAY_TOLERANCE = 1e-5  # relative difference of a replayed minibatch loss from the recorded one
 
@@ -42,6 +42,14 @@ def _matches(recorded: float | None, replayed: float | None) -> bool | None:
     if not (math.isfinite(recorded) and math.isfinite(replayed)):
         return False
     return abs(recorded - replayed) <= REPLAY_TOLERANCE * max(1.0, abs(recorded))
+
+
+def overall_match(so_far: bool | None, match: bool | None) -> bool | None:
+    """The analysis's ``replay_matches`` after one more checkpoint: null while nothing was compared (step 0 has no
+    recorded loss), false once any compared checkpoint differs, else true."""
+    if so_far is False or match is False:
+        return False
+    return True if (so_far or match) else None
 
 
 def _checked(result: dict[str, Any]) -> dict[str, Any]:
@@ -87,9 +95,7 @@ def run_analysis(engine: Engine, analysis_id: int, job: dict[str, Any], *, data_
         out = analyse_hessian(replay.model, replay.loss_fn, x, y, heatmap_size=int(params["heatmap_size"]),
                               rotations=rotations, ols_simulated=ols)
         match = _matches(recorded.get(step), replay.losses.get(step))
-        # null until a checkpoint was compared (step 0 has no recorded loss); false once any differs
-        if match is False or (match is True and result["replay_matches"] is None):
-            result["replay_matches"] = match
+        result["replay_matches"] = overall_match(result["replay_matches"], match)
         result["num_parameters"] = out["num_parameters"]
         result["blocks"] = out["blocks"]
         result["checkpoints"].append({
