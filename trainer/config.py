@@ -114,7 +114,8 @@ class OptimizerConfig(BaseModel):
 
 
 class Guards(BaseModel):
-    """Stop runs that obviously failed (trainer/guards.py). On by default with generous thresholds."""
+    """Stop runs that obviously failed (trainer/guards.py). On by default with generous thresholds. A TR guard that
+    trips while the loss sits at its floor ends the run completed (reason converged), not failed."""
 
     model_config = _STRICT
     enabled: bool = Field(default=True, description="check the guards below at every step")
