@@ -1,5 +1,6 @@
 """TrustRegion optimizer: radius rules, bit-exact rejection, convergence on known problems."""
 import math
+from typing import Callable
 
 import pytest
 import torch
@@ -299,7 +300,7 @@ def test_reduction_ratio_tolerance_is_ulps_times_eps_times_the_loss():
         reduction_ratio(0.0, 1.0, 1.0, rule="never")
 
 
-def _flat_float32_problem(rule: str) -> tuple[TrustRegion, nn.Parameter, object]:
+def _flat_float32_problem(rule: str) -> tuple[TrustRegion, nn.Parameter, Callable[[], torch.Tensor]]:
     """L(x) = 1 + (x - c)⁴ in float32 with x - c = 1e-2: the gradient is 4e-6 and the model decrease ~7e-9 (a
     Newton step goes a third of the way), but L(x) and L(x + s) are both exactly 1.0 in float32 (the loss sits at
     its floor)."""
@@ -313,7 +314,7 @@ def _flat_float32_problem(rule: str) -> tuple[TrustRegion, nn.Parameter, object]
 
 
 def test_at_the_loss_floor_the_relative_rule_accepts_and_the_plain_ratio_rejects():
-    opt, x, closure = _flat_float32_problem("relative")
+    opt, _, closure = _flat_float32_problem("relative")
     for _ in range(5):
         opt.step(closure)
         tr = opt.last_trace
@@ -321,12 +322,12 @@ def test_at_the_loss_floor_the_relative_rule_accepts_and_the_plain_ratio_rejects
         assert tr["accepted"] and tr["rho"] == 1.0
     assert opt.radius > 0.05  # grew: agreement counts as a very successful step
 
-    opt, x, closure = _flat_float32_problem("off")
+    opt, _, closure = _flat_float32_problem("off")
     for _ in range(5):
         opt.step(closure)
         assert not opt.last_trace["accepted"] and opt.last_trace["rho"] == 0.0
     assert opt.radius == pytest.approx(0.05 / 1.5 ** 5)  # the old behaviour: the radius collapses
 
-    opt, x, closure = _flat_float32_problem("authors")  # pred ~1e-10 is above the authors' 1e-15
+    opt, _, closure = _flat_float32_problem("authors")  # pred ~1e-10 is above the authors' 1e-15
     opt.step(closure)
     assert not opt.last_trace["accepted"]

@@ -9,11 +9,11 @@ import torch.optim.optimizer as _optim_module
 from torch.autograd.graph import increment_version
 from torch.optim import Optimizer
 
+from trainer.hyperparameters import TR_HYPERPARAMETERS, TrustRegionHyperparameters
 from trainer.optim import fused
 from trainer.optim.hvp import GradientWithHVP, unflatten_into
 from trainer.optim.krylov import SOLVERS, SubproblemResult, Workspace
 from trainer.optim.norms import DiagonalNorm, make_norm
-from trainer.hyperparameters import TR_HYPERPARAMETERS, TrustRegionHyperparameters
 from trainer.optim.radius import radius_update, reduction_ratio
 
 __all__ = ["TrustRegion", "radius_update", "TR_DEFAULTS", "tr_defaults"]
@@ -23,7 +23,7 @@ def tr_defaults(norm: str) -> dict[str, Any]:
     """The authors' Table 1 configuration for ``norm``: the registry's tr-<norm> hyperparameter defaults (for a plugin
     norm: the shared values), i.e. the base values overlaid with ``TR_NORM_DEFAULTS[norm]`` (RMSprop: Δ₀ = 1e-4,
     γ₂ = 1.75). Defined once in trainer/hyperparameters.py; TrustRegion's keyword defaults resolve through it."""
-    return {"norm": norm, **TR_HYPERPARAMETERS.get(norm, TrustRegionHyperparameters)().model_dump()}
+    return {"norm": norm, **TR_HYPERPARAMETERS.get(norm, TrustRegionHyperparameters).model_validate({}).model_dump()}
 
 
 # The uniform norm's defaults (every key a TrustRegion accepts).
