@@ -41,7 +41,7 @@ def reduction_ratio(actual: float, pred: float, loss: float, *, rule: str = "rel
     - ``"relative"``: when |pred| ≤ tol and |actual| ≤ tol with tol = ``ulps`` · ``eps`` · max(|L|, TINY_LOSS),
       the step counts as agreement, ρ := 1 (accepted; the radius grows). ``eps`` is the machine epsilon of the
       loss's dtype (float32: 2⁻²³ ≈ 1.19e-7, so the default 4 ulps is about 4.8e-7·|L|).
-    - ``"authors"``: the authors' code: ρ := 1 whenever pred < 1e-15 (absolute, whatever the loss's size).
+    - ``"authors"``: the authors' code: ρ := 1 whenever |pred| < 1e-15 (absolute, whatever the loss's size).
     - ``"off"``: the plain ratio.
 
     A non-finite ``actual`` (the loss at w + s overflowed) or, outside the floor, pred ≤ 0 gives NaN (reject).
@@ -59,7 +59,7 @@ def reduction_ratio(actual: float, pred: float, loss: float, *, rule: str = "rel
         if abs(pred) <= tol and abs(actual) <= tol:
             return 1.0
     elif rule == "authors":
-        if pred < AUTHORS_SMALL_DECREASE:
+        if abs(pred) < AUTHORS_SMALL_DECREASE:  # their test: abs(model_improvement) < 1e-15
             return 1.0
     elif rule != "off":
         raise ValueError(f"Invalid noise_floor: {rule!r}; choose 'relative', 'authors' or 'off'")
