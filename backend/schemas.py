@@ -10,7 +10,8 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConst
 from backend.domain import run_label  # noqa: F401 - re-exported (schemas.run_label), defined in backend.domain
 from backend.limits import hide_paths
 from backend.runner.states import RunState
-from trainer.config import MAX_SAMPLES, Budget, EvalEvery, Guards, OptimizerConfig, RunConfig, names_fit
+from trainer.config import (MAX_SAMPLES, Budget, Convergence, EvalEvery, Guards, OptimizerConfig, RunConfig,
+                            names_fit)
 from trainer.errors import error_summary
 from trainer.registry import OPTIMIZERS, model_fits_dataset
 from trainer.reporting import EvalRecord, StepRecord
@@ -167,6 +168,9 @@ class ComparisonCreate(BaseModel):
     num_reconstructions: int | None = Field(default=None, ge=1, le=16)
     device: str | None = Field(default=None, max_length=16)
     guards: Guards | None = Field(default=None, description="guard thresholds for every run (RunConfig.guards)")
+    converged: Convergence | None = Field(default=None,
+                                          description="convergence floors for every run (RunConfig.converged)")
+    l2: float | None = Field(default=None, ge=0.0, le=1.0, description="L2 term in every run's loss (RunConfig.l2)")
     input_scaling: Literal["unit", "standardize"] | None = None
     autoencoder_loss: Literal["bce", "mse"] | None = None
     warm_start_epochs: float | None = Field(default=None, ge=0.0, le=1000.0,
@@ -192,8 +196,8 @@ class ComparisonCreate(BaseModel):
     def run_configs(self) -> list[tuple[RunConfig, str]]:
         """(RunConfig, label) per optimizer and seed, seeds outermost."""
         shared = {k: getattr(self, k) for k in ("eval_every", "train_subset", "test_subset", "eval_train_size",
-                                                  "num_reconstructions", "device", "guards", "input_scaling",
-                                                  "autoencoder_loss") if getattr(self, k) is not None}
+                                                  "num_reconstructions", "device", "guards", "converged", "l2",
+                                                  "input_scaling", "autoencoder_loss") if getattr(self, k) is not None}
         out = []
         for seed in self.seeds:
             for opt in self.optimizers:

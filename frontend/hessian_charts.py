@@ -17,9 +17,11 @@ SHARE_SERIES = (
     ("diagonal", "diagonal share of |H|", "#1f77b4", "solid"),
     ("random_diagonal", "diagonal, random same-spectrum", "#1f77b4", "dash"),
     ("wigner_diagonal", "diagonal, Wigner (1/n)", "#1f77b4", "dot"),
+    ("ols_diagonal", "diagonal, OLS random inputs", "#1f77b4", "dashdot"),
     ("block_diagonal", "per-layer block share of |H|", "#d62728", "solid"),
     ("random_block_diagonal", "block, random same-spectrum", "#d62728", "dash"),
     ("wigner_block_diagonal", "block, Wigner (Σ n_b² / n²)", "#d62728", "dot"),
+    ("ols_block_diagonal", "block, OLS random inputs", "#d62728", "dashdot"),
 )
 
 
@@ -28,12 +30,17 @@ def share_table(checkpoints: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     rows = []
     for c in checkpoints:
         shares, rnd, wig, eig = c["shares"], c["random_same_spectrum"], c["wigner"], c["eigenvalues"]
+        ols = c.get("ols") or {}  # analyses stored before the OLS baseline have none
+        off = c.get("off_block_ratio") or {}
         rows.append({"step": c["step"], "loss": c.get("loss"),
                      "diagonal": shares["diagonal"], "random_diagonal": rnd["diagonal"],
                      "random_diagonal_min": rnd.get("diagonal_min"), "random_diagonal_max": rnd.get("diagonal_max"),
-                     "wigner_diagonal": wig["diagonal"],
+                     "wigner_diagonal": wig["diagonal"], "ols_diagonal": ols.get("diagonal"),
+                     "ols_simulated_diagonal": ols.get("simulated_diagonal"),
                      "block_diagonal": shares["block_diagonal"], "random_block_diagonal": rnd["block_diagonal"],
-                     "wigner_block_diagonal": wig["block_diagonal"],
+                     "wigner_block_diagonal": wig["block_diagonal"], "ols_block_diagonal": ols.get("block_diagonal"),
+                     "off_block_vs_random": off.get("random_same_spectrum"), "off_block_vs_wigner": off.get("wigner"),
+                     "off_block_vs_ols": off.get("ols"),
                      "negative_eigenvalues": eig["negative"], "min_eigenvalue": eig["min"],
                      "max_eigenvalue": eig["max"], "replay_matches": c.get("replay_matches")})
     return pd.DataFrame(rows)
@@ -46,6 +53,8 @@ def shares_figure(table: pd.DataFrame, *, height: int = 380) -> go.Figure:
     fig = go.Figure()
     mode = "lines+markers" if len(table) > 1 else "markers"
     for column, label, color, dash in SHARE_SERIES:
+        if column not in table or table[column].isna().all():
+            continue
         fig.add_trace(go.Scatter(x=table["step"], y=table[column], name=label, mode=mode,
                                  line=dict(color=color, dash=dash), marker=dict(color=color, size=7)))
     fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=70, b=50),

@@ -15,6 +15,7 @@ from trainer.downsample import minmax_indices  # numpy only: the one min/max dow
 
 __all__ = [
     "X_AXES",
+    "converged_reason",
     "FORWARD_COST",
     "DERIVED_X",
     "with_x",
@@ -506,6 +507,15 @@ def final_result(run: Mapping[str, Any], name: str) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def converged_reason(run: Mapping[str, Any]) -> str:
+    """Why a completed run ended early: its summary's message when ``stop_reason`` is "converged" (a convergence
+    floor met, or the loss at its floor when a guard tripped; trainer/guards.py), else ``""``."""
+    summary = run.get("summary") or {}
+    if run.get("status") != "completed" or summary.get("stop_reason") != "converged":
+        return ""
+    return str(summary.get("message") or "converged")
+
+
 def format_duration(seconds: float | None) -> str:
     """``3725`` -> ``"1 h 2 min"``; ``None`` -> ``""``."""
     if seconds is None or not np.isfinite(seconds):
@@ -583,7 +593,7 @@ def runs_table(runs: list[Mapping[str, Any]], comparisons: Mapping[int, str] | N
             "budget": format_budget(cfg.get("budget")),
             "device": r.get("device") or "",
             "started": format_time(r.get("started_at")) or ("waiting" if r.get("status") == "queued" else ""),
-            "error": r.get("error") or "",
+            "error": r.get("error") or converged_reason(r),
         })
     df = pd.DataFrame(rows, columns=["id", "run", "comparison", "status", "progress", "ETA", "test acc", "test loss",
                                      "tags", "dataset / model", "budget", "device", "started", "error"])

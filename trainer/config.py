@@ -17,6 +17,7 @@ _MODEL_NAMES = tuple(MODELS)
 _DATASET_NAMES = tuple(DATASETS)
 
 __all__ = ["names_fit", "Budget", "EvalEvery", "OptimizerConfig", "RunConfig", "DEFAULT_EVALUATIONS", "Guards",
+           "Convergence",
            "LEGACY_FIELDS", "from_stored", "MAX_BACKPROPS", "MAX_SECONDS", "MAX_SAMPLES"]
 
 # Unknown fields are refused; NaN and ±Infinity are refused (every number must be finite).
@@ -113,7 +114,8 @@ class OptimizerConfig(BaseModel):
 
 
 class Guards(BaseModel):
-    """Stop runs that obviously failed (trainer/guards.py). On by default with generous thresholds."""
+    """Stop runs that obviously failed (trainer/guards.py). On by default with generous thresholds. A TR guard that
+    trips while the loss sits at its floor ends the run completed (reason converged), not failed."""
 
     model_config = _STRICT
     enabled: bool = Field(default=True, description="check the guards below at every step")
@@ -126,6 +128,25 @@ class Guards(BaseModel):
     cg_cap_patience: int = Field(default=500, ge=1, le=1_000_000,
                                  description="TR: stop when every subproblem solve hits the iteration cap for this "
                                              "many consecutive steps")
+
+
+class Convergence(BaseModel):
+    """End a run that has converged: ``completed`` with the reason, never ``failed`` (trainer/guards.py; DESIGN.md
+    "Converged is not failed"). On by default; each floor is checked on the minibatch values every step records (a
+    first-order run's gradient norm every ``grad_norm_every`` steps), and must hold ``patience`` times in a row."""
+
+    model_config = _STRICT
+    enabled: bool = Field(default=True, description="stop a run that has converged (status completed)")
+    loss_floor: float | None = Field(
+        default=1e-8, ge=0, le=1e6,
+        description="converged when the minibatch loss is <= this (every built-in loss is >= 0; a cross-entropy at "
+                    "1e-8 has memorised its batch); null = off")
+    grad_norm_ratio: float | None = Field(
+        default=1e-7, gt=0, le=1,
+        description="converged when the minibatch gradient norm is <= this x the first step's gradient norm "
+                    "(a relative test, independent of the loss's scale); null = off")
+    patience: int = Field(default=3, ge=1, le=1_000_000,
+                          description="... for this many consecutive checks")
 
 
 class RunConfig(BaseModel):
@@ -172,6 +193,12 @@ class RunConfig(BaseModel):
                     "method starts, as in the authors' autoencoder configs; counted in backprops, epochs and wall "
                     "time like any step. 0 = off")
     guards: Guards = Field(default_factory=Guards, description="stop runs that obviously failed")
+    converged: Convergence = Field(default_factory=Convergence,
+                                   description="stop runs that converged (status completed, with the reason)")
+    l2: float = Field(default=0.0, ge=0.0, le=1.0,
+                      description="L2 term added to the training loss: loss + l2·Σw² over all parameters (the "
+                                  "authors' MLP code used 1e-4; the paper states none). 0 = off; it counts in the "
+                                  "recorded train loss, gradients and Hessian")
 
     @field_validator("eval_every")
     @classmethod
@@ -242,6 +269,8 @@ class RunConfig(BaseModel):
             out.append(f"loss={self.autoencoder_loss}")
         if self.warm_start_epochs > 0:
             out.append(f"warm={self.warm_start_epochs:g}ep")
+        if self.l2 > 0:
+            out.append(f"l2={self.l2:g}")
         return out
 
     @property

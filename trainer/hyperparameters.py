@@ -19,6 +19,9 @@ __all__ = [
     "AdamHyperparameters",
     "TrustRegionHyperparameters",
     "TRRMSpropHyperparameters",
+    "TR_NORM_DEFAULTS",
+    "TR_HYPERPARAMETERS",
+    "NOISE_FLOORS",
     "resolve",
     "spec_list",
 ]
@@ -97,6 +100,27 @@ class AdamHyperparameters(Hyperparameters):
     weight_decay: float = _WD
 
 
+# The trust-region defaults that depend on the norm (Table 1: RMSprop's Δ₀ = 1e-4 and γ₂ = 1.75; every other value is
+# shared). The one table: the registry's tr-* hyperparameter models below and ``TrustRegion``'s keyword defaults
+# (trainer.optim.trust_region.tr_defaults) both read it, so the two cannot drift.
+TR_NORM_DEFAULTS: dict[str, dict[str, float]] = {
+    "uniform": {},
+    "adagrad": {},
+    "rmsprop": {"radius": 1e-4, "gamma2": 1.75},
+}
+
+# The ratio ρ's noise floor (DESIGN.md "Converged is not failed"; trainer.optim.radius.reduction_ratio):
+#   "relative": a step whose predicted and actual decreases are both ≤ noise_floor_ulps × ε × max(|L|, tiny) (ε the
+#               machine epsilon of the loss's dtype: 1.19e-7 for float32) counts as agreement, ρ := 1 (accepted);
+#   "authors":  the authors' code: ρ := 1 whenever the predicted decrease is below 1e-15 (an absolute threshold);
+#   "off":      the plain ratio (below the loss's resolution ρ is rounding noise, and steps get rejected).
+NOISE_FLOORS: dict[str, str] = {
+    "relative": "ρ := 1 when |pred| and |actual| ≤ noise_floor_ulps·ε·max(|L|, tiny) (ε of the loss's dtype)",
+    "authors": "ρ := 1 when pred < 1e-15 (the authors' code, an absolute threshold)",
+    "off": "the plain ratio ρ = actual / pred",
+}
+
+
 def _radius(default: float) -> Any:
     return Field(default, gt=0.0, le=1e6, description="initial trust radius Δ₀ (in M-units)")
 
@@ -124,6 +148,14 @@ class TrustRegionHyperparameters(Hyperparameters):
     norm_update: Literal["every", "accepted"] = Field(
         "every", description="update the norm matrix on every minibatch gradient ('every') or only after accepted "
                              "steps ('accepted')")
+    noise_floor: Literal["relative", "authors", "off"] = Field(
+        "relative", description="noise floor of ρ: 'relative' — a step whose predicted and actual decreases are both "
+                                "within noise_floor_ulps ulps of the loss counts as agreement (ρ := 1); 'authors' — "
+                                "ρ := 1 when the predicted decrease is below 1e-15 (the authors' code); 'off' — the "
+                                "plain ratio")
+    noise_floor_ulps: float = Field(
+        4.0, ge=0.0, le=1e6, description="'relative' noise floor: tolerance in machine epsilons of the loss's dtype, "
+                                         "relative to |L| (4 ≈ 4.8e-7·|L| in float32)")
 
     @model_validator(mode="after")
     def _ordered(self) -> "TrustRegionHyperparameters":
@@ -135,10 +167,19 @@ class TrustRegionHyperparameters(Hyperparameters):
 
 
 class TRRMSpropHyperparameters(TrustRegionHyperparameters):
-    """TrustRegion with the RMSprop norm: Table 1's Δ₀ = 1e-4 and γ₂ = 1.75."""
+    """TrustRegion with the RMSprop norm: Table 1's Δ₀ = 1e-4 and γ₂ = 1.75 (``TR_NORM_DEFAULTS``)."""
 
-    radius: float = _radius(1e-4)
-    gamma2: float = _gamma2(1.75)
+    radius: float = _radius(TR_NORM_DEFAULTS["rmsprop"]["radius"])
+    gamma2: float = _gamma2(TR_NORM_DEFAULTS["rmsprop"]["gamma2"])
+
+
+# The hyperparameter model of each built-in norm (the registry's tr-<norm>); each one's defaults are the base
+# model's overlaid with TR_NORM_DEFAULTS[norm] (tests/trainer/test_hyperparameters.py checks it).
+TR_HYPERPARAMETERS: dict[str, type[TrustRegionHyperparameters]] = {
+    "uniform": TrustRegionHyperparameters,
+    "adagrad": TrustRegionHyperparameters,
+    "rmsprop": TRRMSpropHyperparameters,
+}
 
 
 # pydantic error type -> the sentence after the field's name ({v}: the value given, {c}: the bound or choices).

@@ -12,11 +12,11 @@ import torch
 from trainer.config import RunConfig
 from trainer.data import DEFAULT_DATA_DIR, DatasetUnavailable, TensorData, load_dataset
 from trainer.guards import RunGuard
-from trainer.models import build_model, count_parameters, loss_function, reconstruction_image
+from trainer.models import build_model, count_parameters, loss_function, reconstruction_image, with_l2
 from trainer.optim.factory import build_optimizer
 from trainer.optim.trust_region import TrustRegion
 from trainer.registry import MODELS
-from trainer.reporting import TR_TRACE_FIELDS, NullReporter, Reporter, RunStatus
+from trainer.reporting import TR_TRACE_FIELDS, NullReporter, Reporter, RunStatus, StopReason
 from trainer.reporting import clean_scalar as _finite  # the one cleaning rule: non-finite floats become None
 
 __all__ = ["run", "resolve_device", "DEFAULT_DATA_DIR", "images_png"]
@@ -106,7 +106,8 @@ def run(config: RunConfig | dict, reporter: Reporter | None = None, *, data_dir:
 
     Failures (bad device, missing data, any exception) end with status "failed" and the error message; a
     non-finite training loss ends with "diverged" at that step, and so do the other guards of
-    ``config.guards`` (trainer/guards.py; TR stalls end "failed" with the reason); ``reporter.should_stop()``
+    ``config.guards`` (trainer/guards.py; TR stalls end "failed" with the reason, unless the loss sits at its
+    floor); a met floor of ``config.converged`` ends "completed" with the reason; ``reporter.should_stop()``
     (checked every step) ends with "stopped". Same config and seed → same records on the CPU (up to ``wall_time``).
 
     Args:
@@ -116,17 +117,19 @@ def run(config: RunConfig | dict, reporter: Reporter | None = None, *, data_dir:
         download: let torchvision download a missing dataset when online. Default True.
     """
     reporter = reporter or NullReporter()
-    summary: dict[str, Any] = {"status": RunStatus.FAILED, "message": "", "steps": 0, "backprops": 0,
-                               "epoch": 0.0, "wall_time": 0.0}
+    summary: dict[str, Any] = {"status": RunStatus.FAILED, "message": "", "stop_reason": StopReason.ERROR,
+                               "steps": 0, "backprops": 0, "epoch": 0.0, "wall_time": 0.0}
     try:
         cfg = config if isinstance(config, RunConfig) else RunConfig.model_validate(config)
         _train(cfg, reporter, Path(data_dir or DEFAULT_DATA_DIR), summary, download=download)
     except DatasetUnavailable as exc:
         summary["status"] = RunStatus.FAILED
+        summary["stop_reason"] = StopReason.ERROR
         summary["message"] = f"{type(exc).__name__}: {exc}"
         summary["public_message"] = exc.public_message  # without server paths, for API clients
     except Exception as exc:  # noqa: BLE001 - reported to the caller as status "failed" with the error
         summary["status"] = RunStatus.FAILED
+        summary["stop_reason"] = StopReason.ERROR
         summary["message"] = f"{type(exc).__name__}: {exc}"
         summary["traceback"] = traceback.format_exc()
     reporter.on_finish(summary)
@@ -186,22 +189,26 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.dataset).to(device)
     model.train()
-    loss_fn = loss_function(cfg.model, cfg.autoencoder_loss)
+    data_loss = loss_function(cfg.model, cfg.autoencoder_loss)
     hyper = cfg.optimizer.resolved()
     params = [p for p in model.parameters() if p.requires_grad]
+    # The training objective: the data loss, plus the optional L2 term (RunConfig.l2; evaluations report the data
+    # loss alone).
+    loss_fn = data_loss if cfg.l2 == 0 else with_l2(data_loss, params, cfg.l2)
     opt = build_optimizer(cfg.optimizer.name, params, hyper, buffers=list(model.buffers()))
     is_tr = isinstance(opt, TrustRegion)
-    guard = RunGuard(cfg.guards, is_tr=is_tr, cg_cap=hyper.get("max_cg_iters"))
+    eps = torch.finfo(params[0].dtype).eps if params and params[0].is_floating_point() else 2.0 ** -23
+    guard = RunGuard(cfg.guards, is_tr=is_tr, cg_cap=hyper.get("max_cg_iters"), converged=cfg.converged, eps=eps)
     batch = cfg.effective_batch_size
     n_train = data.train_size
     # The authors' warm start: Adagrad (registry defaults) for the first warm_start_epochs, then the TR method.
     warm = build_optimizer("adagrad", params) if is_tr and cfg.warm_start_epochs > 0 else None
     warm_samples = cfg.warm_start_epochs * n_train if warm is not None else 0.0
     warm_gradients = 0
-    evaluator = _Evaluator(cfg, data, model, loss_fn)
+    evaluator = _Evaluator(cfg, data, model, data_loss)
     setup = getattr(reporter, "on_setup", None)  # optional hook: analyses read the weights (trainer.analysis)
     if setup is not None:
-        setup(model, data, loss_fn)
+        setup(model, data, data_loss)
     gen = torch.Generator().manual_seed(cfg.seed)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     budget = cfg.budget
@@ -239,7 +246,7 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
 
     perm = torch.randperm(n_train, generator=gen).to(device)
     cursor = 0
-    status, message = RunStatus.COMPLETED, "budget reached"
+    status, message, reason = RunStatus.COMPLETED, "budget reached", StopReason.BUDGET
     while True:
         if budget.epochs is not None and samples >= budget.epochs * n_train:
             break
@@ -248,7 +255,7 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
         if budget.seconds is not None and wall >= budget.seconds:
             break
         if reporter.should_stop():
-            status, message = RunStatus.STOPPED, f"stopped on request at step {step}"
+            status, message, reason = RunStatus.STOPPED, f"stopped on request at step {step}", StopReason.REQUESTED
             break
         if cursor >= n_train:
             perm = torch.randperm(n_train, generator=gen).to(device)
@@ -278,7 +285,7 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
         reporter.on_step(full)
         verdict = guard.check(step, loss_value, record)
         if verdict is not None:
-            status, message = verdict.status, verdict.message
+            status, message, reason = verdict.status, verdict.message, verdict.reason
             break
         if full[eval_axis] >= next_eval * (1 - 1e-9):  # tolerance: fractional epochs sum in floating point
             do_eval()
@@ -286,7 +293,7 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
     if status != RunStatus.DIVERGED and (not last_eval or last_eval["step"] != step):
         do_eval()
     summary.update({
-        "status": status, "message": message, "steps": step, "backprops": gradients + hvps, "gradients": gradients,
+        "status": status, "message": message, "stop_reason": reason, "steps": step, "backprops": gradients + hvps, "gradients": gradients,
         "hvps": hvps, "forwards": forwards, "epoch": samples / n_train, "wall_time": wall,
         "final_minibatch_loss": _finite(last_loss) if last_loss is not None else None,
         # The last evaluation: train loss on the fixed training subset, test loss and accuracy.

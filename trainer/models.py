@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from trainer.registry import DATASETS, MODELS, model_fits_dataset
 
-__all__ = ["build_model", "loss_function", "reconstruction_image", "MLP", "Autoencoder", "ConvAutoencoder",
+__all__ = ["build_model", "loss_function", "reconstruction_image", "with_l2", "MLP", "Autoencoder", "ConvAutoencoder",
            "resnet18", "count_parameters"]
 
 
@@ -125,6 +125,19 @@ def loss_function(model: str, autoencoder_loss: str = "bce"
     if autoencoder_loss not in _RECONSTRUCTION:
         raise ValueError(f"Invalid autoencoder loss {autoencoder_loss!r}; choose one of {sorted(_RECONSTRUCTION)}")
     return _RECONSTRUCTION[autoencoder_loss][0]
+
+
+def with_l2(loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+            params: list[torch.Tensor], l2: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``loss_fn`` plus the L2 term ``l2``·Σ‖w‖² over ``params`` (RunConfig.l2; the authors' MLP code added one with
+    coefficient 1e-4). Inside the loss, it is part of the gradient, the Hessian and ρ of every optimizer."""
+    if not 0.0 <= l2 < float("inf"):
+        raise ValueError(f"Invalid l2: {l2}; need 0 <= l2 < inf")
+
+    def penalized(output: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return loss_fn(output, inputs, labels) + l2 * sum(p.pow(2).sum() for p in params)
+
+    return penalized
 
 
 def reconstruction_image(autoencoder_loss: str = "bce") -> Callable[[torch.Tensor], torch.Tensor]:

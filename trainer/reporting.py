@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Reporter", "NullReporter", "ListReporter", "RunStatus", "StepTrace", "StepRecord", "EvalRecord",
+__all__ = ["Reporter", "NullReporter", "ListReporter", "RunStatus", "StopReason", "StepTrace", "StepRecord", "EvalRecord",
            "Summary", "TR_TRACE_FIELDS", "clean_scalar", "clean_json"]
 
 
@@ -18,6 +18,17 @@ class RunStatus:
     DIVERGED = "diverged"
     FAILED = "failed"
     STOPPED = "stopped"
+
+
+class StopReason:
+    """Why a run ended (``Summary.stop_reason``), beside its status: a ``completed`` run either used its budget or
+    converged (trainer/guards.py; DESIGN.md "Converged is not failed"); the others name what ended it."""
+
+    BUDGET = "budget"  # completed: a budget limit was reached
+    CONVERGED = "converged"  # completed: a convergence floor was met, or the loss sat at its floor
+    GUARD = "guard"  # failed or diverged: a run guard tripped
+    REQUESTED = "requested"  # stopped: on request
+    ERROR = "error"  # failed: an exception
 
 
 # -- record types ----------------------------------------------------------------------------------------------
@@ -95,6 +106,7 @@ class Summary(BaseModel):
 
     status: str
     message: str
+    stop_reason: str | None = None  # StopReason
     public_message: str | None = None
     traceback: str | None = None
     device: str | None = None

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 from backend.analyses import store
 from backend.tables import StepMetric
 
-__all__ = ["main", "run_analysis", "REPLAY_TOLERANCE"]
+__all__ = ["main", "run_analysis", "overall_match", "REPLAY_TOLERANCE"]
 
 REPLAY_TOLERANCE = 1e-5  # relative difference of a replayed minibatch loss from the recorded one
 
@@ -44,6 +44,14 @@ def _matches(recorded: float | None, replayed: float | None) -> bool | None:
     return abs(recorded - replayed) <= REPLAY_TOLERANCE * max(1.0, abs(recorded))
 
 
+def overall_match(so_far: bool | None, match: bool | None) -> bool | None:
+    """The analysis's ``replay_matches`` after one more checkpoint: null while nothing was compared (step 0 has no
+    recorded loss), false once any compared checkpoint differs, else true."""
+    if so_far is False or match is False:
+        return False
+    return True if (so_far or match) else None
+
+
 def _checked(result: dict[str, Any]) -> dict[str, Any]:
     """``result`` if it is strict JSON (no NaN/inf: the store and clients could not read them), else ValueError."""
     try:
@@ -57,7 +65,8 @@ def run_analysis(engine: Engine, analysis_id: int, job: dict[str, Any], *, data_
                  should_stop: Callable[[], bool]) -> dict[str, Any]:
     """Compute the analysis ``job`` (from ``store.claim``) and return its result; saves progress as it goes."""
     from trainer.analysis.checkpoints import replay_checkpoints
-    from trainer.analysis.hessian import analyse_hessian, check_size, random_rotations
+    from trainer.analysis.hessian import (analyse_hessian, check_size, layer_blocks, ols_simulated_shares,
+                                          random_rotations)
     from trainer.config import RunConfig
 
     params, run_id = job["params"], job["run_id"]
@@ -71,8 +80,9 @@ def run_analysis(engine: Engine, analysis_id: int, job: dict[str, Any], *, data_
     x, y = replay.data.train_x[:batch], replay.data.train_y[:batch]
     last = max(steps) or 1
     result: dict[str, Any] = {"num_parameters": None, "batch_size": batch, "batch": f"the first {batch} training samples",
-                              "device": "cpu", "checkpoints": [], "replay_matches": True}
+                              "device": "cpu", "checkpoints": [], "replay_matches": None}
     rotations = None  # the same Haar draws for every checkpoint: drawing them costs as much as the Hessian
+    ols = None  # the simulated OLS baseline depends only on the batch size and the blocks: once per analysis
     for step in steps:
         if should_stop():
             raise InterruptedError("analysis stopped on request")
@@ -81,11 +91,11 @@ def run_analysis(engine: Engine, analysis_id: int, job: dict[str, Any], *, data_
             n = sum(p.numel() for p in replay.model.parameters() if p.requires_grad)
             check_size(n)
             rotations = random_rotations(n, int(params["random_draws"]), seed=0)
+            ols = ols_simulated_shares(layer_blocks(replay.model), batch, seed=0)
         out = analyse_hessian(replay.model, replay.loss_fn, x, y, heatmap_size=int(params["heatmap_size"]),
-                              rotations=rotations)
+                              rotations=rotations, ols_simulated=ols)
         match = _matches(recorded.get(step), replay.losses.get(step))
-        if match is False:
-            result["replay_matches"] = False
+        result["replay_matches"] = overall_match(result["replay_matches"], match)
         result["num_parameters"] = out["num_parameters"]
         result["blocks"] = out["blocks"]
         result["checkpoints"].append({

@@ -14,8 +14,15 @@ st.markdown(
     "The paper motivates *diagonal* trust-region norms by the **diagonal dominance** of neural-network Hessians "
     "(Fig. 2, App. D). For chosen checkpoints of a run this page computes the exact Hessian $H$ of the training loss "
     "on a fixed batch, and the share of its absolute mass $\\sum_{ij}|H_{ij}|$ on the diagonal and on the per-layer "
-    "diagonal blocks, against a **random matrix with the same spectrum** ($QΛQ^\\top$, $Q$ Haar-random) and a "
-    "Wigner matrix. Dense Hessians need small models: train the **narrow MLP** (`mlp-narrow`, 3,190 parameters). "
+    "diagonal blocks, against a **random matrix with the same spectrum** ($QΛQ^\\top$, $Q$ Haar-random), a "
+    "**Wigner matrix** (Proposition 1; convention: every entry on and above the diagonal drawn from one "
+    "distribution, so the diagonal share is $1/n$; the GOE convention, diagonal variance doubled, would give "
+    "$\\sqrt2/(\\sqrt2+n-1)$) and the paper's **OLS baseline** (Proposition 2, App. D.2): the Hessian $X^\\top X/N$ "
+    "of least squares on $N$ random inputs ($N$ = the batch size), diagonal share $1/(1+(n-1)\\sqrt{2/(\\pi N)})$ "
+    "for large $N$, and simulated with Gaussian $X$. A **block** share is read against its baseline's: with one "
+    "layer holding most parameters any matrix puts most mass on the blocks, so the table compares the off-block "
+    "mass $1-\\text{share}$ with each baseline's (ratio < 1: more concentrated on the layers). "
+    "Dense Hessians need small models: train the **narrow MLP** (`mlp-narrow`, 3,190 parameters). "
     "Runs keep no weights: the analysis replays the run from its seed on the CPU and checks the replayed losses "
     "against the recorded ones.")
 
@@ -73,6 +80,9 @@ if result.get("replay_matches") is False:
     st.warning("The replay did **not** reproduce the recorded minibatch losses (e.g. the run trained on a GPU). "
                "These Hessians belong to a CPU replay with the same seed and configuration, not to the recorded "
                "weights.")
+elif result.get("replay_matches") is None:
+    st.info("No replayed minibatch loss could be compared with a recorded one (e.g. only step 0 was analysed): "
+            "the replay is unchecked.")
 
 table = hessian_charts.share_table(checkpoints)
 st.subheader("Mass shares over training")
@@ -91,7 +101,13 @@ st.plotly_chart(hessian_charts.heatmap_figure(current["heatmap"], current["heatm
                                               title=f"mean |Hᵢⱼ| per cell, step {step} (log colour)"),
                 key="hessian_heatmap", width="stretch", theme=None)
 diag, rnd = current["shares"]["diagonal"], current["random_same_spectrum"]["diagonal"]
+ols = current.get("ols") or {}
+off = (current.get("off_block_ratio") or {}).get("random_same_spectrum")
+block, rnd_block = current["shares"]["block_diagonal"], current["random_same_spectrum"]["block_diagonal"]
 st.caption(f"Step {step}: diagonal share {diag:.3g} vs {rnd:.3g} for a random matrix with the same spectrum"
-           + (f" ({diag / rnd:.1f}×)" if rnd > 0 else "") + f"; {current['eigenvalues']['negative']:,} negative "
-           "eigenvalues.")
+           + (f" ({diag / rnd:.1f}×)" if rnd > 0 else "")
+           + (f", {ols['diagonal']:.3g} for OLS on {ols.get('inputs')} random inputs" if ols.get("diagonal") else "")
+           + f"; block share {block:.3g} vs {rnd_block:.3g}"
+           + (f" (off-block mass {off:.2f}× the random matrix's)" if off is not None else "")
+           + f"; {current['eigenvalues']['negative']:,} negative eigenvalues.")
 st.dataframe(table, hide_index=True, width="stretch")

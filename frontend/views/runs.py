@@ -202,7 +202,8 @@ def tables() -> None:
                                                       help="final evaluation's test accuracy"),
             "test loss": st.column_config.NumberColumn("test loss", format="%.4f",
                                                        help="final evaluation's test loss"),
-            "error": st.column_config.TextColumn("error", width="large"),
+            "error": st.column_config.TextColumn("error", width="large",
+                                                 help="why a run failed, or why a completed run converged early"),
         })
     if len(shown) < len(runs):
         st.caption(f"{len(shown)} of {len(runs)} runs match the filters.")
@@ -210,6 +211,9 @@ def tables() -> None:
     failed = [r for r in shown if r.get("error") and r["status"] in ("failed", "diverged", "interrupted")]
     for r in failed[:5]:
         st.error(f"{run_title(r)} {r['status']}: {r['error']}", icon=":material/error:")
+    converged = [r for r in shown if series.converged_reason(r)]  # completed early: the reason, not an error
+    for r in converged[:5]:
+        st.info(f"{run_title(r)} completed: {series.converged_reason(r)}", icon=":material/check_circle:")
 
     # exact selection: one checkbox per run id (no substring matching), kept in session state across refreshes
     chosen_all: set[int] = {i for i in st.session_state.get(SELECTED, set()) if i in by_id}

@@ -1,7 +1,9 @@
 """Analysis worker helpers: the replay check's tolerance and the strict-JSON guard on results."""
+from functools import reduce
+
 import pytest
 
-from backend.analyses.worker import REPLAY_TOLERANCE, _checked, _matches, main
+from backend.analyses.worker import REPLAY_TOLERANCE, _checked, _matches, main, overall_match
 
 
 def test_replay_check_tolerance() -> None:
@@ -20,3 +22,12 @@ def test_non_finite_results_are_refused() -> None:
 
 def test_usage_is_checked_before_anything_else() -> None:
     assert main(["x"]) == 2
+
+
+def test_replay_matches_is_null_until_something_was_compared() -> None:
+    def over(matches):
+        return reduce(overall_match, matches, None)
+
+    assert over([]) is None and over([None]) is None and over([None, None]) is None  # e.g. only step 0
+    assert over([None, True]) is True and over([True, True]) is True
+    assert over([True, False, True]) is False and over([None, False]) is False and over([False, None]) is False

@@ -1,6 +1,7 @@
 """Analyses API: validation (422 naming the field, nothing stored), state conflicts, and real analysis jobs."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,10 @@ def test_end_to_end_analysis_of_a_trained_run(real_client: TestClient) -> None:
     assert 0 < last["shares"]["diagonal"] < last["shares"]["block_diagonal"] <= 1
     assert 0 < last["random_same_spectrum"]["diagonal"] < 1
     assert last["wigner"]["diagonal"] == pytest.approx(1 / 3190)
+    c = math.sqrt(2 / (math.pi * 64))  # the OLS baseline for N = 64 inputs (Proposition 2), and its simulation
+    assert last["ols"]["inputs"] == 64 and last["ols"]["diagonal"] == pytest.approx(1 / (1 + 3189 * c))
+    assert 0 < last["ols"]["simulated_diagonal"] < 1 and set(last["off_block_ratio"]) == {
+        "random_same_spectrum", "wigner", "ols"}
     assert len(last["heatmap"]) == 16 and all(len(row) == 16 for row in last["heatmap"])
     assert [b["name"] for b in result["blocks"]] == ["net.1", "net.3"]
     listed = real_client.get(f"/api/runs/{run_id}/analyses").json()["items"][0]

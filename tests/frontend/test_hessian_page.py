@@ -137,3 +137,26 @@ def test_replay_mismatch_and_failure_are_stated(open_page, hapi) -> None:
                                        result=None)
     at.run()
     assert "the replay ended at step 5" in texts(at.error)
+
+
+def test_ols_baseline_wigner_convention_and_block_baseline_are_shown(open_page, hapi) -> None:
+    run = hapi.add_run("tr-adagrad", model="mlp-narrow", steps=20)
+    a = _completed(hapi, run["id"])
+    at = open_page("hessian")
+    assert not at.exception
+    names = [t["name"] for t in figures(at)[0]["data"]]
+    assert "diagonal, OLS random inputs" in names and "block, OLS random inputs" in names
+    intro = texts(at.markdown)
+    assert "OLS baseline" in intro and "one distribution" in intro and "GOE" in intro
+    table = at.dataframe[0].value
+    last = a["result"]["checkpoints"][1]
+    assert table["ols_diagonal"].tolist()[1] == pytest.approx(last["ols"]["diagonal"])
+    assert table["off_block_vs_random"].tolist()[1] == pytest.approx(last["off_block_ratio"]["random_same_spectrum"])
+    assert "for OLS on 16 random inputs" in texts(at.caption) and "off-block mass" in texts(at.caption)
+
+
+def test_a_replay_nothing_was_compared_with_is_called_unchecked(open_page, hapi) -> None:
+    run = hapi.add_run("sgd", model="mlp-narrow", steps=20)
+    _completed(hapi, run["id"], replay_matches=None)
+    at = open_page("hessian")
+    assert not at.warning and "the replay is unchecked" in texts(at.info)

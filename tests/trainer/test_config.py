@@ -133,3 +133,17 @@ def test_metadata_offers_input_scalings_and_losses():
     meta = metadata()
     assert [s["name"] for s in meta["input_scalings"]] == ["unit", "standardize"]
     assert [s["name"] for s in meta["autoencoder_losses"]] == ["bce", "mse"]
+
+
+def test_convergence_and_l2_are_bounded_and_recorded():
+    base = {"dataset": "fashion-mnist", "model": "mlp", "optimizer": {"name": "sgd"}, "budget": {"epochs": 1}}
+    cfg = RunConfig.model_validate(base)
+    assert cfg.converged.enabled and cfg.converged.loss_floor == 1e-8 and cfg.converged.grad_norm_ratio == 1e-7
+    assert cfg.l2 == 0.0 and cfg.variants() == []
+    stored = RunConfig.model_validate({**base, "l2": 1e-4, "converged": {"loss_floor": None, "patience": 5}})
+    assert stored.model_dump()["l2"] == 1e-4 and stored.model_dump()["converged"]["loss_floor"] is None
+    assert "l2=0.0001" in stored.variants()
+    for bad in ({"l2": -1.0}, {"l2": 2.0}, {"converged": {"grad_norm_ratio": 0}}, {"converged": {"patience": 0}},
+                {"converged": {"loss_floor": -1}}, {"converged": {"unknown": 1}}):
+        with pytest.raises(ValueError):
+            RunConfig.model_validate({**base, **bad})

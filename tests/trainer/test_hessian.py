@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from trainer.analysis.hessian import (MAX_HESSIAN_PARAMETERS, Block, abs_heatmap, analyse_hessian, check_size,
-                                      dense_hessian, layer_blocks, mass_shares, random_orthogonal, random_rotations,
+                                      dense_hessian, layer_blocks, mass_shares, off_block_ratio, ols_shares,
+                                      ols_simulated_shares, random_orthogonal, random_rotations,
                                       same_spectrum_baseline, wigner_shares)
 from trainer.models import MLP, build_model, count_parameters
 from trainer.optim.hvp import GradientWithHVP
@@ -175,6 +176,55 @@ def test_analyse_reports_shares_baselines_and_heatmap() -> None:
     assert len(result["heatmap"]) == 8 and len(result["heatmap_edges"]) == 9
     assert result["eigenvalues"]["min"] <= result["eigenvalues"]["max"]
     assert math.isfinite(result["loss"])
+
+
+def test_ols_closed_form_is_the_explicit_expected_abs_matrix() -> None:
+    """E|H| for H = XᵀX/N: σ² on the diagonal, σ²·√(2/(πN)) off it (large N); shares counted entry by entry."""
+    N = 64
+    c = math.sqrt(2 / (math.pi * N))
+    n = sum(b.size for b in BLOCKS_2_3)
+    expected = torch.full((n, n), c, dtype=torch.float64)
+    expected.fill_diagonal_(1.0)
+    diag, block = _naive_shares(expected, BLOCKS_2_3)
+    got = ols_shares(BLOCKS_2_3, N)
+    assert got["diagonal"] == pytest.approx(diag, rel=1e-12) == pytest.approx(1 / (1 + (n - 1) * c), rel=1e-12)
+    assert got["block_diagonal"] == pytest.approx(block, rel=1e-12) and got["inputs"] == N
+    with pytest.raises(ValueError, match="Invalid number of inputs"):
+        ols_shares(BLOCKS_2_3, 0)
+
+
+def test_ols_simulation_matches_its_closed_form_at_large_n() -> None:
+    """Gaussian X: the simulated diagonal share approaches Proposition 2's value (the paper's Figure 6)."""
+    blocks = [Block("a", 0, 10), Block("b", 10, 30)]
+    N = 4000
+    closed = ols_shares(blocks, N)
+    sim = ols_simulated_shares(blocks, N, draws=3, seed=1)
+    assert sim["diagonal"] == pytest.approx(closed["diagonal"], rel=0.05)
+    assert sim["block_diagonal"] == pytest.approx(closed["block_diagonal"], rel=0.05)
+    X = torch.randn(N, 30, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert sim["diagonal"] != pytest.approx(mass_shares(torch.eye(30), blocks)["diagonal"])  # not the identity
+    first = ols_simulated_shares(blocks, N, draws=1, seed=1)
+    assert first == pytest.approx(mass_shares(X.T @ X / N, blocks))  # the same draw, computed explicitly
+
+
+def test_off_block_ratio_compares_off_block_masses() -> None:
+    assert off_block_ratio(0.99, 0.96) == pytest.approx(0.01 / 0.04)
+    assert off_block_ratio(0.5, 0.5) == pytest.approx(1.0)
+    assert off_block_ratio(1.0, 1.0) is None  # one block: no off-block mass to compare
+
+
+def test_analyse_reports_the_ols_baseline_and_off_block_ratios() -> None:
+    net, x, y = _tiny_problem()
+    blocks = layer_blocks(net)
+    sim = ols_simulated_shares(blocks, x.shape[0])
+    result = analyse_hessian(net, _ce, x, y, heatmap_size=8, random_draws=1, ols_simulated=sim)
+    assert result["ols"]["inputs"] == x.shape[0]
+    assert result["ols"]["diagonal"] == pytest.approx(ols_shares(blocks, x.shape[0])["diagonal"])
+    assert result["ols"]["simulated_diagonal"] == sim["diagonal"]
+    block = result["shares"]["block_diagonal"]
+    for key in ("random_same_spectrum", "wigner", "ols"):
+        assert result["off_block_ratio"][key] == pytest.approx((1 - block) / (1 - result[key]["block_diagonal"]))
+    assert "simulated_diagonal" not in analyse_hessian(net, _ce, x, y, heatmap_size=8, random_draws=1)["ols"]
 
 
 def test_diverged_weights_are_refused() -> None:

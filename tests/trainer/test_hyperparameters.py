@@ -9,7 +9,8 @@ import torch
 from pydantic import BaseModel
 
 from trainer import hyperparameters as hp
-from trainer.optim.trust_region import TR_DEFAULTS, TrustRegion
+from trainer.hyperparameters import TR_HYPERPARAMETERS, TR_NORM_DEFAULTS, TrustRegionHyperparameters
+from trainer.optim.trust_region import TR_DEFAULTS, TrustRegion, tr_defaults
 from trainer.registry import OPTIMIZERS, metadata, resolve_hyperparameters
 
 
@@ -89,13 +90,44 @@ def test_every_error_is_reported_at_once_and_good_values_are_coerced():
 
 
 def test_trust_region_signature_defaults_are_the_registry_s():
-    """Explicit keyword arguments, as torch.optim; their defaults are tr-uniform's model's (one source)."""
+    """Explicit keyword arguments, as torch.optim; their defaults are tr-uniform's model's (one source), except the
+    per-norm ones (TR_NORM_DEFAULTS), whose default is None: resolved per norm."""
     params = inspect.signature(TrustRegion.__init__).parameters
+    per_norm = set().union(*TR_NORM_DEFAULTS.values())
+    assert per_norm == {"radius", "gamma2"}
     for key, value in TR_DEFAULTS.items():
-        assert params[key].kind is inspect.Parameter.KEYWORD_ONLY and params[key].default == value, key
+        assert params[key].kind is inspect.Parameter.KEYWORD_ONLY, key
+        assert params[key].default == (None if key in per_norm else value), key
     opt = TrustRegion([torch.nn.Parameter(torch.zeros(2))], radius=0.2, solver="lanczos")
     assert opt.param_groups[0]["radius"] == 0.2 and opt.param_groups[0]["solver"] == "lanczos"
     assert opt.param_groups[0]["gamma2"] == TR_DEFAULTS["gamma2"]
+
+
+@pytest.mark.parametrize("norm", ["uniform", "adagrad", "rmsprop"])
+def test_trust_region_defaults_depend_on_the_norm_as_the_registry_s(norm):
+    """TrustRegion(norm=...) built directly gets the same defaults as the registry's tr-<norm> (one table)."""
+    opt = TrustRegion([torch.nn.Parameter(torch.zeros(2))], norm=norm)
+    group = {k: v for k, v in opt.param_groups[0].items() if k != "params"}
+    registry = OPTIMIZERS[f"tr-{norm}"].defaults()
+    assert group == {"norm": norm, **registry}
+    assert group == tr_defaults(norm)
+    assert {k: group[k] for k in TR_NORM_DEFAULTS[norm]} == TR_NORM_DEFAULTS[norm]
+
+
+def test_rmsprop_defaults_are_table_1_s_and_explicit_values_still_win():
+    opt = TrustRegion([torch.nn.Parameter(torch.zeros(2))], norm="rmsprop")
+    assert opt.param_groups[0]["radius"] == 1e-4 and opt.param_groups[0]["gamma2"] == 1.75
+    assert opt.radius == 1e-4
+    opt = TrustRegion([torch.nn.Parameter(torch.zeros(2))], norm="rmsprop", radius=0.05, gamma2=1.5)
+    assert opt.param_groups[0]["radius"] == 0.05 and opt.param_groups[0]["gamma2"] == 1.5
+    uniform = TrustRegion([torch.nn.Parameter(torch.zeros(2))], norm="uniform")
+    assert uniform.param_groups[0]["radius"] == 0.05 and uniform.param_groups[0]["gamma2"] == 1.5
+
+
+def test_per_norm_models_are_the_base_overlaid_with_the_table():
+    base = TrustRegionHyperparameters().model_dump()
+    for norm, model in TR_HYPERPARAMETERS.items():
+        assert model().model_dump() == {**base, **TR_NORM_DEFAULTS[norm]}, norm
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -106,6 +138,8 @@ def test_trust_region_signature_defaults_are_the_registry_s():
     ({"theta": -1.0}, "Invalid theta"),
     ({"max_cg_iters": 2.5}, "Invalid max_cg_iters"),
     ({"norm_update": "never"}, "Invalid norm_update"),
+    ({"noise_floor": "sometimes"}, "Invalid noise_floor"),
+    ({"noise_floor_ulps": -1.0}, "Invalid noise_floor_ulps"),
 ])
 def test_trust_region_refuses_bad_options_as_torch_optim_does(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -202,3 +202,17 @@ def test_autoencoder_mse_variant_on_generated_mnist(fake_mnist_dir):
     assert s["status"] == "completed", s["message"]
     assert rep.images and rep.images[-1][1] == "reconstruction"
     assert rep.evals[0]["train_loss"] < 1.0  # an MSE on [0, 1] pixels, not a BCE (≥ the pixels' entropy)
+
+
+@needs_fmnist
+def test_l2_counts_in_the_training_loss_not_in_evaluations(tmp_path):
+    runs = {}
+    for l2 in (0.0, 0.01):
+        rep = ListReporter()
+        s = trainer.run(_cfg("sgd", l2=l2, budget={"backprops": 2}, train_subset=256, test_subset=100,
+                             eval_train_size=256), rep, data_dir=tmp_path, download=False)
+        assert s["status"] == "completed", s["message"]
+        runs[l2] = rep
+    plain, penalized = runs[0.0], runs[0.01]
+    assert plain.evals[0]["train_loss"] == penalized.evals[0]["train_loss"]  # same seed, same weights, data loss
+    assert penalized.steps[0]["train_loss"] > plain.steps[0]["train_loss"] + 0.01  # Σw² of the MLP is > 1

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from trainer.models import build_model, count_parameters, loss_function
+from trainer.models import MLP, build_model, count_parameters, loss_function, with_l2
 from trainer.registry import DATASETS, MODELS
 
 
@@ -57,3 +57,22 @@ def test_autoencoder_losses_against_naive_formulas():
     assert float(img.min()) >= 0 and float(img.max()) <= 1
     with pytest.raises(ValueError, match="Invalid autoencoder loss"):
         loss_function("autoencoder", "l1")
+
+
+def test_with_l2_adds_the_penalty_to_the_loss_and_its_gradient():
+    torch.manual_seed(0)
+    net = MLP((4, 3, 2))
+    params = list(net.parameters())
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 0, 1, 1])
+    base = loss_function("mlp")
+    penalized = with_l2(base, params, 1e-2)
+    out = net(x)
+    expected = base(out, x, y) + 1e-2 * sum(float((p ** 2).sum()) for p in params)
+    assert float(penalized(out, x, y)) == pytest.approx(float(expected), rel=1e-6)
+    g_base = torch.autograd.grad(base(net(x), x, y), params)
+    g_pen = torch.autograd.grad(penalized(net(x), x, y), params)
+    for gb, gp, p in zip(g_base, g_pen, params):
+        torch.testing.assert_close(gp, gb + 2 * 1e-2 * p.detach())
+    assert with_l2(base, params, 0.0)(out, x, y).item() == pytest.approx(base(out, x, y).item())
+    with pytest.raises(ValueError, match="Invalid l2"):
+        with_l2(base, params, -1.0)

@@ -1,5 +1,6 @@
 """TrustRegion optimizer: radius rules, bit-exact rejection, convergence on known problems."""
 import math
+from typing import Callable
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from torch import nn
 
 from trainer.optim.factory import build_optimizer
 from trainer.optim.norms import AdagradNorm, RMSpropNorm, UniformNorm, make_norm
+from trainer.optim.radius import reduction_ratio
 from trainer.optim.trust_region import TrustRegion, radius_update
 
 RULES = dict(eta1=0.01, eta2=0.95, gamma1=1.1, gamma2=1.5, max_radius=10.0)
@@ -259,3 +261,73 @@ def test_step_runs_torch_optim_hooks_and_shows_in_the_profiler():
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         opt.step(_rosenbrock_closure(x))
     assert "Optimizer.step#TrustRegion.step" in {e.key for e in prof.key_averages()}
+
+
+# -- the noise floor of ρ (DESIGN.md "Converged is not failed") --------------------------------------------------
+
+F32 = torch.finfo(torch.float32).eps
+
+
+@pytest.mark.parametrize("actual,pred,loss,rule,expected", [
+    (0.0, 2e-15, 6.3e-9, "relative", 1.0),  # both below 4 ulps of the loss: agreement
+    (0.0, 2e-15, 6.3e-9, "off", 0.0),  # the plain ratio: 0, a rejection
+    (0.0, 2e-15, 6.3e-9, "authors", 0.0),  # above the authors' absolute 1e-15
+    (0.0, 5e-16, 6.3e-9, "authors", 1.0),  # below it
+    (0.0, 5e-16, 1.0, "authors", 1.0),
+    (1e-3, 2e-3, 1.0, "relative", 0.5),  # far above the floor: the plain ratio
+    (0.0, 1e-6, 1.0, "relative", 0.0),  # pred above 4·ε·|L| ≈ 4.8e-7: not noise
+    (-1e-6, 1e-8, 1.0, "relative", -100.0),  # the loss rose beyond its noise: a real rejection
+    (0.0, 0.0, 0.0, "relative", 1.0),  # a zero gradient at a zero loss
+    (0.0, 0.0, 1.0, "off", math.nan),  # pred 0 outside the floor: no ratio
+    (math.nan, 1e-12, 1.0, "relative", math.nan),  # the loss at w + s overflowed
+    (-math.inf, 1e-12, 1.0, "authors", math.nan),
+])
+def test_reduction_ratio_noise_floor(actual, pred, loss, rule, expected):
+    rho = reduction_ratio(actual, pred, loss, rule=rule, ulps=4.0, eps=F32)
+    if math.isnan(expected):
+        assert math.isnan(rho)
+    else:
+        assert rho == pytest.approx(expected)
+
+
+def test_reduction_ratio_tolerance_is_ulps_times_eps_times_the_loss():
+    tol = 4.0 * F32 * 2.0
+    assert reduction_ratio(0.0, tol * 0.99, 2.0, ulps=4.0, eps=F32) == 1.0
+    assert reduction_ratio(0.0, tol * 1.01, 2.0, ulps=4.0, eps=F32) == 0.0
+    assert reduction_ratio(tol * 1.01, tol * 0.99, 2.0, ulps=4.0, eps=F32) != 1.0  # |actual| too large
+    assert reduction_ratio(0.0, 1e-300, 2.0, ulps=0.0, eps=F32) == 0.0  # 0 ulps: only exact zeros
+    with pytest.raises(ValueError, match="Invalid noise_floor"):
+        reduction_ratio(0.0, 1.0, 1.0, rule="never")
+
+
+def _flat_float32_problem(rule: str) -> tuple[TrustRegion, nn.Parameter, Callable[[], torch.Tensor]]:
+    """L(x) = 1 + (x - c)⁴ in float32 with x - c = 1e-2: the gradient is 4e-6 and the model decrease ~7e-9 (a
+    Newton step goes a third of the way), but L(x) and L(x + s) are both exactly 1.0 in float32 (the loss sits at
+    its floor)."""
+    c = torch.tensor([0.25], dtype=torch.float32)
+    x = nn.Parameter(c + 1e-2)
+
+    def closure():
+        return 1.0 + ((x - c) ** 4).sum()
+
+    return TrustRegion([x], norm="uniform", radius=0.05, noise_floor=rule), x, closure
+
+
+def test_at_the_loss_floor_the_relative_rule_accepts_and_the_plain_ratio_rejects():
+    opt, _, closure = _flat_float32_problem("relative")
+    for _ in range(5):
+        opt.step(closure)
+        tr = opt.last_trace
+        assert tr["actual_decrease"] == 0.0 and 0 < tr["pred_decrease"] < 4 * F32
+        assert tr["accepted"] and tr["rho"] == 1.0
+    assert opt.radius > 0.05  # grew: agreement counts as a very successful step
+
+    opt, _, closure = _flat_float32_problem("off")
+    for _ in range(5):
+        opt.step(closure)
+        assert not opt.last_trace["accepted"] and opt.last_trace["rho"] == 0.0
+    assert opt.radius == pytest.approx(0.05 / 1.5 ** 5)  # the old behaviour: the radius collapses
+
+    opt, _, closure = _flat_float32_problem("authors")  # pred ~1e-10 is above the authors' 1e-15
+    opt.step(closure)
+    assert not opt.last_trace["accepted"]

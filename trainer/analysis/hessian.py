@@ -3,9 +3,22 @@
 The paper motivates diagonal norms by the diagonal dominance of neural-network Hessians: for a matrix H
 the share of absolute mass on the diagonal, Σᵢ|Hᵢᵢ| / Σᵢⱼ|Hᵢⱼ| (Becker & LeCun 1988), is compared with
 what a matrix without that structure would give. Here the reference is a random matrix of the same size
-and spectrum, Q diag(λ(H)) Qᵀ with Q Haar-distributed (random orthogonal eigenvectors), plus the
-closed form for a Wigner matrix with i.i.d. entries of one distribution (Proposition 1: share 1/n). The
-same is reported for the per-layer diagonal blocks (the parameter tensors of one module form a block).
+and spectrum, Q diag(λ(H)) Qᵀ with Q Haar-distributed (random orthogonal eigenvectors), plus the paper's two
+baselines:
+
+- a Wigner matrix (Proposition 1), in the convention that every entry on and above the diagonal is drawn from
+  one distribution (diagonal and off-diagonal variances equal): share 1/n. (Under the GOE convention, diagonal
+  variance twice the off-diagonal one, it would be √2/(√2 + n − 1).)
+- the Hessian of ordinary least squares with random inputs (Proposition 2, Appendix D.2; the paper's Figure 2
+  draws both): H = XᵀX/N for N inputs x ∈ ℝⁿ with i.i.d. zero-mean entries of variance σ². Then E|Hᵢᵢ| = σ² and,
+  for large N, Hᵢⱼ (i ≠ j) is about N(0, σ⁴/N), so E|Hᵢⱼ| ≈ σ²·√(2/(πN)) and the diagonal share of E|H| is
+  1 / (1 + (n − 1)·√(2/(πN))). Both the closed form and a simulation (Gaussian X of the analysis's N × n) are
+  reported.
+
+The same is reported for the per-layer diagonal blocks (the parameter tensors of one module form a block). A block
+share is only meaningful against its baseline's: with one block holding 98% of the parameters any matrix puts
+about 96% of its mass on the blocks, so the off-block mass 1 − share is compared with the baseline's
+(``off_block_ratio``).
 
 The Hessian is built from Hessian-vector products by forward-over-reverse differentiation (``torch.func``),
 not by double backward, which stays in ``trainer.optim.hvp`` (the tests use it as the reference).
@@ -20,7 +33,8 @@ from torch import nn
 
 __all__ = ["MAX_HESSIAN_PARAMETERS", "MAX_HEATMAP_SIZE", "LossFn", "Block", "layer_blocks", "check_size",
            "dense_hessian", "mass_shares", "random_orthogonal", "random_rotations", "same_spectrum_baseline",
-           "wigner_shares", "abs_heatmap", "analyse_hessian"]
+           "wigner_shares", "ols_shares", "ols_simulated_shares", "off_block_ratio", "abs_heatmap",
+           "analyse_hessian"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """loss(output, inputs, targets), as ``trainer.models.loss_function`` returns."""
@@ -192,6 +206,47 @@ def wigner_shares(blocks: Sequence[Block]) -> dict[str, float]:
     return {"diagonal": 1.0 / n, "block_diagonal": sum(b.size ** 2 for b in blocks) / n ** 2}
 
 
+def ols_shares(blocks: Sequence[Block], inputs: int) -> dict[str, float]:
+    """Diagonal and block-diagonal shares of E|H| for the OLS Hessian H = XᵀX/N with i.i.d. zero-mean inputs
+    (paper Proposition 2; the large-N form): with c = √(2/(πN)), E|Hᵢᵢ| = σ², E|Hᵢⱼ| ≈ σ²c, so
+
+        diagonal = n / (n + n(n − 1)c) = 1 / (1 + (n − 1)c),
+        block_diagonal = (n + (Σ_b n_b² − n)c) / (n + n(n − 1)c).
+
+    Args:
+        blocks: the diagonal blocks (n = their total size, the number of parameters).
+        inputs: N, the number of inputs (the analysis's batch size).
+    """
+    if inputs < 1:
+        raise ValueError(f"Invalid number of inputs: {inputs}; use at least 1")
+    n = sum(b.size for b in blocks)
+    c = (2.0 / (torch.pi * inputs)) ** 0.5
+    total = n + n * (n - 1) * c
+    return {"diagonal": n / total, "block_diagonal": (n + (sum(b.size ** 2 for b in blocks) - n) * c) / total,
+            "inputs": inputs}
+
+
+def ols_simulated_shares(blocks: Sequence[Block], inputs: int, *, draws: int = 1, seed: int = 0) -> dict[str, float]:
+    """Mean shares of H = XᵀX/N for ``draws`` Gaussian N×n matrices X (the paper's Figure 6 simulation; the
+    closed form :func:`ols_shares` is its large-N limit). Costs N·n² per draw."""
+    if inputs < 1 or draws < 1:
+        raise ValueError(f"Invalid OLS simulation: inputs {inputs}, draws {draws}; use at least 1 of each")
+    n = sum(b.size for b in blocks)
+    gen = torch.Generator().manual_seed(seed)
+    shares = []
+    for _ in range(draws):
+        X = torch.randn(inputs, n, generator=gen, dtype=torch.float64)
+        shares.append(mass_shares(X.T @ X / inputs, blocks))
+    return {key: sum(s[key] for s in shares) / draws for key in ("diagonal", "block_diagonal")}
+
+
+def off_block_ratio(block_share: float, baseline_block_share: float) -> float | None:
+    """(1 − block share) / (1 − the baseline's): how much of its mass H keeps off the layer blocks relative to
+    the baseline (< 1: more concentrated on the blocks). None when the baseline has no off-block mass."""
+    off = 1.0 - baseline_block_share
+    return (1.0 - block_share) / off if off > 0 else None
+
+
 def abs_heatmap(H: torch.Tensor, size: int = 64) -> tuple[list[list[float]], list[int]]:
     """|H| averaged over a ``size``×``size`` grid of near-equal cells (mass-preserving downsampling).
 
@@ -216,7 +271,8 @@ def abs_heatmap(H: torch.Tensor, size: int = 64) -> tuple[list[list[float]], lis
 
 def analyse_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor, *,
                     limit: int = MAX_HESSIAN_PARAMETERS, heatmap_size: int = 64, random_draws: int = 2,
-                    seed: int = 0, rotations: Sequence[torch.Tensor] | None = None) -> dict:
+                    seed: int = 0, rotations: Sequence[torch.Tensor] | None = None,
+                    ols_simulated: dict[str, float] | None = None) -> dict:
     """Hessian structure of the loss on the batch (``inputs``, ``targets``) at the model's current weights.
 
     Args:
@@ -230,8 +286,12 @@ def analyse_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, tar
         rotations: Haar matrices to reuse instead of drawing ``random_draws`` new ones (``random_rotations``).
 
     Returns a JSON-able dict: ``num_parameters``, ``loss``, ``shares`` (diagonal, block_diagonal, per_block),
-    ``random_same_spectrum``, ``wigner``, ``eigenvalues`` (min, max, negative count, Σ|λ|), ``blocks``,
-    ``heatmap`` and ``heatmap_edges``.
+    ``random_same_spectrum``, ``wigner``, ``ols`` (closed form for N = the batch's size, plus ``simulated_*``
+    from ``ols_simulated`` when given), ``off_block_ratio`` (per baseline, :func:`off_block_ratio`),
+    ``eigenvalues`` (min, max, negative count, Σ|λ|), ``blocks``, ``heatmap`` and ``heatmap_edges``.
+
+    ``ols_simulated``: the result of :func:`ols_simulated_shares` for this model and batch (it does not depend on
+    the weights, so a caller analysing several checkpoints computes it once). Default: not simulated.
     """
     check_size(sum(p.numel() for p in model.parameters() if p.requires_grad), limit)
     blocks = layer_blocks(model)
@@ -248,13 +308,19 @@ def analyse_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, tar
                   "share": float(A[b.start:b.stop, b.start:b.stop].sum()) / total if total else 0.0}
                  for b in blocks]
     grid, edges = abs_heatmap(H, heatmap_size)
+    shares = mass_shares(H, blocks)
+    baselines = {"random_same_spectrum": same_spectrum_baseline(eig, blocks, draws=random_draws, seed=seed,
+                                                                rotations=rotations),
+                 "wigner": wigner_shares(blocks), "ols": ols_shares(blocks, int(inputs.shape[0]))}
+    if ols_simulated is not None:
+        baselines["ols"].update({f"simulated_{k}": ols_simulated[k] for k in ("diagonal", "block_diagonal")})
     return {
         "num_parameters": H.shape[0],
         "loss": loss_value,
-        "shares": {**mass_shares(H, blocks), "per_block": per_block},
-        "random_same_spectrum": same_spectrum_baseline(eig, blocks, draws=random_draws, seed=seed,
-                                                       rotations=rotations),
-        "wigner": wigner_shares(blocks),
+        "shares": {**shares, "per_block": per_block},
+        **baselines,
+        "off_block_ratio": {k: off_block_ratio(shares["block_diagonal"], b["block_diagonal"])
+                            for k, b in baselines.items()},
         "eigenvalues": {"min": float(eig[0]), "max": float(eig[-1]), "negative": int((eig < 0).sum()),
                         "abs_sum": float(eig.abs().sum())},
         "blocks": [{"name": b.name, "start": b.start, "stop": b.stop} for b in blocks],

@@ -9,18 +9,25 @@ import torch.optim.optimizer as _optim_module
 from torch.autograd.graph import increment_version
 from torch.optim import Optimizer
 
+from trainer.hyperparameters import TR_HYPERPARAMETERS, TrustRegionHyperparameters
 from trainer.optim import fused
 from trainer.optim.hvp import GradientWithHVP, unflatten_into
 from trainer.optim.krylov import SOLVERS, SubproblemResult, Workspace
 from trainer.optim.norms import DiagonalNorm, make_norm
-from trainer.optim.radius import radius_update
-from trainer.registry import OPTIMIZERS
+from trainer.optim.radius import radius_update, reduction_ratio
 
-__all__ = ["TrustRegion", "radius_update", "TR_DEFAULTS"]
+__all__ = ["TrustRegion", "radius_update", "TR_DEFAULTS", "tr_defaults"]
 
-# The authors' Table 1 configuration (Fashion-MNIST MLP), defined once in the registry (tr-uniform's pydantic
-# model; tr-rmsprop's carries its radius 1e-4 and gamma2 1.75). TrustRegion's keyword defaults are these values.
-TR_DEFAULTS: dict[str, Any] = {"norm": "uniform", **OPTIMIZERS["tr-uniform"].defaults()}
+
+def tr_defaults(norm: str) -> dict[str, Any]:
+    """The authors' Table 1 configuration for ``norm``: the registry's tr-<norm> hyperparameter defaults (for a plugin
+    norm: the shared values), i.e. the base values overlaid with ``TR_NORM_DEFAULTS[norm]`` (RMSprop: Δ₀ = 1e-4,
+    γ₂ = 1.75). Defined once in trainer/hyperparameters.py; TrustRegion's keyword defaults resolve through it."""
+    return {"norm": norm, **TR_HYPERPARAMETERS.get(norm, TrustRegionHyperparameters).model_validate({}).model_dump()}
+
+
+# The uniform norm's defaults (every key a TrustRegion accepts).
+TR_DEFAULTS: dict[str, Any] = tr_defaults("uniform")
 _D = TR_DEFAULTS
 
 
@@ -40,15 +47,21 @@ class TrustRegion(Optimizer):
         params: parameters (a single parameter group).
         norm: "uniform" (sphere), "adagrad" or "rmsprop" (ellipsoids). Default "uniform".
         solver: "cg" (Steihaug-Toint) or "lanczos" (GLTR). Default "cg".
-        radius: initial trust radius Δ₀ in M-units. Default 0.05 (use 1e-4 for rmsprop).
+        radius: initial trust radius Δ₀ in M-units. Default (None): per norm, 0.05, and 1e-4 for rmsprop
+            (``TR_NORM_DEFAULTS``, the same table as the registry's tr-rmsprop).
         max_radius: Δ_max. Default 10.
         eta1, eta2: acceptance / very-successful thresholds. Defaults 0.01, 0.95.
-        gamma1: growth factor. Default 1.1. gamma2: shrink divisor. Default 1.5 (1.75 for rmsprop).
+        gamma1: growth factor. Default 1.1. gamma2: shrink divisor. Default (None): per norm, 1.5, and 1.75 for
+            rmsprop.
         krylov_tol, theta: stopping rule ‖r‖ ≤ ‖g‖·min(κ, ‖g‖^θ). Defaults 0.1, 0.5.
         max_cg_iters: Krylov iteration cap (= HVPs per step). Default 50.
         beta: RMSprop decay. Default 0.8. eps: floor of M. Default 1e-10.
         norm_update: "every" — M absorbs every minibatch gradient (as Adagrad/RMSprop do); "accepted" —
             the gradient of a rejected step is rolled back out of M. Default "every".
+        noise_floor, noise_floor_ulps: the noise floor of ρ (:func:`~trainer.optim.radius.reduction_ratio`):
+            "relative" — predicted and actual decreases both within ``noise_floor_ulps`` machine epsilons (of the
+            loss's dtype) of |L| count as agreement, ρ := 1; "authors" — ρ := 1 when the predicted decrease is
+            below 1e-15 (the authors' code); "off" — the plain ratio. Defaults "relative", 4.
         buffers: the model's buffers (e.g. BatchNorm running_mean/var and num_batches_tracked; not a
             hyperparameter). The gradient's forward pass updates them once, as in any training step; the ρ
             forward pass leaves them as it found them; a rejected step restores them to their state before
@@ -60,14 +73,22 @@ class TrustRegion(Optimizer):
     """
 
     def __init__(self, params: Iterable[torch.Tensor], *, norm: str = _D["norm"], solver: str = _D["solver"],
-                 radius: float = _D["radius"], max_radius: float = _D["max_radius"], eta1: float = _D["eta1"],
-                 eta2: float = _D["eta2"], gamma1: float = _D["gamma1"], gamma2: float = _D["gamma2"],
+                 radius: float | None = None, max_radius: float = _D["max_radius"], eta1: float = _D["eta1"],
+                 eta2: float = _D["eta2"], gamma1: float = _D["gamma1"], gamma2: float | None = None,
                  krylov_tol: float = _D["krylov_tol"], theta: float = _D["theta"],
                  max_cg_iters: int = _D["max_cg_iters"], beta: float = _D["beta"], eps: float = _D["eps"],
-                 norm_update: str = _D["norm_update"], buffers: Iterable[torch.Tensor] = (),
+                 norm_update: str = _D["norm_update"], noise_floor: str = _D["noise_floor"],
+                 noise_floor_ulps: float = _D["noise_floor_ulps"], buffers: Iterable[torch.Tensor] = (),
                  **unknown: Any) -> None:
         if unknown:  # torch.optim would raise TypeError; a ValueError names the options that exist
             raise ValueError(f"Invalid trust-region option(s): {sorted(unknown)}; known: {sorted(TR_DEFAULTS)}")
+        per_norm = tr_defaults(norm)  # the None sentinels: the norm's Table 1 values (TR_NORM_DEFAULTS)
+        radius = per_norm["radius"] if radius is None else radius
+        gamma2 = per_norm["gamma2"] if gamma2 is None else gamma2
+        if noise_floor not in ("relative", "authors", "off"):
+            raise ValueError(f"Invalid noise_floor: {noise_floor!r}; choose 'relative', 'authors' or 'off'")
+        if not 0.0 <= noise_floor_ulps <= 1e6:
+            raise ValueError(f"Invalid noise_floor_ulps: {noise_floor_ulps}; need 0 <= noise_floor_ulps <= 1e6")
         if not 0.0 < radius < math.inf:
             raise ValueError(f"Invalid trust radius: {radius}")
         if not radius <= max_radius < math.inf:
@@ -90,7 +111,8 @@ class TrustRegion(Optimizer):
             raise ValueError(f"Invalid max_cg_iters: {max_cg_iters}")
         defaults = dict(norm=norm, solver=solver, radius=radius, max_radius=max_radius, eta1=eta1, eta2=eta2,
                         gamma1=gamma1, gamma2=gamma2, krylov_tol=krylov_tol, theta=theta,
-                        max_cg_iters=int(max_cg_iters), beta=beta, eps=eps, norm_update=norm_update)
+                        max_cg_iters=int(max_cg_iters), beta=beta, eps=eps, norm_update=norm_update,
+                        noise_floor=noise_floor, noise_floor_ulps=float(noise_floor_ulps))
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError("TrustRegion supports a single parameter group")
@@ -228,7 +250,8 @@ class TrustRegion(Optimizer):
         step_norm, grad_norm = result.step_norm, result.grad_norm
         pred = result.model_decrease
         actual = loss_value - new_loss
-        rho = actual / pred if pred > 0 and math.isfinite(new_loss) else float("nan")
+        rho = reduction_ratio(actual, pred, loss_value, rule=group["noise_floor"], ulps=group["noise_floor_ulps"],
+                              eps=torch.finfo(grad.dtype).eps)
         accepted, new_radius = radius_update(
             rho, self.radius, eta1=group["eta1"], eta2=group["eta2"], gamma1=group["gamma1"],
             gamma2=group["gamma2"], max_radius=group["max_radius"],
