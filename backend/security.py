@@ -19,7 +19,6 @@ nothing. /api/health needs no slot.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import json
 from typing import Any, Awaitable, Callable

@@ -108,8 +108,8 @@ class UsersFile:
             if role not in ROLES or not isinstance(digest, str) or not _HEX64.match(digest) or name in seen:
                 raise ValueError(f"Invalid users file {self.path}: user {name!r} needs a role in {list(ROLES)}, "
                                  "a 64-digit hex token_sha256 and a unique name")
-            seen.add(name)
-            out.append({"name": name, "role": role, "token_sha256": digest})
+            seen.add(str(name))
+            out.append({"name": str(name), "role": role, "token_sha256": digest})
         return out
 
     @contextlib.contextmanager
