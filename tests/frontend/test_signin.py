@@ -92,3 +92,18 @@ def test_runs_page_owner_column_and_mine_filter(api, open_page):
     assert not at.exception
     assert at.dataframe[0].value["id"].tolist() == [mine["id"]]
     assert at.toggle(key="runs_mine").label == "Only mine (alice)"
+
+
+def test_open_api_behind_a_non_loopback_ui_is_refused(api, open_page, monkeypatch):
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0")
+    try:
+        api.add_run("adam", status="completed", steps=5)
+        at = open_page()
+    finally:
+        config.set_option("server.address", before)
+    assert not at.exception
+    assert "reachable from other machines" in texts(at.error)
+    assert not at.title and "Adam" not in _everything(at)
