@@ -51,10 +51,12 @@ def sign_out(notice: str | None = None) -> None:
 
 
 def signed_out(exc: ApiError) -> bool:
-    """After a 401 on a signed-in session (token rotated or removed): sign out, say why; True if it did."""
-    if exc.status_code != 401 or TOKEN_KEY not in st.session_state:
+    """After a 401 on a signed-in session (token rotated or removed), or on an open one whose API now needs
+    credentials: sign out, say why; True if it did."""
+    if exc.status_code != 401 or not (TOKEN_KEY in st.session_state or _OPEN_KEY in st.session_state):
         return False
-    sign_out("The API no longer accepts your token (rotated or removed?). Sign in again.")
+    sign_out("The API no longer accepts your token (rotated or removed?). Sign in again."
+             if TOKEN_KEY in st.session_state else "The API now needs credentials. Sign in.")
     return True
 
 

@@ -107,3 +107,13 @@ def test_open_api_behind_a_non_loopback_ui_is_refused(api, open_page, monkeypatc
     assert not at.exception
     assert "reachable from other machines" in texts(at.error)
     assert not at.title and "Adam" not in _everything(at)
+
+
+def test_an_api_that_starts_needing_credentials_shows_the_sign_in_page(api, open_page):
+    api.add_run("adam", status="completed", steps=5)
+    at = open_page("runs")
+    assert at.dataframe
+    _users(api)  # the API restarted with a users file
+    at.run()
+    assert [t.value for t in at.title] == ["Sign in to trustlab"]
+    assert "now needs credentials" in texts(at.error)
