@@ -139,6 +139,8 @@ def test_without_credentials_nothing_renders_and_nothing_can_be_pressed(lab: Lab
         runs_page = signed.rerun(pages["Runs"])
         assert SECRET in runs_page.text  # members see everyone's runs
         box, cancel = _run_checkbox(runs_page, alice_run), runs_page.widget_id("button", "Cancel")
+        delete = runs_page.widget_id("button", "Delete…")
+        delete_cmp = runs_page.widget_id("button", "Delete comparison…")
     before = lab.runs()
     # ... a session without credentials, sending those very page hashes and widget ids, sees and does nothing.
     with Session(lab.ui_port) as anonymous:
@@ -148,6 +150,8 @@ def test_without_credentials_nothing_renders_and_nothing_can_be_pressed(lab: Lab
         _only_sign_in(anonymous.rerun(pages["Launch"], [trigger(launch_id)]))
         _only_sign_in(anonymous.rerun(pages["Runs"], [bool_value(box, True)]))
         _only_sign_in(anonymous.rerun(pages["Runs"], [bool_value(box, True), trigger(cancel)]))
+        _only_sign_in(anonymous.rerun(pages["Runs"], [bool_value(box, True), trigger(delete)]))
+        _only_sign_in(anonymous.rerun(pages["Runs"], [trigger(delete_cmp)]))
         wrong = _sign_in(anonymous, "not-a-token")
         _only_sign_in(wrong)
         assert "Wrong token" in wrong.text
