@@ -34,13 +34,16 @@ run: venv $(PLOTLY_JS)
 	@# until bash crashed with "Segmentation fault").
 	@trap 'trap - EXIT INT TERM; kill $$(jobs -p) 2>/dev/null; wait; exit 0' EXIT INT TERM; \
 	TRUSTLAB_HOST=$(API_HOST) TRUSTLAB_PORT=$(API_PORT) $(PY) -m backend.serve & \
-	$(PY) -m streamlit run frontend/app.py --server.address 127.0.0.1 --server.port $(UI_PORT) \
-	  --server.headless true --browser.gatherUsageStats false & \
+	$(PY) -m frontend.serve --server.address 127.0.0.1 --server.port $(UI_PORT) & \
 	wait
 
 api: venv
 	@mkdir -p var
 	TRUSTLAB_HOST=$(API_HOST) TRUSTLAB_PORT=$(API_PORT) $(PY) -m backend.serve
+
+# The UI alone (its Host / Origin check and the sign-in page: frontend/serve.py, frontend/signin.py).
+ui: venv $(PLOTLY_JS)
+	$(PY) -m frontend.serve --server.address 127.0.0.1 --server.port $(UI_PORT)
 
 # The tests also exercise the optional Ray executor on a real local cluster: its extra is installed for them
 # (never for `make run`).

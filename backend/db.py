@@ -79,8 +79,11 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (creates it in an empty store; keeps stored runs)."""
+def migrate(engine: Engine, *, default_owner: str = "admin", revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (default the newest; creates it in an empty store; keeps stored runs).
+
+    ``default_owner``: the owner given to rows stored before owners existed (migration 0007).
+    """
     from alembic import command
     from alembic.config import Config
 
@@ -88,4 +91,5 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        cfg.attributes["default_owner"] = default_owner
+        command.upgrade(cfg, revision)

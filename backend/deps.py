@@ -4,20 +4,22 @@ A request holds at most one store connection: the session's, which the connectio
 """
 from __future__ import annotations
 
-from typing import Annotated, Iterator
+from typing import Annotated, Any, Iterator
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from backend.errors import QueueFull
 from backend.limits import check_fits
+from backend.security import USER_KEY
 from backend.settings import Settings
 from backend.tables import Comparison, Run
+from backend.users import NAME_PATTERN, User
 from trainer.config import RunConfig
 
 __all__ = ["SessionDep", "ConnectionDep", "SettingsDep", "RunDep", "ComparisonDep", "MAX_ID", "MAX_PAGE",
-           "wake_scheduler", "admit_runs"]
+           "wake_scheduler", "admit_runs", "UserDep", "OwnerQuery", "require_owner", "require_admin"]
 
 MAX_ID = 2**63 - 1
 MAX_PAGE = 500  # most items per list page
@@ -63,6 +65,33 @@ RunDep = Annotated[Run, Depends(get_run)]
 ComparisonDep = Annotated[Comparison, Depends(get_comparison)]
 
 
+def get_user(request: Request) -> User:
+    """The signed-in user (the request gate, backend/security.py, puts it in the scope)."""
+    user = request.scope.get(USER_KEY)
+    if not isinstance(user, User):
+        raise HTTPException(401, "sign in: send 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+UserDep = Annotated[User, Depends(get_user)]
+OwnerQuery = Annotated[str | None, Query(max_length=40, pattern=NAME_PATTERN,
+                                         description="only objects of this user (a user name)")]
+
+
+def require_owner(user: User, obj: Any, kind: str, action: str) -> None:
+    """Members change only their own objects; admins anything. Otherwise 403 naming the owner."""
+    if user.is_admin or obj.owner == user.name:
+        return
+    raise HTTPException(403, f"{kind} {obj.id} belongs to {obj.owner!r}; only {obj.owner!r} or an admin may "
+                             f"{action} it (you are {user.name!r}, a member)")
+
+
+def require_admin(user: User, what: str) -> None:
+    if not user.is_admin:
+        raise HTTPException(403, f"{what} is for admins; you are {user.name!r}, a member (an admin can run "
+                                 f"`python -m backend.users add NAME --admin`)")
+
+
 def wake_scheduler(request: Request) -> None:
     """Let the job runner act now (start a new run, deliver a cancel) instead of at its next tick."""
     scheduler = getattr(request.app.state, "scheduler", None)
@@ -70,9 +99,10 @@ def wake_scheduler(request: Request) -> None:
         scheduler.wake()
 
 
-def admit_runs(request: Request, session: Session, configs: list[RunConfig]) -> None:
-    """Refuse runs before anything is stored: too many for one request (422), the queue is full (429), or a
-    run clearly cannot fit in a CPU worker's memory (422, naming the estimate and the setting)."""
+def admit_runs(request: Request, session: Session, configs: list[RunConfig], user: User) -> None:
+    """Refuse runs before anything is stored: too many for one request (422), the queue is full (429), the
+    user's own queued runs would pass TRUSTLAB_MAX_QUEUED_RUNS_PER_USER (429), or a run clearly cannot fit in
+    a CPU worker's memory (422, naming the estimate and the setting)."""
     settings: Settings = request.app.state.settings
     if len(configs) > settings.max_runs_per_comparison:
         raise HTTPException(422, [{"loc": ["body"], "type": "value_error", "msg": (
@@ -83,6 +113,12 @@ def admit_runs(request: Request, session: Session, configs: list[RunConfig]) -> 
         raise QueueFull(f"{queued} runs are queued and this request adds {len(configs)}; at most "
                         f"{settings.max_queued_runs} may wait (setting TRUSTLAB_MAX_QUEUED_RUNS). Wait for runs "
                         "to start or cancel some")
+    mine = session.scalar(select(func.count()).select_from(Run).where(Run.status == "queued",
+                                                                      Run.owner == user.name)) or 0
+    if mine + len(configs) > settings.max_queued_runs_per_user:
+        raise QueueFull(f"{user.name!r} has {mine} runs queued and this request adds {len(configs)}; at most "
+                        f"{settings.max_queued_runs_per_user} per user may wait (setting "
+                        "TRUSTLAB_MAX_QUEUED_RUNS_PER_USER). Wait for your runs to start or cancel some")
     scheduler = getattr(request.app.state, "scheduler", None)
     gpus = scheduler is not None and scheduler.executor.has_gpus()
     for config in configs:

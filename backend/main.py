@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         private_dir(settings.log_dir)
         engine = make_engine(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms,
                              pool_size=settings.pool_size, pool_timeout=settings.pool_timeout_seconds)
-        migrate(engine)
+        migrate(engine, default_owner=settings.default_owner)
         app.state.settings = settings
         app.state.engine = engine
         # Health checks have their own connection: a pool drained by readers never makes the API look dead.

@@ -91,6 +91,7 @@ class RunOut(BaseModel):
     finished_at: UtcDatetime | None
     tags: list[str] = Field(default_factory=list, description="set with PATCH /api/runs/{id}")
     note: str = Field(default="", description="set with PATCH /api/runs/{id}")
+    owner: str = Field(description="the user who created it (only they or an admin may change it)")
 
     @field_validator("error")
     @classmethod
@@ -120,6 +121,7 @@ class ComparisonOut(BaseModel):
     spec: dict[str, Any]
     tags: list[str] = Field(default_factory=list, description="set with PATCH /api/comparisons/{id}")
     note: str = Field(default="", description="set with PATCH /api/comparisons/{id}")
+    owner: str = Field(description="the user who created it (only they or an admin may change it)")
 
 
 class ComparisonDetail(ComparisonOut):

@@ -2,8 +2,10 @@
 
 Every HTTP request passes here before routing. Order of checks and their answers:
   400 Host header not in the allowed names (DNS rebinding);
-  401 token missing or wrong (all routes but /api/health when a token is set, or when the request arrived on a
-      non-loopback address: then a token must be configured at all, else 403);
+  401 token missing or wrong (all routes but /api/health when credentials are configured: users in
+      TRUSTLAB_USERS_FILE or TRUSTLAB_API_TOKEN; /api/auth answers without a token, but checks one that is sent);
+      a request that arrived on a non-loopback address needs credentials configured at all, else 403;
+      the signed-in user (backend.users.User) is left in the scope under USER_KEY for the routes;
   403 a state-changing request (POST/PUT/PATCH/DELETE) from another origin (Origin / Sec-Fetch-Site), unless the
       origin is in ``cors_origins``;
   415 a body on a state-changing request that is not ``application/json``;
@@ -17,7 +19,6 @@ nothing. /api/health needs no slot.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import json
 from typing import Any, Awaitable, Callable
@@ -26,8 +27,9 @@ from urllib.parse import urlsplit
 from starlette.exceptions import HTTPException
 
 from backend.settings import Settings, is_loopback
+from backend.users import Directory
 
-__all__ = ["RequestGate", "PUBLIC_PATHS", "UNSAFE_METHODS"]
+__all__ = ["RequestGate", "PUBLIC_PATHS", "SIGN_IN_PATHS", "UNSAFE_METHODS", "USER_KEY"]
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -36,6 +38,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PATHS = frozenset({"/api/health"})
+# Answered without a token too (says whether one is needed); a token that is sent must be right.
+SIGN_IN_PATHS = frozenset({"/api/auth"})
+USER_KEY = "trustlab.user"  # the scope key of the signed-in backend.users.User (None: nobody, on SIGN_IN_PATHS)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -71,7 +76,8 @@ class RequestGate:
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.token = settings.token
+        self.users = Directory(settings.users_file, settings.token, api_token_user=settings.api_token_user,
+                               local_user=settings.local_user)
         self.hosts = settings.host_names
         self.any_host = "*" in self.hosts
         self.origins = set(settings.cors_origin_list)
@@ -143,15 +149,21 @@ class RequestGate:
         path = scope.get("path", "")
         if path not in PUBLIC_PATHS:
             remote = _arrived_remotely(scope)
-            if self.token is None and remote:
-                return 403, ("this API is reachable from other machines but has no token: set "
-                             "TRUSTLAB_API_TOKEN on the server"), {}
-            if self.token is not None:
+            if not self.users.required and remote:
+                return 403, ("this API is reachable from other machines but has no credentials: add users "
+                             "(TRUSTLAB_USERS_FILE, `python -m backend.users add NAME`) or set TRUSTLAB_API_TOKEN "
+                             "on the server"), {}
+            if not self.users.required:
+                scope[USER_KEY] = self.users.local
+            else:
                 given = headers.get("authorization", "")
                 scheme, _, value = given.partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token.encode()):
+                user = self.users.authenticate(value.strip()) if scheme.lower() == "bearer" else None
+                if user is None and (given or path not in SIGN_IN_PATHS):
                     return 401, ("missing or wrong token: send the header 'Authorization: Bearer <token>' with "
-                                 "the server's TRUSTLAB_API_TOKEN"), {"www-authenticate": "Bearer"}
+                                 "your user's token (`python -m backend.users add NAME` makes one) or the "
+                                 "server's TRUSTLAB_API_TOKEN"), {"www-authenticate": "Bearer"}
+                scope[USER_KEY] = user
         method = scope["method"]
         if method in UNSAFE_METHODS:
             origin = headers.get("origin")

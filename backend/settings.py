@@ -68,6 +68,19 @@ class Settings(BaseSettings):
     allowed_hosts: str = Field(default="", max_length=4096,
                                description="extra Host header names accepted, comma-separated (loopback names and "
                                            "host are always accepted); * accepts any")
+    users_file: Path | None = Field(
+        default=None, description="named users (JSON, managed with `python -m backend.users`): each has a role "
+                                  "(admin or member) and a hashed token; set: every route but /api/health and "
+                                  "/api/auth needs a user's token (or api_token)")
+    api_token_user: str = Field(default="admin", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$",
+                                description="the name (an admin) that api_token signs in as")
+    local_user: str = Field(default="local", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$",
+                            description="owner of what is created while no credentials are configured (open "
+                                        "loopback API); this user counts as an admin")
+    default_owner: str = Field(default="admin", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$",
+                               description="owner given to rows that existed before owners (migration 0007)")
+    max_queued_runs_per_user: int = Field(default=500, ge=1, le=1_000_000,
+                                          description="most queued runs of one user (besides max_queued_runs)")
     cors_origins: str = Field(default="", max_length=4096,
                               description="origins allowed to call the API from a browser (CORS), comma-separated; "
                                           "default none")
@@ -167,11 +180,17 @@ class Settings(BaseSettings):
         value = self.api_token.get_secret_value() if self.api_token is not None else ""
         return value or None
 
+    @property
+    def auth_required(self) -> bool:
+        """Whether clients must sign in: a token or a users file is configured."""
+        return self.token is not None or self.users_file is not None
+
     def check_bind(self) -> None:
-        """Refuse a non-loopback ``host`` without ``api_token`` (raises ValueError saying what to set)."""
-        if not is_loopback(self.host) and self.token is None:
+        """Refuse a non-loopback ``host`` without credentials (raises ValueError saying what to set)."""
+        if not is_loopback(self.host) and not self.auth_required:
             raise ValueError(f"Invalid configuration: the API would listen on {self.host!r}, which is reachable from "
-                             "other machines, without authentication. Set TRUSTLAB_API_TOKEN to a long random "
+                             "other machines, without authentication. Add users (`python -m backend.users add NAME --admin` "
+                             "with TRUSTLAB_USERS_FILE set) or set TRUSTLAB_API_TOKEN to a long random "
                              "secret (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or bind "
                              "to 127.0.0.1.")
 

@@ -37,8 +37,9 @@ class Conflict(Exception):
 # ---------------------------------------------------------------------------------------------- runs
 
 def create_run(session: Session, config: RunConfig, *, comparison_id: int | None = None,
-               label: str | None = None) -> Run:
-    run = Run(config=stored_config(config), optimizer=config.optimizer.name, seed=config.seed,
+               label: str | None = None, owner: str = "local") -> Run:
+    """A queued run owned by ``owner`` (a user name; routes pass the signed-in user)."""
+    run = Run(config=stored_config(config), optimizer=config.optimizer.name, seed=config.seed, owner=owner,
               label=label or run_label(config.optimizer.name, config.optimizer.hyperparameters, config.seed,
                                        variants=config.variants()),
               comparison_id=comparison_id, status=lifecycle.INITIAL_STATE, cancel_requested=False, created_at=utcnow())
@@ -47,18 +48,22 @@ def create_run(session: Session, config: RunConfig, *, comparison_id: int | None
     return run
 
 
-def create_comparison(session: Session, body: ComparisonSpec) -> tuple[Comparison, list[Run]]:
-    comparison = Comparison(name=body.name, spec=body.model_dump(mode="json"), created_at=utcnow())
+def create_comparison(session: Session, body: ComparisonSpec, *, owner: str = "local"
+                      ) -> tuple[Comparison, list[Run]]:
+    comparison = Comparison(name=body.name, spec=body.model_dump(mode="json"), created_at=utcnow(), owner=owner)
     session.add(comparison)
     session.flush()
-    runs = [create_run(session, cfg, comparison_id=comparison.id, label=label) for cfg, label in body.run_configs()]
+    runs = [create_run(session, cfg, comparison_id=comparison.id, label=label, owner=owner)
+            for cfg, label in body.run_configs()]
     return comparison, runs
 
 
 def list_runs(session: Session, *, statuses: list[str] | None, comparison_id: int | None, limit: int,
-              offset: int) -> tuple[list[Run], int]:
-    """Newest first."""
+              offset: int, owner: str | None = None) -> tuple[list[Run], int]:
+    """Newest first; ``owner``: only that user's."""
     query = select(Run)
+    if owner is not None:
+        query = query.where(Run.owner == owner)
     if statuses:
         query = query.where(Run.status.in_(statuses))
     if comparison_id is not None:
@@ -94,7 +99,7 @@ def run_view(run: Run) -> dict[str, Any]:
         "device": run.device,
         "error": run.error, "summary": run.summary, "progress": progress(run), "last_step": run.last_step,
         "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
-        "tags": list(run.tags or []), "note": run.note or "",
+        "tags": list(run.tags or []), "note": run.note or "", "owner": run.owner,
     }
 
 
@@ -154,15 +159,19 @@ def _comparison_status(runs: list[Run]) -> str:
 def comparison_view(comparison: Comparison, runs: list[Run], *, with_runs: bool = False) -> dict[str, Any]:
     view = {"id": comparison.id, "name": comparison.name, "created_at": comparison.created_at,
             "run_ids": [r.id for r in runs], "status": _comparison_status(runs), "spec": comparison.spec,
-            "tags": list(comparison.tags or []), "note": comparison.note or ""}
+            "tags": list(comparison.tags or []), "note": comparison.note or "", "owner": comparison.owner}
     if with_runs:
         view["runs"] = [run_view(r) for r in runs]
     return view
 
 
-def list_comparisons(session: Session, *, limit: int, offset: int) -> tuple[list[Comparison], int]:
-    total = session.scalar(select(func.count()).select_from(Comparison)) or 0
-    items = session.scalars(select(Comparison).order_by(Comparison.id.desc()).limit(limit).offset(offset)).all()
+def list_comparisons(session: Session, *, limit: int, offset: int, owner: str | None = None
+                     ) -> tuple[list[Comparison], int]:
+    query = select(Comparison)
+    if owner is not None:
+        query = query.where(Comparison.owner == owner)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(query.order_by(Comparison.id.desc()).limit(limit).offset(offset)).all()
     return list(items), int(total)
 
 

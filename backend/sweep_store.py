@@ -18,20 +18,20 @@ from trainer.config import RunConfig
 __all__ = ["create_sweep", "list_sweeps", "sweep_view", "promote", "criterion_value"]
 
 
-def create_sweep(session: Session, body: SweepCreate) -> tuple[Sweep, list[Run]]:
+def create_sweep(session: Session, body: SweepCreate, *, owner: str = "local") -> tuple[Sweep, list[Run]]:
     """The sweep, a comparison grouping its tuning runs (so live charts, cancel and delete work on them), and
     one queued run per grid point and tuning seed. The caller commits."""
     spec = body.model_dump(mode="json")
-    comparison = Comparison(name=f"sweep: {body.name}"[:200], created_at=utcnow(),
+    comparison = Comparison(name=f"sweep: {body.name}"[:200], created_at=utcnow(), owner=owner,
                             spec={**{k: spec[k] for k in ("dataset", "model", "budget", "seeds")}, "sweep": True})
     session.add(comparison)
     session.flush()
-    sweep = Sweep(name=body.name, spec=spec, comparison_id=comparison.id, created_at=utcnow())
+    sweep = Sweep(name=body.name, spec=spec, comparison_id=comparison.id, created_at=utcnow(), owner=owner)
     session.add(sweep)
     session.flush()
     runs = []
     for entry, point, cfg, label in body.run_configs():
-        run = store.create_run(session, cfg, comparison_id=comparison.id, label=label)
+        run = store.create_run(session, cfg, comparison_id=comparison.id, label=label, owner=owner)
         session.add(SweepRun(run_id=run.id, sweep_id=sweep.id, entry=entry, point=point))
         runs.append(run)
     comparison.spec = {**comparison.spec, "sweep_id": sweep.id}
@@ -39,9 +39,13 @@ def create_sweep(session: Session, body: SweepCreate) -> tuple[Sweep, list[Run]]
     return sweep, runs
 
 
-def list_sweeps(session: Session, *, limit: int, offset: int) -> tuple[list[Sweep], int]:
-    total = session.scalar(select(func.count()).select_from(Sweep)) or 0
-    items = session.scalars(select(Sweep).order_by(Sweep.id.desc()).limit(limit).offset(offset)).all()
+def list_sweeps(session: Session, *, limit: int, offset: int, owner: str | None = None
+                ) -> tuple[list[Sweep], int]:
+    query = select(Sweep)
+    if owner is not None:
+        query = query.where(Sweep.owner == owner)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(query.order_by(Sweep.id.desc()).limit(limit).offset(offset)).all()
     return list(items), int(total)
 
 
@@ -124,7 +128,7 @@ def sweep_view(session: Session, sweep: Sweep, *, detail: bool = True) -> dict[s
     statuses = [r.status for r in run_rows]
     view: dict[str, Any] = {
         "id": sweep.id, "name": sweep.name, "created_at": sweep.created_at, "comparison_id": sweep.comparison_id,
-        "promoted_comparison_id": sweep.promoted_comparison_id, "status": _status(statuses),
+        "promoted_comparison_id": sweep.promoted_comparison_id, "status": _status(statuses), "owner": sweep.owner,
         "runs_total": len(links), "runs_finished": sum(s not in ACTIVE_STATUSES for s in statuses),
         "criterion": {**body.criterion.model_dump(), "label": body.criterion.label,
                       "better": "lower" if body.criterion.lower_is_better else "higher"},
@@ -140,7 +144,7 @@ def sweep_view(session: Session, sweep: Sweep, *, detail: bool = True) -> dict[s
     return view
 
 
-def promote(session: Session, sweep: Sweep, request: PromoteRequest) -> tuple[Comparison, list[Run]]:
+def promote(session: Session, sweep: Sweep, request: PromoteRequest, *, owner: str = "local") -> tuple[Comparison, list[Run]]:
     """A comparison of every optimizer's winner plus ``request.extra_optimizers`` on fresh seeds, with the sweep's
     dataset, model, budget and shared settings. The caller commits.
 
@@ -171,7 +175,7 @@ def promote(session: Session, sweep: Sweep, request: PromoteRequest) -> tuple[Co
     comparison_body = ComparisonCreate(
         name=request.name or f"{sweep.name}: winners", dataset=body.dataset, model=body.model, budget=body.budget,
         seeds=seeds, optimizers=winners + extras, batch_sizes=body.batch_sizes, **body.shared())
-    comparison = Comparison(name=comparison_body.name, created_at=utcnow(),
+    comparison = Comparison(name=comparison_body.name, created_at=utcnow(), owner=owner,
                             spec={**comparison_body.model_dump(mode="json"), "promoted_from_sweep": sweep.id,
                                   "run_settings": body.run_settings})
     session.add(comparison)
@@ -180,7 +184,7 @@ def promote(session: Session, sweep: Sweep, request: PromoteRequest) -> tuple[Co
     for cfg, label in comparison_body.run_configs():
         if body.run_settings:  # fields ComparisonCreate does not carry (e.g. input_scaling)
             cfg = RunConfig.model_validate({**cfg.model_dump(), **body.run_settings})
-        runs.append(store.create_run(session, cfg, comparison_id=comparison.id, label=label))
+        runs.append(store.create_run(session, cfg, comparison_id=comparison.id, label=label, owner=owner))
     sweep.promoted_comparison_id = comparison.id
     session.flush()
     return comparison, runs

@@ -58,8 +58,12 @@ class Comparison(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     tags: Mapped[list[str] | None] = mapped_column(JSON)  # researcher's labels (PATCH; validated in schemas)
     note: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(String(64))  # the user who created it (backend.users)
 
-    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (clients cache by id)
+    __table_args__ = (
+        Index("ix_comparisons_owner_id", "owner", "id"),
+        {"sqlite_autoincrement": True},  # ids are never reused (clients cache by id)
+    )
 
 
 class Run(Base):
@@ -88,9 +92,11 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
     tags: Mapped[list[str] | None] = mapped_column(JSON)  # researcher's labels (PATCH; validated in schemas)
     note: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(String(64))  # the user who created it (backend.users)
 
     __table_args__ = (
         Index("ix_runs_status_id", "status", "id"),
+        Index("ix_runs_owner_status", "owner", "status"),
         Index("ix_runs_comparison_id", "comparison_id"),
         {"sqlite_autoincrement": True},  # ids are never reused (clients and log files are keyed by run id)
     )
@@ -198,6 +204,7 @@ class Analysis(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    owner: Mapped[str] = mapped_column(String(64))  # the user who asked for it (backend.users)
 
     __table_args__ = (
         Index("ix_analyses_run_id", "run_id"),
@@ -220,6 +227,7 @@ class Sweep(Base):
     comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"))
     promoted_comparison_id: Mapped[int | None] = mapped_column(ForeignKey("comparisons.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    owner: Mapped[str] = mapped_column(String(64))  # the user who created it (backend.users)
 
     __table_args__ = {"sqlite_autoincrement": True}
 
@@ -235,4 +243,28 @@ class SweepRun(Base):
     point: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
-__all__ += ["Sweep", "SweepRun"]
+AUDIT_ACTIONS = ("create", "cancel", "delete", "edit", "promote")
+AUDIT_OBJECTS = ("run", "comparison", "sweep", "analysis")
+
+
+class AuditEvent(Base):
+    """Who did what to which object, when (written in the same transaction as the change; GET /api/audit)."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # one of AUDIT_ACTIONS
+    object_type: Mapped[str] = mapped_column(String(16))  # one of AUDIT_OBJECTS
+    object_id: Mapped[int] = mapped_column(BigInteger)
+    owner: Mapped[str | None] = mapped_column(String(64))  # the object's owner at the time
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_audit_events_actor_id", "actor", "id"),
+        Index("ix_audit_events_object", "object_type", "object_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+__all__ += ["Sweep", "SweepRun", "AuditEvent", "AUDIT_ACTIONS", "AUDIT_OBJECTS"]

@@ -53,14 +53,22 @@ class ApiClient:
         base_url: e.g. ``http://127.0.0.1:8000`` (the ``/api`` prefix is added here).
         timeout: seconds per request (default 10).
         transport: an ``httpx`` transport, for tests (e.g. ``httpx.MockTransport``).
-        token: the API's bearer token (TRUSTLAB_API_TOKEN), sent as ``Authorization: Bearer``. Default: none.
+        token: a user's bearer token, sent as ``Authorization: Bearer``. Default: none. The UI passes each
+            browser session's own token through ``with_token`` (it holds none itself).
     """
 
     def __init__(self, base_url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None,
                  token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport, headers=headers)
+        self._token = token or None
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def with_token(self, token: str | None) -> "ApiClient":
+        """This client acting for one signed-in session: same connections, that session's token."""
+        other = object.__new__(ApiClient)
+        other.__dict__.update(self.__dict__)
+        other._token = token or None
+        return other
 
     def close(self) -> None:
         self._http.close()
@@ -70,7 +78,8 @@ class ApiClient:
                  json: Any = None) -> httpx.Response:
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            resp = self._http.request(method, "/api" + path, params=clean or None, json=json)
+            headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
+            resp = self._http.request(method, "/api" + path, params=clean or None, json=json, headers=headers)
         except httpx.TimeoutException:
             raise ApiUnreachable(self.base_url, "timed out") from None
         except httpx.TransportError as exc:
@@ -90,6 +99,10 @@ class ApiClient:
     def health(self) -> dict[str, Any]:
         return self._json("GET", "/health")
 
+    def auth(self) -> dict[str, Any]:
+        """GET /api/auth: ``{"required": bool, "user": {"name", "role"} | None}``; a wrong token → ApiError 401."""
+        return self._json("GET", "/auth")
+
     def meta(self) -> dict[str, Any]:
         """GET /api/meta; also adopts its ``run_states`` (frontend.run_states)."""
         body = self._json("GET", "/meta")
@@ -98,9 +111,9 @@ class ApiClient:
         return body
 
     def list_runs(self, *, status: str | None = None, comparison_id: int | None = None, limit: int = 200,
-                  offset: int = 0) -> dict[str, Any]:
+                  offset: int = 0, owner: str | None = None) -> dict[str, Any]:
         return self._json("GET", "/runs", params={"status": status, "comparison_id": comparison_id,
-                                                  "limit": limit, "offset": offset})
+                                                  "limit": limit, "offset": offset, "owner": owner})
 
     def get_run(self, run_id: int) -> dict[str, Any]:
         return self._json("GET", f"/runs/{run_id}")
@@ -226,13 +239,13 @@ _client: ApiClient | None = None
 
 
 def get_client() -> ApiClient:
-    """The process-wide client for ``Settings.api_url`` (tests replace it with ``set_client``)."""
+    """The process-wide client for ``Settings.api_url``, with no token (tests replace it with ``set_client``);
+    pages use ``frontend.ui.client()``, which adds the browser session's token."""
     global _client
     with _lock:
         if _client is None:
             s = get_settings()
-            token = s.api_token.get_secret_value() if s.api_token is not None else None
-            _client = ApiClient(s.api_url, timeout=s.request_timeout, token=token)
+            _client = ApiClient(s.api_url, timeout=s.request_timeout)
         return _client
 
 

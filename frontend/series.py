@@ -583,6 +583,7 @@ def runs_table(runs: list[Mapping[str, Any]], comparisons: Mapping[int, str] | N
             "id": r["id"],
             "run": r.get("label") or series_label(r),
             "comparison": (f"#{cid} {comparisons.get(cid, '')}".strip() if cid is not None else "—"),
+            "owner": r.get("owner") or "",
             "status": r.get("status", ""),
             "progress": float(r.get("progress") or 0.0),
             "ETA": format_duration(etas.get(r["id"])),
@@ -595,7 +596,7 @@ def runs_table(runs: list[Mapping[str, Any]], comparisons: Mapping[int, str] | N
             "started": format_time(r.get("started_at")) or ("waiting" if r.get("status") == "queued" else ""),
             "error": r.get("error") or converged_reason(r),
         })
-    df = pd.DataFrame(rows, columns=["id", "run", "comparison", "status", "progress", "ETA", "test acc", "test loss",
+    df = pd.DataFrame(rows, columns=["id", "run", "comparison", "owner", "status", "progress", "ETA", "test acc", "test loss",
                                      "tags", "dataset / model", "budget", "device", "started", "error"])
     return df.sort_values("id", ascending=False, kind="stable").reset_index(drop=True)
 

@@ -21,8 +21,13 @@ PAGES = {"launch": "views/launch.py", "runs": "views/runs.py", "compare": "views
 
 
 def client() -> Any:
-    """The API client (``frontend.api_client.get_client``; a stub in tests)."""
-    return api_client.get_client()
+    """The API client for this browser session: the process-wide one (``frontend.api_client.get_client``; a stub
+    in tests) carrying the session's own token once it signed in (frontend/signin.py)."""
+    from frontend.signin import TOKEN_KEY
+
+    base = api_client.get_client()
+    token = st.session_state.get(TOKEN_KEY)
+    return base.with_token(token) if token else base
 
 
 def show_api_error(exc: Exception) -> None:
@@ -32,6 +37,10 @@ def show_api_error(exc: Exception) -> None:
                  "Start it with `make run` (API and UI together) or `make api`, or set TRUSTLAB_API_URL to "
                  "where it runs, then reload this page.", icon=":material/cloud_off:")
     elif isinstance(exc, ApiError):
+        from frontend.signin import signed_out
+
+        if signed_out(exc):  # the session's token stopped working: back to the sign-in page
+            st.rerun()
         st.error("**The API refused the request.**\n\n" + "\n".join(f"- {m}" for m in exc.messages),
                  icon=":material/error:")
     else:

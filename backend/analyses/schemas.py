@@ -89,6 +89,7 @@ class AnalysisOut(BaseModel):
         return None if v is None else hide_paths(v)
     started_at: datetime | None
     finished_at: datetime | None
+    owner: str = Field(description="the user who asked for it")
 
 
 class AnalysisList(BaseModel):

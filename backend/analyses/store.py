@@ -32,7 +32,7 @@ def model_parameter_count(model: str, dataset: str) -> int:
         return count_parameters(build_model(model, dataset))
 
 
-def create_hessian(session: Session, run: Run, request: HessianRequest) -> Analysis:
+def create_hessian(session: Session, run: Run, request: HessianRequest, *, owner: str = "local") -> Analysis:
     """Queue a Hessian analysis of ``run`` (not committed).
 
     Raises:
@@ -63,7 +63,7 @@ def create_hessian(session: Session, run: Run, request: HessianRequest) -> Analy
     if (active or 0) >= MAX_ACTIVE_ANALYSES:
         raise Conflict(f"{active} analyses are already queued or running (the limit is {MAX_ACTIVE_ANALYSES}); "
                        "wait for them to finish")
-    analysis = Analysis(run_id=run.id, kind="hessian", status="queued",
+    analysis = Analysis(run_id=run.id, kind="hessian", status="queued", owner=owner,
                         params={**request.model_dump(), "checkpoint_steps": steps})
     session.add(analysis)
     session.flush()
@@ -90,7 +90,7 @@ def analysis_view(analysis: Analysis, *, heatmaps: bool = True) -> dict[str, Any
     return {"id": analysis.id, "run_id": analysis.run_id, "kind": analysis.kind, "status": analysis.status,
             "params": analysis.params, "progress": {"done": done, "total": total}, "error": analysis.error,
             "result": result, "created_at": analysis.created_at, "started_at": analysis.started_at,
-            "finished_at": analysis.finished_at}
+            "finished_at": analysis.finished_at, "owner": analysis.owner}
 
 
 # -- job transitions (runner in the API process, worker in its own process) ---------------------------

@@ -1,10 +1,11 @@
 """REST routes, one module per resource; ``api_router`` mounts them all under /api."""
 from fastapi import APIRouter
 
-from backend.routes import analyses, comparisons, export, meta, metrics, results, runs, sweeps
+from backend.routes import analyses, auth, comparisons, export, meta, metrics, results, runs, sweeps
 
 api_router = APIRouter(prefix="/api")
 api_router.include_router(meta.router)
+api_router.include_router(auth.router)
 api_router.include_router(runs.router)
 api_router.include_router(export.router)
 api_router.include_router(comparisons.router)

@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from backend.analyses import store
 from backend.analyses.runner import runner_for
 from backend.analyses.schemas import AnalysisList, AnalysisOut, HessianRequest
-from backend.deps import MAX_ID, RunDep, SessionDep
+from backend import audit
+from backend.deps import MAX_ID, RunDep, SessionDep, UserDep
 
 router = APIRouter(prefix="/runs/{run_id}/analyses", tags=["analyses"])
 
@@ -21,11 +22,13 @@ def _wake(request: Request) -> None:
 
 @router.post("/hessian", status_code=202, response_model=AnalysisOut,
              summary="Queue a Hessian-structure analysis (paper Fig. 2) of a finished run")
-def create_hessian(body: HessianRequest, run: RunDep, session: SessionDep, request: Request) -> dict[str, Any]:
+def create_hessian(body: HessianRequest, run: RunDep, session: SessionDep, request: Request, user: UserDep
+                   ) -> dict[str, Any]:
     try:
-        analysis = store.create_hessian(session, run, body)
+        analysis = store.create_hessian(session, run, body, owner=user.name)
     except store.Refused as exc:
         raise HTTPException(422, [{"loc": exc.loc, "type": "value_error", "msg": str(exc)}]) from exc
+    audit.record(session, user.name, "create", "analysis", analysis.id, owner=user.name, detail={"run_id": run.id})
     session.commit()
     _wake(request)
     return store.analysis_view(analysis)

@@ -7,10 +7,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from pydantic import Field
 from pydantic_core import to_json
 
-from backend import store
+from backend import audit, store
 from backend.runner.scheduler import log_path
-from backend.deps import MAX_ID, MAX_PAGE, ConnectionDep, RunDep, SessionDep, admit_runs, wake_scheduler
-from backend.errors import CONFLICT, NOT_FOUND, QUEUE_FULL, responses
+from backend.deps import (MAX_ID, MAX_PAGE, ConnectionDep, OwnerQuery, RunDep, SessionDep, UserDep, admit_runs,
+                          require_owner, wake_scheduler)
+from backend.errors import CONFLICT, FORBIDDEN, NOT_FOUND, QUEUE_FULL, responses
 from backend.schemas import AnnotationPatch, EvalPage, MetricColumns, MetricsPage, ReconstructionList, RunList, RunOut
 from backend.tables import ALL_STATUSES, METRIC_COLUMNS
 from trainer.config import RunConfig
@@ -34,9 +35,10 @@ def _statuses(status: list[str] | None) -> list[str] | None:
 
 @router.post("", status_code=201, response_model=RunOut, dependencies=[Depends(wake_scheduler)],
              summary="Queue a run", responses=QUEUE_FULL)
-def create_run(config: RunConfig, session: SessionDep, request: Request) -> dict[str, Any]:
-    admit_runs(request, session, [config])
-    run = store.create_run(session, config)
+def create_run(config: RunConfig, session: SessionDep, request: Request, user: UserDep) -> dict[str, Any]:
+    admit_runs(request, session, [config], user)
+    run = store.create_run(session, config, owner=user.name)
+    audit.record(session, user.name, "create", "run", run.id, owner=user.name)
     session.commit()
     return store.run_view(run)
 
@@ -47,10 +49,11 @@ def list_runs(session: SessionDep,
                   max_length=20, description=f"one or more of {', '.join(ALL_STATUSES)}, e.g. running or "
                                              "queued,running")] = None,
               comparison_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+              owner: OwnerQuery = None,
               limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
               offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> dict[str, Any]:
     runs, total = store.list_runs(session, statuses=_statuses(status), comparison_id=comparison_id, limit=limit,
-                                  offset=offset)
+                                  offset=offset, owner=owner)
     return {"items": [store.run_view(r) for r in runs], "total": total}
 
 
@@ -59,22 +62,30 @@ def get_run(run: RunDep) -> dict[str, Any]:
     return store.run_view(run)
 
 
-@router.patch("/{run_id}", response_model=RunOut, summary="Set a run's tags and/or note", responses=NOT_FOUND)
-def annotate_run(run: RunDep, body: AnnotationPatch, session: SessionDep) -> dict[str, Any]:
+@router.patch("/{run_id}", response_model=RunOut, summary="Set a run's tags and/or note",
+              responses=responses(NOT_FOUND, FORBIDDEN))
+def annotate_run(run: RunDep, body: AnnotationPatch, session: SessionDep, user: UserDep) -> dict[str, Any]:
+    require_owner(user, run, "run", "edit")
+    audit.record(session, user.name, "edit", "run", run.id, owner=run.owner,
+                 detail=body.model_dump(exclude_none=True))
     store.annotate(session, run, tags=body.tags, note=body.note)
     return store.run_view(run)
 
 
 @router.post("/{run_id}/cancel", response_model=RunOut, dependencies=[Depends(wake_scheduler)],
              summary="Dequeue a queued run, or stop a running one (it becomes cancelled within seconds)",
-             responses=responses(NOT_FOUND, CONFLICT))
-def cancel_run(run: RunDep, session: SessionDep) -> dict[str, Any]:
+             responses=responses(NOT_FOUND, CONFLICT, FORBIDDEN))
+def cancel_run(run: RunDep, session: SessionDep, user: UserDep) -> dict[str, Any]:
+    require_owner(user, run, "run", "cancel")
+    audit.record(session, user.name, "cancel", "run", run.id, owner=run.owner, detail={"status": run.status.value})
     return store.run_view(store.request_cancel(session, run))
 
 
 @router.delete("/{run_id}", status_code=204, summary="Delete a finished run and all its data",
-               responses=responses(NOT_FOUND, CONFLICT))
-def delete_run(run: RunDep, session: SessionDep, request: Request) -> Response:
+               responses=responses(NOT_FOUND, CONFLICT, FORBIDDEN))
+def delete_run(run: RunDep, session: SessionDep, request: Request, user: UserDep) -> Response:
+    require_owner(user, run, "run", "delete")
+    audit.record(session, user.name, "delete", "run", run.id, owner=run.owner, detail={"label": run.label})
     store.delete_run(session, run)
     log_path(request.app.state.settings, run.id).unlink(missing_ok=True)
     return Response(status_code=204)

@@ -10,10 +10,18 @@ import streamlit as st
 from frontend import series
 from frontend.api_client import ApiError, ApiUnreachable
 from frontend.settings import get_settings
+from frontend.signin import signed_in_user
 from frontend.ui import PAGES, call, client, meta, run_title, show_api_error
 
 api = client()
 st.title("Runs")
+me = (signed_in_user() or {}).get("name")
+MINE = "runs_mine"  # the "mine" filter: only the signed-in user's runs and comparisons (the API filters)
+
+
+def _owner() -> str | None:
+    return me if st.session_state.get(MINE) else None
+
 
 first = call(api.list_runs, limit=500)
 if not first["items"]:
@@ -170,8 +178,8 @@ def _annotations(kind: str, obj: Mapping[str, Any]) -> None:
 
 @st.fragment(run_every=get_settings().refresh_seconds * 2 if active_at_start else None)
 def tables() -> None:
-    runs = call(api.list_runs, limit=500)["items"]
-    comparisons = call(api.list_comparisons)["items"]
+    runs = call(api.list_runs, limit=500, owner=_owner())["items"]
+    comparisons = [c for c in call(api.list_comparisons)["items"] if _owner() is None or c.get("owner") == _owner()]
     names = {c["id"]: c["name"] for c in comparisons}
     by_id = {r["id"]: r for r in runs}
     counts = {s: sum(r["status"] == s for r in runs) for s in ("queued", "running", "completed", "failed")}
@@ -185,6 +193,9 @@ def tables() -> None:
     if CONFIRM in st.session_state:
         _confirmation(by_id)
 
+    st.toggle(f"Only mine ({me})" if me else "Only mine", key=MINE, disabled=not me,
+              help="Only the runs and comparisons you created; you may cancel, delete or tag only your own "
+                   "unless you are an admin.")
     shown = _filters(runs, names)
     table = series.runs_table(shown, names, etas=_etas(shown))
     if not table["error"].astype(bool).any():
@@ -261,7 +272,8 @@ def tables() -> None:
 
     if comparisons:
         st.subheader("Comparisons")
-        rows: list[dict[str, Any]] = [{"id": c["id"], "name": c["name"], "status": c.get("status", ""),
+        rows: list[dict[str, Any]] = [{"id": c["id"], "name": c["name"], "owner": c.get("owner") or "",
+                                       "status": c.get("status", ""),
                                        "runs": len(c.get("run_ids") or []), "tags": ", ".join(c.get("tags") or []),
                                        "note": c.get("note") or "",
                                        "created": series.format_time(c.get("created_at"))}

@@ -167,6 +167,6 @@ def test_analysis_errors_never_show_server_paths(tmp_path) -> None:
 
     leaked = f"worker process exited with code 1\n--- last lines of the worker log ({tmp_path}/var/logs/analysis-1.log)"
     out = AnalysisOut(id=1, run_id=1, kind="hessian", status="failed", params={}, progress={"done": 0, "total": 1},
-                      error=leaked, result=None, created_at="2026-01-01T00:00:00", started_at=None, finished_at=None)
+                      error=leaked, result=None, created_at="2026-01-01T00:00:00", started_at=None, finished_at=None, owner="local")
     assert str(tmp_path) not in out.error and "analysis-1.log" not in out.error
     assert out.error.startswith("worker process exited with code 1")

@@ -39,3 +39,45 @@ def test_upgrade_keeps_stored_runs(tmp_path: Path) -> None:
     migrate(again)
     with again.connect() as conn:
         assert conn.execute(select(Run.optimizer)).scalars().all() == ["adam"]
+
+
+def check_owners_migration(url: str, default_owner: str | None) -> None:
+    """A store at revision 0006 with a comparison, a run, a sweep and an analysis; 0007 gives them all the owner
+    ``default_owner`` (TRUSTLAB_DEFAULT_OWNER; None: the default, "admin") and keeps everything else."""
+    from sqlalchemy import text
+
+    engine = make_engine(url)
+    migrate(engine, revision="0006")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO comparisons (id, name, spec, created_at) VALUES "
+                          "(1, 'old', '{}', '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO runs (id, comparison_id, status, config, optimizer, label, seed, "
+                          "cancel_requested, created_at) VALUES (7, 1, 'completed', '{}', 'sgd', 'SGD', 0, false, "
+                          "'2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO sweeps (id, name, spec, comparison_id, created_at) VALUES "
+                          "(3, 'sw', '{}', 1, '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO analyses (id, run_id, kind, status, params, created_at) VALUES "
+                          "(5, 7, 'hessian', 'completed', '{}', '2026-01-01 00:00:00')"))
+    migrate(engine, **({} if default_owner is None else {"default_owner": default_owner}))
+    want = default_owner or "admin"
+    with engine.connect() as conn:
+        for table, key in (("comparisons", 1), ("runs", 7), ("sweeps", 3), ("analyses", 5)):
+            assert conn.execute(text(f"SELECT owner FROM {table} WHERE id = :k"), {"k": key}).scalar() == want
+        assert conn.execute(text("SELECT label FROM runs WHERE id = 7")).scalar() == "SGD"
+        assert conn.execute(text("SELECT count(*) FROM audit_events")).scalar() == 0
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        assert diff == []
+    engine.dispose()
+
+
+def test_owners_migration_on_a_store_made_at_0006(tmp_path: Path) -> None:
+    check_owners_migration(f"sqlite:///{tmp_path / 'a.db'}", None)
+    check_owners_migration(f"sqlite:///{tmp_path / 'b.db'}", "lab-head")
+
+
+def test_invalid_default_owner_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    with pytest.raises(ValueError, match="TRUSTLAB_DEFAULT_OWNER"):
+        migrate(engine, default_owner="x'; DROP TABLE runs; --")

@@ -101,3 +101,12 @@ def test_metrics_sql_internals_on_postgres(pg_url: str, tmp_path: Path) -> None:
         batch = client.post("/api/metrics/batch", json={"runs": [{"id": run_id, "since_step": 5990}],
                                                         "fields": ["rho"]}).json()["runs"][0]
         assert batch["columns"]["step"] == list(range(5991, 6001)) and batch["columns"]["rho"][0] == 0.9
+
+
+def test_owners_migration_on_postgres(pg_url: str) -> None:
+    from tests.backend.test_migrations import check_owners_migration
+
+    check_owners_migration(pg_url, "lab-head")
+    with create_engine(pg_url).connect() as conn:  # PostgreSQL keeps no server default: the ORM always names one
+        assert conn.execute(text("SELECT column_default FROM information_schema.columns WHERE table_name = 'runs' "
+                                 "AND column_name = 'owner'")).scalar() is None

@@ -179,7 +179,11 @@ def test_token_required_when_set(token_client: TestClient) -> None:
     assert token_client.post("/api/runs", json=MLP_RUN, headers=ok).status_code == 201
 
 
-def test_ui_client_sends_the_token(token_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ui_client_sends_the_session_token_only(token_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UI holds no token of its own (a TRUSTLAB_API_TOKEN in its environment is ignored): each signed-in
+    session's client forwards that session's token (frontend/signin.py, frontend.ui.client)."""
+    import httpx
+
     from frontend import api_client, settings as ui_settings
 
     monkeypatch.setenv("TRUSTLAB_API_TOKEN", "s3cret-token")
@@ -190,16 +194,18 @@ def test_ui_client_sends_the_token(token_client: TestClient, monkeypatch: pytest
 
         def handler(request):  # noqa: ANN001
             seen.append(request.headers.get("authorization"))
-            auth = request.headers.get("authorization", "")
-            r = token_client.get(str(request.url.path), headers={"Authorization": auth})
-            import httpx
+            auth = request.headers.get("authorization")
+            r = token_client.get(str(request.url.path), headers={"Authorization": auth} if auth else {})
             return httpx.Response(r.status_code, content=r.content, headers={"content-type": "application/json"})
 
-        import httpx
         client = api_client.get_client()
         client._http._transport = httpx.MockTransport(handler)
-        assert client.list_runs()["total"] == 0
-        assert seen == ["Bearer s3cret-token"]
+        with pytest.raises(api_client.ApiError) as refused:
+            client.list_runs()
+        assert refused.value.status_code == 401
+        assert client.with_token("s3cret-token").list_runs()["total"] == 0
+        assert client.auth() == {"required": True, "user": None}
+        assert seen == [None, "Bearer s3cret-token", None]
     finally:
         ui_settings.get_settings.cache_clear()
         api_client.set_client(None)

@@ -63,6 +63,14 @@ class FakeApi:
         self.calls: list[tuple[str, Any]] = []
         self._next_run = 1
         self._next_cmp = 1
+        # sign-in: token -> {"name", "role"}; empty means the API needs no credentials (open loopback)
+        self.users: dict[str, dict[str, str]] = {}
+        self.token: str | None = None
+        self.owner = "local"  # who creates runs through this client
+
+    def with_token(self, token: str | None) -> "FakeApi":
+        """The session's client: same state, that token (``frontend.ui.client`` calls this)."""
+        return _TokenView(self, token)  # type: ignore[return-value]
 
     # -- building state -------------------------------------------------------------------------------------
     def add_run(self, optimizer: str, *, status: str = "completed", seed: int = 0, comparison_id: int | None = None,
@@ -80,7 +88,7 @@ class FakeApi:
                "progress": progress if progress is not None else (1.0 if status == "completed" else 0.3),
                "last_step": steps or None, "created_at": "2026-01-02T10:00:00Z",
                "started_at": None if status == "queued" else "2026-01-02T10:00:01Z", "finished_at": None,
-               "tags": [], "note": ""}
+               "tags": [], "note": "", "owner": self.owner}
         self.runs[rid] = run
         self.points[rid] = metric_points(steps, tr=tr) if steps else []
         classifier = model in ("mlp", "resnet18")
@@ -120,14 +128,31 @@ class FakeApi:
     def health(self) -> dict[str, Any]:
         return {"status": "ok"}
 
+    def auth(self) -> dict[str, Any]:
+        self.calls.append(("auth", self.token))
+        if not self.users:
+            return {"required": False, "user": {"name": "local", "role": "admin"}}
+        if self.token is None:
+            return {"required": True, "user": None}
+        if self.token not in self.users:
+            raise ApiError(401, "missing or wrong token", "GET", "/auth")
+        return {"required": True, "user": self.users[self.token]}
+
+    def _signed_in(self) -> None:
+        """Like the API's gate: with users configured, every call needs a known token."""
+        if self.users and self.token not in self.users:
+            raise ApiError(401, "missing or wrong token")
+
     def meta(self) -> dict[str, Any]:
         self.calls.append(("meta", None))
         return metadata({"fashion-mnist": True, "mnist": False, "cifar10": False})
 
-    def list_runs(self, *, status=None, comparison_id=None, limit=200, offset=0) -> dict[str, Any]:
+    def list_runs(self, *, status=None, comparison_id=None, limit=200, offset=0, owner=None) -> dict[str, Any]:
         self.calls.append(("list_runs", status))
+        self._signed_in()
         items = [r for r in self.runs.values() if (status is None or r["status"] == status)
-                 and (comparison_id is None or r["comparison_id"] == comparison_id)]
+                 and (comparison_id is None or r["comparison_id"] == comparison_id)
+                 and (owner is None or r.get("owner") == owner)]
         return {"items": items[offset:offset + limit], "total": len(items)}
 
     def get_run(self, run_id: int) -> dict[str, Any]:
@@ -349,3 +374,30 @@ def _columns(page: dict[str, Any], fields) -> dict[str, Any]:
     pts = page.pop("points")
     names = list(dict.fromkeys(["step", *(fields or [k for p in pts for k in p])]))
     return {**page, "fields": names, "columns": {f: [p.get(f) for p in pts] for f in names}}
+
+
+class _TokenView:
+    """A FakeApi seen through one session's token: every attribute is the fake's, ``token`` is the session's."""
+
+    def __init__(self, fake: FakeApi, token: str | None) -> None:
+        object.__setattr__(self, "_fake", fake)
+        object.__setattr__(self, "_token", token)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._fake, name)
+        if not callable(attr) or name.startswith("__"):
+            return attr
+        fake, token = self._fake, self._token
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            before = fake.token
+            fake.token = token
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                fake.token = before
+
+        return call
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._fake, name, value)
