@@ -147,12 +147,12 @@ export TRUSTLAB_CLUSTER_UI_HOST_PORT="${TRUSTLAB_CLUSTER_UI_HOST_PORT:-18511}"
 echo "base image $TRUSTLAB_BASE_IMAGE, torch variant $TRUSTLAB_TORCH_VARIANT, PostgreSQL $TRUSTLAB_POSTGRES_IMAGE"
 
 # ---- compose reads without any variable set (ps, logs, down never need the secrets) ----
-for cmd in "config -q" "ps" "logs" "--profile cluster config -q"; do
+for cmd in "config -q" "ps" "logs" "--profile cluster config -q" "-f docker-compose.yml -f compose.gpu.yml --profile cluster config -q"; do
   # shellcheck disable=SC2086
   env -u TRUSTLAB_API_TOKEN -u RAY_AUTH_TOKEN docker compose -p "$project" $cmd >/dev/null \
     || fail "'docker compose $cmd' fails without TRUSTLAB_API_TOKEN / RAY_AUTH_TOKEN"
 done
-echo "compose config/ps/logs work with no token set"
+echo "compose config (with and without compose.gpu.yml), ps and logs work with no token set"
 
 TRUSTLAB_API_TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
 RAY_AUTH_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
@@ -270,7 +270,8 @@ ui_reaches_api ui-cluster
 
 step "one tiny run through the cluster API (Ray executor, PostgreSQL)"
 tiny_run "http://127.0.0.1:$TRUSTLAB_CLUSTER_API_HOST_PORT" 900
-dc --profile cluster logs api-cluster 2>&1 | grep -m1 "ray executor" || fail "api-cluster did not start a Ray executor"
+api_log=$(dc --profile cluster logs api-cluster 2>&1)
+grep -m1 "ray executor" <<<"$api_log" || fail "api-cluster did not start a Ray executor"
 # the head and the API's node offer Ray no CPUs: a completed run trained on the ray-worker node
 dc --profile cluster exec -T ray-head ray status --address=ray-head:6379 | sed -n '/Resources/,$p' || true
 done_step "tiny run to completed (ray)"

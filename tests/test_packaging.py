@@ -99,6 +99,12 @@ def test_the_image_installs_the_runtime_only():
     for arg in ("BASE_IMAGE", "TORCH_VARIANT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
         assert f"ARG {arg}" in dockerfile
     assert "id=ca" in dockerfile  # the build's CA file (a build secret)
+    # TORCH_VARIANT=cpu installs the torch/torchvision pins that this pattern finds first, from the CPU index
+    assert "grep -E '^(torch|torchvision)==' requirements.txt" in dockerfile
+    assert sorted(r.name for r in _requirements("requirements.txt") if r.name in ("torch", "torchvision")) == [
+        "torch", "torchvision"]
+    assert all(line.startswith(("torch==", "torchvision==")) for line in
+               (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("torch"))
 
 
 def _compose(name: str = "docker-compose.yml") -> dict:
