@@ -103,7 +103,7 @@ if ! docker image inspect "$TRUSTLAB_BASE_IMAGE" >/dev/null 2>&1; then
   [ "$TRUSTLAB_BASE_IMAGE" = trustlab-base:bookworm-py3.11 ] || fail "base image $TRUSTLAB_BASE_IMAGE is not present"
   step "base image $TRUSTLAB_BASE_IMAGE: debootstrap bookworm + python3.11"
   command -v debootstrap >/dev/null || fail "needs debootstrap (apt-get install debootstrap) or TRUSTLAB_BASE_IMAGE"
-  debootstrap --variant=minbase --include=python3.11,python3.11-venv,ca-certificates bookworm "$work/rootfs" \
+  debootstrap --variant=minbase --include=python3.11,python3.11-venv,python3-venv,ca-certificates bookworm "$work/rootfs" \
     "${TRUSTLAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log" >&2; fail "debootstrap"; }
   rm -rf "$work"/rootfs/var/cache/apt/archives/*.deb "$work"/rootfs/var/lib/apt/lists/*
