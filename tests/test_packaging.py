@@ -89,6 +89,22 @@ def test_the_venv_cache_key_covers_every_requirements_file():
     assert set(out.stdout.split()) == _all_requirement_files()
 
 
+def _pip_installs(target: str, tmp_path: Path) -> list[str]:
+    """The pip install command lines that ``make TARGET`` would run into a virtualenv that does not exist yet."""
+    out = subprocess.run(["make", "-n", target, f"VENV={tmp_path}/venv"], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    return [line for line in out.stdout.splitlines() if "pip install" in line]
+
+
+def test_make_run_installs_the_runtime_only_and_make_test_adds_the_test_extras(tmp_path):
+    run = _pip_installs("run", tmp_path)
+    assert run and all(line.split("-r ")[1:] == ["requirements.txt"] for line in run), run
+    test = " ".join(_pip_installs("test", tmp_path))
+    for path in ("requirements.txt", "requirements-dev.txt", "requirements-ray.txt", "reproduction/requirements.txt"):
+        assert f"-r {path}" in test
+    assert "bench/requirements.txt" not in test  # the benchmark peers only for `make bench`
+
+
 def test_the_image_installs_the_runtime_only():
     dockerfile = (ROOT / "Dockerfile").read_text()
     installs = [line for line in dockerfile.splitlines() if "pip install" in line]
