@@ -1,7 +1,14 @@
 # trustlab: `make run` starts the product, `make test` runs the whole test suite.
 SHELL := /bin/bash
 PYTHON ?= python3.11
-REQ_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
+# Pinned requirements, one file per set (pyproject.toml reads the same files): the runtime, the test tools, the
+# optional Ray executor, the reproduction report, the benchmark peers. `make run` installs the runtime only.
+RUNTIME_REQS := requirements.txt
+TEST_REQS := requirements-dev.txt requirements-ray.txt reproduction/requirements.txt
+BENCH_REQS := bench/requirements.txt requirements-ray.txt
+# The virtualenv's cache key covers every requirements file any target installs into it.
+REQ_FILES := $(RUNTIME_REQS) $(TEST_REQS) bench/requirements.txt
+REQ_HASH := $(shell cat $(REQ_FILES) | sha256sum | cut -c1-16)
 VENV ?= $(HOME)/.cache/trustlab/venv-$(REQ_HASH)
 PY := $(VENV)/bin/python
 API_HOST ?= 127.0.0.1
@@ -9,11 +16,11 @@ API_PORT ?= 8000
 UI_PORT ?= 8501
 export TRUSTLAB_API_URL ?= http://$(API_HOST):$(API_PORT)
 
-.PHONY: venv run api ui test test-fast bench reproduce clean-venv print-venv
+.PHONY: venv run api ui test test-fast bench reproduce clean-venv print-venv print-req-files
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: $(RUNTIME_REQS)
 	@mkdir -p $(dir $(VENV))
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
@@ -45,28 +52,34 @@ api: venv
 ui: venv $(PLOTLY_JS)
 	$(PY) -m frontend.serve --server.address 127.0.0.1 --server.port $(UI_PORT)
 
-# The tests also exercise the optional Ray executor on a real local cluster: its extra is installed for them
-# (never for `make run`).
-$(VENV)/.ray-installed: $(VENV)/.installed requirements-ray.txt
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
+# The tests need the test tools, and exercise the optional Ray executor on a real local cluster and the
+# reproduction report: those extras are installed for them (never for `make run`), resolved together with the
+# runtime pins so that none of them moves.
+$(VENV)/.test-installed: $(VENV)/.installed $(TEST_REQS)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt $(addprefix -r ,$(TEST_REQS))
 	@touch $@
 
-test: venv $(PLOTLY_JS) $(VENV)/.ray-installed
+test: venv $(PLOTLY_JS) $(VENV)/.test-installed
 	$(PY) -m pytest -q
 
-test-fast: venv $(PLOTLY_JS)
+test-fast: venv $(PLOTLY_JS) $(VENV)/.test-installed
 	$(PY) -m pytest -q -m "not slow"
 
 bench: venv
 	@# the peers (TensorBoard, MLflow) and Ray are measured too: optional extras, installed for the benchmark only
-	$(PY) -m pip install --disable-pip-version-check -q -r bench/requirements.txt -r requirements-ray.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt $(addprefix -r ,$(BENCH_REQS))
 	$(PY) -m bench.run
 
 reproduce: venv
+	@# the report's plots and template (matplotlib, Jinja2): an optional extra, installed for the report only
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt -r reproduction/requirements.txt
 	$(PY) -m reproduction.run
 
 print-venv:
 	@echo $(VENV)
+
+print-req-files:
+	@echo $(REQ_FILES)
 
 clean-venv:
 	rm -rf $(VENV) .venv
