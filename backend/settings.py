@@ -23,9 +23,13 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    # An IPv4-mapped IPv6 address (::ffff:127.0.0.1, what a dual-stack socket reports for a local IPv4
+    # client) is loopback exactly when the IPv4 address it maps is.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 def total_memory_gb() -> float:
