@@ -1,6 +1,7 @@
 """Bad input never reaches the store: 422 (or 404) with a message naming the problem, and nothing saved."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -116,3 +117,41 @@ def test_bad_query_parameters(client: TestClient, url: str, message: str) -> Non
     r = client.get(url.format(id=run_id))
     assert r.status_code == 422, r.text
     assert any(message in e["msg"] for e in r.json()["detail"]), r.json()
+
+
+SURROGATE_CASES = {  # JSON's \ud800 escape decodes to a lone surrogate: once 500s and dropped connections
+    "note": ("PATCH", "/api/runs/{run}", '{"note": "\\ud800"}', ["body", "note"]),
+    "tag": ("PATCH", "/api/runs/{run}", '{"tags": ["ok", "\\udfff"]}', ["body", "tags", 1]),
+    "comparison name": ("POST", "/api/comparisons", json.dumps({**COMPARISON, "name": "a\ud800b"}), ["body", "name"]),
+    "run field": ("POST", "/api/runs", json.dumps({**MLP_RUN, "dataset": "\udc00"}), ["body", "dataset"]),
+    "field name": ("POST", "/api/runs", '{"\\ud800": 1}', ["body", "\\ud800"]),
+}
+
+
+@pytest.mark.parametrize("method,url,body,loc", SURROGATE_CASES.values(), ids=SURROGATE_CASES.keys())
+def test_lone_surrogates_are_refused_naming_the_field(client: TestClient, method: str, url: str, body: str,
+                                                      loc: list) -> None:
+    run = client.post("/api/runs", json=MLP_RUN).json()["id"]
+    r = client.request(method, url.format(run=run), content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == loc and "not valid Unicode" in r.json()["detail"][0]["msg"]
+    assert client.get(f"/api/runs/{run}").json()["note"] == ""
+    assert client.get("/api/runs").json()["total"] == 1 and client.get("/api/comparisons").json()["total"] == 0
+
+
+def test_paired_surrogate_escapes_are_ordinary_text(client: TestClient) -> None:
+    run = client.post("/api/runs", json=MLP_RUN).json()["id"]
+    r = client.patch(f"/api/runs/{run}", content='{"note": "\\ud83d\\ude00 ok"}',
+                     headers={"content-type": "application/json"})
+    assert r.status_code == 200 and client.get(f"/api/runs/{run}").json()["note"] == "\U0001F600 ok"
+
+
+def test_validation_errors_echo_lone_surrogates_safely() -> None:
+    """The 422 handler's echo (input, loc, msg, ctx) never carries a lone surrogate: it could not be encoded."""
+    from backend.main import _plain_errors
+
+    out = _plain_errors([{"loc": ("body", "\ud800"), "msg": "bad \udfff", "type": "x", "input": "a\ud800",
+                          "ctx": {"given": "\ud800"}}])
+    assert out == [{"loc": ["body", "\\ud800"], "msg": "bad \\udfff", "type": "x", "input": "a\\ud800",
+                    "ctx": {"given": "\\ud800"}}]
+    json.dumps(out, ensure_ascii=False).encode("utf-8")
