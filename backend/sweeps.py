@@ -231,6 +231,9 @@ class PromoteRequest(BaseModel):
     seeds: list[Seed] | None = Field(default=None, min_length=1, max_length=50)
     extra_optimizers: list[ComparisonOptimizer] = Field(default_factory=list, max_length=20)
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    allow_missing: bool = Field(default=False, description="promote even though some grid points have no result "
+                                                           "(interrupted, cancelled or failed runs): their winner "
+                                                           "may be missing; default: refuse (409)")
 
 
 def edge_flags(space: dict[str, list[Scalar]], best: dict[str, Scalar]) -> list[str]:

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import ValidationError
 
 from backend import sweep_store
-from backend.deps import MAX_ID, SessionDep, wake_scheduler
+from backend.deps import MAX_ID, SessionDep, admit_runs, wake_scheduler
 from backend.schemas import ComparisonCreated
 from backend.sweeps import PromoteRequest, SweepCreate
 from backend.tables import Sweep
+from trainer.config import from_stored
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -57,3 +58,12 @@ def promote(sweep: SweepDep, session: SessionDep, body: PromoteRequest | None = 
         raise HTTPException(422, [{"loc": ["body", field], "type": "value_error", "msg": str(exc)}]) from None
     session.commit()
     return {"id": comparison.id, "run_ids": [r.id for r in runs]}
+
+
+@router.post("/{sweep_id}/rerun", status_code=201, dependencies=[Depends(wake_scheduler)],
+             summary="Re-run every grid point without a result (its interrupted, cancelled or failed tuning runs)")
+def rerun(sweep: SweepDep, session: SessionDep, request: Request) -> dict[str, Any]:
+    admit_runs(request, session, [from_stored(run.config) for run in sweep_store.runs_to_rerun(session, sweep)])
+    runs, replaced = sweep_store.rerun(session, sweep)
+    session.commit()
+    return {"run_ids": [r.id for r in runs], "replaced_run_ids": replaced}
