@@ -1,32 +1,33 @@
 """Resource limits of runs: the worker's memory cap (RLIMIT_AS), an up-front memory estimate, client-safe messages."""
 from __future__ import annotations
 
+import json
+import os
 import re
 import resource
+import subprocess
 import sys
 import traceback
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from trainer.config import RunConfig
 from trainer.registry import DATASETS, OPTIMIZERS
 
-__all__ = ["model_footprint", "estimate_bytes", "check_fits", "apply_memory_limit",
+__all__ = ["model_footprint", "model_sizes", "estimate_bytes", "check_fits", "apply_memory_limit",
            "oom_message", "hide_paths", "client_message", "LimitedReporter", "prepare_worker", "worker_error"]
 
 GIB = 2**30
+_REPO = Path(__file__).resolve().parents[1]
 
 
-@lru_cache(maxsize=None)
-def model_footprint(model: str, dataset: str) -> tuple[int, int]:
-    """(parameters, floats output by the leaf modules for one sample) of ``model`` on ``dataset``.
-
-    Measured once per pair by building the registry's model on torch's meta device (no memory, no data), so
-    every registered model is covered without a hand-kept table.
-    """
+def _measure(model: str, dataset: str) -> tuple[int, int, int]:
+    """(parameters, trainable parameters, floats output by the leaf modules for one sample), built on torch's meta
+    device (no memory, no data)."""
     import torch
 
-    from trainer.models import build_model
+    from trainer.models import build_model, count_parameters
 
     with torch.device("meta"):
         net = build_model(model, dataset).eval()  # eval: BatchNorm accepts a single sample
@@ -43,7 +44,35 @@ def model_footprint(model: str, dataset: str) -> tuple[int, int]:
         finally:
             for h in hooks:
                 h.remove()
-    return sum(p.numel() for p in net.parameters()), floats
+    return sum(p.numel() for p in net.parameters()), count_parameters(net), floats
+
+
+@lru_cache(maxsize=None)
+def model_sizes(model: str, dataset: str) -> tuple[int, int, int]:
+    """(parameters, trainable parameters, floats output by the leaf modules for one sample) of the registry's
+    ``model`` on ``dataset``, measured once per pair on torch's meta device, so every registered model (plugins
+    included) is covered without a hand-kept table.
+
+    Measured in this process when torch is loaded already (workers, tests); else in a short-lived subprocess
+    (``python -m backend.limits MODEL DATASET``), so the API process never imports torch (its memory and import
+    time stay out of every API process).
+    """
+    if "torch" in sys.modules:
+        return _measure(model, dataset)
+    out = subprocess.run([sys.executable, "-m", "backend.limits", model, dataset], capture_output=True, text=True,
+                         timeout=300, cwd=str(_REPO), env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)})
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring model {model!r} on {dataset!r} failed: {hide_paths(out.stderr[-1000:])}")
+    parameters, trainable, floats = json.loads(out.stdout.strip().splitlines()[-1])
+    return int(parameters), int(trainable), int(floats)
+
+
+def model_footprint(model: str, dataset: str) -> tuple[int, int]:
+    """(parameters, floats output by the leaf modules for one sample) of ``model`` on ``dataset``
+    (:func:`model_sizes`)."""
+    parameters, _trainable, floats = model_sizes(model, dataset)
+    return parameters, floats
 
 
 _RUNTIME_BYTES = 0.4 * GIB  # the Python + torch process itself
@@ -159,3 +188,7 @@ def worker_error(exc: BaseException, limit_gb: float) -> str:
     traceback.print_exc()
     text = f"{type(exc).__name__}: {exc}"
     return oom_message(text, limit_gb) or f"worker error: {hide_paths(text)[:2000]}"
+
+
+if __name__ == "__main__":  # python -m backend.limits MODEL DATASET: the sizes as JSON (see model_sizes)
+    print(json.dumps(_measure(sys.argv[1], sys.argv[2])))

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from backend.limits import hide_paths
 from trainer.config import STRICT_INPUT
-from trainer.analysis.hessian import MAX_HEATMAP_SIZE
+from trainer.analysis.sizes import MAX_HEATMAP_SIZE
 
 __all__ = ["HessianRequest", "AnalysisOut", "AnalysisList", "MAX_CHECKPOINTS", "MAX_HESSIAN_BATCH",
            "MAX_ACTIVE_ANALYSES"]
