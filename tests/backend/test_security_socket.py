@@ -6,7 +6,6 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Iterator
 
 import pytest
