@@ -264,7 +264,7 @@ class RequestGate:
         return None
 
 
-async def _answer(send: Send, status: int, message: str, extra: dict[str, str]) -> None:
+async def _answer(send: Send, status: int, message: str | list[dict[str, Any]], extra: dict[str, str]) -> None:
     body = json.dumps({"detail": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode(), v.encode()) for k, v in extra.items()]
