@@ -49,10 +49,14 @@ def _raw(server: ApiServer, head: bytes, body_chunks: list[bytes]) -> bytes:
         sock.sendall(head)
         for chunk in body_chunks:
             sock.sendall(chunk)
-        sock.shutdown(socket.SHUT_WR)
-        answer = b""
+        answer = b""  # no half-close: uvicorn takes the client's EOF for a disconnect (as urllib never sends one)
         while data := sock.recv(65536):
             answer += data
+            head, sep, body = answer.partition(b"\r\n\r\n")
+            length = [line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")]
+            if sep and length and len(body) >= int(length[0]):
+                break
     return answer
 
 
