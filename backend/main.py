@@ -5,6 +5,7 @@ import gc
 import logging
 import math
 import os
+import subprocess
 import threading
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -24,6 +25,7 @@ from backend.routes import api_router
 from backend.routes.meta import dataset_availability
 from backend.runner.scheduler import Scheduler
 from backend.security import RequestGate, safe_text
+from backend.limits import warm_model_sizes
 from backend.settings import Settings, get_settings
 from backend.store import Conflict
 
@@ -115,6 +117,11 @@ def _freeze_startup_objects() -> None:
 
 def _warm_up(data_dir: str) -> None:
     dataset_availability(data_dir)
+    try:
+        warm_model_sizes()  # the memory check's model sizes, measured out of process (the API never imports torch)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not measure the registered models in advance (each is measured when first used): %s",
+                    exc)
     _freeze_startup_objects()
 
 
