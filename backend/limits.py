@@ -1,32 +1,33 @@
 """Resource limits of runs: the worker's memory cap (RLIMIT_AS), an up-front memory estimate, client-safe messages."""
 from __future__ import annotations
 
+import json
+import os
 import re
 import resource
+import subprocess
 import sys
+import threading
 import traceback
-from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from trainer.config import RunConfig
 from trainer.registry import DATASETS, OPTIMIZERS
 
-__all__ = ["model_footprint", "estimate_bytes", "check_fits", "apply_memory_limit",
+__all__ = ["model_footprint", "model_sizes", "warm_model_sizes", "estimate_bytes", "check_fits", "apply_memory_limit",
            "oom_message", "hide_paths", "client_message", "LimitedReporter", "prepare_worker", "worker_error"]
 
 GIB = 2**30
+_REPO = Path(__file__).resolve().parents[1]
 
 
-@lru_cache(maxsize=None)
-def model_footprint(model: str, dataset: str) -> tuple[int, int]:
-    """(parameters, floats output by the leaf modules for one sample) of ``model`` on ``dataset``.
-
-    Measured once per pair by building the registry's model on torch's meta device (no memory, no data), so
-    every registered model is covered without a hand-kept table.
-    """
+def _measure(model: str, dataset: str) -> tuple[int, int, int]:
+    """(parameters, trainable parameters, floats output by the leaf modules for one sample), built on torch's meta
+    device (no memory, no data)."""
     import torch
 
-    from trainer.models import build_model
+    from trainer.models import build_model, count_parameters
 
     with torch.device("meta"):
         net = build_model(model, dataset).eval()  # eval: BatchNorm accepts a single sample
@@ -43,7 +44,71 @@ def model_footprint(model: str, dataset: str) -> tuple[int, int]:
         finally:
             for h in hooks:
                 h.remove()
-    return sum(p.numel() for p in net.parameters()), floats
+    return sum(p.numel() for p in net.parameters()), count_parameters(net), floats
+
+
+_SIZES: dict[tuple[str, str], tuple[int, int, int]] = {}
+_SIZES_LOCK = threading.Lock()
+_WARMING = threading.Lock()  # held while warm_model_sizes measures every registered pair
+
+
+def _measure_out_of_process(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int, int]]:
+    args = [arg for pair in pairs for arg in pair]
+    out = subprocess.run([sys.executable, "-m", "backend.limits", *args], capture_output=True, text=True,
+                         timeout=600, cwd=str(_REPO), env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                             p for p in (str(_REPO), os.environ.get("PYTHONPATH")) if p)})
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring models {pairs} failed: {hide_paths(out.stderr[-1000:])}")
+    sizes = json.loads(out.stdout.strip().splitlines()[-1])
+    return {pair: (int(a), int(b), int(c)) for pair, (a, b, c) in zip(pairs, sizes)}
+
+
+def model_sizes(model: str, dataset: str) -> tuple[int, int, int]:
+    """(parameters, trainable parameters, floats output by the leaf modules for one sample) of the registry's
+    ``model`` on ``dataset``, measured once per pair on torch's meta device, so every registered model (plugins
+    included) is covered without a hand-kept table.
+
+    Measured in this process when torch is loaded already (workers, tests); else in a short-lived subprocess
+    (``python -m backend.limits MODEL DATASET ...``), so the API process never imports torch (its memory and
+    import time stay out of every API process). The API measures every registered pair at start-up
+    (:func:`warm_model_sizes`); a request arriving meanwhile waits for that.
+    """
+    key = (model, dataset)
+    with _SIZES_LOCK:
+        if key in _SIZES:
+            return _SIZES[key]
+    if "torch" in sys.modules:
+        value = _measure(model, dataset)
+    else:
+        with _WARMING:  # a warm-up under way measures this pair too
+            with _SIZES_LOCK:
+                if key in _SIZES:
+                    return _SIZES[key]
+        value = _measure_out_of_process([key])[key]
+    with _SIZES_LOCK:
+        _SIZES[key] = value
+    return value
+
+
+def warm_model_sizes() -> None:
+    """Measure every registered (model, dataset) pair at once (one subprocess), off the request path."""
+    from trainer.registry import MODELS
+
+    with _WARMING:
+        with _SIZES_LOCK:
+            pairs = [(m, d) for m, spec in MODELS.items() for d in spec.datasets if (m, d) not in _SIZES]
+        if not pairs:
+            return
+        sizes = {p: _measure(*p) for p in pairs} if "torch" in sys.modules else _measure_out_of_process(pairs)
+        with _SIZES_LOCK:
+            _SIZES.update(sizes)
+
+
+def model_footprint(model: str, dataset: str) -> tuple[int, int]:
+    """(parameters, floats output by the leaf modules for one sample) of ``model`` on ``dataset``
+    (:func:`model_sizes`)."""
+    parameters, _trainable, floats = model_sizes(model, dataset)
+    return parameters, floats
 
 
 _RUNTIME_BYTES = 0.4 * GIB  # the Python + torch process itself
@@ -159,3 +224,8 @@ def worker_error(exc: BaseException, limit_gb: float) -> str:
     traceback.print_exc()
     text = f"{type(exc).__name__}: {exc}"
     return oom_message(text, limit_gb) or f"worker error: {hide_paths(text)[:2000]}"
+
+
+if __name__ == "__main__":  # python -m backend.limits MODEL DATASET [MODEL DATASET ...]: sizes as JSON
+    _args = sys.argv[1:]
+    print(json.dumps([_measure(m, d) for m, d in zip(_args[::2], _args[1::2])]))

@@ -5,6 +5,7 @@ import gc
 import logging
 import math
 import os
+import subprocess
 import threading
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -24,7 +25,8 @@ from backend.errors import COMMON_RESPONSES, QueueFull, store_error_message
 from backend.routes import api_router
 from backend.routes.meta import dataset_availability
 from backend.runner.scheduler import Scheduler
-from backend.security import RequestGate
+from backend.security import RequestGate, safe_text
+from backend.limits import warm_model_sizes
 from backend.settings import Settings, get_settings
 from backend.store import Conflict
 from backend.store_file import StoreFileGuard
@@ -138,6 +140,11 @@ def _freeze_startup_objects() -> None:
 
 def _warm_up(data_dir: str) -> None:
     dataset_availability(data_dir)
+    try:
+        warm_model_sizes()  # the memory check's model sizes, measured out of process (the API never imports torch)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not measure the registered models in advance (each is measured when first used): %s",
+                    exc)
     _freeze_startup_objects()
 
 
@@ -150,16 +157,19 @@ def _echo(value: Any) -> Any:
         return str(value)
     if isinstance(value, (bool, int, float)) or value is None:
         return value if not isinstance(value, int) or abs(value) < 10**18 else str(value)[:40]
-    text = value if isinstance(value, str) else repr(value)
+    text = safe_text(value if isinstance(value, str) else repr(value))  # a lone surrogate cannot be UTF-8
     return text if len(text) <= _ECHO_CHARS else text[:_ECHO_CHARS] + f"... ({len(text)} characters)"
 
 
 def _plain_errors(errors: Any) -> list[dict[str, Any]]:
     """FastAPI's 422 list made JSON-safe: exception objects in ``ctx`` become their messages, inputs are echoed
-    short and without NaN/Infinity (which JSON cannot carry)."""
+    short and without NaN/Infinity (which JSON cannot carry), and no text carries a lone surrogate (which
+    UTF-8 cannot: the answer failed to encode and the connection dropped)."""
     out = []
     for error in errors:
         error = dict(error)
+        error["loc"] = [safe_text(part) if isinstance(part, str) else part for part in error.get("loc", ())]
+        error["msg"] = safe_text(str(error.get("msg", "")))
         if isinstance(error.get("ctx"), dict):
             error["ctx"] = {k: _echo(str(v) if isinstance(v, BaseException) else v) for k, v in error["ctx"].items()}
         if "input" in error:

@@ -10,7 +10,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, StringConst
 from backend.domain import run_label  # noqa: F401 - re-exported (schemas.run_label), defined in backend.domain
 from backend.limits import hide_paths
 from backend.runner.states import RunState
-from trainer.config import (MAX_SAMPLES, Budget, Convergence, EvalEvery, Guards, OptimizerConfig, RunConfig,
+from trainer.config import (MAX_SAMPLES, STRICT_INPUT, Budget, Convergence, EvalEvery, Guards, OptimizerConfig, RunConfig,
                             names_fit)
 from trainer.errors import error_summary
 from trainer.registry import OPTIMIZERS, model_fits_dataset
@@ -46,7 +46,7 @@ Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_
 class AnnotationPatch(BaseModel):
     """PATCH body for a run or comparison: replace its tags and/or its note (omitted fields stay as they are)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS,
                                    description=f"at most {MAX_TAGS} tags of 1-40 characters: letters, digits, "
                                                "_ . : + / - (starting with a letter or digit); [] clears them")
@@ -151,7 +151,7 @@ BatchSize = Annotated[int, Field(ge=1, le=65536)]
 class ComparisonCreate(BaseModel):
     """One run per optimizer and seed; runs with the same seed share initial weights and data order."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = STRICT_INPUT
     name: str = Field(min_length=1, max_length=200)
     dataset: RunConfig.model_fields["dataset"].annotation = Field(  # type: ignore[valid-type]
         description="fashion-mnist | mnist | cifar10")
@@ -244,7 +244,7 @@ MAX_BATCH_POINTS = 2_000_000  # runs x max_points of one batched request
 class RunCursor(BaseModel):
     """Where the client's copy of a run ends: only newer points are sent."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
     id: int = Field(ge=0, le=2**63 - 1)
     since_step: int | None = Field(default=None, ge=-1, le=2**63 - 1, description="metrics with step > this")
     eval_since_step: int | None = Field(default=None, ge=-1, le=2**63 - 1,
@@ -256,7 +256,7 @@ class RunCursor(BaseModel):
 class MetricsBatchRequest(BaseModel):
     """New points of many runs in one request: the runs of ``comparison_id`` and/or the listed ``runs``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
     comparison_id: int | None = Field(default=None, ge=0, le=2**63 - 1)
     runs: list[RunCursor] = Field(default_factory=list, max_length=MAX_BATCH_RUNS)
     fields: list[Annotated[str, Field(max_length=64)]] | None = Field(

@@ -10,26 +10,28 @@ Every HTTP request passes here before routing. Order of checks and their answers
       origin is in ``cors_origins``;
   415 a body on a state-changing request that is not ``application/json``;
   413 a body larger than ``max_body_bytes`` (by Content-Length, or counted while it streams in);
+  422 a JSON body with a string that is not valid Unicode (a lone surrogate escape such as ``\\ud800``);
   503 (Retry-After) when a request waited ``queue_seconds`` for one of the ``2 x pool_size`` request slots.
 
 The slots bound the requests in flight to the store connections there are, so a request never holds a
 connection while it waits for a thread (which drained the pool before): excess requests wait here, holding
-nothing. /api/health needs no slot.
+nothing. /api/health needs no slot. A refused request's body is read and dropped (bounded) before the
+answer, so a client that sends it all first reads the answer rather than a connection reset.
 """
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import json
+import re
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
-
-from starlette.exceptions import HTTPException
 
 from backend.settings import Settings, is_loopback
 from backend.users import Directory
 
-__all__ = ["RequestGate", "PUBLIC_PATHS", "SIGN_IN_PATHS", "UNSAFE_METHODS", "USER_KEY"]
+__all__ = ["RequestGate", "PUBLIC_PATHS", "SIGN_IN_PATHS", "UNSAFE_METHODS", "USER_KEY", "unicode_problem",
+           "safe_text"]
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -44,8 +46,80 @@ USER_KEY = "trustlab.user"  # the scope key of the signed-in backend.users.User 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class _BodyTooLarge(HTTPException):
-    """Raised from ``receive`` while a body streams in; FastAPI passes HTTPExceptions through to a 413 answer."""
+_DISCARD_BYTES = 64 * 2**20  # a refused body is read and dropped up to this size ...
+_DISCARD_SECONDS = 10.0  # ... and for at most this long; past either the connection is closed
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _has_body(headers: dict[str, str]) -> bool:
+    length = headers.get("content-length")
+    return (length is not None and length.strip() not in ("", "0")) or "transfer-encoding" in headers
+
+
+async def _discard_body(receive: Receive) -> None:
+    """Read and drop the rest of a request body (bounded by ``_DISCARD_BYTES`` and ``_DISCARD_SECONDS``).
+
+    A client that sends its whole body before reading the answer (urllib, requests) would otherwise see a
+    connection reset: the server closing a socket with unread data makes the kernel send RST.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _DISCARD_SECONDS
+    dropped = 0
+    while dropped < _DISCARD_BYTES:
+        try:
+            message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
+
+
+def unicode_problem(body: bytes) -> list[dict[str, Any]] | None:
+    """A 422 detail naming the first JSON string (or key) in ``body`` that is not valid Unicode, else None.
+
+    JSON's ``\\ud800`` escape decodes to a lone UTF-16 surrogate, which no store or UTF-8 answer can carry (it
+    made routes answer 500, or drop the connection when an error echoed it). Only bodies with such an escape
+    are parsed here; a body that is not JSON is left to the route's own 422.
+    """
+    if not _SURROGATE_ESCAPE.search(body):
+        return None
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    stack: list[tuple[list[Any], Any]] = [(["body"], value)]
+    while stack:
+        loc, item = stack.pop()
+        if isinstance(item, str) and not is_unicode(item):
+            return [{"loc": loc, "type": "string_unicode", "input": safe_text(item[:200]),
+                     "msg": "text is not valid Unicode (a lone UTF-16 surrogate such as \\ud800); send valid "
+                            "UTF-8 text"}]
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not is_unicode(key):
+                    return [{"loc": [*loc, safe_text(key[:200])], "type": "string_unicode",
+                             "msg": "field name is not valid Unicode (a lone UTF-16 surrogate); send valid UTF-8"}]
+                stack.append(([*loc, key], child))
+        elif isinstance(item, list):
+            stack.extend(([*loc, i], child) for i, child in enumerate(item))
+    return None
+
+
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be encoded as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def safe_text(text: str) -> str:
+    """``text`` with any lone surrogate written as its escape (``\\ud800``): safe to echo in a UTF-8 answer."""
+    return text if is_unicode(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _arrived_remotely(scope: Scope) -> bool:
@@ -93,6 +167,8 @@ class RequestGate:
         problem = self._check(scope, headers)
         if problem is not None:
             status, message, extra = problem
+            if _has_body(headers) and "100-continue" not in headers.get("expect", "").lower():
+                await _discard_body(receive)  # else the client, still sending, reads a reset instead of the answer
             await _answer(send, status, message, extra)
             return
         if scope.get("path") in PUBLIC_PATHS:
@@ -113,29 +189,38 @@ class RequestGate:
                 and "transfer-encoding" not in headers:
             await self.app(scope, receive, send)
             return
+        # Read the whole body here (the routes read it whole anyway), counting it against the cap.
+        chunks: list[bytes] = []
         received = 0
-        started = False
-
-        async def counted_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise _BodyTooLarge(413, self._too_large())
-            return message
-
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                return  # the client went away before its body arrived: nobody to answer
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_body:
+                if message.get("more_body"):
+                    await _discard_body(receive)
                 await _answer(send, 413, self._too_large(), {})
+                return
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        problem = unicode_problem(body)
+        if problem is not None:
+            await _answer(send, 422, problem, {})
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # http.disconnect, for routes that watch for it
+
+        await self.app(scope, replay, send)
 
     def _too_large(self) -> str:
         return (f"request body larger than {self.max_body} bytes (setting TRUSTLAB_MAX_BODY_BYTES); "
@@ -177,8 +262,7 @@ class RequestGate:
             elif origin is None and headers.get("sec-fetch-site") in ("cross-site", "same-site"):
                 return 403, f"cross-site {method} refused (Sec-Fetch-Site)", {}
             length = headers.get("content-length")
-            has_body = (length is not None and length.strip() not in ("", "0")) or "transfer-encoding" in headers
-            if has_body:
+            if _has_body(headers):
                 ctype = headers.get("content-type", "").split(";")[0].strip().lower()
                 if ctype != "application/json":
                     return 415, (f"send the body as application/json (got {ctype[:100] or 'no content type'!r}) "
@@ -193,7 +277,7 @@ class RequestGate:
         return None
 
 
-async def _answer(send: Send, status: int, message: str, extra: dict[str, str]) -> None:
+async def _answer(send: Send, status: int, message: str | list[dict[str, Any]], extra: dict[str, str]) -> None:
     body = json.dumps({"detail": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode(), v.encode()) for k, v in extra.items()]

@@ -12,9 +12,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trainer.data import DEFAULT_DATA_DIR
 
-__all__ = ["Settings", "get_settings", "cpu_count", "total_memory_gb", "is_loopback", "LOOPBACK_NAMES"]
+__all__ = ["Settings", "get_settings", "cpu_count", "total_memory_gb", "is_loopback", "LOOPBACK_NAMES",
+           "WORKER_SETTINGS"]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+# The settings a training worker reads (backend.runner.worker, the store reporter, limits): all that
+# Settings.worker_environment hands to a worker on another machine. Add a field here when worker code
+# starts reading it; never a secret.
+WORKER_SETTINGS = ("database_url", "data_dir", "var_dir", "download", "flush_seconds", "flush_records",
+                   "sqlite_busy_timeout_ms", "trainer", "warm_datasets", "worker_memory_gb", "torch_threads")
 
 
 def is_loopback(host: str) -> bool:
@@ -23,9 +30,13 @@ def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    # An IPv4-mapped IPv6 address (::ffff:127.0.0.1, what a dual-stack socket reports for a local IPv4
+    # client) is loopback exactly when the IPv4 address it maps is.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 def total_memory_gb() -> float:
@@ -197,6 +208,23 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.var_dir.resolve() / "logs"
+
+    def worker_environment(self) -> dict[str, str]:
+        """Only the resolved settings a training worker reads (:data:`WORKER_SETTINGS`), as ``TRUSTLAB_*`` variables.
+
+        For workers on other machines (Ray actors): no secret (the API token), nothing the API alone uses.
+        """
+        env: dict[str, str] = {}
+        for name in WORKER_SETTINGS:
+            value = self.resolved_database_url if name == "database_url" else getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):  # pragma: no cover - guarded by a test on WORKER_SETTINGS
+                raise ValueError(f"Invalid WORKER_SETTINGS: {name} is a secret and must not reach workers")
+            env[f"TRUSTLAB_{name.upper()}"] = (str(value.resolve()) if isinstance(value, Path)
+                                               else ("1" if value else "0") if isinstance(value, bool) else str(value))
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
 
     def child_environment(self, **overrides: str | None) -> dict[str, str]:
         """The environment for a worker process: ours plus resolved settings and ``overrides`` (None removes)."""

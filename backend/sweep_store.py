@@ -13,9 +13,14 @@ from backend.schemas import ComparisonCreate
 from backend.store import Conflict
 from backend.sweeps import Criterion, PromoteRequest, SweepCreate, SweepOptimizer, edge_flags
 from backend.tables import ACTIVE_STATUSES, Comparison, Run, Sweep, SweepRun, utcnow
-from trainer.config import RunConfig
+from trainer.config import RunConfig, from_stored
 
-__all__ = ["create_sweep", "list_sweeps", "sweep_view", "promote", "criterion_value"]
+__all__ = ["create_sweep", "list_sweeps", "sweep_view", "promote", "criterion_value", "rerun", "runs_to_rerun",
+           "RERUN_STATUSES"]
+
+# A tuning run that ended in one of these has no result through no verdict on its hyperparameters (the API
+# restarted under it, someone cancelled it, its worker failed): its grid point is marked and can be re-run.
+RERUN_STATUSES = ("interrupted", "cancelled", "failed")
 
 
 def create_sweep(session: Session, body: SweepCreate, *, owner: str = "local") -> tuple[Sweep, list[Run]]:
@@ -80,15 +85,18 @@ def _point_summary(criterion: Criterion, runs: list[dict[str, Any]]) -> dict[str
     complete = all(s == "completed" for s in statuses) and all(v is not None for v in values)
     value = float(sum(values) / len(values)) if complete and values and not diverged else None  # type: ignore[arg-type]
     note = None
+    needs_rerun = not diverged and any(s in RERUN_STATUSES for s in statuses)
     if diverged:
         note = "diverged"
     elif any(s in ACTIVE_STATUSES for s in statuses):
         note = "running"
+    elif needs_rerun:
+        note = f"no result ({', '.join(sorted({s for s in statuses if s in RERUN_STATUSES}))}): re-run it"
     elif not complete:
         note = ("target not reached" if criterion.kind == "backprops_to_target"
                 and all(s == "completed" for s in statuses) else "a run did not complete")
     return {"run_ids": [r["run_id"] for r in runs], "statuses": statuses, "seeds": [r["seed"] for r in runs],
-            "values": values, "value": value, "note": note}
+            "values": values, "value": value, "note": note, "needs_rerun": needs_rerun}
 
 
 def _entry_view(i: int, opt: SweepOptimizer, criterion: Criterion, runs: list[dict[str, Any]],
@@ -133,6 +141,7 @@ def sweep_view(session: Session, sweep: Sweep, *, detail: bool = True) -> dict[s
         "criterion": {**body.criterion.model_dump(), "label": body.criterion.label,
                       "better": "lower" if body.criterion.lower_is_better else "higher"},
         "spec": sweep.spec,
+        "runs_to_rerun": sum(s in RERUN_STATUSES for s in statuses),
     }
     if not detail:
         return view
@@ -144,12 +153,51 @@ def sweep_view(session: Session, sweep: Sweep, *, detail: bool = True) -> dict[s
     return view
 
 
+def _point_text(point: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
+
+
+def _rerun_links(session: Session, sweep: Sweep) -> list[Any]:
+    return list(session.execute(select(SweepRun, Run).join(Run, Run.id == SweepRun.run_id)
+                                .where(SweepRun.sweep_id == sweep.id, Run.status.in_(RERUN_STATUSES))
+                                .order_by(Run.id)).all())
+
+
+def runs_to_rerun(session: Session, sweep: Sweep) -> list[Run]:
+    """The tuning runs :func:`rerun` would replace."""
+    return [run for _link, run in _rerun_links(session, sweep)]
+
+
+def rerun(session: Session, sweep: Sweep) -> tuple[list[Run], list[int]]:
+    """Queue a fresh run (same config, same seed) for every tuning run of ``sweep`` that ended without a result
+    (:data:`RERUN_STATUSES`); the new run takes the old one's place in the grid, the old run and its data stay
+    (outside the sweep's grid, still in its comparison). Returns (new runs, replaced run ids). The caller commits.
+
+    Raises:
+        Conflict: no tuning run needs a re-run.
+    """
+    links = _rerun_links(session, sweep)
+    if not links:
+        raise Conflict(f"sweep {sweep.id} has no interrupted, cancelled or failed tuning run: nothing to re-run")
+    runs, replaced = [], []
+    for link, old in links:
+        cfg = from_stored(old.config)
+        run = store.create_run(session, cfg, comparison_id=old.comparison_id, label=old.label, owner=sweep.owner)
+        session.add(SweepRun(run_id=run.id, sweep_id=sweep.id, entry=link.entry, point=link.point))
+        session.delete(link)
+        runs.append(run)
+        replaced.append(old.id)
+    session.flush()
+    return runs, replaced
+
+
 def promote(session: Session, sweep: Sweep, request: PromoteRequest, *, owner: str = "local") -> tuple[Comparison, list[Run]]:
     """A comparison of every optimizer's winner plus ``request.extra_optimizers`` on fresh seeds, with the sweep's
     dataset, model, budget and shared settings. The caller commits.
 
     Raises:
-        Conflict: the sweep still has active runs, or an optimizer has no winner.
+        Conflict: the sweep still has active runs, a grid point has no result (unless ``allow_missing``), or an
+            optimizer has no winner.
         ValueError: a requested seed was a tuning seed.
     """
     view = sweep_view(session, sweep)
@@ -157,6 +205,14 @@ def promote(session: Session, sweep: Sweep, request: PromoteRequest, *, owner: s
     if view["status"] in ("running", "queued"):
         raise Conflict(f"sweep {sweep.id} still has {view['runs_total'] - view['runs_finished']} active run(s); "
                        "wait until it finishes (or cancel them) before promoting")
+    unrun = [f"{o['label']} {_point_text(p['point'])}" for o in view["optimizers"] for p in o["points"]
+             if p["needs_rerun"]]
+    if unrun and not request.allow_missing:
+        shown = ", ".join(unrun[:10]) + (f" and {len(unrun) - 10} more" if len(unrun) > 10 else "")
+        raise Conflict(f"{len(unrun)} grid point(s) of sweep {sweep.id} have no result (a tuning run was "
+                       f"interrupted, cancelled or failed): {shown}. The winner may be among them: re-run them "
+                       f"(POST /api/sweeps/{sweep.id}/rerun) and promote when they finish, or promote anyway with "
+                       '"allow_missing": true')
     missing = [o["label"] for o in view["optimizers"] if o["best"] is None]
     if missing:
         raise Conflict(f"no winner for {missing}: every grid point failed, diverged or missed the target; "

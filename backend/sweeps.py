@@ -5,11 +5,11 @@ import itertools
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from backend.domain import run_label
 from backend.schemas import BatchSize, ComparisonOptimizer, Seed
-from trainer.config import Budget, RunConfig
+from trainer.config import STRICT_INPUT, Budget, RunConfig
 from trainer.errors import error_summary
 from trainer.registry import OPTIMIZERS, model_fits_dataset
 
@@ -18,7 +18,7 @@ __all__ = ["MAX_RUNS_PER_SWEEP", "MAX_POINTS_PER_PARAM", "log_grid", "SearchSpac
 
 MAX_RUNS_PER_SWEEP = 500
 MAX_POINTS_PER_PARAM = 50
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = STRICT_INPUT
 # RunConfig fields a sweep sets itself (or that are server configuration): never through run_settings
 _OWNED_FIELDS = {"dataset", "model", "optimizer", "budget", "seed", "batch_size", "eval_every", "train_subset",
                  "test_subset", "eval_train_size", "num_reconstructions", "device", "data_dir", "download"}
@@ -231,6 +231,9 @@ class PromoteRequest(BaseModel):
     seeds: list[Seed] | None = Field(default=None, min_length=1, max_length=50)
     extra_optimizers: list[ComparisonOptimizer] = Field(default_factory=list, max_length=20)
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    allow_missing: bool = Field(default=False, description="promote even though some grid points have no result "
+                                                           "(interrupted, cancelled or failed runs): their winner "
+                                                           "may be missing; default: refuse (409)")
 
 
 def edge_flags(space: dict[str, list[Scalar]], best: dict[str, Scalar]) -> list[str]:

@@ -73,8 +73,8 @@ def insert_run(engine: Any, config: dict[str, Any], *, status: str = "queued") -
 class ApiServer:
     """``uvicorn backend.main:app`` in a subprocess on a free port; a context manager."""
 
-    def __init__(self, tmp: Path, *, env: dict[str, str] | None = None, startup_timeout: float = 60.0,
-                 port: int | None = None) -> None:
+    def __init__(self, tmp: Path, *, env: dict[str, str] | None = None, startup_timeout: float = 300.0,
+                 port: int | None = None, keep_alive_seconds: float | None = None) -> None:
         self.tmp = tmp
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -82,13 +82,16 @@ class ApiServer:
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen | None = None
         self.log = tmp / "uvicorn.log"
+        self.keep_alive_seconds = keep_alive_seconds  # uvicorn's default (5 s) races a client's pooled connections
 
     def __enter__(self) -> "ApiServer":
         self._out = self.log.open("wb")
-        self.proc = subprocess.Popen(
+        keep_alive = [] if self.keep_alive_seconds is None else ["--timeout-keep-alive", f"{self.keep_alive_seconds:g}"]
+        self.proc = subprocess.Popen(  # its own process group: __exit__ stops the group, whatever happened
             [sys.executable, "-m", "uvicorn", "backend.main:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "warning", "--no-access-log"],
-            cwd=str(REPO_ROOT), env=self.env, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+             "--log-level", "warning", "--no-access-log", *keep_alive],
+            cwd=str(REPO_ROOT), env=self.env, stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -109,13 +112,16 @@ class ApiServer:
             return ""
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            for sig in (signal.SIGTERM, signal.SIGKILL):  # SIGKILL: what is left of the group after the grace
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    pass
         self._out.close()
 
 

@@ -69,13 +69,26 @@ class LocalRayCluster:
                                            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True))
 
+    def head_args(self) -> list[str]:
+        """The ``ray start`` arguments of the head node (without ``--block``)."""
+        return ["--head", f"--node-ip-address={self.head_ip}", f"--port={self.gcs_port}",
+                f"--num-cpus={self.head_cpus}", "--num-gpus=0", "--include-dashboard=false",
+                f"--object-store-memory={OBJECT_STORE_BYTES}", f"--temp-dir={self.root / 't'}",
+                *self._client_server_args(), *self._ports(0)]
+
+    def _client_server_args(self) -> list[str]:
+        """Ray starts a Ray Client server only when grpcio is importable (on port 10001 unless told): then keep it in
+        this cluster's port range. Without grpcio (requirements-ray.txt brings none), naming a port makes ``ray
+        start`` fail ("Ray Client requires pip package ray[client]"), so name none. Same check as Ray's."""
+        try:
+            import grpc  # noqa: F401
+        except ImportError:
+            return []
+        return [f"--ray-client-server-port={self.port_base + 3}"]
+
     def start(self, timeout: float = 120.0) -> "LocalRayCluster":
         os.environ.update(self.env)
-        self._start(["--head", f"--node-ip-address={self.head_ip}", f"--port={self.gcs_port}",
-                     f"--num-cpus={self.head_cpus}", "--num-gpus=0", "--include-dashboard=false",
-                     f"--object-store-memory={OBJECT_STORE_BYTES}",
-                     f"--temp-dir={self.root / 't'}",
-                     *self._ports(0)], "head")
+        self._start(self.head_args(), "head")
         self._wait_port(self.head_ip, self.gcs_port, timeout)
         return self
 

@@ -206,6 +206,10 @@ class ApiClient:
     def promote_sweep(self, sweep_id: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._json("POST", f"/sweeps/{sweep_id}/promote", json=body or {})
 
+    def rerun_sweep(self, sweep_id: int) -> dict[str, Any]:
+        """Re-run the sweep's grid points without a result (interrupted, cancelled or failed tuning runs)."""
+        return self._json("POST", f"/sweeps/{sweep_id}/rerun")
+
     def annotate_run(self, run_id: int, *, tags: list[str] | None = None, note: str | None = None
                      ) -> dict[str, Any]:
         """PATCH a run's tags and/or note (``None``: unchanged)."""

@@ -27,7 +27,7 @@ def _ids(value: Any) -> list[int] | None:
         part = part.strip().lstrip("#")
         if not part:
             continue
-        if not part.isdigit() or len(part) > 18:
+        if not (part.isascii() and part.isdigit()) or len(part) > 18:  # "²".isdigit() is true, int("²") fails
             return None
         if int(part) not in out:
             out.append(int(part))

@@ -50,7 +50,9 @@ def sweep_request(preset: Mapping[str, Any], state: Mapping[str, Any], labels: M
         criterion["target"] = float(state["target"])
     body: dict[str, Any] = {
         "name": state["name"] or preset.get("label", "sweep"), "dataset": preset["dataset"], "model": preset["model"],
-        "budget": {state["budget_kind"]: state["budget"]}, "seeds": _seeds(state["seeds"]),
+        # the API's types are strict: a backprops budget is an integer (a number input gives 100.0)
+        "budget": {state["budget_kind"]: int(state["budget"]) if state["budget_kind"] == "backprops"
+                   else float(state["budget"])}, "seeds": _seeds(state["seeds"]),
         "optimizers": optimizers, "criterion": criterion, "batch_sizes": preset.get("batch_sizes"),
     }
     if state.get("train_subset"):

@@ -18,10 +18,13 @@ _DATASET_NAMES = tuple(DATASETS)
 
 __all__ = ["names_fit", "Budget", "EvalEvery", "OptimizerConfig", "RunConfig", "DEFAULT_EVALUATIONS", "Guards",
            "Convergence",
-           "LEGACY_FIELDS", "from_stored", "MAX_BACKPROPS", "MAX_SECONDS", "MAX_SAMPLES"]
+           "LEGACY_FIELDS", "from_stored", "MAX_BACKPROPS", "MAX_SECONDS", "MAX_SAMPLES", "STRICT_INPUT"]
 
-# Unknown fields are refused; NaN and ±Infinity are refused (every number must be finite).
-_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+# Every model a client's JSON reaches (here and the API's request models): unknown fields refused; NaN and
+# ±Infinity refused (every number must be finite); types strict: no boolean for a number or a number for a
+# boolean, no string for either (an integer is still a valid float, since JSON does not tell 1 from 1.0).
+STRICT_INPUT = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+_STRICT = STRICT_INPUT
 
 MAX_BACKPROPS = 10**12
 MAX_SECONDS = 30 * 24 * 3600.0  # 30 days

@@ -4,10 +4,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from backend.limits import hide_paths
-from trainer.analysis.hessian import MAX_HEATMAP_SIZE
+from trainer.config import STRICT_INPUT
+from trainer.analysis.sizes import MAX_HEATMAP_SIZE
 
 __all__ = ["HessianRequest", "AnalysisOut", "AnalysisList", "MAX_CHECKPOINTS", "MAX_HESSIAN_BATCH",
            "MAX_ACTIVE_ANALYSES"]
@@ -21,7 +22,7 @@ _MAX_STEP = 2**63 - 1
 class HessianRequest(BaseModel):
     """Which checkpoints of the run to analyse and on how large a fixed batch."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
     steps: list[int] | None = Field(
         default=None, min_length=1, max_length=MAX_CHECKPOINTS,
         description=f"optimizer steps to analyse (0 = initialization), 1..{MAX_CHECKPOINTS} of them, each at most "

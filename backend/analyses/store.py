@@ -23,13 +23,11 @@ class Refused(ValueError):
 
 
 def model_parameter_count(model: str, dataset: str) -> int:
-    """Trainable parameters of a registry model, counted on the meta device (no memory, no weights)."""
-    import torch
+    """Trainable parameters of a registry model, counted on the meta device (no memory, no weights; torch-free
+    in the API process: :func:`backend.limits.model_sizes`)."""
+    from backend.limits import model_sizes
 
-    from trainer.models import build_model, count_parameters
-
-    with torch.device("meta"):
-        return count_parameters(build_model(model, dataset))
+    return model_sizes(model, dataset)[1]
 
 
 def create_hessian(session: Session, run: Run, request: HessianRequest, *, owner: str = "local") -> Analysis:
@@ -40,7 +38,7 @@ def create_hessian(session: Session, run: Run, request: HessianRequest, *, owner
         Refused: a checkpoint beyond the run's last step, a batch larger than its training set, or a model
             too large for a dense Hessian.
     """
-    from trainer.analysis.hessian import MAX_HESSIAN_PARAMETERS, check_size
+    from trainer.analysis.sizes import MAX_HESSIAN_PARAMETERS, check_size
 
     if run.status in ACTIVE_STATUSES:
         raise Conflict(f"run {run.id} is {run.status}; analyse it once it has finished")

@@ -12,6 +12,7 @@ from backend.errors import FORBIDDEN, QUEUE_FULL, responses
 from backend.schemas import ComparisonCreated
 from backend.sweeps import PromoteRequest, SweepCreate
 from backend.tables import Sweep
+from trainer.config import from_stored
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -74,3 +75,16 @@ def promote(sweep: SweepDep, session: SessionDep, request: Request, user: UserDe
                  detail={"run_ids": [r.id for r in runs], "promoted_from_sweep": sweep.id})
     session.commit()
     return {"id": comparison.id, "run_ids": [r.id for r in runs]}
+
+
+@router.post("/{sweep_id}/rerun", status_code=201, dependencies=[Depends(wake_scheduler)],
+             responses=responses(FORBIDDEN, QUEUE_FULL), summary="Re-run every grid point without a result (its interrupted, cancelled or failed tuning runs)")
+def rerun(sweep: SweepDep, session: SessionDep, request: Request, user: UserDep) -> dict[str, Any]:
+    require_owner(user, sweep, "sweep", "re-run")
+    admit_runs(request, session, [from_stored(run.config) for run in sweep_store.runs_to_rerun(session, sweep)], user)
+    runs, replaced = sweep_store.rerun(session, sweep)
+    for run, old in zip(runs, replaced):
+        audit.record(session, user.name, "create", "run", run.id, owner=sweep.owner,
+                     detail={"rerun_of": old, "sweep_id": sweep.id})
+    session.commit()
+    return {"run_ids": [r.id for r in runs], "replaced_run_ids": replaced}

@@ -57,7 +57,7 @@ class RunActor:
     """Trains one run inside a Ray worker process (threaded actor: stop and wait calls arrive while it trains)."""
 
     def __init__(self, run_id: int, env: dict[str, str]) -> None:
-        os.environ.update(env)  # the API's resolved TRUSTLAB_* settings, read by Settings() below
+        os.environ.update(env)  # the API's resolved worker settings (WORKER_SETTINGS), read by Settings() below
         self.run_id = run_id
         self.stop = threading.Event()
         self.done = threading.Event()
@@ -119,8 +119,7 @@ class RayExecutor:
         self._exits: dict[int, Exit] = {}  # ended jobs whose outcome is not stored yet
         self.placements: dict[int, str] = {}  # run id → node address, learnt when the run ends
         self.extra_resources = _resources(settings.ray_run_resources)
-        env = {k: v for k, v in settings.child_environment().items()
-               if k.startswith("TRUSTLAB_") or k in ("PYTHONUNBUFFERED",)}
+        env = settings.worker_environment()  # an allowlist: never the API token or other API-only settings
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
         self.env = env
         if not ray.is_initialized():

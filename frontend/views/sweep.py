@@ -85,11 +85,15 @@ def _promote(view: dict[str, Any]) -> None:
     extra_default = [o for o in preset.get("promote_with", []) if o in labels]
     extras = c[1].multiselect("Also compare", list(labels), default=extra_default, key="sw_extras",
                               format_func=labels.get, help="e.g. the trust-region methods at their defaults")
-    ready = view["status"] not in ("queued", "running") and all(o["best"] for o in view["optimizers"])
+    missing = sum(p.get("needs_rerun", False) for o in view["optimizers"] for p in o["points"])
+    anyway = missing and st.checkbox(f"Promote anyway, without the {missing} point(s) that have no result",
+                                     key="sw_allow_missing", help="their winner may be missing")
+    ready = view["status"] not in ("queued", "running") and all(o["best"] for o in view["optimizers"]) \
+        and (not missing or anyway)
     if st.button("Promote winners", key="sw_promote", type="primary", disabled=not ready,
                  icon=":material/trending_up:"):
-        out = call(api.promote_sweep, view["id"], {"n_seeds": int(n), "extra_optimizers": [{"name": e} for e in extras]},
-                   stop=False)
+        body = {"n_seeds": int(n), "extra_optimizers": [{"name": e} for e in extras]}
+        out = call(api.promote_sweep, view["id"], {**body, "allow_missing": True} if missing else body, stop=False)
         if out:
             # Kept in the session, not only drawn in this run: the live fragment's tick or the rerun that follows
             # the sweep's end can start another run right after the click and would otherwise wipe the message.
@@ -106,8 +110,31 @@ def _promote(view: dict[str, Any]) -> None:
         st.switch_page(PAGES["compare"])
 
 
+def _point_text(point: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
+
+
+def _rerun(view: dict[str, Any]) -> None:
+    """Grid points without a result (a tuning run interrupted, cancelled or failed): named, with a re-run button."""
+    unrun = [f"{o['label']} {_point_text(p['point'])}" for o in view["optimizers"] for p in o["points"]
+             if p.get("needs_rerun")]
+    if not unrun:
+        return
+    st.warning(f"{len(unrun)} grid point(s) have no result (a tuning run was interrupted, cancelled or failed): "
+               f"{'; '.join(unrun[:10])}{' …' if len(unrun) > 10 else ''}. The winner may be among them: re-run "
+               "them before promoting.", icon=":material/report:")
+    if st.button(f"Re-run {len(unrun)} point(s)", key="sw_rerun", icon=":material/replay:"):
+        out = call(api.rerun_sweep, view["id"], stop=False)
+        if out:
+            st.session_state["sw_reran"] = {"sweep": view["id"], "runs": len(out["run_ids"])}
+            st.rerun()
+
+
 def _show() -> None:
     view = call(api.get_sweep, sid)
+    reran = st.session_state.get("sw_reran")
+    if reran and reran["sweep"] == view["id"]:
+        st.success(f"Re-running {reran['runs']} run(s).", icon=":material/replay:")
     done, total = view["runs_finished"], view["runs_total"]
     st.progress(done / total if total else 0.0, text=f"{done}/{total} runs finished · winner by "
                 f"{view['criterion']['label']}")
@@ -127,6 +154,7 @@ def _show() -> None:
                      if best else "—", "criterion": best["value"] if best else None,
                      "finished": entry["finished"]})
     st.dataframe(rows, hide_index=True, key="sw_winners")
+    _rerun(view)
     st.caption(f"The sweep's runs are comparison #{view['comparison_id']} (live curves on Compare).")
     _promote(view)
     if active_at_start and view["status"] not in ("queued", "running"):

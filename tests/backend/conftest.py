@@ -1,6 +1,7 @@
 """Fixtures: an API on a temporary SQLite store (TestClient), with or without the job scheduler."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 import warnings
@@ -53,15 +54,22 @@ def live_client(tmp_path: Path) -> Iterator[TestClient]:
         yield c
 
 
+# Waits are ceilings, not expectations: a poll returns as soon as its condition holds, so a generous ceiling costs
+# nothing on a quiet machine and keeps a loaded one (load average ~20 once failed 30 s waits) from failing by
+# timing alone. ``timeout`` is what a quiet machine needs; the ceiling is WAIT_SCALE times that.
+WAIT_SCALE = float(os.environ.get("TRUSTLAB_TEST_WAIT_SCALE", "10"))
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` x ``WAIT_SCALE`` seconds."""
+    ceiling = timeout * WAIT_SCALE
+    deadline = time.monotonic() + ceiling
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {ceiling:g} s")
         time.sleep(interval)
 
 

@@ -198,3 +198,36 @@ def test_run_settings_reach_every_run_and_the_promoted_comparison(client: TestCl
         r = client.post("/api/sweeps", json={**body, "run_settings": settings})
         assert r.status_code == 422 and any(words in d["msg"] for d in r.json()["detail"]), r.text
     assert _count(client) == before
+
+
+def test_a_point_without_a_result_is_marked_rerun_and_promote_refuses_until_it_has_one(client: TestClient) -> None:
+    body = {**SWEEP, "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.01, 0.1]}}}]}
+    created = client.post("/api/sweeps", json=body).json()
+    sweep, (done, cut) = created["id"], created["run_ids"]
+    write_evals(client, done, [2.0, 1.0, 0.9])
+    write_evals(client, cut, [2.0, 1.5], status="interrupted")  # the API restarted under it
+    view = client.get(f"/api/sweeps/{sweep}").json()
+    points = view["optimizers"][0]["points"]
+    assert [p["needs_rerun"] for p in points] == [False, True] and points[1]["note"].startswith("no result")
+    assert view["runs_to_rerun"] == 1 and client.get("/api/sweeps").json()["items"][0]["runs_to_rerun"] == 1
+    refused = client.post(f"/api/sweeps/{sweep}/promote")  # once promoted lr=0.01 as if the grid were complete
+    assert refused.status_code == 409 and "lr=0.1" in refused.text and f"/api/sweeps/{sweep}/rerun" in refused.text
+    anyway = client.post(f"/api/sweeps/{sweep}/promote", json={"allow_missing": True, "n_seeds": 1})
+    assert anyway.status_code == 201, anyway.text
+
+    r = client.post(f"/api/sweeps/{sweep}/rerun")
+    assert r.status_code == 201, r.text
+    (fresh,), replaced = r.json()["run_ids"], r.json()["replaced_run_ids"]
+    assert replaced == [cut]
+    old, new = client.get(f"/api/runs/{cut}").json(), client.get(f"/api/runs/{fresh}").json()
+    assert old["status"] == "interrupted" and new["status"] == "queued"  # the old run and its data are kept
+    assert new["config"] == old["config"] and new["label"] == old["label"]
+    point = client.get(f"/api/sweeps/{sweep}").json()["optimizers"][0]["points"][1]
+    assert point["run_ids"] == [fresh] and not point["needs_rerun"] and point["note"] == "running"
+    assert client.post(f"/api/sweeps/{sweep}/rerun").status_code == 409  # nothing left to re-run
+    assert client.post(f"/api/sweeps/{sweep}/promote").status_code == 409  # still queued
+    write_evals(client, fresh, [2.0, 0.5, 0.4])
+    promoted = client.post(f"/api/sweeps/{sweep}/promote", json={"n_seeds": 1})
+    assert promoted.status_code == 201, promoted.text
+    runs = client.get(f"/api/comparisons/{promoted.json()['id']}").json()["runs"]
+    assert [r["config"]["optimizer"]["hyperparameters"]["lr"] for r in runs] == [0.1]  # the re-run point won

@@ -59,3 +59,13 @@ def test_the_default_data_folder_is_the_trainer_s(monkeypatch):
     monkeypatch.delenv("TRUSTLAB_DATA_DIR", raising=False)
     assert Settings(_env_file=None).data_dir == Path(DEFAULT_DATA_DIR) == Path("data")
     assert loop.DEFAULT_DATA_DIR is DEFAULT_DATA_DIR and cli.DEFAULT_DATA_DIR is DEFAULT_DATA_DIR
+
+
+def test_is_loopback_covers_ipv4_mapped_ipv6() -> None:
+    """A dual-stack socket reports a local IPv4 client as ::ffff:127.0.0.1: that is loopback too."""
+    from backend.settings import is_loopback
+
+    for host in ("localhost", "127.0.0.1", "127.8.9.10", "::1", "[::1]", "::ffff:127.0.0.1", "[::FFFF:127.0.0.2]"):
+        assert is_loopback(host), host
+    for host in ("0.0.0.0", "::", "10.0.0.1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "example.org", ""):
+        assert not is_loopback(host), host

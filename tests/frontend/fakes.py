@@ -368,6 +368,19 @@ class FakeApi:
         sweep["promoted_comparison_id"] = cmp["id"]
         return {"id": cmp["id"], "run_ids": [r["id"] for r in runs]}
 
+    def rerun_sweep(self, sweep_id: int) -> dict[str, Any]:
+        self.calls.append(("rerun_sweep", sweep_id))
+        sweep = self.get_sweep(sweep_id)
+        todo = [p for o in sweep["optimizers"] for p in o["points"] if p.get("needs_rerun")]
+        if not todo:
+            raise ApiError(409, f"sweep {sweep_id} has no interrupted, cancelled or failed tuning run")
+        runs = []
+        for point in todo:
+            runs += [self.add_run(o["name"], status="queued") for o in sweep["optimizers"] if point in o["points"]]
+            point.update(needs_rerun=False, note="running", statuses=["queued"])
+        sweep["status"] = "queued"
+        return {"run_ids": [r["id"] for r in runs], "replaced_run_ids": [i for p in todo for i in p["run_ids"]]}
+
 
 def _columns(page: dict[str, Any], fields) -> dict[str, Any]:
     """A row-wise fake page column-wise, as the API's format=columns (step first, then the selected fields)."""

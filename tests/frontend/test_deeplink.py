@@ -20,6 +20,8 @@ def test_hostile_values_are_dropped():
            "xr": "3,1", "bands": "1"}
     assert deeplink.parse_view(bad, axes=AXES) == {"bands": True}
     assert deeplink.parse_view({"smooth": "1.5", "xr": "nan,2"}, axes=AXES) == {}
+    # Unicode digits: "²".isdigit() is true but int("²") raises; "١٢" (Arabic-Indic) would parse as 12.
+    assert deeplink.parse_view({"cmp": "²", "runs": "1,²", "tr": "١٢"}, axes=AXES) == {}
     assert len(deeplink.parse_view({"runs": ",".join(map(str, range(1000)))}, axes=AXES)["runs"]) == deeplink.MAX_IDS
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -50,36 +51,17 @@ def _free_port() -> int:
 _TAKEN: set[int] = set()
 
 
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited early ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not come up in {timeout}s:\n{log.read_text()[-3000:]}")
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = processes.STARTUP_SECONDS) -> None:
+    processes.wait_http(url, proc, log, timeout)
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return processes.start(cmd, env=env, cwd=ROOT, log=log)
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Stop a server we started, with the workers it spawned (its own process group)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    """Stop a server we started: its process group, SIGTERM then (after a grace) SIGKILL."""
+    processes.stop(proc)
 
 
 @pytest.fixture
@@ -108,6 +90,7 @@ def product(tmp_path):
         for proc in (ui, api):
             if proc is not None:
                 _stop(proc)
+        processes.kill_marked(f"TRUSTLAB_VAR_DIR={tmp_path}")  # the API's workers and zygote: sessions of their own
 
 
 def _start_ui(port: int, env: dict, tmp_path: Path) -> subprocess.Popen:

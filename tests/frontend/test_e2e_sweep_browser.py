@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import processes
 from tests.frontend.test_e2e_browser import ARTIFACTS, CHROMIUM, _fill, _free_port, _start, _start_ui, _stop, _wait_http
 
 pytestmark = pytest.mark.slow
@@ -37,6 +38,7 @@ def fast_product(tmp_path):
         for proc in (ui, api):
             if proc is not None:
                 _stop(proc)
+        processes.kill_marked(f"TRUSTLAB_VAR_DIR={tmp_path}")  # the API's workers and zygote: sessions of their own
 
 
 def test_sweep_promote_results_table(fast_product):

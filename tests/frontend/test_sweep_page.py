@@ -90,3 +90,25 @@ def test_promote_waits_for_a_running_sweep(api, open_page):
     at = open_page("sweep")
     assert at.button(key="sw_promote").disabled
     assert "2/6 runs finished" in at.get("progress")[0].proto.text
+
+
+def test_points_without_a_result_are_named_rerun_and_hold_back_promote(api, open_page):
+    view = _view()
+    cut = view["optimizers"][1]["points"][2]
+    cut.update(value=None, values=[None], statuses=["interrupted"], needs_rerun=True,
+               note="no result (interrupted): re-run it")
+    api.add_sweep(view)
+    at = open_page("sweep")
+    assert not at.exception
+    assert any("1 grid point(s) have no result" in w and "Adam lr=0.01" in w for w in texts_list(at.warning))
+    assert at.button(key="sw_promote").disabled  # until re-run, or "promote anyway"
+    at.checkbox(key="sw_allow_missing").check().run()
+    at.button(key="sw_promote").click().run()
+    assert next(c[1] for c in api.calls if c[0] == "promote_sweep")[1]["allow_missing"] is True
+    at.button(key="sw_rerun").click().run()
+    assert ("rerun_sweep", 1) in api.calls and "Re-running 1 run(s)." in texts(at.success)
+    assert not any("have no result" in w for w in texts_list(at.warning))
+
+
+def texts_list(elements) -> list[str]:
+    return [e.value for e in elements]

@@ -31,6 +31,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from trainer.analysis.sizes import MAX_HEATMAP_SIZE, MAX_HESSIAN_PARAMETERS, check_size
+
 __all__ = ["MAX_HESSIAN_PARAMETERS", "MAX_HEATMAP_SIZE", "LossFn", "Block", "layer_blocks", "check_size",
            "dense_hessian", "mass_shares", "random_orthogonal", "random_rotations", "same_spectrum_baseline",
            "wigner_shares", "ols_shares", "ols_simulated_shares", "off_block_ratio", "abs_heatmap",
@@ -39,10 +41,6 @@ __all__ = ["MAX_HESSIAN_PARAMETERS", "MAX_HEATMAP_SIZE", "LossFn", "Block", "lay
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """loss(output, inputs, targets), as ``trainer.models.loss_function`` returns."""
 
-MAX_HESSIAN_PARAMETERS = 4096
-"""Largest model whose dense Hessian is computed: n HVPs and an n×n eigendecomposition (4096² floats = 128 MiB
-in float64)."""
-MAX_HEATMAP_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -74,15 +72,6 @@ def layer_blocks(model: nn.Module) -> list[Block]:
             blocks.append(Block(owner, offset, offset + n))
         offset += n
     return blocks
-
-
-def check_size(num_parameters: int, limit: int = MAX_HESSIAN_PARAMETERS) -> None:
-    """Raise ``ValueError`` naming the limit and the fix when a dense Hessian would be too large."""
-    if num_parameters > limit:
-        raise ValueError(
-            f"Invalid model size for a dense Hessian: {num_parameters:,} parameters, the limit is {limit:,} "
-            f"(it needs {num_parameters:,} Hessian-vector products and an n×n eigendecomposition). "
-            f"Use the narrow MLP (model 'mlp-narrow', 784-4-10, 3,190 parameters) for this analysis.")
 
 
 def dense_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor, *,
