@@ -21,7 +21,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # Settings.worker_environment hands to a worker on another machine. Add a field here when worker code
 # starts reading it; never a secret.
 WORKER_SETTINGS = ("database_url", "data_dir", "var_dir", "download", "flush_seconds", "flush_records",
-                   "sqlite_busy_timeout_ms", "trainer", "warm_datasets", "worker_memory_gb", "torch_threads")
+                   "sqlite_busy_timeout_ms", "trainer", "warm_datasets", "worker_memory_gb", "torch_threads",
+                   "store_outage_seconds", "store_buffer_mb", "store_retry_max_seconds")
 
 
 def is_loopback(host: str) -> bool:
