@@ -154,10 +154,13 @@ def paired_curves(runs: Sequence[Mapping[str, Any]], *, reference: str, axis: st
 
     For each seed both groups ran, both evaluation curves are linearly interpolated onto a common grid of
     ``points`` values from 0 to the smallest final ``axis`` value among all pairs (so every grid point has all
-    n pairs); the curve is the mean difference over seeds with a pointwise bootstrap band.
+    n pairs); the curve is the mean difference over seeds with a pointwise paired t-interval band (percentile
+    bootstrap of whole curves from ``BCA_MIN_N`` seeds); fewer than ``MIN_PAIRS`` seeds get no band (empty lo/hi).
+    Groups are keyed by ``group`` (the group key) and written with ``name``; ``reference`` is a key or a name.
 
-    Returns {"reference", "axis", "key", "level", "groups": [{"group", "optimizer", "n", "x", "mean", "lo", "hi"}]};
-    a group with no complete pair has n = 0 and empty lists.
+    Returns {"reference", "reference_key", "axis", "key", "level", "min_pairs", "band", "groups": [{"group",
+    "group_key", "optimizer", "n", "x", "mean", "lo", "hi"}]}; a group with no complete pair has n = 0 and empty
+    lists.
     """
     if axis not in AXES:
         raise ValueError(f"Invalid axis {axis!r}: choose from {list(AXES)}")
@@ -174,28 +177,42 @@ def paired_curves(runs: Sequence[Mapping[str, Any]], *, reference: str, axis: st
         return xs[order], ys[order]
 
     by_group: dict[str, dict[int, Mapping[str, Any]]] = {}
-    for r in runs:
-        by_group.setdefault(r["group"], {})[r["seed"]] = r
+    names: dict[str, str] = {}
+    for r in sorted(runs, key=lambda r: r.get("run_id") if r.get("run_id") is not None else -1):
+        by_group.setdefault(r["group"], {}).setdefault(r["seed"], r)  # a repeated seed: its first run only
+        names.setdefault(r["group"], str(r.get("name") or r["group"]))
     if reference not in by_group:
-        raise ValueError(f"Invalid reference {reference!r}: choose one of {list(by_group)}")
+        by_name = [g for g, nm in names.items() if nm == reference]
+        if len(by_name) != 1:
+            raise ValueError(f"Invalid reference {reference!r}: choose one of {list(names.values())}")
+        reference = by_name[0]
     ref = {s: curve(r) for s, r in by_group[reference].items()}
     out = []
-    for name, seeds in by_group.items():
-        if name == reference:
+    for gkey, seeds in by_group.items():
+        if gkey == reference:
             continue
+        name = names[gkey]
         pairs = [(c, ref[s]) for s, r in seeds.items() if s in ref and ref[s] is not None
                  and (c := curve(r)) is not None]
         optimizer = next(iter(seeds.values())).get("optimizer")
         if not pairs:
-            out.append({"group": name, "optimizer": optimizer, "n": 0, "x": [], "mean": [], "lo": [], "hi": []})
+            out.append({"group": name, "group_key": gkey, "optimizer": optimizer, "n": 0, "x": [], "mean": [],
+                        "lo": [], "hi": []})
             continue
         end = min(min(a[0][-1], b[0][-1]) for a, b in pairs)
         grid = np.linspace(0.0, end, points)
         diffs = np.array([np.interp(grid, *a) - np.interp(grid, *b) for a, b in pairs])
-        lo, hi = bootstrap_band(diffs, level=level, n_boot=n_boot, seed=seed)
-        out.append({"group": name, "optimizer": optimizer, "n": len(pairs), "x": grid.tolist(), "mean": diffs.mean(axis=0).tolist(),
-                    "lo": lo.tolist(), "hi": hi.tolist()})
-    return {"reference": reference, "axis": axis, "key": key, "level": level, "groups": out}
+        band: tuple[list[float], list[float]] = ([], [])  # no band from fewer than MIN_PAIRS seeds
+        if len(pairs) >= MIN_PAIRS:
+            lo, hi, _ = mean_interval(diffs.T, level=level) if len(pairs) < BCA_MIN_N else (
+                *bootstrap_band(diffs, level=level, n_boot=n_boot, seed=seed), "")
+            band = (np.asarray(lo).tolist(), np.asarray(hi).tolist())
+        out.append({"group": name, "group_key": gkey, "optimizer": optimizer, "n": len(pairs), "x": grid.tolist(),
+                    "mean": diffs.mean(axis=0).tolist(), "lo": band[0], "hi": band[1]})
+    return {"reference": names[reference], "reference_key": reference, "axis": axis, "key": key,
+            "level": level, "min_pairs": MIN_PAIRS,
+            "band": f"pointwise paired t-interval (percentile bootstrap from {BCA_MIN_N} seeds); none below "
+                    f"{MIN_PAIRS} seeds", "groups": out}
 
 
 def budget_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -208,7 +225,7 @@ def budget_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     distinct: list[dict[str, Any]] = []
     for r in runs:
         b = {k: v for k, v in (r.get("budget") or {}).items() if v is not None}
-        per_group.setdefault(r["group"], b)
+        per_group.setdefault(str(r.get("name") or r["group"]), b)
         if b not in distinct:
             distinct.append(b)
     if len(distinct) == 1 and len(distinct[0]) == 1:
@@ -676,6 +693,9 @@ def results_rows(res: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["optimizer", "seeds", "smoothed final train loss", "final test loss", "final test accuracy"]
     header += [f"{AXES[axes[0]]} to loss ≤ {t:g}" for t in res["targets"]]
     header += [f"Δ final train loss vs {res['reference']} ({res['level']:.0%} interval, adjusted p)", "verdict"]
+    tuned = any("tuning" in g for g in res["groups"])
+    if tuned:
+        header.append("tuning budget (configurations tried, grid edges)")
     rows = []
     for g in res["groups"]:
         n = g["n"]
@@ -688,6 +708,8 @@ def results_rows(res: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         if ref_pair is None and g.get("group_key", g["group"]) != res.get("reference_key", res["reference"]):
             ref_pair = {"n_pairs": 0, "ci": None, "p": None, "verdict": None, "reasons": []}
         row += [_pair_cell(ref_pair), _verdict_cell(ref_pair)]
+        if tuned:
+            row.append((g.get("tuning") or {}).get("note") or "—")
         rows.append(row)
     return header, rows
 

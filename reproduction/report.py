@@ -21,7 +21,8 @@ from reproduction.sections import (findings, per_seed_table, scaling_section, so
 from reproduction.spec import EXPERIMENTS, LABELS, TR_OPTIMIZERS, Experiment
 from backend import stats
 
-__all__ = ["build_report", "edge_cautions", "machine_paragraph", "paired_findings", "results_markdown_without_wall", "side_sections"]
+__all__ = ["build_report", "edge_cautions", "machine_paragraph", "paired_findings", "paired_results",
+           "results_markdown_without_wall", "side_sections"]
 
 OUT_DIR = Path(__file__).resolve().parent
 TRAIN_LOSS = ("final_train_loss",)  # the Findings list: the optimization claims; test-set verdicts stay in the tables
@@ -85,7 +86,7 @@ def side_sections(root: Path, e: Experiment) -> dict[str, list[str]]:
             md.append(f"- {sec['unresolved']} other paired comparison(s) not resolved.\n")
             out["findings"] += [f"- **{short}, {LABELS[o]}: CG vs GLTR (same stopping rule, "
                                 f"{sec['results']['groups'][0]['n']} paired seeds):**"]
-            out["findings"] += [f"  - {x}" for x in sec["sentences"] if "test" not in x] \
+            out["findings"] += [f"  - {x}" for x in sec["sentences"] if "final test" not in x] \
                 or ["  - no difference in train loss or HVPs per step resolved."]
         out["sections"].append("\n".join(md))
     # raw vs standardised inputs: the comparison's raw-input TR runs against standardised ones on the same seeds
@@ -119,11 +120,13 @@ def side_sections(root: Path, e: Experiment) -> dict[str, list[str]]:
                                f"{e.scaling_target:g}:** " + "; ".join(
                                    f"{group} {reached} seeds" + ("" if m == "not reached" else f" ({m})")
                                    for _, sec in scaling for group, reached, m, _ in sec["cells"]) + ".")
-        out["findings"] += [f"  - {x}" for _, sec in scaling for x in sec["sentences"] if "test" not in x] \
+        out["findings"] += [f"  - {x}" for _, sec in scaling for x in sec["sentences"] if "final test" not in x] \
             or ["  - no paired difference resolved (see the section)."]
     # equal wall-time budgets
     side_path = root / e.name / "sides.json"
     wall = (json.loads(side_path.read_text()).get("wall") or {}).get("results") if side_path.is_file() else None
+    if wall and (root / e.name / "wall").is_dir():  # recomputed from the saved runs with the current rules
+        wall = recompute_results(root, e, "wall", wall)
     if wall:
         resolved, unresolved = wall_findings(wall, finals=TRAIN_LOSS)
         md = [f"### {short}: equal wall-time budgets\n",
@@ -281,6 +284,32 @@ def machine_paragraph(meta: dict[str, Any]) -> str:
     return text
 
 
+def paired_results(root: Path, e: Experiment) -> dict[str, Any] | None:
+    """The experiment's results table recomputed from its saved main-phase runs with the current statistics
+    (backend.stats; groups by trainer.identity's group key), for the request the protocol made (reference, targets,
+    k, axes: saved in results.json). None when the comparison saved no results."""
+    path = root / e.name / "results.json"
+    if not path.is_file():
+        return None
+    return recompute_results(root, e, "main", json.loads(path.read_text()))
+
+
+def recompute_results(root: Path, e: Experiment, phase: str, asked: dict[str, Any]) -> dict[str, Any]:
+    """backend.stats.results over the runs saved for ``phase``, with the reference, targets, k, axes and level of
+    ``asked`` (the table the protocol got from the API when it ran)."""
+    from backend.results import group_name
+    from trainer.identity import group_key_of_stored
+
+    data = [{"group": group_key_of_stored(r.get("config") or {}), "name": group_name(r.get("label") or r["optimizer"]),
+             "optimizer": r["optimizer"], "seed": r["seed"], "status": (r.get("summary") or {}).get("status"),
+             "run_id": r.get("run_id"), "budget": (r.get("config") or {}).get("budget") or {},
+             "evals": r.get("evals") or []} for r in load_experiment(e.name, phase, root=root)]
+    res = stats.results(data, reference=asked["reference"], targets=asked.get("targets") or [], k=asked.get("k", 3),
+                        axes=asked.get("axes") or ("backprops", "epoch", "wall_time"), level=asked.get("level", 0.95))
+    res["comparison_id"] = asked.get("comparison_id")
+    return res
+
+
 def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None, out_dir: Path = OUT_DIR) -> Path:
     """Write REPORT.md and the figures into ``out_dir`` from the runs saved under ``root``."""
     from reproduction import plots
@@ -293,8 +322,7 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
     groups_by = {e.name: group_by_optimizer(load_experiment(e.name, root=root), ORDER) for e in exps}
     out_dir.mkdir(parents=True, exist_ok=True)
     verdict_lines: list[str] = []
-    paired = {e.name: json.loads((root / e.name / "results.json").read_text()) for e in exps
-              if (root / e.name / "results.json").is_file()}
+    paired = {e.name: res for e in exps if (res := paired_results(root, e)) is not None}
     sides = {e.name: side_sections(root, e) for e in exps}
     for e in exps:
         short = e.title.split(" (")[0]

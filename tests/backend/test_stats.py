@@ -274,17 +274,23 @@ def test_runs_not_started_are_pending():
 
 
 def test_paired_curves_interpolate_onto_a_shared_grid_and_band_the_mean():
-    # ref: loss 2 - x/100 on 0..100; other: 1.5 - x/100 on 0..200 (seed 0) and 1.7 - x/100 (seed 1), evals every 50
+    # ref: loss 2 - x/100 on 0..100; other: c - x/100 on 0..200 for seeds 0..5 (c = 1.5 + 0.04 s), evals every 50
     def lin(group, seed, c, end):
         return {"group": group, "seed": seed, "status": "completed",
                 "evals": [{"backprops": x, "train_loss": c - x / 100} for x in range(0, end + 1, 50)]}
-    runs = [lin("ref", 0, 2.0, 100), lin("ref", 1, 2.0, 100), lin("b", 0, 1.5, 200), lin("b", 1, 1.7, 200)]
-    out = stats.paired_curves(runs, reference="ref", points=5, n_boot=4000)
+    cs = [1.5 + 0.04 * s for s in range(6)]
+    runs = [lin("ref", s, 2.0, 100) for s in range(6)] + [lin("b", s, c, 200) for s, c in enumerate(cs)]
+    out = stats.paired_curves(runs, reference="ref", points=5)
     g = out["groups"][0]
-    assert g["n"] == 2 and g["x"] == [0.0, 25.0, 50.0, 75.0, 100.0]  # up to the shortest pair's end
-    assert g["mean"] == pytest.approx([-0.4] * 5)  # (-0.5 + -0.3) / 2 at every x
-    assert g["lo"] == pytest.approx([-0.5] * 5) and g["hi"] == pytest.approx([-0.3] * 5)  # exact 2-seed bootstrap
+    d = np.array(cs) - 2.0
+    assert g["n"] == 6 and g["x"] == [0.0, 25.0, 50.0, 75.0, 100.0]  # up to the shortest pair's end
+    assert g["mean"] == pytest.approx([d.mean()] * 5)
+    lo, hi, _ = stats.mean_interval(d)  # the paired t-interval at every x (the differences are constant in x)
+    assert g["lo"] == pytest.approx([lo] * 5) and g["hi"] == pytest.approx([hi] * 5)
+    two = stats.paired_curves([r for r in runs if r["seed"] < 2], reference="ref", points=5)
+    assert two["groups"][0]["n"] == 2 and two["groups"][0]["lo"] == [] == two["groups"][0]["hi"]  # no band
     with pytest.raises(ValueError, match="Invalid axis"):
         stats.paired_curves(runs, reference="ref", axis="steps")
     lonely = stats.paired_curves(runs + [lin("c", 7, 1.0, 100)], reference="ref")
-    assert lonely["groups"][-1] == {"group": "c", "optimizer": None, "n": 0, "x": [], "mean": [], "lo": [], "hi": []}
+    assert lonely["groups"][-1] == {"group": "c", "group_key": "c", "optimizer": None, "n": 0, "x": [], "mean": [],
+                                    "lo": [], "hi": []}
