@@ -85,7 +85,7 @@ def comparison_results(session: Session, comparison_id: int, *, reference: str |
     return out
 
 
-_UNTUNED = {"configurations": 1, "tuned": False, "sweep_id": None, "space": {},
+_UNTUNED: dict[str, Any] = {"configurations": 1, "tuned": False, "sweep_id": None, "space": {},
             "note": "not tuned here: 1 configuration (fixed values)"}
 
 

@@ -178,7 +178,7 @@ def paired_curves(runs: Sequence[Mapping[str, Any]], *, reference: str, axis: st
 
     by_group: dict[str, dict[int, Mapping[str, Any]]] = {}
     names: dict[str, str] = {}
-    for r in sorted(runs, key=lambda r: r.get("run_id") if r.get("run_id") is not None else -1):
+    for r in sorted(runs, key=lambda r: int(r["run_id"]) if r.get("run_id") is not None else -1):
         by_group.setdefault(r["group"], {}).setdefault(r["seed"], r)  # a repeated seed: its first run only
         names.setdefault(r["group"], str(r.get("name") or r["group"]))
     if reference not in by_group:
@@ -187,12 +187,12 @@ def paired_curves(runs: Sequence[Mapping[str, Any]], *, reference: str, axis: st
             raise ValueError(f"Invalid reference {reference!r}: choose one of {list(names.values())}")
         reference = by_name[0]
     ref = {s: curve(r) for s, r in by_group[reference].items()}
-    out = []
+    out: list[dict[str, Any]] = []
     for gkey, seeds in by_group.items():
         if gkey == reference:
             continue
         name = names[gkey]
-        pairs = [(c, ref[s]) for s, r in seeds.items() if s in ref and ref[s] is not None
+        pairs = [(c, rc) for s, r in seeds.items() if (rc := ref.get(s)) is not None
                  and (c := curve(r)) is not None]
         optimizer = next(iter(seeds.values())).get("optimizer")
         if not pairs:
@@ -427,20 +427,22 @@ def _finished(run: Mapping[str, Any]) -> bool:
 def _target_pair(metric: Metric, a: Mapping[str, Any], b: Mapping[str, Any]
                  ) -> tuple[str, float | None, float]:
     """("reached" | "censored" | "unknown" | "pending", difference a − b or its bound, bracket width) of one pair."""
-    axis = metric.axis or "backprops"
+    axis, target = metric.axis or "backprops", float(metric.target or 0.0)
     ea, eb = a.get("evals") or [], b.get("evals") or []
-    ba, bb = target_bracket(ea, metric.target, axis=axis), target_bracket(eb, metric.target, axis=axis)
+    ba, bb = target_bracket(ea, target, axis=axis), target_bracket(eb, target, axis=axis)
     if ba is not None and bb is not None:
         return "reached", ba[1] - bb[1], max(ba[1] - ba[0], bb[1] - bb[0])
     if (ba is None and not _finished(a)) or (bb is None and not _finished(b)):
         return "pending", None, 0.0
     if ba is None and bb is None:
         return "unknown", None, 0.0
-    if ba is None:  # a never reached it: it took more than its last evaluated cost
+    if ba is None and bb is not None:  # a never reached it: it took more than its last evaluated cost
         ca = _censor_point(ea, axis)
         return ("censored", ca - bb[1], bb[1] - bb[0]) if ca is not None and ca >= bb[1] else ("unknown", None, 0.0)
     cb = _censor_point(eb, axis)
-    return ("censored", ba[1] - cb, ba[1] - ba[0]) if cb is not None and cb >= ba[1] else ("unknown", None, 0.0)
+    if ba is not None and cb is not None and cb >= ba[1]:
+        return "censored", ba[1] - cb, ba[1] - ba[0]
+    return "unknown", None, 0.0
 
 
 def _paired(metric: Metric, runs: list[Mapping[str, Any]], ref_runs: list[Mapping[str, Any]], *, k: int,
@@ -455,11 +457,14 @@ def _paired(metric: Metric, runs: list[Mapping[str, Any]], ref_runs: list[Mappin
                            "mean_diff": None, "ci": None, "interval": None, "level": level, "test": None, "p": None,
                            "p_adjusted": None, "correction": None, "family_size": None, "margin": None,
                            "margin_rule": metric.margin_text(), "resolution": None, "verdict": None, "reasons": []}
-    diffs, ref_values, widths, censored, pending, unknown = [], [], [], 0, 0, 0
+    diffs: list[float] = []
+    ref_values: list[float] = []
+    widths: list[float] = []
+    censored = pending = unknown = 0
     for s in seeds:
         if metric.is_target:
             kind, d, width = _target_pair(metric, mine[s], theirs[s])
-            if kind in ("reached", "censored"):
+            if d is not None:  # reached or censored with a known sign
                 diffs.append(d)
                 widths.append(width)
                 ref_values.append(metric.value(theirs[s], k) or _censor_point(theirs[s].get("evals") or [],
@@ -502,7 +507,7 @@ def _paired(metric: Metric, runs: list[Mapping[str, Any]], ref_runs: list[Mappin
 def _decide(entries: list[tuple[str, str, Metric, dict[str, Any]]], *, level: float) -> None:
     """Holm over every tested comparison of the table, then each pair's verdict and sentence (in place)."""
     tested = [e for e in entries if e[3]["p"] is not None and not e[3]["reasons"]]
-    adjusted = holm([e[3]["p"] for e in tested]) if tested else []
+    adjusted: list[float] = holm([e[3]["p"] for e in tested]).tolist() if tested else []
     for e, q in zip(tested, adjusted):
         e[3].update(p_adjusted=float(q), correction=CORRECTION, family_size=len(tested))
     alpha = 1 - level

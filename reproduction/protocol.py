@@ -174,16 +174,15 @@ def best_optimizers(res: dict[str, Any], runs: list[dict[str, Any]]
                     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The TR group and the first-order group with the lowest mean smoothed final train loss in a results table
     (completed runs), each as {"name", "hyperparameters"} read from one of its runs; None where no group has one."""
-    from backend.results import group_name
     from trainer.registry import OPTIMIZERS
 
-    config = {group_name(r["label"]): r["config"]["optimizer"] for r in runs}
+    config = {r["group_key"]: r["config"]["optimizer"] for r in runs}  # one group identity (issue 19)
     best: dict[bool, tuple[float, str]] = {}
     for g in res["groups"]:
         mean = g["final_train_loss"]["mean"]
         tr = (g["optimizer"] or "").startswith("tr-")
-        if mean is not None and g["group"] in config and (tr not in best or mean < best[tr][0]):
-            best[tr] = (mean, g["group"])
+        if mean is not None and g["group_key"] in config and (tr not in best or mean < best[tr][0]):
+            best[tr] = (mean, g["group_key"])
 
     def pick(tr: bool) -> dict[str, Any] | None:
         if tr not in best:

@@ -179,7 +179,8 @@ def _setup_table(exps: list[Experiment]) -> str:
         ["TR settings (beyond Table 1 defaults)", *[json_short(e.tr_hyperparameters("tr-uniform")) or "none"
                                                     for e in exps]],
         ["evaluation (loss for curves and tables)",
-         *[f"every {e.eval_every} optimizer steps on a fixed "
+         *[(f"every {e.eval_every} optimizer steps" if isinstance(e.eval_every, int) else
+            f"every {', '.join(f'{v:g} {k}' for k, v in e.eval_every.items())} (every run)") + " on a fixed "
            f"{e.settings.get('eval_train_size', 2048):,}-image training subset" for e in exps]],
         ["step-size search (a sweep)", *[f"grid {', '.join(f'{lr:g}' for lr in log_grid(**e.grid))}; tuning seed(s) "
                                          f"{', '.join(map(str, e.tuning_seeds))}; the full budget; lowest smoothed "

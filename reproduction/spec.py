@@ -48,7 +48,9 @@ class Experiment:
     grid: dict[str, float]  # step-size log range: low, high, per_decade
     batch_first_order: int
     batch_tr: int
-    eval_every: int  # optimizer steps between evaluations
+    # evaluation cadence: optimizer steps (int, protocol v2) or {"backprops": N} (v3: every run of a comparison is
+    # evaluated at the same backprop points, so costs to a target have one resolution, issue 19)
+    eval_every: int | dict[str, int]
     targets: tuple[float, ...]  # train-loss targets for the cost-to-target tables and verdicts
     settings: dict[str, Any] = field(default_factory=dict)  # extra settings every run shares (subsets, eval sizes)
     # any other RunConfig field every run shares, e.g. {"input_scaling": "unit"} (raw inputs, protocol v2)
@@ -125,7 +127,7 @@ MLP = Experiment(
     name="mlp", title="Fashion-MNIST MLP 784-128-10 (tanh)", model="mlp", preset="paper-fmnist-mlp",
     backprops=5000, tuning_seeds=(0,), seeds=(1, 2, 3, 4, 5),
     first_order=("sgd", "sgd-momentum", "adagrad", "rmsprop", "adam"), grid=dict(_HALF_DECADES),
-    batch_first_order=32, batch_tr=512, eval_every=20,
+    batch_first_order=32, batch_tr=512, eval_every={"backprops": 20},
     targets=(0.5, 0.4, 0.3),
     settings={"eval_train_size": 2048, "test_subset": 2000},
     run_settings={"input_scaling": "unit"},  # raw pixels / 255, as the paper (trustlab's classifier default standardises)
@@ -137,7 +139,7 @@ AUTOENCODER = Experiment(
     model="autoencoder", preset="paper-fmnist-autoencoder",
     backprops=600, tuning_seeds=(0,), seeds=(1, 2, 3),
     first_order=("sgd", "sgd-momentum", "adagrad", "rmsprop"), grid={"low": 1e-3, "high": 1.0, "per_decade": 2},
-    batch_first_order=32, batch_tr=512, eval_every=10,
+    batch_first_order=32, batch_tr=512, eval_every={"backprops": 10},
     targets=(0.5, 0.45, 0.4),
     settings={"train_subset": 20000, "eval_train_size": 1000, "test_subset": 1000, "num_reconstructions": 8},
     run_settings={"input_scaling": "unit"},  # the autoencoder's only scaling (targets in [0, 1]); stated explicitly
@@ -150,6 +152,6 @@ def quick(exp: Experiment) -> Experiment:
     """A tiny version to prove the pipeline works (seconds per run): 2 step sizes, 2 baselines, 3 fresh seeds."""
     return dataclasses.replace(
         exp, backprops=40, seeds=(1, 2, 3), first_order=exp.first_order[:2],
-        grid={"low": 0.01, "high": 0.1, "per_decade": 1}, eval_every=5, targets=(2.0, 1.5),
+        grid={"low": 0.01, "high": 0.1, "per_decade": 1}, eval_every={"backprops": 5}, targets=(2.0, 1.5),
         settings={**exp.settings, "train_subset": 512, "eval_train_size": 256, "test_subset": 256},
         scaling_target=1.5, wall_seconds=None if exp.wall_seconds is None else 1.0, wall_eval_epochs=0.5)

@@ -224,3 +224,17 @@ def test_results_of_a_promoted_sweep_show_each_rows_tuning_budget(client) -> Non
                               "note": "not tuned here: 1 configuration (fixed values)"}
     md = client.get(f"/api/comparisons/{promoted.json()['id']}/results", params={"format": "markdown"}).text
     assert "tuning budget" in md and "3 configurations × 1 tuning seed(s) (lr 0.01..1)" in md
+
+
+def test_a_sweep_can_evaluate_every_run_at_the_same_backprops(client) -> None:
+    """Issue 19 §4: {"backprops": N} gives TR and first-order runs the same evaluation points (one resolution)."""
+    body = {"name": "cadence", "dataset": "fashion-mnist", "model": "mlp", "budget": {"backprops": 40},
+            "train_subset": 512, "eval_every": {"backprops": 20},
+            "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.1]}}},
+                           {"name": "tr-uniform", "space": {"eta1": {"values": [0.01]}}}]}
+    r = client.post("/api/sweeps", json=body)
+    assert r.status_code == 201, r.text
+    configs = [client.get(f"/api/runs/{i}").json()["config"] for i in r.json()["run_ids"]]
+    assert all(c["eval_every"] == {"steps": None, "backprops": 20, "epochs": None} for c in configs)
+    bad = client.post("/api/sweeps", json={**body, "eval_every": {"backprops": 0}})
+    assert bad.status_code == 422 and "eval_every" in str(bad.json()["detail"][0]["loc"])

@@ -94,10 +94,12 @@ def test_best_optimizers_pick_the_lowest_final_loss_with_short_hyperparameters()
     from trainer.registry import OPTIMIZERS
 
     eta1 = OPTIMIZERS["tr-rmsprop"].defaults()["eta1"]
-    res = {"groups": [{"group": g, "optimizer": o, "final_train_loss": {"mean": m}} for g, o, m in (
+    res = {"groups": [{"group": g, "group_key": f"k-{g}", "optimizer": o, "final_train_loss": {"mean": m}}
+                      for g, o, m in (
         ("TR uniform", "tr-uniform", 0.3), ("TR RMSprop radius=0.001", "tr-rmsprop", 0.2),
         ("TR Adagrad", "tr-adagrad", None), ("SGD lr=0.1", "sgd", 0.4), ("Adam lr=0.001", "adam", 0.35))]}
-    runs = [{"label": f"{g} (seed 1)", "config": {"optimizer": {"name": o, "hyperparameters": h}}} for g, o, h in (
+    runs = [{"label": f"{g} (seed 1)", "group_key": f"k-{g}", "config": {"optimizer": {"name": o, "hyperparameters": h}}}
+            for g, o, h in (
         ("TR uniform", "tr-uniform", {}), ("TR RMSprop radius=0.001", "tr-rmsprop", {"radius": 1e-3, "eta1": eta1}),
         ("TR Adagrad", "tr-adagrad", {}), ("SGD lr=0.1", "sgd", {"lr": 0.1}), ("Adam lr=0.001", "adam", {"lr": 1e-3}))]
     tr, fo = best_optimizers(res, runs)
