@@ -109,11 +109,13 @@ def paired_difference_figure(curves: Mapping[str, Any], *, x_title: str, height:
     level = curves.get("level", 0.95)
     for g in groups:
         colour = color_for(str(g.get("optimizer") or g["group"]))
-        fig.add_trace(go.Scatter(x=g["x"] + g["x"][::-1], y=g["hi"] + g["lo"][::-1], fill="toself",
-                                 fillcolor=_rgba(colour, 0.18), line=dict(width=0), hoverinfo="skip",
-                                 showlegend=False, name=f"{g['group']} {level:.0%} band"))
+        if g.get("lo"):  # no band from fewer seeds than the API's min_pairs (it sends empty lo/hi)
+            fig.add_trace(go.Scatter(x=g["x"] + g["x"][::-1], y=g["hi"] + g["lo"][::-1], fill="toself",
+                                     fillcolor=_rgba(colour, 0.18), line=dict(width=0), hoverinfo="skip",
+                                     showlegend=False, name=f"{g['group']} {level:.0%} band"))
+        no_band = "" if g.get("lo") else f", no band: needs ≥ {curves.get('min_pairs', '?')} seeds"
         fig.add_trace(go.Scatter(x=g["x"], y=g["mean"], mode="lines", line=dict(color=colour, width=2),
-                                 name=f"{g['group']} − {curves.get('reference')} (n = {g['n']} seeds)"))
+                                 name=f"{g['group']} − {curves.get('reference')} (n = {g['n']} seeds{no_band})"))
     fig.add_hline(y=0, line=dict(color="#444", width=1, dash="dot"))
     fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=60, b=50),
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),

@@ -78,6 +78,9 @@ def test_pure_builders():
     assert any("SGD+momentum has a lower smoothed final train loss" in s for s in resolved)
     fig = paired_difference_figure(stats.paired_curves(runs, reference="TR uniform", n_boot=100), x_title="x")
     assert fig.data[0].fill == "toself" and fig.data[1].name.startswith("SGD+momentum − TR uniform")
+    few = paired_difference_figure(stats.paired_curves([r for r in runs if r["seed"] < 3], reference="TR uniform"),
+                                   x_title="x")
+    assert len(few.data) == 1 and few.data[0].name.endswith("(n = 3 seeds, no band: needs ≥ 5 seeds)")
     entry = {"name": "sgd", "label": "SGD", "space": {"lr": [0.01, 0.1, 1.0]}, "best": {"point": {"lr": 1.0},
              "value": 0.3}, "points": [{"point": {"lr": lr}, "values": [v], "value": v, "note": None}
                                        for lr, v in ((0.01, 0.9), (0.1, 0.5), (1.0, 0.3))]}
