@@ -185,6 +185,10 @@ def _setup_table(exps: list[Experiment]) -> str:
         ["step-size search (a sweep)", *[f"grid {', '.join(f'{lr:g}' for lr in log_grid(**e.grid))}; tuning seed(s) "
                                          f"{', '.join(map(str, e.tuning_seeds))}; the full budget; lowest smoothed "
                                          "final train loss (mean of the last 3 evaluations)" for e in exps]],
+        *([["TR search (the same sweep)", *[("Δ₀ × η₁: " + "; ".join(
+            f"{k} ×{', ×'.join(f'{f:g}' for f in fs)} of the preset's value" for k, fs in e.tr_grid.items())
+            + " (9 configurations, as a baseline's 9 step sizes)") if e.tr_grid else "none: TR at the preset's values"
+            for e in exps]]] if any(e.tr_grid for e in exps) else []),
         ["loss targets in the tables", *[", ".join(f"{t:g}" for t in e.targets) for e in exps]],
         ["inputs", *[{"unit": "raw: pixels / 255, un-centred (as the paper)", "standardize": "standardised (mean/std)"}
                      .get(e.run_settings.get("input_scaling"), "trustlab's default") for e in exps]],
@@ -226,6 +230,21 @@ def _grid_section(root: Path, exps: list[Experiment]) -> tuple[str, list[tuple[s
                      f"tuning seed(s) {', '.join(map(str, e.tuning_seeds))}):\n\n" + markdown_table(header, rows)
                      + "\n\nEdge checks: " + ("\n" + "\n".join(flags) if flags else "every chosen step size is inside "
                                                "its grid."))
+        tr_path = root / e.name / "chosen_tr.json"
+        if tr_path.is_file():  # protocol v3: the TR methods tuned with the same effort (9 configurations each)
+            tr = json.loads(tr_path.read_text())
+            points = list(dict.fromkeys(p for entry in tr.values() for p in entry["losses"]))
+            tr_rows = [[LABELS.get(o, o), *[("failed/diverged" if entry["losses"][p] is None
+                                            else f"{entry['losses'][p]:.4f}") if p in entry["losses"] else "—"
+                                           for p in points],
+                        "none" if entry["point"] is None else
+                        "**" + ", ".join(f"{k}={v:g}" for k, v in entry["point"].items()) + "**"]
+                       for o, entry in tr.items()]
+            tr_flags = [f"- {LABELS.get(o, o)}: {f}" for o, entry in tr.items() for f in entry.get("edge_flags") or []]
+            parts.append("TR methods, Δ₀ (radius) × η₁ (eta1), same budget and tuning seed(s):\n\n"
+                         + markdown_table(["optimizer", *points, "chosen"], tr_rows)
+                         + "\n\nEdge checks: " + ("\n" + "\n".join(tr_flags) if tr_flags
+                                                   else "every chosen TR setting is inside its grid."))
     return "\n\n".join(parts), panels
 
 
@@ -246,8 +265,8 @@ def _reconstruction_columns(groups: dict[str, list[dict[str, Any]]]) -> list[tup
 def edge_cautions(short: str, chosen: dict[str, Any]) -> list[str]:
     """Findings lines for baselines whose chosen step size lies on the edge of the swept grid (chosen_lr.json):
     a better value may lie outside it, so comparisons against that baseline may understate it."""
-    return [f"- **Caution ({short}): {LABELS.get(o, o)} — {flag}.** Its tuned step size is on the edge of the grid; a "
-            "better one may lie outside it, so the comparisons above may understate this baseline."
+    return [f"- **Caution ({short}): {LABELS.get(o, o)} — {flag}.** Its tuned value is on the edge of the grid; a "
+            "better one may lie outside it, so the comparisons above may understate this method."
             for o, entry in chosen.items() for flag in entry.get("edge_flags") or []]
 
 
@@ -332,9 +351,10 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
         else:
             verdict_lines.append(f"- **{short}:** no paired results saved (the comparison did not finish); no verdict.")
         verdict_lines += sides[e.name]["findings"]
-        chosen_path = root / e.name / "chosen_lr.json"
-        if chosen_path.is_file():
-            verdict_lines += edge_cautions(short, json.loads(chosen_path.read_text()))
+        for name in ("chosen_lr.json", "chosen_tr.json"):
+            chosen_path = root / e.name / name
+            if chosen_path.is_file():
+                verdict_lines += edge_cautions(short, json.loads(chosen_path.read_text()))
 
     sections = []
     for e in exps:
