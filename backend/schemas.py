@@ -81,6 +81,9 @@ class RunOut(BaseModel):
                                "'second-order' (trust region) or 'first-order'")
     label: str
     seed: int
+    group_key: str = Field(description="the run's setting: its resolved config minus the seed and pure labels "
+                           "(trainer.identity). Runs with equal keys are seeds of one group; results, bands and "
+                           "sweeps group by it and nothing else")
     device: str | None = Field(description="where it trained (set when the worker starts)")
     error: str | None
     summary: dict[str, Any] | None

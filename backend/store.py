@@ -19,6 +19,7 @@ from backend.domain import ComparisonSpec, run_label, stored_config
 from backend.tables import (ACTIVE_STATUSES, EVAL_COLUMNS, METRIC_COLUMNS, Comparison, Evaluation,
                             MetricBlock, Reconstruction, Run, StepMetric, utcnow)
 from trainer.config import RunConfig
+from trainer.identity import group_key, group_key_of_stored
 from trainer.registry import OPTIMIZERS
 
 __all__ = ["stored_config", "create_run", "create_comparison", "list_runs", "list_comparisons", "comparison_runs",
@@ -40,6 +41,7 @@ def create_run(session: Session, config: RunConfig, *, comparison_id: int | None
                label: str | None = None, owner: str = "local") -> Run:
     """A queued run owned by ``owner`` (a user name; routes pass the signed-in user)."""
     run = Run(config=stored_config(config), optimizer=config.optimizer.name, seed=config.seed, owner=owner,
+              group_key=group_key(config),
               label=label or run_label(config.optimizer.name, config.optimizer.hyperparameters, config.seed,
                                        variants=config.variants()),
               comparison_id=comparison_id, status=lifecycle.INITIAL_STATE, cancel_requested=False, created_at=utcnow())
@@ -96,7 +98,7 @@ def run_view(run: Run) -> dict[str, Any]:
     return {
         "id": run.id, "status": run.status, "comparison_id": run.comparison_id, "config": run.config,
         "optimizer": run.optimizer, "family": _family(run.optimizer), "label": run.label, "seed": run.seed,
-        "device": run.device,
+        "group_key": run.group_key or group_key_of_stored(run.config or {}), "device": run.device,
         "error": run.error, "summary": run.summary, "progress": progress(run), "last_step": run.last_step,
         "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
         "tags": list(run.tags or []), "note": run.note or "", "owner": run.owner,

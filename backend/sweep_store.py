@@ -95,8 +95,13 @@ def _point_summary(criterion: Criterion, runs: list[dict[str, Any]]) -> dict[str
     elif not complete:
         note = ("target not reached" if criterion.kind == "backprops_to_target"
                 and all(s == "completed" for s in statuses) else "a run did not complete")
+    keys = sorted({r["group"] for r in runs})
+    if len(keys) > 1:  # never by construction; said, not averaged, if it ever happens
+        value, note = None, f"runs of {len(keys)} different settings (group keys {keys}) at one grid point"
+    elif len({r["seed"] for r in runs}) < len(runs):
+        value, note = None, "a tuning seed is repeated at this grid point; its mean would not be over seeds"
     return {"run_ids": [r["run_id"] for r in runs], "statuses": statuses, "seeds": [r["seed"] for r in runs],
-            "values": values, "value": value, "note": note, "needs_rerun": needs_rerun}
+            "group_key": keys[0] if len(keys) == 1 else None, "values": values, "value": value, "note": note, "needs_rerun": needs_rerun}
 
 
 def _entry_view(i: int, opt: SweepOptimizer, criterion: Criterion, runs: list[dict[str, Any]],

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from backend.domain import run_label
 from backend.schemas import BatchSize, ComparisonOptimizer, Seed
-from trainer.config import STRICT_INPUT, Budget, RunConfig
+from trainer.config import STRICT_INPUT, Budget, EvalEvery, RunConfig
 from trainer.errors import error_summary
 from trainer.registry import OPTIMIZERS, model_fits_dataset
 
@@ -154,7 +154,10 @@ class SweepCreate(BaseModel):
     optimizers: list[SweepOptimizer] = Field(min_length=1, max_length=20)
     criterion: Criterion = Field(default_factory=Criterion)
     batch_sizes: dict[Literal["first-order", "second-order"], BatchSize] | None = None
-    eval_every: int | None = Field(default=None, ge=1, le=1_000_000)
+    eval_every: Annotated[int, Field(ge=1, le=1_000_000)] | EvalEvery | None = Field(
+        default=None, union_mode="left_to_right",
+        description='as a run\'s: N optimizer steps, or {"backprops": N} / {"epochs": x} (the same evaluation points '
+                    "for every run whatever its cost per step: cost-to-target at one resolution)")
     train_subset: int | None = Field(default=None, ge=1, le=10_000_000)
     test_subset: int | None = Field(default=None, ge=1, le=10_000_000)
     eval_train_size: int | None = Field(default=None, ge=1, le=10_000_000)

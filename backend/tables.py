@@ -77,6 +77,8 @@ class Run(Base):
     optimizer: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(300))
     seed: Mapped[int] = mapped_column(Integer)
+    # trainer.identity.group_key of the config: runs of one setting (every field but the seed) share it
+    group_key: Mapped[str | None] = mapped_column(String(32))
     device: Mapped[str | None] = mapped_column(String(64))
     info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
@@ -98,6 +100,7 @@ class Run(Base):
         Index("ix_runs_status_id", "status", "id"),
         Index("ix_runs_owner_status", "owner", "status"),
         Index("ix_runs_comparison_id", "comparison_id"),
+        Index("ix_runs_group_key", "group_key"),
         {"sqlite_autoincrement": True},  # ids are never reused (clients and log files are keyed by run id)
     )
 

@@ -8,35 +8,85 @@ import plotly.graph_objects as go
 
 from frontend.charts import _rgba, color_for, empty_figure
 
-__all__ = ["results_frame", "paired_difference_figure", "sweep_figure", "verdict_lists"]
+__all__ = ["results_frame", "results_view", "paired_difference_figure", "sweep_figure", "verdict_lists"]
 
 
-def _num(stat: Mapping[str, Any] | None) -> float | None:
-    return None if not stat else stat.get("mean")
+def _num(stat: Mapping[str, Any] | None) -> float:
+    v = None if not stat else stat.get("mean")
+    return float("nan") if v is None else float(v)
+
+
+def _std(stat: Mapping[str, Any] | None) -> float:
+    v = None if not stat else stat.get("std")  # None for one seed: no spread (shown as "—")
+    return float("nan") if v is None else float(v)
+
+
+def _active(p: Mapping[str, Any]) -> bool:
+    return p["n_pairs"] == 0 and any("still running" in r for r in p.get("reasons") or [])
+
+
+def _interval_text(p: Mapping[str, Any] | None, pending: bool, min_pairs: int) -> str:
+    if p is None:
+        return "reference"
+    if pending or _active(p):
+        return "pending"
+    if not p.get("ci"):
+        return f"needs ≥ {min_pairs} seeds" if p["n_pairs"] < min_pairs else "—"
+    return f"[{p['ci'][0]:.4g}, {p['ci'][1]:.4g}]"
+
+
+def _verdict_text(p: Mapping[str, Any] | None, pending: bool, min_pairs: int) -> str:
+    if p is None:
+        return "reference"
+    if pending or _active(p):
+        return "pending"
+    if p.get("verdict"):
+        return "no practical difference" if p["verdict"] == "equivalent" else p["verdict"]
+    if p.get("p") is None and p["n_pairs"] < min_pairs:
+        return f"descriptive only (needs ≥ {min_pairs} seeds)"
+    return "not resolved"
 
 
 def results_frame(res: Mapping[str, Any], *, axis: str = "backprops") -> pd.DataFrame:
-    """One row per group: numeric mean/std columns (so the table sorts by value), the cost to each target on
-    ``axis`` (backprops, epoch or wall_time) with k/n seeds reached, and the paired difference of the smoothed
-    final train loss to the reference with its interval."""
+    """One row per group: numeric mean/std columns (so the table sorts by value; NaN where there is nothing to
+    show, displayed "—" by :func:`results_view`), the cost to each target on ``axis`` (backprops, epoch or
+    wall_time) with k/n seeds reached, the paired difference of the smoothed final train loss to the reference with
+    its interval and Holm-adjusted p, and the verdict. One seed has no std and no interval ("needs ≥ 5 seeds");
+    a group none of whose runs has finished is "pending"."""
     rows = []
     axes = [axis] if axis in (res.get("axes") or []) else (res.get("axes") or ["backprops"])
+    min_pairs = int((res.get("rules") or {}).get("min_pairs") or 2)  # the API states its rule
     for g in res.get("groups") or []:
-        row: dict[str, Any] = {"optimizer": g["group"], "seeds": g["n"]}
+        statuses = g.get("statuses") or {}
+        pending = bool(statuses) and all(s in ("queued", "running") for s in statuses)
+        seeds_note = "pending" if pending else (
+            f"repeated seeds {g['repeated_seeds']}" if g.get("repeated_seeds") else "")
+        row: dict[str, Any] = {"optimizer": g["group"], "seeds": g["n"], "note": seeds_note}
         for key, name in (("final_train_loss", "final train loss"), ("final_test_loss", "test loss"),
                           ("final_test_accuracy", "test accuracy")):
             row[name] = _num(g.get(key))
-            row[f"{name} std"] = (g.get(key) or {}).get("std")
+            row[f"{name} std"] = _std(g.get(key))
         for t in g.get("targets") or []:
             row[f"{axes[0]} to ≤{t['target']:g}"] = _num(t.get(axes[0]))
             row[f"reached ≤{t['target']:g}"] = f"{t['reached']}/{t['n']}"
         pair = next((p for p in g.get("paired") or [] if p["metric"] == "final_train_loss"), None)
-        row["Δ final loss vs ref"] = None if not pair else pair["mean_diff"]
-        row["interval"] = ("reference" if pair is None else
-                           "—" if not pair["ci"] else f"[{pair['ci'][0]:.4g}, {pair['ci'][1]:.4g}]")
-        row["verdict"] = "reference" if pair is None else (pair["verdict"] or "not resolved")
+        diff = None if pair is None else pair.get("mean_diff")
+        row["Δ final loss vs ref"] = float("nan") if diff is None else diff
+        row["interval"] = _interval_text(pair, pending, min_pairs)
+        adj = None if pair is None else pair.get("p_adjusted")
+        row["p (Holm)"] = float("nan") if adj is None else adj
+        row["verdict"] = _verdict_text(pair, pending, min_pairs)
+        if "tuning" in g:  # equal tuning effort: what each row's setting was chosen from
+            row["tuning"] = g["tuning"].get("note") or "—"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def results_view(frame: pd.DataFrame) -> Any:
+    """The table as shown: numbers to 4 significant digits, missing values as "—" (never "None" or "nan"); the
+    underlying values stay numeric, so columns still sort by value."""
+    numeric = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    return frame.style.format("{:.4g}", subset=numeric, na_rep="—")
 
 
 def verdict_lists(res: Mapping[str, Any], *, axis: str | None = None) -> tuple[list[str], list[str]]:
@@ -59,11 +109,13 @@ def paired_difference_figure(curves: Mapping[str, Any], *, x_title: str, height:
     level = curves.get("level", 0.95)
     for g in groups:
         colour = color_for(str(g.get("optimizer") or g["group"]))
-        fig.add_trace(go.Scatter(x=g["x"] + g["x"][::-1], y=g["hi"] + g["lo"][::-1], fill="toself",
-                                 fillcolor=_rgba(colour, 0.18), line=dict(width=0), hoverinfo="skip",
-                                 showlegend=False, name=f"{g['group']} {level:.0%} band"))
+        if g.get("lo"):  # no band from fewer seeds than the API's min_pairs (it sends empty lo/hi)
+            fig.add_trace(go.Scatter(x=g["x"] + g["x"][::-1], y=g["hi"] + g["lo"][::-1], fill="toself",
+                                     fillcolor=_rgba(colour, 0.18), line=dict(width=0), hoverinfo="skip",
+                                     showlegend=False, name=f"{g['group']} {level:.0%} band"))
+        no_band = "" if g.get("lo") else f", no band: needs ≥ {curves.get('min_pairs', '?')} seeds"
         fig.add_trace(go.Scatter(x=g["x"], y=g["mean"], mode="lines", line=dict(color=colour, width=2),
-                                 name=f"{g['group']} − {curves.get('reference')} (n = {g['n']} seeds)"))
+                                 name=f"{g['group']} − {curves.get('reference')} (n = {g['n']} seeds{no_band})"))
     fig.add_hline(y=0, line=dict(color="#444", width=1, dash="dot"))
     fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=60, b=50),
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),

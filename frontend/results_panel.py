@@ -6,10 +6,10 @@ import math
 import streamlit as st
 
 from frontend.live_chart import live_plotly_chart
-from frontend.results_charts import paired_difference_figure, results_frame, verdict_lists
+from frontend.results_charts import paired_difference_figure, results_frame, results_view, verdict_lists
 from frontend.ui import call, client
 
-__all__ = ["parse_targets", "results_section", "PAIRED_AXES"]
+__all__ = ["parse_targets", "results_section", "PAIRED_AXES", "stats_note"]
 
 PAIRED_AXES = ("backprops", "epoch", "wall_time")  # the API's cost axes (not optimizer steps)
 
@@ -31,6 +31,18 @@ def parse_targets(text: str) -> list[float]:
     if len(out) > 10:
         raise ValueError("Invalid loss targets: at most 10")
     return out
+
+
+def stats_note(res: dict) -> str:
+    """The rules behind the table, from the API's ``rules`` (the backend states them once)."""
+    rules = res.get("rules") or {}
+    if not rules:
+        return "Mean ± std over seeds; paired by seed."
+    return (f"Mean ± std over distinct seeds (one seed: no spread, \"—\"). Paired by seed: {res['level']:.0%} "
+            f"{rules['interval']}; p from the {rules['test']}, {rules['correction']}; at least "
+            f"{rules['min_pairs']} paired seeds for a verdict, fewer is descriptive only. A difference inside its "
+            f"practical-equivalence margin (final train loss: {rules['margins'].get('final_train_loss')}; costs: "
+            f"{rules.get('target_margin')}) is no practical difference.")
 
 
 def results_section(comparison_id: int, *, x_col: str, x_title: str) -> None:
@@ -58,13 +70,12 @@ def results_section(comparison_id: int, *, x_col: str, x_title: str) -> None:
     if not res:
         return
     n = sorted({g["n"] for g in res["groups"]})
-    st.caption(f"Budget: {res['budget']['note']}. Seeds per group: {', '.join(map(str, n))}. Mean ± std over "
-               f"seeds; intervals: {res['level']:.0%} bootstrap of the mean paired difference (pairs by seed). "
-               "Click a column header to sort.")
+    st.caption(f"Budget: {res['budget']['note']}. Seeds per group: {', '.join(map(str, n))}. "
+               f"{stats_note(res)} Click a column header to sort.")
     if not res["budget"]["equal"]:
         st.warning(res["budget"]["note"], icon=":material/balance:")
     axis = x_col if x_col in PAIRED_AXES else "backprops"  # results count cost in backprops, epochs, seconds
-    st.dataframe(results_frame(res, axis=axis), hide_index=True, width="stretch")
+    st.dataframe(results_view(results_frame(res, axis=axis)), hide_index=True, width="stretch")
     resolved, unresolved = verdict_lists(res, axis=axis)
     if resolved:
         st.success("\n".join(f"- {s}" for s in resolved), icon=":material/check_circle:")

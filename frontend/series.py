@@ -216,11 +216,9 @@ _SEED_TEXT = re.compile(r" · seed \d+$")
 
 
 def series_key(run: Mapping[str, Any]) -> str:
-    """Runs that differ only in their seed share a key (optimizer + hyperparameters + batch size)."""
-    cfg = run.get("config") or {}
-    opt = cfg.get("optimizer") or {}
-    return json.dumps([run.get("optimizer") or opt.get("name"), opt.get("hyperparameters") or {},
-                       cfg.get("batch_size")], sort_keys=True, default=str)
+    """The run's ``group_key`` from the API (its resolved config minus the seed: the one group identity, issue 19).
+    A run without one (an older server) is its own group: runs are never merged on a guess."""
+    return str(run.get("group_key") or f"run-{run.get('id')}")
 
 
 def series_label(run: Mapping[str, Any]) -> str:
@@ -235,6 +233,20 @@ def group_runs(runs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str,
     for r in runs:
         groups.setdefault(series_key(r), []).append(r)
     return groups
+
+
+def distinct_seeds(members: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(one run per seed: the lowest run id, the other runs of a repeated seed). A group's seed count is its
+    number of distinct seeds; a repeated seed is shown apart, never averaged as another seed."""
+    first: dict[Any, Mapping[str, Any]] = {}
+    repeats = []
+    for r in sorted(members, key=lambda r: (r.get("id") is None, r.get("id") or 0)):
+        if r.get("seed") in first:
+            repeats.append(r)
+        else:
+            first[r.get("seed")] = r
+    keep = {id(r) for r in first.values()}
+    return [r for r in members if id(r) in keep], repeats
 
 
 _SETTING_TOKEN = re.compile(r"\s+\S+=\S+")
@@ -379,7 +391,21 @@ def build_curves(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFram
     if data:  # one smoothing window in x for every run of the chart
         span = max(d[x].iloc[-1] for d in data.values()) - min(d[x].iloc[0] for d in data.values())
         unit = span / SMOOTHING_RESOLUTION if span > 0 else 1.0
-    for key, members in groups.items():
+    for key, all_members in groups.items():
+        members, repeats = distinct_seeds(all_members)
+        if aggregate and len(members) > 1 and repeats:
+            for r in repeats:  # drawn on their own, flagged: never averaged as if they were seeds
+                d = data.get(r["id"])
+                if d is not None:
+                    xs = d[x].to_numpy(float)
+                    ys = ema_x(xs, d[y].to_numpy(float), smoothing, unit)
+                    idx = downsample_minmax(ys, max_points) if len(ys) > max_points else slice(None)
+                    parts.append(pd.DataFrame({"series": f"{key}#{r['id']}", "optimizer": str(r.get("optimizer") or ""),
+                                               "label": f"{labels[key]} (seed {r.get('seed')} repeated, run {r['id']})",
+                                               "x": xs[idx], "y": ys[idx], "lo": np.nan, "hi": np.nan, "seeds": 1,
+                                               "config": describe_config(r, optimizer_labels)}))
+        elif repeats:
+            members = list(all_members)
         xy = []
         for r in members:
             d = data.get(r["id"])
@@ -398,8 +424,11 @@ def build_curves(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFram
                                            "optimizer": opt, "x": xs[idx], "y": ys[idx], "lo": np.nan,
                                            "hi": np.nan, "seeds": 1, "config": describe_config(r, optimizer_labels)}))
             continue
-        lo_x = min(xs[0] for _, xs, _ in xy)
-        hi_x = max(xs[-1] for _, xs, _ in xy)
+        lo_x = max(xs[0] for _, xs, _ in xy)
+        hi_x = min(xs[-1] for _, xs, _ in xy)  # the band stops where the first seed ends: no jump in the mean
+        cut = max(xs[-1] for _, xs, _ in xy) > hi_x
+        if hi_x <= lo_x:
+            hi_x = lo_x = float(xy[0][1][0])
         grid = np.linspace(lo_x, hi_x, max(2, min(max_points, max(len(xs) for _, xs, _ in xy))))
         stack = np.full((len(xy), len(grid)), np.nan)
         for i, (_, xs, ys) in enumerate(xy):
@@ -411,7 +440,8 @@ def build_curves(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFram
             mean = np.nanmean(stack, axis=0)
             std = np.where(count > 1, np.nanstd(stack, axis=0), np.nan)
         ok = count > 0
-        parts.append(pd.DataFrame({"series": key, "label": f"{labels[key]} (mean ± std, {len(xy)} seeds)",
+        note = ", cut at the shortest run" if cut else ""
+        parts.append(pd.DataFrame({"series": key, "label": f"{labels[key]} (mean ± std, {len(xy)} seeds{note})",
                                    "optimizer": opt, "x": grid[ok], "y": mean[ok], "lo": (mean - std)[ok],
                                    "hi": (mean + std)[ok], "seeds": len(xy),
                                    "config": _SEED_TEXT.sub("", describe_config(xy[0][0], optimizer_labels))
@@ -649,7 +679,8 @@ def finals_table(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[st
     groups = group_runs(runs)
     labels = compact_labels(list(runs), optimizer_labels, key=series_key)
     rows = []
-    for key, members in groups.items():
+    for key, all_members in groups.items():
+        members, _ = distinct_seeds(all_members)
         done = [r for r in members if r.get("status") == "completed" and final_result(r, "test_loss") is not None]
         if not done:
             continue

@@ -18,7 +18,8 @@ from reproduction.records import STEP_FIELDS, TR_ONLY_FIELDS, save_run
 from reproduction.spec import Experiment, baseline_key
 from trainer.registry import is_trust_region
 
-__all__ = ["open_lab", "run_experiment", "wait_for_comparison", "export_record", "chosen_from_sweep", "best_optimizers"]
+__all__ = ["open_lab", "run_experiment", "wait_for_comparison", "export_record", "chosen_from_sweep",
+           "chosen_tr_from_sweep", "best_optimizers"]
 
 _FIRST_ORDER_STEP_EVERY = 20  # as reproduction.records.compact: first-order minibatch losses are a sanity trace
 _FINAL = {"completed", "diverged", "failed", "cancelled", "interrupted"}
@@ -86,17 +87,37 @@ def export_record(client: Any, run: dict[str, Any], *, experiment: str, phase: s
     summary = {k: v for k, v in (run.get("summary") or {}).items() if k != "traceback"}
     summary["status"] = run["status"]
     lr = hyper.get("lr") if not tr else None
+    # a swept TR method has several grid points per seed: its tuned settings name the record (protocol v3)
+    point = "".join(f"_{k}{hyper[k]:g}" for k in ("radius", "eta1") if tr and phase == "grid" and k in hyper)
     return {"experiment": experiment, "phase": phase, "optimizer": key, "seed": run["seed"], "lr": lr,
-            "config": cfg, "key": f"{key}{'' if lr is None else f'_lr{lr:g}'}_s{run['seed']}", "run_id": run["id"],
+            "config": cfg, "key": f"{key}{'' if lr is None else f'_lr{lr:g}'}{point}_s{run['seed']}",
+            "run_id": run["id"],
             "label": run["label"], "elapsed_seconds": summary.get("wall_time"), "info": {"device": run.get("device")},
             "summary": summary, "evals": doc["evaluations"], "steps": {f: [s.get(f) for s in steps] for f in fields},
             "images": images}
+
+
+def chosen_tr_from_sweep(view: dict[str, Any]) -> dict[str, Any]:
+    """Per swept TR method (protocol v3): the chosen point, its hyperparameters, each grid point's criterion
+    (None = diverged/failed, keyed "radius=…, eta1=…") and the edge flags."""
+    out = {}
+    for o in view["optimizers"]:
+        if "lr" in o["space"]:
+            continue
+        out[baseline_key(o["name"], o["hyperparameters"])] = {
+            "point": o["best"]["point"] if o["best"] else None,
+            "hyperparameters": o["best"]["hyperparameters"] if o["best"] else None,
+            "losses": {", ".join(f"{k}={v:g}" for k, v in p["point"].items()): p["value"] for p in o["points"]},
+            "grid": o["space"], "edge_flags": o["edge_flags"], "label": o["label"]}
+    return out
 
 
 def chosen_from_sweep(view: dict[str, Any]) -> dict[str, Any]:
     """Per baseline: the chosen lr, each grid point's criterion (None = diverged/failed) and the edge flags."""
     out = {}
     for o in view["optimizers"]:
+        if "lr" not in o["space"]:  # a swept TR method: chosen_tr_from_sweep
+            continue
         key = baseline_key(o["name"], o["hyperparameters"])
         out[key] = {"lr": o["best"]["point"].get("lr") if o["best"] else None,
                     "losses": {repr(p["point"]["lr"]): p["value"] for p in o["points"]},
@@ -121,13 +142,19 @@ def run_experiment(client: Any, exp: Experiment, root: Path, *, log: Callable[[s
     (folder / "chosen_lr.json").write_text(json.dumps(chosen, indent=2) + "\n")
     for key, c in chosen.items():
         log(f"{exp.name}: {key} lr={c['lr']}" + "".join(f" [{f}]" for f in c["edge_flags"]))
+    chosen_tr = chosen_tr_from_sweep(view)
+    if chosen_tr:
+        (folder / "chosen_tr.json").write_text(json.dumps(chosen_tr, indent=2) + "\n")
+        for key, c in chosen_tr.items():
+            log(f"{exp.name}: {key} {c['point']}" + "".join(f" [{f}]" for f in c["edge_flags"]))
+    tuned = {key: c["hyperparameters"] for key, c in chosen_tr.items() if c["hyperparameters"]}
     for run in _ok(client.get(f"/api/comparisons/{sweep['comparison_id']}"))["runs"]:
         rec = export_record(client, run, experiment=exp.name, phase="grid")
         save_run(rec, folder / "grid" / f"{rec['key']}.json.gz")
     promoted = _ok(client.post(f"/api/sweeps/{sweep['id']}/promote", json=exp.promote_body()))
     log(f"{exp.name}: comparison #{promoted['id']} queued ({len(promoted['run_ids'])} runs)")
     sides: dict[str, dict[str, Any]] = {}  # phase → {"id", "what"}; queued now so the workers never wait
-    for phase, body in (("gltr", exp.solver_body()), ("standardised", exp.scaling_body())):
+    for phase, body in (("gltr", exp.solver_body(tuned)), ("standardised", exp.scaling_body(tuned))):
         if body is not None:
             created = _ok(client.post("/api/comparisons", json=body))
             sides[phase] = {"id": created["id"], "name": body["name"]}
@@ -174,16 +201,15 @@ def best_optimizers(res: dict[str, Any], runs: list[dict[str, Any]]
                     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The TR group and the first-order group with the lowest mean smoothed final train loss in a results table
     (completed runs), each as {"name", "hyperparameters"} read from one of its runs; None where no group has one."""
-    from backend.results import group_name
     from trainer.registry import OPTIMIZERS
 
-    config = {group_name(r["label"]): r["config"]["optimizer"] for r in runs}
+    config = {r["group_key"]: r["config"]["optimizer"] for r in runs}  # one group identity (issue 19)
     best: dict[bool, tuple[float, str]] = {}
     for g in res["groups"]:
         mean = g["final_train_loss"]["mean"]
         tr = (g["optimizer"] or "").startswith("tr-")
-        if mean is not None and g["group"] in config and (tr not in best or mean < best[tr][0]):
-            best[tr] = (mean, g["group"])
+        if mean is not None and g["group_key"] in config and (tr not in best or mean < best[tr][0]):
+            best[tr] = (mean, g["group_key"])
 
     def pick(tr: bool) -> dict[str, Any] | None:
         if tr not in best:

@@ -21,7 +21,8 @@ from reproduction.sections import (findings, per_seed_table, scaling_section, so
 from reproduction.spec import EXPERIMENTS, LABELS, TR_OPTIMIZERS, Experiment
 from backend import stats
 
-__all__ = ["build_report", "edge_cautions", "machine_paragraph", "paired_findings", "results_markdown_without_wall", "side_sections"]
+__all__ = ["build_report", "edge_cautions", "machine_paragraph", "paired_findings", "paired_results",
+           "results_markdown_without_wall", "side_sections"]
 
 OUT_DIR = Path(__file__).resolve().parent
 TRAIN_LOSS = ("final_train_loss",)  # the Findings list: the optimization claims; test-set verdicts stay in the tables
@@ -85,7 +86,7 @@ def side_sections(root: Path, e: Experiment) -> dict[str, list[str]]:
             md.append(f"- {sec['unresolved']} other paired comparison(s) not resolved.\n")
             out["findings"] += [f"- **{short}, {LABELS[o]}: CG vs GLTR (same stopping rule, "
                                 f"{sec['results']['groups'][0]['n']} paired seeds):**"]
-            out["findings"] += [f"  - {x}" for x in sec["sentences"] if "test" not in x] \
+            out["findings"] += [f"  - {x}" for x in sec["sentences"] if "final test" not in x] \
                 or ["  - no difference in train loss or HVPs per step resolved."]
         out["sections"].append("\n".join(md))
     # raw vs standardised inputs: the comparison's raw-input TR runs against standardised ones on the same seeds
@@ -119,11 +120,13 @@ def side_sections(root: Path, e: Experiment) -> dict[str, list[str]]:
                                f"{e.scaling_target:g}:** " + "; ".join(
                                    f"{group} {reached} seeds" + ("" if m == "not reached" else f" ({m})")
                                    for _, sec in scaling for group, reached, m, _ in sec["cells"]) + ".")
-        out["findings"] += [f"  - {x}" for _, sec in scaling for x in sec["sentences"] if "test" not in x] \
+        out["findings"] += [f"  - {x}" for _, sec in scaling for x in sec["sentences"] if "final test" not in x] \
             or ["  - no paired difference resolved (see the section)."]
     # equal wall-time budgets
     side_path = root / e.name / "sides.json"
     wall = (json.loads(side_path.read_text()).get("wall") or {}).get("results") if side_path.is_file() else None
+    if wall and (root / e.name / "wall").is_dir():  # recomputed from the saved runs with the current rules
+        wall = recompute_results(root, e, "wall", wall)
     if wall:
         resolved, unresolved = wall_findings(wall, finals=TRAIN_LOSS)
         md = [f"### {short}: equal wall-time budgets\n",
@@ -176,11 +179,16 @@ def _setup_table(exps: list[Experiment]) -> str:
         ["TR settings (beyond Table 1 defaults)", *[json_short(e.tr_hyperparameters("tr-uniform")) or "none"
                                                     for e in exps]],
         ["evaluation (loss for curves and tables)",
-         *[f"every {e.eval_every} optimizer steps on a fixed "
+         *[(f"every {e.eval_every} optimizer steps" if isinstance(e.eval_every, int) else
+            f"every {', '.join(f'{v:g} {k}' for k, v in e.eval_every.items())} (every run)") + " on a fixed "
            f"{e.settings.get('eval_train_size', 2048):,}-image training subset" for e in exps]],
         ["step-size search (a sweep)", *[f"grid {', '.join(f'{lr:g}' for lr in log_grid(**e.grid))}; tuning seed(s) "
                                          f"{', '.join(map(str, e.tuning_seeds))}; the full budget; lowest smoothed "
                                          "final train loss (mean of the last 3 evaluations)" for e in exps]],
+        *([["TR search (the same sweep)", *[("Δ₀ × η₁: " + "; ".join(
+            f"{k} ×{', ×'.join(f'{f:g}' for f in fs)} of the preset's value" for k, fs in e.tr_grid.items())
+            + " (9 configurations, as a baseline's 9 step sizes)") if e.tr_grid else "none: TR at the preset's values"
+            for e in exps]]] if any(e.tr_grid for e in exps) else []),
         ["loss targets in the tables", *[", ".join(f"{t:g}" for t in e.targets) for e in exps]],
         ["inputs", *[{"unit": "raw: pixels / 255, un-centred (as the paper)", "standardize": "standardised (mean/std)"}
                      .get(e.run_settings.get("input_scaling"), "trustlab's default") for e in exps]],
@@ -222,6 +230,21 @@ def _grid_section(root: Path, exps: list[Experiment]) -> tuple[str, list[tuple[s
                      f"tuning seed(s) {', '.join(map(str, e.tuning_seeds))}):\n\n" + markdown_table(header, rows)
                      + "\n\nEdge checks: " + ("\n" + "\n".join(flags) if flags else "every chosen step size is inside "
                                                "its grid."))
+        tr_path = root / e.name / "chosen_tr.json"
+        if tr_path.is_file():  # protocol v3: the TR methods tuned with the same effort (9 configurations each)
+            tr = json.loads(tr_path.read_text())
+            points = list(dict.fromkeys(p for entry in tr.values() for p in entry["losses"]))
+            tr_rows = [[LABELS.get(o, o), *[("failed/diverged" if entry["losses"][p] is None
+                                            else f"{entry['losses'][p]:.4f}") if p in entry["losses"] else "—"
+                                           for p in points],
+                        "none" if entry["point"] is None else
+                        "**" + ", ".join(f"{k}={v:g}" for k, v in entry["point"].items()) + "**"]
+                       for o, entry in tr.items()]
+            tr_flags = [f"- {LABELS.get(o, o)}: {f}" for o, entry in tr.items() for f in entry.get("edge_flags") or []]
+            parts.append("TR methods, Δ₀ (radius) × η₁ (eta1), same budget and tuning seed(s):\n\n"
+                         + markdown_table(["optimizer", *points, "chosen"], tr_rows)
+                         + "\n\nEdge checks: " + ("\n" + "\n".join(tr_flags) if tr_flags
+                                                   else "every chosen TR setting is inside its grid."))
     return "\n\n".join(parts), panels
 
 
@@ -242,8 +265,8 @@ def _reconstruction_columns(groups: dict[str, list[dict[str, Any]]]) -> list[tup
 def edge_cautions(short: str, chosen: dict[str, Any]) -> list[str]:
     """Findings lines for baselines whose chosen step size lies on the edge of the swept grid (chosen_lr.json):
     a better value may lie outside it, so comparisons against that baseline may understate it."""
-    return [f"- **Caution ({short}): {LABELS.get(o, o)} — {flag}.** Its tuned step size is on the edge of the grid; a "
-            "better one may lie outside it, so the comparisons above may understate this baseline."
+    return [f"- **Caution ({short}): {LABELS.get(o, o)} — {flag}.** Its tuned value is on the edge of the grid; a "
+            "better one may lie outside it, so the comparisons above may understate this method."
             for o, entry in chosen.items() for flag in entry.get("edge_flags") or []]
 
 
@@ -281,6 +304,32 @@ def machine_paragraph(meta: dict[str, Any]) -> str:
     return text
 
 
+def paired_results(root: Path, e: Experiment) -> dict[str, Any] | None:
+    """The experiment's results table recomputed from its saved main-phase runs with the current statistics
+    (backend.stats; groups by trainer.identity's group key), for the request the protocol made (reference, targets,
+    k, axes: saved in results.json). None when the comparison saved no results."""
+    path = root / e.name / "results.json"
+    if not path.is_file():
+        return None
+    return recompute_results(root, e, "main", json.loads(path.read_text()))
+
+
+def recompute_results(root: Path, e: Experiment, phase: str, asked: dict[str, Any]) -> dict[str, Any]:
+    """backend.stats.results over the runs saved for ``phase``, with the reference, targets, k, axes and level of
+    ``asked`` (the table the protocol got from the API when it ran)."""
+    from backend.results import group_name
+    from trainer.identity import group_key_of_stored
+
+    data = [{"group": group_key_of_stored(r.get("config") or {}), "name": group_name(r.get("label") or r["optimizer"]),
+             "optimizer": r["optimizer"], "seed": r["seed"], "status": (r.get("summary") or {}).get("status"),
+             "run_id": r.get("run_id"), "budget": (r.get("config") or {}).get("budget") or {},
+             "evals": r.get("evals") or []} for r in load_experiment(e.name, phase, root=root)]
+    res = stats.results(data, reference=asked["reference"], targets=asked.get("targets") or [], k=asked.get("k", 3),
+                        axes=asked.get("axes") or ("backprops", "epoch", "wall_time"), level=asked.get("level", 0.95))
+    res["comparison_id"] = asked.get("comparison_id")
+    return res
+
+
 def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None, out_dir: Path = OUT_DIR) -> Path:
     """Write REPORT.md and the figures into ``out_dir`` from the runs saved under ``root``."""
     from reproduction import plots
@@ -293,8 +342,7 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
     groups_by = {e.name: group_by_optimizer(load_experiment(e.name, root=root), ORDER) for e in exps}
     out_dir.mkdir(parents=True, exist_ok=True)
     verdict_lines: list[str] = []
-    paired = {e.name: json.loads((root / e.name / "results.json").read_text()) for e in exps
-              if (root / e.name / "results.json").is_file()}
+    paired = {e.name: res for e in exps if (res := paired_results(root, e)) is not None}
     sides = {e.name: side_sections(root, e) for e in exps}
     for e in exps:
         short = e.title.split(" (")[0]
@@ -303,9 +351,10 @@ def build_report(root: Path = RESULTS_DIR, *, names: Sequence[str] | None = None
         else:
             verdict_lines.append(f"- **{short}:** no paired results saved (the comparison did not finish); no verdict.")
         verdict_lines += sides[e.name]["findings"]
-        chosen_path = root / e.name / "chosen_lr.json"
-        if chosen_path.is_file():
-            verdict_lines += edge_cautions(short, json.loads(chosen_path.read_text()))
+        for name in ("chosen_lr.json", "chosen_tr.json"):
+            chosen_path = root / e.name / name
+            if chosen_path.is_file():
+                verdict_lines += edge_cautions(short, json.loads(chosen_path.read_text()))
 
     sections = []
     for e in exps:

@@ -1,9 +1,9 @@
 """The report's verdict rules and its paired side sections (CG vs GLTR, raw vs standardised, equal wall time).
 
 Pure functions over results tables (backend.stats.results) and saved run records; the statistics themselves are
-the product's (backend.stats), so the report and the API agree. Verdict rule (issue 10): a sentence is written
-only where the paired interval excludes zero at the stated target and every seed reached it (backend.stats
-decides that); wall time is never compared inside an equal-backprop comparison, where one method may have
+the product's (backend.stats), so the report and the API agree. Verdict rule (issue 19, backend.stats): a sentence
+is written only for a resolved comparison (exact sign-flip test, Holm over the table, >= 5 paired seeds, a
+difference beyond its practical-equivalence margin, or "no practical difference"); wall time is never compared inside an equal-backprop comparison, where one method may have
 stopped long before the other: wall-time verdicts come only from a comparison with equal wall-time budgets.
 """
 from __future__ import annotations
@@ -79,12 +79,15 @@ def hvps_per_step(record: Mapping[str, Any]) -> float | None:
 
 
 def _paired_interval(a: Mapping[int, float | None], b: Mapping[int, float | None]) -> dict[str, Any]:
-    """Mean paired difference b − a over the seeds where both have a value, with the bootstrap interval."""
+    """Mean paired difference b − a over the seeds where both have a value; from ``stats.MIN_PAIRS`` pairs on, its
+    paired t-interval and exact sign-flip p (backend.stats.paired_test; a family of one comparison)."""
     diffs = [b[s] - a[s] for s in sorted(set(a) & set(b)) if a[s] is not None and b[s] is not None]
     if not diffs:
-        return {"n": 0, "mean": None, "ci": None}
-    lo, hi = stats.bootstrap_ci(diffs)
-    return {"n": len(diffs), "mean": sum(diffs) / len(diffs), "ci": [lo, hi]}
+        return {"n": 0, "mean": None, "ci": None, "p": None}
+    if len(diffs) < stats.MIN_PAIRS:
+        return {"n": len(diffs), "mean": sum(diffs) / len(diffs), "ci": None, "p": None}
+    t = stats.paired_test(diffs)
+    return {"n": t["n"], "mean": t["mean"], "ci": t["ci"], "p": t["p"]}
 
 
 def solver_section(cg: Sequence[Mapping[str, Any]], gltr: Sequence[Mapping[str, Any]], *, label: str,
@@ -111,11 +114,12 @@ def solver_section(cg: Sequence[Mapping[str, Any]], gltr: Sequence[Mapping[str, 
     table = markdown_table(["solver", "seeds", "smoothed final train loss per seed (equal backprops)",
                             "HVPs per step per seed"], rows + [diff_row])
     sentences, unresolved = findings(res)
-    if hv["ci"] is not None and hv["n"] >= stats.MIN_PAIRS and hv["n"] == len(hv_a) == len(hv_b) \
+    if hv["ci"] is not None and hv["n"] == len(hv_a) == len(hv_b) and hv["p"] <= 0.05 \
             and not hv["ci"][0] <= 0 <= hv["ci"][1]:
         sentences.append(f"{b} uses {'more' if hv['mean'] > 0 else 'fewer'} HVPs per step than {a}: mean "
-                         f"difference {_fmt(hv['mean'])}, 95% CI [{_fmt(hv['ci'][0])}, {_fmt(hv['ci'][1])}], "
-                         f"n = {hv['n']} paired seeds.")
+                         f"difference {_fmt(hv['mean'])}, 95% paired t-interval [{_fmt(hv['ci'][0])}, "
+                         f"{_fmt(hv['ci'][1])}]; exact sign-flip permutation test p = {hv['p']:.2g} (a comparison "
+                         f"of its own), n = {hv['n']} paired seeds.")
     else:
         unresolved += 1
     return {"results": res, "hvps": hv, "table": table, "sentences": sentences, "unresolved": unresolved}
@@ -134,7 +138,7 @@ def scaling_section(raw: Sequence[Mapping[str, Any]], standardised: Sequence[Map
         mean = t["backprops"]
         cells.append((g["group"], f"{t['reached']}/{t['n']}",
                       "not reached" if mean["mean"] is None else
-                      (f"{_fmt(mean['mean'])} ± {_fmt(mean['std'])}" if mean["n"] > 1 else _fmt(mean["mean"]))
+                      (f"{_fmt(mean['mean'])} ± {_fmt(mean['std'])}" if mean["n"] > 1 else f"{_fmt(mean['mean'])} ± —")
                       + (f" (over {mean['n']})" if mean["n"] < t["n"] else ""),
                       per))
     pair = next((p for g in res["groups"] for p in g["paired"]

@@ -364,18 +364,38 @@ def _sweep_entry(name: str, fixed: dict[str, Any] | None = None) -> dict[str, An
             "space": {"lr": dict(_HALF_DECADES)}}
 
 
+# Equal tuning effort (issue 19): the TR methods get a grid of the same size as a baseline's 9 step sizes: 3 initial
+# radii (Δ₀: its Table-1 default × 0.1, × 1, × 10; Δ is in M-units, so the RMSprop norm has its own scale) × 3
+# acceptance thresholds η₁ (a decade either side of Table 1's 0.01). The paper states no grid for either; these
+# centre on its Table 1 values.
+TR_ETA1_GRID = [0.001, 0.01, 0.1]
+TR_RADIUS_FACTORS = [0.1, 1.0, 10.0]
+
+
+def _tr_sweep_entry(name: str) -> dict[str, Any]:
+    """A sweep preset's TR method: Δ₀ × η₁ on 3 × 3 points around its registry (Table 1) defaults."""
+    radius = OPTIMIZERS[name].defaults()["radius"]
+    return {"name": name, "label": OPTIMIZERS[name].label, "hyperparameters": {},
+            "space": {"radius": {"values": [float(f"{radius * f:.3g}") for f in TR_RADIUS_FACTORS]},
+                      "eta1": {"values": list(TR_ETA1_GRID)}}}
+
+
 # Step-size sweeps (POST /api/sweeps): each entry an optimizer, fixed hyperparameters and a search space.
 SWEEP_PRESETS: dict[str, dict[str, Any]] = {
     "paper-fmnist-mlp-grid": {
-        "label": "Fashion-MNIST MLP: first-order step-size grid (half decades 1e-4..1)",
+        "label": "Fashion-MNIST MLP: equal tuning (first-order lr half decades 1e-4..1; TR Δ₀ × η₁ 3 × 3)",
         "dataset": "fashion-mnist", "model": "mlp", "budget": {"epochs": 10}, "seeds": [0],
         "batch_sizes": {"first-order": 32, "second-order": 512},
         "criterion": {"kind": "final_train_loss", "k": 3},
         "optimizers": [_sweep_entry("sgd"), _sweep_entry("sgd", {"momentum": 0.9}), _sweep_entry("adagrad"),
-                       _sweep_entry("rmsprop"), _sweep_entry("adam")],
-        "promote_with": ["tr-uniform", "tr-adagrad", "tr-rmsprop"],
-        "notes": "The paper tuned every first-order method on a step-size grid; SGD+momentum (0.9) is the "
-                 "baseline practitioners tune first. Promote the winners with the three TR methods.",
+                       _sweep_entry("rmsprop"), _sweep_entry("adam")]
+        + [_tr_sweep_entry(n) for n in ("tr-uniform", "tr-adagrad", "tr-rmsprop")],
+        "promote_with": [],
+        "notes": "Equal tuning effort: 9 configurations per method. First-order: step size on half decades "
+                 "1e-4..1 (trustlab's grid; the paper says its step sizes come from a grid search but states no "
+                 "grid). TR: initial radius Δ₀ at 0.1×, 1× and 10× its Table-1 value × η₁ in {0.001, 0.01, 0.1} "
+                 "(trustlab's grid, centred on Table 1). SGD+momentum (0.9) is the baseline practitioners tune "
+                 "first. Promote every winner, TR methods included.",
     },
 }
 

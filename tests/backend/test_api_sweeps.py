@@ -231,3 +231,43 @@ def test_a_point_without_a_result_is_marked_rerun_and_promote_refuses_until_it_h
     assert promoted.status_code == 201, promoted.text
     runs = client.get(f"/api/comparisons/{promoted.json()['id']}").json()["runs"]
     assert [r["config"]["optimizer"]["hyperparameters"]["lr"] for r in runs] == [0.1]  # the re-run point won
+
+
+def test_results_of_a_promoted_sweep_show_each_rows_tuning_budget(client) -> None:
+    """Issue 19 §5: the results table says how many configurations each row's setting was picked from and the
+    grid's edges; a method added untuned says so."""
+    from tests.backend.test_api_results import write_evals
+
+    body = {"name": "tune", "dataset": "fashion-mnist", "model": "mlp", "budget": {"backprops": 40}, "seeds": [0],
+            "train_subset": 512, "criterion": {"kind": "final_train_loss", "k": 1},
+            "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.01, 0.1, 1.0]}}},
+                           {"name": "tr-uniform", "space": {"radius": {"values": [0.005, 0.05]},
+                                                            "eta1": {"values": [0.001, 0.01]}}}]}
+    sweep = client.post("/api/sweeps", json=body).json()
+    for run_id in sweep["run_ids"]:
+        write_evals(client, run_id, [2.0, 1.0])
+    promoted = client.post(f"/api/sweeps/{sweep['id']}/promote", json={"n_seeds": 1,
+                                                                      "extra_optimizers": [{"name": "adam"}]})
+    assert promoted.status_code in (200, 201), promoted.text
+    res = client.get(f"/api/comparisons/{promoted.json()['id']}/results").json()
+    tuning = {g["optimizer"]: g["tuning"] for g in res["groups"]}
+    assert tuning["sgd"]["configurations"] == 3 and tuning["sgd"]["space"] == {"lr": [0.01, 1.0]}
+    assert tuning["tr-uniform"]["configurations"] == 4 and tuning["tr-uniform"]["space"]["radius"] == [0.005, 0.05]
+    assert tuning["adam"] == {"configurations": 1, "tuned": False, "sweep_id": None, "space": {},
+                              "note": "not tuned here: 1 configuration (fixed values)"}
+    md = client.get(f"/api/comparisons/{promoted.json()['id']}/results", params={"format": "markdown"}).text
+    assert "tuning budget" in md and "3 configurations × 1 tuning seed(s) (lr 0.01..1)" in md
+
+
+def test_a_sweep_can_evaluate_every_run_at_the_same_backprops(client) -> None:
+    """Issue 19 §4: {"backprops": N} gives TR and first-order runs the same evaluation points (one resolution)."""
+    body = {"name": "cadence", "dataset": "fashion-mnist", "model": "mlp", "budget": {"backprops": 40},
+            "train_subset": 512, "eval_every": {"backprops": 20},
+            "optimizers": [{"name": "sgd", "space": {"lr": {"values": [0.1]}}},
+                           {"name": "tr-uniform", "space": {"eta1": {"values": [0.01]}}}]}
+    r = client.post("/api/sweeps", json=body)
+    assert r.status_code == 201, r.text
+    configs = [client.get(f"/api/runs/{i}").json()["config"] for i in r.json()["run_ids"]]
+    assert all(c["eval_every"] == {"steps": None, "backprops": 20, "epochs": None} for c in configs)
+    bad = client.post("/api/sweeps", json={**body, "eval_every": {"backprops": 0}})
+    assert bad.status_code == 422 and "eval_every" in str(bad.json()["detail"][0]["loc"])

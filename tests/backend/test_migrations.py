@@ -81,3 +81,34 @@ def test_invalid_default_owner_is_refused(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
     with pytest.raises(ValueError, match="TRUSTLAB_DEFAULT_OWNER"):
         migrate(engine, default_owner="x'; DROP TABLE runs; --")
+
+
+def test_0008_backfills_group_key_from_stored_configs(tmp_path: Path) -> None:
+    """Rows written before runs.group_key existed get the key their stored config gives (seeds share it)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from backend.db import MIGRATIONS_DIR
+    from backend.domain import stored_config
+    from trainer.identity import group_key
+
+    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0006")
+    configs = [RunConfig(dataset="fashion-mnist", model="mlp", optimizer={"name": "adam"}, budget={"epochs": 1},
+                         seed=s, input_scaling=scaling) for s, scaling in ((0, None), (1, None), (0, "unit"))]
+    with engine.begin() as conn:
+        for c in configs:
+            conn.execute(text("INSERT INTO runs (status, config, optimizer, label, seed, cancel_requested, "
+                              "created_at) VALUES ('completed', :config, 'adam', 'Adam', :seed, 0, "
+                              "'2026-01-01 00:00:00')"),
+                         {"config": __import__("json").dumps(stored_config(c)), "seed": c.seed})
+    migrate(engine)
+    with engine.connect() as conn:
+        keys = conn.execute(select(Run.group_key).order_by(Run.id)).scalars().all()
+    assert keys == [group_key(c) for c in configs]
+    assert keys[0] == keys[1] != keys[2]  # seeds share a key; input_scaling makes another group

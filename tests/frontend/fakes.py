@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from frontend.api_client import ApiError
 from trainer.config import RunConfig
+from trainer.identity import group_key
 from trainer.registry import OPTIMIZERS, metadata
 
 ACTIVE = {"queued", "running"}
@@ -75,16 +76,17 @@ class FakeApi:
     # -- building state -------------------------------------------------------------------------------------
     def add_run(self, optimizer: str, *, status: str = "completed", seed: int = 0, comparison_id: int | None = None,
                 model: str = "mlp", steps: int = 0, error: str | None = None, progress: float | None = None,
-                hyperparameters: dict[str, Any] | None = None) -> dict[str, Any]:
+                hyperparameters: dict[str, Any] | None = None, **settings: Any) -> dict[str, Any]:
         rid = self._next_run
         self._next_run += 1
         tr = optimizer.startswith("tr-")
-        cfg = RunConfig.model_validate({"dataset": "fashion-mnist", "model": model, "seed": seed,
-                                        "optimizer": {"name": optimizer, "hyperparameters": hyperparameters or {}},
-                                        "budget": {"epochs": 1}}).model_dump()
+        config = RunConfig.model_validate({"dataset": "fashion-mnist", "model": model, "seed": seed,
+                                           "optimizer": {"name": optimizer, "hyperparameters": hyperparameters or {}},
+                                           "budget": {"epochs": 1}, **settings})
+        cfg = config.model_dump()
         run = {"id": rid, "status": status, "comparison_id": comparison_id, "config": cfg, "optimizer": optimizer,
                "family": OPTIMIZERS[optimizer].family, "label": f"{OPTIMIZERS[optimizer].label} (seed {seed})", "seed": seed, "device": "cpu",
-               "error": error, "summary": None,
+               "group_key": group_key(config), "error": error, "summary": None,
                "progress": progress if progress is not None else (1.0 if status == "completed" else 0.3),
                "last_step": steps or None, "created_at": "2026-01-02T10:00:00Z",
                "started_at": None if status == "queued" else "2026-01-02T10:00:01Z", "finished_at": None,
@@ -300,7 +302,7 @@ class FakeApi:
         from backend.results import group_name
 
         c = self.get_comparison(comparison_id)
-        return [{"group": group_name(r["label"]), "optimizer": r["optimizer"], "seed": r["seed"],
+        return [{"group": r["group_key"], "name": group_name(r["label"]), "optimizer": r["optimizer"], "seed": r["seed"],
                  "status": r["status"], "run_id": r["id"], "budget": r["config"]["budget"],
                  "evals": self.eval_records.get(r["id"], [])} for r in c["runs"]]
 

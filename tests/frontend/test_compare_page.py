@@ -240,3 +240,22 @@ def test_chart_data_download_is_offered(api, open_page):
     api.add_comparison("one", [a])
     at = open_page("compare")
     assert "Download chart data (CSV)" in [b.proto.label for b in at.get("download_button")]
+
+
+def test_runs_mode_groups_by_the_api_group_key_issue_19(api, open_page):
+    """Issue 19, as a new user tried it in Runs mode: 4 TR-uniform runs from two experiments (two of them seed 0)
+    are two groups of 2 seeds, not "4 seeds"; SGD on MNIST and on Fashion-MNIST are two curves; Adam with raw and
+    with standardised inputs are two curves."""
+    tr = [api.add_run("tr-uniform", seed=s, steps=40) for s in (0, 1)]
+    tr += [api.add_run("tr-uniform", seed=s, steps=40, train_subset=512) for s in (0, 2)]
+    sgd = [api.add_run("sgd", steps=40, dataset="mnist"), api.add_run("sgd", steps=40)]
+    adam = [api.add_run("adam", steps=40), api.add_run("adam", steps=40, input_scaling="unit")]
+    at = open_page("compare")
+    assert at.radio(key="cmp_source").value == "Runs"
+    at.multiselect(key="cmp_runs").set_value([r["id"] for r in tr + sgd + adam]).run()
+    assert not at.exception
+    names = [n for n in _names(figures(at)[0]) if n]
+    bands = [n for n in names if "mean ± std" in n and not n.endswith(") ± std")]  # the lines, not their bands
+    assert len(bands) == 2 and all("2 seeds" in n for n in bands) and not any("4 seeds" in n for n in names)
+    assert len([n for n in names if n.startswith("SGD")]) == 2
+    assert len([n for n in names if n.startswith("Adam")]) == 2

@@ -332,3 +332,36 @@ def test_ema_matches_the_naive_debiased_loop():
     y[[0, 5, 6, 100, 399]] = np.nan
     for w in (0.3, 0.9, 0.99):
         np.testing.assert_allclose(series.ema(y, w), naive(y, w), rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_groups_are_the_api_group_key_issue_19_cases():
+    """Issue 19, tried as a new user: runs of different experiments, datasets or input scalings are never one
+    curve; a repeated seed is drawn apart, not averaged as another seed; a band stops at the shortest run."""
+    api = FakeApi()
+    # 4 TR-uniform runs from two experiments (two of them seed 0)
+    a = [api.add_run("tr-uniform", seed=s) for s in (0, 1)]
+    b = [api.add_run("tr-uniform", seed=s, train_subset=512) for s in (0, 2)]
+    # SGD on MNIST and on Fashion-MNIST; Adam with standardised and with raw inputs
+    sgd = [api.add_run("sgd", dataset="mnist"), api.add_run("sgd")]
+    adam = [api.add_run("adam"), api.add_run("adam", input_scaling="unit")]
+    runs = [*a, *b, *sgd, *adam]
+    groups = series.group_runs(runs)
+    assert len(groups) == 2 + 2 + 2
+    assert series.series_key(a[0]) == a[0]["group_key"] == series.series_key(a[1])
+    frames = {r["id"]: pd.DataFrame(metric_points(10 if r is not a[1] else 6, tr=True)) for r in runs}
+    curves = series.build_curves(runs, frames, x="step", y="train_loss")
+    tr_labels = sorted(set(curves[curves["optimizer"] == "tr-uniform"]["label"]))
+    assert len(tr_labels) == 2 and all("2 seeds" in lab for lab in tr_labels)
+    assert any("cut at the shortest run" in lab for lab in tr_labels)  # a[1] ends at step 6
+    assert curves[curves["optimizer"] == "tr-uniform"]["x"].max() == 10  # group b runs to 10
+    assert curves[curves["optimizer"] == "sgd"]["series"].nunique() == 2
+    assert curves[curves["optimizer"] == "adam"]["series"].nunique() == 2
+    # the same setting and seed twice: 2 distinct seeds in the band, the repeat drawn on its own and flagged
+    again = api.add_run("tr-uniform", seed=0)
+    frames[again["id"]] = pd.DataFrame(metric_points(10, tr=True, scale=3.0))
+    curves = series.build_curves([*a, again], frames, x="step", y="train_loss")
+    labels = set(curves["label"])
+    assert any("2 seeds" in lab for lab in labels) and not any("3 seeds" in lab for lab in labels)
+    assert any(f"seed 0 repeated, run {again['id']}" in lab for lab in labels)
+    finals = [dict(r, summary={"final_test_accuracy": 0.5, "final_test_loss": 1.0}) for r in (*a, again)]
+    assert series.finals_table(finals)["n"].tolist() == [2]

@@ -30,7 +30,15 @@ def _view(status="finished"):
 def test_sweep_request_from_the_paper_preset():
     preset = SWEEP_PRESETS["paper-fmnist-mlp-grid"]
     entries = [entry_label(e, LABELS) for e in preset["optimizers"]]
-    assert entries == ["SGD", "SGD+momentum (momentum=0.9)", "Adagrad", "RMSprop", "Adam"]
+    assert entries == ["SGD", "SGD+momentum (momentum=0.9)", "Adagrad", "RMSprop", "Adam", "TR uniform", "TR Adagrad",
+                       "TR RMSprop"]
+    # equal tuning effort (issue 19): every method gets 9 configurations, the TR methods Δ₀ × η₁ (3 × 3)
+    from backend.sweeps import SweepOptimizer
+    sizes = [len(SweepOptimizer.model_validate({k: v for k, v in e.items() if k != "label"}).points())
+             for e in preset["optimizers"]]
+    assert sizes == [9] * 8 and preset["promote_with"] == []
+    tr = SweepOptimizer.model_validate({k: v for k, v in preset["optimizers"][-1].items() if k != "label"})
+    assert {tuple(sorted(p.items())) for p in tr.points()} >= {(("eta1", 0.01), ("radius", 1e-4))}  # Table 1
     body = sweep_request(preset, {"entries": entries[:2], "low": 0.01, "high": 1.0, "per_decade": 1,
                                   "budget_kind": "backprops", "budget": 200, "train_subset": 512, "seeds": "0, 1",
                                   "criterion": "final_train_loss", "k": 3, "target": 0, "name": "t"}, LABELS)
@@ -74,14 +82,15 @@ def test_winners_edge_flags_and_promote(api, open_page):
     winner = next(t for t in sgd["data"] if t["name"] == "winner")
     assert winner["x"] == [1.0] and winner["y"] == [0.3]
     assert "SGD: best lr is the largest tried (1): extend the grid upward" in texts(at.warning)
-    assert at.multiselect(key="sw_extras").value == ["tr-uniform", "tr-adagrad", "tr-rmsprop"]
+    # the preset tunes the TR methods itself (equal tuning effort): nothing is added untuned by default
+    assert at.multiselect(key="sw_extras").value == []
+    at.multiselect(key="sw_extras").set_value(["tr-uniform"]).run()
     at.button(key="sw_promote").click().run()
     call = next(c[1] for c in api.calls if c[0] == "promote_sweep")
-    assert call == (1, {"n_seeds": 5, "extra_optimizers": [{"name": n} for n in
-                                                           ("tr-uniform", "tr-adagrad", "tr-rmsprop")]})
-    assert "Comparison #1 queued with 25 runs" in texts(at.success)
+    assert call == (1, {"n_seeds": 5, "extra_optimizers": [{"name": "tr-uniform"}]})
+    assert "Comparison #1 queued with 15 runs" in texts(at.success)
     at.run()  # the next run (a live tick, or the rerun after the sweep ends) keeps the confirmation
-    assert "Comparison #1 queued with 25 runs" in texts(at.success)
+    assert "Comparison #1 queued with 15 runs" in texts(at.success)
     assert at.button(key="sw_open").label == "Open comparison #1 on Compare"
 
 
