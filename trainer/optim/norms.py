@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from trainer.optim import fused
+from trainer.optim import fused as kernels
 
 __all__ = ["DiagonalNorm", "UniformNorm", "AdagradNorm", "RMSpropNorm", "make_norm", "NORMS"]
 
@@ -18,14 +18,19 @@ def _reuse(buf: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 
 
 class DiagonalNorm(ABC):
-    """A norm matrix M kept as a positive vector; ``update(g)`` folds in a minibatch gradient."""
+    """A norm matrix M kept as a positive vector; ``update(g)`` folds in a minibatch gradient.
+
+    ``fused`` chooses the fused CPU kernels for the update as :func:`trainer.optim.fused.resolve` does (None:
+    wherever the tensors allow); the trust-region optimizer passes the choice it resolved once.
+    """
 
     name = "base"
 
-    def __init__(self, *, eps: float = 1e-10) -> None:
+    def __init__(self, *, eps: float = 1e-10, fused: bool | None = None) -> None:
         if not eps > 0:
             raise ValueError(f"Invalid eps: {eps}")
         self.eps = eps
+        self.fused = fused
         self.updates = 0
 
     @abstractmethod
@@ -65,8 +70,8 @@ class _AccumulatedNorm(DiagonalNorm):
 
     _acc_name = "acc"
 
-    def __init__(self, *, eps: float = 1e-10) -> None:
-        super().__init__(eps=eps)
+    def __init__(self, *, eps: float = 1e-10, fused: bool | None = None) -> None:
+        super().__init__(eps=eps, fused=fused)
         setattr(self, self._acc_name, None)
         self._m: torch.Tensor | None = None  # M's buffer, reused across updates
         self._stale = True  # M does not reflect the accumulator (a state was loaded)
@@ -97,7 +102,7 @@ class _AccumulatedNorm(DiagonalNorm):
             setattr(self, self._acc_name, torch.zeros_like(g))
         acc = self._acc
         m = self._m = _reuse(self._m, acc)
-        if fused.takes(acc, g, m):
+        if kernels.resolve(self.fused, acc, g, m):
             self._fold_fused(acc, g, m)
         else:
             self._fold(acc, g)
@@ -131,7 +136,7 @@ class AdagradNorm(_AccumulatedNorm):
     _acc_name = "sum_sq"
 
     def _fold_fused(self, acc: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> None:
-        fused.adagrad_update(*fused.views(acc, g, m), self.eps)
+        kernels.adagrad_update(*kernels.views(acc, g, m), self.eps)
 
     def _fold(self, acc: torch.Tensor, g: torch.Tensor) -> None:
         acc.addcmul_(g, g)
@@ -149,14 +154,14 @@ class RMSpropNorm(_AccumulatedNorm):
     name = "rmsprop"
     _acc_name = "avg_sq"
 
-    def __init__(self, *, beta: float = 0.8, eps: float = 1e-10) -> None:
+    def __init__(self, *, beta: float = 0.8, eps: float = 1e-10, fused: bool | None = None) -> None:
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"Invalid beta: {beta}")
-        super().__init__(eps=eps)
+        super().__init__(eps=eps, fused=fused)
         self.beta = beta
 
     def _fold_fused(self, acc: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> None:
-        fused.rmsprop_update(*fused.views(acc, g, m), self.beta, self.eps)
+        kernels.rmsprop_update(*kernels.views(acc, g, m), self.beta, self.eps)
 
     def _fold(self, acc: torch.Tensor, g: torch.Tensor) -> None:
         acc.mul_(self.beta).addcmul_(g, g, value=1.0 - self.beta)
@@ -171,10 +176,10 @@ class RMSpropNorm(_AccumulatedNorm):
 NORMS = {"uniform": UniformNorm, "adagrad": AdagradNorm, "rmsprop": RMSpropNorm}
 
 
-def make_norm(name: str, *, beta: float = 0.8, eps: float = 1e-10) -> DiagonalNorm:
-    """Build a norm by name."""
+def make_norm(name: str, *, beta: float = 0.8, eps: float = 1e-10, fused: bool | None = None) -> DiagonalNorm:
+    """Build a norm by name (``fused``: see :class:`DiagonalNorm`)."""
     if name not in NORMS:
         raise ValueError(f"Invalid norm: {name!r}; choose one of {sorted(NORMS)}")
     if name == "rmsprop":
-        return RMSpropNorm(beta=beta, eps=eps)
-    return NORMS[name](eps=eps)
+        return RMSpropNorm(beta=beta, eps=eps, fused=fused)
+    return NORMS[name](eps=eps, fused=fused)
