@@ -5,7 +5,7 @@ import re
 import resource
 import sys
 import traceback
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from trainer.config import RunConfig
@@ -17,7 +17,7 @@ __all__ = ["model_footprint", "estimate_bytes", "check_fits", "apply_memory_limi
 GIB = 2**30
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_footprint(model: str, dataset: str) -> tuple[int, int]:
     """(parameters, floats output by the leaf modules for one sample) of ``model`` on ``dataset``.
 

@@ -1,7 +1,7 @@
 """The run store's schema (SQLAlchemy 2 ORM): comparisons, runs, step metrics, evaluations, reconstructions."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
@@ -27,7 +27,7 @@ _NAMING = {"ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name
 
 def utcnow() -> datetime:
     """Now, as a naive UTC datetime (what the store keeps; responses add the Z)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class StateColumn(TypeDecorator):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -472,7 +472,7 @@ def format_time(ts: str | None) -> str:
     except ValueError:
         return ts
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -527,7 +527,7 @@ def _timestamp(ts: str | None) -> float | None:
         dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 ETA_WINDOW_SECONDS = 120.0

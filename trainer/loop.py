@@ -259,7 +259,7 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
 
         record: dict[str, Any]
         if is_tr and samples >= warm_samples:
-            loss_value, seconds, record = _tr_step(opt, lambda: loss_fn(model(xb), xb, yb), sync)
+            loss_value, seconds, record = _tr_step(opt, lambda: loss_fn(model(xb), xb, yb), sync)  # noqa: B023 - used in this iteration only
             gradients, hvps, forwards = warm_gradients + opt.gradients, opt.hvps, opt.forwards
         else:
             first_order = warm if is_tr else opt  # a TR run here is in its Adagrad warm start

@@ -38,7 +38,7 @@ def test_ema_matches_a_naive_debiased_average():
     y = np.array([1.0, 3.0, np.nan, 2.0, 5.0])
     out = series.ema(y, 0.5)
     # naive reference
-    vals, weights, ref = [], [], []
+    vals, ref = [], []
     for v in y:
         if np.isnan(v):
             ref.append(np.nan)

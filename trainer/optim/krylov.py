@@ -23,7 +23,7 @@ Tensor = torch.Tensor
 HVP = Callable[[Tensor], Tensor]
 
 
-class SolverExit(str, Enum):
+class SolverExit(str, Enum):  # noqa: UP042 - a StrEnum would change str(member) from "SolverExit.X" to the value
     """Why the Krylov iteration stopped."""
 
     INTERIOR = "interior"  # residual tolerance met inside the region

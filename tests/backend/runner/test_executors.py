@@ -121,7 +121,7 @@ def test_ray_refuses_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ray_places_runs_on_a_second_node_and_fails_them_when_it_dies(tmp_path: Path, pg_url: str) -> None:
+def test_ray_places_runs_on_a_second_node_and_fails_them_when_it_dies(tmp_path: Path, pg_url: str) -> None:  # noqa: F811 - the pytest fixture imported above
     """Two Ray nodes on this machine (127.0.0.2 head, 127.0.0.3 worker offering the custom resource
     ``trustlab_node2``); runs request that resource, so Ray must place them on the second node."""
     if not ray_available():
