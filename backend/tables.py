@@ -9,14 +9,13 @@ from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from backend.runner.states import ACTIVE_STATES, ALL_STATES, TERMINAL_STATES, RunState
+from backend.runner.states import ACTIVE_STATES, ALL_STATES, RunState
 
 __all__ = ["Base", "Comparison", "Run", "StepMetric", "MetricBlock", "BLOCK_SIZE", "Evaluation", "Reconstruction", "Analysis", "ANALYSIS_STATUSES", "utcnow",
-           "ACTIVE_STATUSES", "FINAL_STATUSES", "ALL_STATUSES", "METRIC_COLUMNS", "EVAL_COLUMNS"]
+           "ACTIVE_STATUSES", "ALL_STATUSES", "METRIC_COLUMNS", "EVAL_COLUMNS"]
 
 # Run states are defined once, in backend.runner.states; these names stay for the store's callers.
 ACTIVE_STATUSES = ACTIVE_STATES
-FINAL_STATUSES = TERMINAL_STATES
 ALL_STATUSES = ALL_STATES
 
 # Stable constraint names, so Alembic migrations can refer to them on every backend.

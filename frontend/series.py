@@ -39,7 +39,6 @@ __all__ = [
     "filter_runs",
     "finals_table",
     "pick_reconstruction",
-    "short_labels",
     "compact_labels",
     "optimizer_label",
     "flatten_config",
@@ -428,7 +427,8 @@ def tr_frame(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFrame], 
              max_points: int = 2000, optimizer_labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Trust-region internals of the TR runs among ``runs``, stacked: one row per (kept) step.
 
-    Columns: ``run_id, label, optimizer, x, radius, rho, cg_iterations, cg_exit, accepted, train_loss``.
+    Columns: ``run_id, label, optimizer, x, radius, new_radius, rho, cg_iterations, cg_exit, accepted,
+    train_loss`` (``radius`` is Δ before the step, ``new_radius`` after its update).
     Long runs are thinned to ``max_points`` per run by stride, always keeping rejected steps and the
     extremes of ρ and the radius.
     """
@@ -651,11 +651,6 @@ def finals_table(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[st
         rows.append(row)
     return pd.DataFrame(rows, columns=["setting", "n", "seeds", "test acc mean", "test acc std", "test loss mean",
                                        "test loss std"])
-
-
-def short_labels(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str]) -> dict[int, str]:
-    """Column headers per run id: :func:`compact_labels` (optimizer + only what differs)."""
-    return compact_labels(runs, optimizer_labels)
 
 
 def pick_reconstruction(steps: list[int], backprops: list[float], budget: float | None) -> int | None:

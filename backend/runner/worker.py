@@ -35,7 +35,7 @@ from backend.tables import (EVAL_COLUMNS, METRIC_COLUMNS, Evaluation, MetricBloc
 if TYPE_CHECKING:
     from backend.settings import Settings
 
-__all__ = ["StoreReporter", "main", "warm_main", "train_run", "preload", "final_status", "finish_run", "clean_json",
+__all__ = ["StoreReporter", "main", "warm_main", "train_run", "preload", "finish_run", "clean_json",
            "log_path", "redirect_output"]
 
 _STEP_TABLE = StepMetric.__table__
@@ -45,8 +45,6 @@ _BLOCK_TABLE = MetricBlock.__table__
 
 _clean = clean_scalar  # the one cleaning rule (trainer.reporting), per field of every record
 
-
-final_status = outcome  # the trainer's summary → the store's (state, error); defined in the lifecycle module
 
 
 class StoreReporter:

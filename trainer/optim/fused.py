@@ -40,7 +40,7 @@ try:  # Numba is a pinned dependency (requirements.txt); without it every tensor
     import numba
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only on installs without numba
-    numba = None
+    numba = None  # type: ignore[assignment]  # Numba absent: every tensor takes the PyTorch path
 
 _DTYPES = (torch.float32, torch.float64)
 # Reassociation (vectorised reductions), contraction (FMA) and reciprocal approximation; never "nnan"/"ninf",
@@ -50,7 +50,7 @@ _FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 def numba_version() -> str | None:
     """The Numba version in use, or None when it is not installed."""
-    return None if numba is None else numba.__version__
+    return None if numba is None else str(numba.__version__)
 
 
 def enabled(like: torch.Tensor) -> bool:
@@ -81,7 +81,7 @@ def resolve(fused: bool | None, *tensors: torch.Tensor) -> bool:
 
 def views(*tensors: torch.Tensor | None) -> list[Any]:
     """Zero-copy NumPy views of contiguous CPU tensors (None stays None)."""
-    out = []
+    out: list[Any] = []
     for t in tensors:
         if t is None:
             out.append(None)

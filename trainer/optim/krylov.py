@@ -332,7 +332,7 @@ class _TorchVectors:
         alpha_t = self.rv_t / curv_t
         torch.addcmul(self.s, p, alpha_t, out=self.s_new)
         torch.addcmul(self.r, hp, alpha_t, out=self.r_new)
-        if self.minv is not None:
+        if self.minv is not None and self.v_new is not None:
             torch.mul(self.r_new, self.minv, out=self.v_new)
             rv_new_t = torch.dot(self.r_new, self.v_new)
         else:
@@ -363,7 +363,8 @@ class _TorchVectors:
     def finish(self) -> tuple[float, float, float, float, float]:
         s, g = self.s, self.g
         ss_t = torch.dot(s, s)
-        sms_t = torch.dot(torch.mul(s, self.precond, out=self.tmp), s) if self.precond is not None else ss_t
+        precond, tmp = self.precond, self.tmp
+        sms_t = torch.dot(torch.mul(s, precond, out=tmp), s) if precond is not None and tmp is not None else ss_t
         gs, rs, sms, ss, gg = torch.stack((torch.dot(g, s), torch.dot(self.r, s), sms_t, ss_t, torch.dot(g, g))).tolist()
         return gs, rs, sms, ss, gg
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 
@@ -41,10 +42,10 @@ class DiagonalNorm(ABC):
     def matrix(self, like: torch.Tensor) -> torch.Tensor | None:
         """Current M (``None`` means the identity)."""
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.updates = state["updates"]
 
 
@@ -78,7 +79,8 @@ class _AccumulatedNorm(DiagonalNorm):
 
     @property
     def _acc(self) -> torch.Tensor | None:
-        return getattr(self, self._acc_name)
+        acc: torch.Tensor | None = getattr(self, self._acc_name)
+        return acc
 
     @abstractmethod
     def _fold_fused(self, acc: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> None:
@@ -98,9 +100,10 @@ class _AccumulatedNorm(DiagonalNorm):
 
     def update(self, grad: torch.Tensor) -> None:
         g = grad.detach()
-        if self._acc is None:
-            setattr(self, self._acc_name, torch.zeros_like(g))
         acc = self._acc
+        if acc is None:
+            acc = torch.zeros_like(g)
+            setattr(self, self._acc_name, acc)
         m = self._m = _reuse(self._m, acc)
         if kernels.resolve(self.fused, acc, g, m):
             self._fold_fused(acc, g, m)
@@ -120,10 +123,10 @@ class _AccumulatedNorm(DiagonalNorm):
             self._stale = False
         return self._m
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, self._acc_name: self._acc}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.updates = state["updates"]
         setattr(self, self._acc_name, state[self._acc_name])
         self._stale = True
@@ -136,7 +139,8 @@ class AdagradNorm(_AccumulatedNorm):
     _acc_name = "sum_sq"
 
     def _fold_fused(self, acc: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> None:
-        kernels.adagrad_update(*kernels.views(acc, g, m), self.eps)
+        acc_n, g_n, m_n = kernels.views(acc, g, m)
+        kernels.adagrad_update(acc_n, g_n, m_n, self.eps)
 
     def _fold(self, acc: torch.Tensor, g: torch.Tensor) -> None:
         acc.addcmul_(g, g)
@@ -161,7 +165,8 @@ class RMSpropNorm(_AccumulatedNorm):
         self.beta = beta
 
     def _fold_fused(self, acc: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> None:
-        kernels.rmsprop_update(*kernels.views(acc, g, m), self.beta, self.eps)
+        acc_n, g_n, m_n = kernels.views(acc, g, m)
+        kernels.rmsprop_update(acc_n, g_n, m_n, self.beta, self.eps)
 
     def _fold(self, acc: torch.Tensor, g: torch.Tensor) -> None:
         acc.mul_(self.beta).addcmul_(g, g, value=1.0 - self.beta)

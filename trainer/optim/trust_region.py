@@ -114,7 +114,7 @@ class TrustRegion(Optimizer):
         self._buffers = [b for b in buffers if torch.is_tensor(b)]
         self._workspace = Workspace()  # the solver's vectors, reused across steps
         self._backup: list[torch.Tensor] | None = None  # the parameters before a step, reused across steps
-        self._views: tuple[tuple[int, ...], Any] | None = None  # see _fused_views
+        self._views: tuple[tuple[Any, ...], Any] | None = None  # see _fused_views
         self.register_state_dict_post_hook(_detach_global_state)
         self.register_load_state_dict_pre_hook(_refuse_old_format)
         self.register_load_state_dict_post_hook(_adopt_loaded_state)
