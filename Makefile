@@ -83,3 +83,14 @@ print-req-files:
 
 clean-venv:
 	rm -rf $(VENV) .venv
+
+# Lint: ruff (ruff.toml), mypy strict on the trainer (mypy.ini) and the layering's import contracts (.importlinter).
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $@
+
+.PHONY: lint
+lint: venv $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports

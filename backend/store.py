@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -326,7 +326,7 @@ def _rows_in_list(fields: tuple[str, ...]) -> Any:
                                                            _M.c.step.in_(bindparam("steps", expanding=True)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rejected_spread(dialect: str) -> Any:
     """For each target step (bound as "kept"), the first rejection at or after it and at most ``last``."""
     target = _STEP_VALUES[dialect][0]()

@@ -136,7 +136,7 @@ def sweep_view(session: Session, sweep: Sweep, *, detail: bool = True) -> dict[s
     body = SweepCreate.model_validate(sweep.spec)
     links = session.execute(select(SweepRun.run_id, SweepRun.entry, SweepRun.point)
                             .where(SweepRun.sweep_id == sweep.id)).all()
-    run_rows = session.scalars(select(Run).where(Run.id.in_([l.run_id for l in links])).order_by(Run.id)).all() \
+    run_rows = session.scalars(select(Run).where(Run.id.in_([link.run_id for link in links])).order_by(Run.id)).all() \
         if links else []
     statuses = [r.status for r in run_rows]
     view: dict[str, Any] = {
@@ -151,8 +151,8 @@ def sweep_view(session: Session, sweep: Sweep, *, detail: bool = True) -> dict[s
     if not detail:
         return view
     data = stat_runs(session, run_rows)
-    entries = {l.run_id: l.entry for l in links}
-    points = {l.run_id: l.point for l in links}
+    entries = {link.run_id: link.entry for link in links}
+    points = {link.run_id: link.point for link in links}
     view["optimizers"] = [_entry_view(i, opt, body.criterion, [d for d in data if entries[d["run_id"]] == i], points)
                           for i, opt in enumerate(body.optimizers)]
     return view

@@ -1,7 +1,7 @@
 """The run store's schema (SQLAlchemy 2 ORM): comparisons, runs, step metrics, evaluations, reconstructions."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
@@ -9,14 +9,13 @@ from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from backend.runner.states import ACTIVE_STATES, ALL_STATES, TERMINAL_STATES, RunState
+from backend.runner.states import ACTIVE_STATES, ALL_STATES, RunState
 
 __all__ = ["Base", "Comparison", "Run", "StepMetric", "MetricBlock", "BLOCK_SIZE", "Evaluation", "Reconstruction", "Analysis", "ANALYSIS_STATUSES", "utcnow",
-           "ACTIVE_STATUSES", "FINAL_STATUSES", "ALL_STATUSES", "METRIC_COLUMNS", "EVAL_COLUMNS"]
+           "ACTIVE_STATUSES", "ALL_STATUSES", "METRIC_COLUMNS", "EVAL_COLUMNS"]
 
 # Run states are defined once, in backend.runner.states; these names stay for the store's callers.
 ACTIVE_STATUSES = ACTIVE_STATES
-FINAL_STATUSES = TERMINAL_STATES
 ALL_STATUSES = ALL_STATES
 
 # Stable constraint names, so Alembic migrations can refer to them on every backend.
@@ -27,7 +26,7 @@ _NAMING = {"ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name
 
 def utcnow() -> datetime:
     """Now, as a naive UTC datetime (what the store keeps; responses add the Z)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class StateColumn(TypeDecorator):

@@ -91,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         out = {"train_seconds": t["train_seconds"], "train_cpu_seconds": t["train_cpu_seconds"],
                "steps": summary["steps"],
                "final_train_loss": t["last_minibatch_loss"], "status": summary["status"]}
-        del timed_run
     out["threads"] = torch.get_num_threads()
     with open(args[1], "w", encoding="utf-8") as fh:
         json.dump(out, fh)

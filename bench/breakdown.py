@@ -152,7 +152,7 @@ def measure_breakdown(model_name: str, optimizer: str, *, steps: int = 100, warm
             def closure() -> torch.Tensor:
                 grad_mode = torch.is_grad_enabled()
                 t0 = clock()
-                out = loss_fn(model(xb), xb, yb)
+                out = loss_fn(model(xb), xb, yb)  # noqa: B023 - the closure is used in this iteration only
                 if not grad_mode:
                     out = out.detach()
                     float(out)  # the optimizer converts it right away; include that sync here

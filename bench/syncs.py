@@ -3,8 +3,8 @@
 On a GPU every ``.item()``, ``.tolist()``, ``float(t)``, ``int(t)``, ``bool(t)`` (a tensor in a Python branch)
 and ``.numpy()`` waits for the device. :func:`count_host_syncs` wraps those methods of ``torch.Tensor`` for the
 duration of a block and counts the calls, so the count can be taken (and tested) on a CPU-only machine. The count
-is of the path a GPU takes: the TR step runs with the fused CPU kernels switched off (:mod:`trainer.optim.fused`,
-which on a CPU reads its scalars without any device transfer).
+is of the path a GPU takes: the TR step is built with ``fused=False`` (no fused CPU kernels of
+:mod:`trainer.optim.fused`, which on a CPU read their scalars without any device transfer).
 """
 from __future__ import annotations
 
@@ -76,13 +76,15 @@ def measure_tr_host_syncs(optimizer: str = "tr-adagrad", *, steps: int = 30, sol
     where the model and batches live ("cpu" emulates the GPU path; "cuda" counts the real one).
     """
     from trainer.models import build_model, loss_function
-    from trainer.optim import fused
-    from trainer.optim.factory import build_optimizer
+    from trainer.optim.trust_region import TrustRegion
+    from trainer.registry import OPTIMIZERS, resolve_hyperparameters
 
     torch.manual_seed(seed)
     model = build_model("mlp", "fashion-mnist").to(device)
     loss_fn = loss_function("mlp")
-    opt = build_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], {"solver": solver})
+    # fused=False: the device (GPU) path, whose synchronisations are counted here on the CPU.
+    opt = TrustRegion([p for p in model.parameters() if p.requires_grad], norm=OPTIMIZERS[optimizer].norm,
+                      fused=False, **resolve_hyperparameters(optimizer, {"solver": solver}))
     gen = torch.Generator().manual_seed(seed)
     per_step: list[int] = []
     iters: list[int] = []
@@ -91,9 +93,9 @@ def measure_tr_host_syncs(optimizer: str = "tr-adagrad", *, steps: int = 30, sol
         yb = torch.randint(0, 10, (batch_size,), generator=gen).to(device)
 
         def closure() -> torch.Tensor:
-            return loss_fn(model(xb), xb, yb)
+            return loss_fn(model(xb), xb, yb)  # noqa: B023 - the closure is used in this iteration only
 
-        with fused.use(False), count_host_syncs() as c:  # the device (GPU) path
+        with count_host_syncs() as c:
             opt.step(closure)
         per_step.append(c.total)
         iters.append(int(opt.last_trace["cg_iterations"]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -40,7 +40,6 @@ __all__ = [
     "filter_runs",
     "finals_table",
     "pick_reconstruction",
-    "short_labels",
     "compact_labels",
     "optimizer_label",
     "flatten_config",
@@ -459,7 +458,8 @@ def tr_frame(runs: list[Mapping[str, Any]], frames: Mapping[int, pd.DataFrame], 
              max_points: int = 2000, optimizer_labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Trust-region internals of the TR runs among ``runs``, stacked: one row per (kept) step.
 
-    Columns: ``run_id, label, optimizer, x, radius, rho, cg_iterations, cg_exit, accepted, train_loss``.
+    Columns: ``run_id, label, optimizer, x, radius, new_radius, rho, cg_iterations, cg_exit, accepted,
+    train_loss`` (``radius`` is Δ before the step, ``new_radius`` after its update).
     Long runs are thinned to ``max_points`` per run by stride, always keeping rejected steps and the
     extremes of ρ and the radius.
     """
@@ -503,7 +503,7 @@ def format_time(ts: str | None) -> str:
     except ValueError:
         return ts
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -567,7 +567,7 @@ def _timestamp(ts: str | None) -> float | None:
         dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 ETA_WINDOW_SECONDS = 120.0
@@ -693,11 +693,6 @@ def finals_table(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[st
         rows.append(row)
     return pd.DataFrame(rows, columns=["setting", "n", "seeds", "test acc mean", "test acc std", "test loss mean",
                                        "test loss std"])
-
-
-def short_labels(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str]) -> dict[int, str]:
-    """Column headers per run id: :func:`compact_labels` (optimizer + only what differs)."""
-    return compact_labels(runs, optimizer_labels)
 
 
 def pick_reconstruction(steps: list[int], backprops: list[float], budget: float | None) -> int | None:

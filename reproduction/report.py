@@ -94,7 +94,7 @@ def side_sections(root: Path, e: Experiment) -> dict[str, list[str]]:
                for o in e.scaling_optimizers if (std := _load_phase(root, e, "standardised", o))]
     if scaling:
         rows = []
-        for o, sec in scaling:
+        for _o, sec in scaling:
             pair = sec["paired"]
             interval = ("—" if pair is None or pair["ci"] is None else
                         f"{_n(pair['mean_diff'])} [{_n(pair['ci'][0])}, {_n(pair['ci'][1])}] (n = {pair['n_pairs']})")
@@ -109,7 +109,7 @@ def side_sections(root: Path, e: Experiment) -> dict[str, list[str]]:
                               "(mean ± std over the seeds that reached it)", "per seed (— = not reached)",
                               "standardised − raw (paired, 95% CI)"], rows) + "\n"]
         lines = []
-        for o, sec in scaling:
+        for _o, sec in scaling:
             lines += sec["sentences"]
             pair = sec["paired"]
             if pair is not None and not pair.get("verdict"):

@@ -33,7 +33,7 @@ DATA_DIR = Path(__file__).resolve().parent.parent / DEFAULT_DATA_DIR  # the trai
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def main(argv: list[str] | None = None) -> int:

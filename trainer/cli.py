@@ -158,6 +158,7 @@ class _CliReporter(NullReporter):
                 self._line(progress, post)
                 self._next_line = (math.floor(progress / LINE_PROGRESS_STEP + 1e-9) + 1) * LINE_PROGRESS_STEP
             return
+        assert self.bar is not None  # returned above when there is neither a bar nor lines
         self.bar.n = int(1000 * progress)
         self.bar.set_postfix(post, refresh=False)
         self.bar.update(0)

@@ -84,7 +84,7 @@ class EvalEvery(BaseModel):
             return "step", float(self.steps)
         if self.backprops is not None:
             return "backprops", float(self.backprops)
-        return "epoch", float(self.epochs)
+        return "epoch", float(self.epochs)  # type: ignore[arg-type]  # the validator keeps exactly one budget set
 
 
 class OptimizerConfig(BaseModel):
@@ -251,7 +251,7 @@ class RunConfig(BaseModel):
                              f"samples of {self.dataset}; use at most {info.train_size}")
         reconstruction = MODELS[self.model].task == "reconstruction"
         if self.input_scaling is None:
-            self.input_scaling = default_input_scaling(self.model)
+            self.input_scaling = default_input_scaling(self.model)  # type: ignore[assignment]  # one of INPUT_SCALINGS
         if reconstruction and self.input_scaling != "unit":
             raise ValueError(f'Invalid input_scaling {self.input_scaling!r} for the {self.model}: an autoencoder '
                              'reconstructs pixels in [0, 1]; use "unit"')

@@ -127,7 +127,7 @@ def _candidates(name: str, data_dir: Path) -> list[Path]:
     return [data_dir / sub for sub in info.local_dirs] + [Path(p) for p in info.system_locations]
 
 
-def find_dataset(name: str, data_dir: str | os.PathLike) -> tuple[Path | None, list[Path]]:
+def find_dataset(name: str, data_dir: str | os.PathLike[str]) -> tuple[Path | None, list[Path]]:
     """The folder holding ``name``'s files (or None) and every folder looked in."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
@@ -139,7 +139,7 @@ def find_dataset(name: str, data_dir: str | os.PathLike) -> tuple[Path | None, l
     return None, looked
 
 
-def dataset_available(name: str, data_dir: str | os.PathLike) -> bool:
+def dataset_available(name: str, data_dir: str | os.PathLike[str]) -> bool:
     """Whether ``name`` is on this machine already (no download)."""
     return find_dataset(name, data_dir)[0] is not None
 
@@ -227,7 +227,7 @@ def decoded_arrays(name: str, folder: Path, cache_dir: Path | None
             arrays = tuple(saved[k].numpy() for k in _CACHE_KEYS)
             if arrays[0].dtype != np.uint8 or arrays[0].ndim != 4 or len(arrays[0]) != len(arrays[1]):
                 raise ValueError(f"unexpected layout {arrays[0].dtype} {arrays[0].shape}")
-            return arrays  # type: ignore[return-value]
+            return arrays
         except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt from the sources, said aloud
             warnings.warn(f"dataset cache {path} unreadable ({type(exc).__name__}: {exc}); decoding {name} again",
                           RuntimeWarning, stacklevel=2)
@@ -247,7 +247,7 @@ def decoded_arrays(name: str, folder: Path, cache_dir: Path | None
 
 def load_dataset(
     name: str,
-    data_dir: str | os.PathLike,
+    data_dir: str | os.PathLike[str],
     *,
     device: "torch.device | str" = "cpu",
     normalize: bool = True,

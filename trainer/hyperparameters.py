@@ -7,7 +7,7 @@ finite and bounded; unknown names are refused (``extra="forbid"``).
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -197,7 +197,7 @@ _SENTENCES: dict[str, str] = {
 }
 
 
-def _sentence(optimizer: str, model: type[Hyperparameters], error: dict[str, Any]) -> str:
+def _sentence(optimizer: str, model: type[Hyperparameters], error: Mapping[str, Any]) -> str:
     """One pydantic error as the sentence the API, the CLI and the UI show: it names the field and the fix."""
     loc = error.get("loc") or ()
     if not loc:  # a cross-field rule (model validator): its message already names the fields

@@ -54,7 +54,8 @@ def images_png(images: torch.Tensor, scale: int = 2) -> bytes:
 class _Evaluator:
     """Fixed evaluation sets and the loss/accuracy computation (not counted in wall time)."""
 
-    def __init__(self, cfg: RunConfig, data: TensorData, model: torch.nn.Module, loss_fn) -> None:
+    def __init__(self, cfg: RunConfig, data: TensorData, model: torch.nn.Module,
+                 loss_fn: Callable[..., torch.Tensor]) -> None:
         self.model, self.loss_fn = model, loss_fn
         self.classifier = MODELS[cfg.model].task == "classification"
         n = min(cfg.eval_train_size, data.train_size)
@@ -100,7 +101,7 @@ class _Evaluator:
         return images_png(out)
 
 
-def run(config: RunConfig | dict, reporter: Reporter | None = None, *, data_dir: str | Path | None = None,
+def run(config: RunConfig | dict[str, Any], reporter: Reporter | None = None, *, data_dir: str | Path | None = None,
         download: bool = True) -> dict[str, Any]:
     """Train one run to its budget and return the summary (also passed to ``reporter.on_finish``).
 
@@ -160,7 +161,7 @@ def _first_order_step(opt: torch.optim.Optimizer, model: torch.nn.Module, loss_f
     t0 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     loss = loss_fn(model(xb), xb, yb)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
     sync()
     seconds = time.perf_counter() - t0
     if measure:
@@ -191,7 +192,7 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
     model.train()
     data_loss = loss_function(cfg.model, cfg.autoencoder_loss)
     hyper = cfg.optimizer.resolved()
-    params = [p for p in model.parameters() if p.requires_grad]
+    params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
     # The training objective: the data loss, plus the optional L2 term (RunConfig.l2; evaluations report the data
     # loss alone).
     loss_fn = data_loss if cfg.l2 == 0 else with_l2(data_loss, params, cfg.l2)
@@ -266,10 +267,12 @@ def _train(cfg: RunConfig, reporter: Reporter, data_dir: Path, summary: dict[str
 
         record: dict[str, Any]
         if is_tr and samples >= warm_samples:
-            loss_value, seconds, record = _tr_step(opt, lambda: loss_fn(model(xb), xb, yb), sync)
+            assert isinstance(opt, TrustRegion)  # is_tr
+            loss_value, seconds, record = _tr_step(opt, lambda: loss_fn(model(xb), xb, yb), sync)  # noqa: B023 - used in this iteration only
             gradients, hvps, forwards = warm_gradients + opt.gradients, opt.hvps, opt.forwards
         else:
             first_order = warm if is_tr else opt  # a TR run here is in its Adagrad warm start
+            assert first_order is not None  # a TR run has a warm optimizer while samples < warm_samples
             measure = step % cfg.grad_norm_every == 0  # instrumentation on the 1st, (N+1)th, ... step
             loss_value, seconds, record = _first_order_step(first_order, model, loss_fn, xb, yb, params, sync,
                                                             measure=measure)

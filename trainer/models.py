@@ -110,7 +110,7 @@ def _cross_entropy(out: torch.Tensor, _x: torch.Tensor, y: torch.Tensor) -> torc
 
 # RunConfig.autoencoder_loss → (loss on the last layer's output, that output as an image in [0, 1]).
 # Both read the same final Linear layer: "bce" treats it as logits of a sigmoid output, "mse" as a linear output.
-_RECONSTRUCTION = {
+_RECONSTRUCTION: dict[str, tuple[Callable[..., torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]] = {
     "bce": (_bce_logits, torch.sigmoid),
     "mse": (_mse_linear, lambda out: out.clamp(0.0, 1.0)),
 }

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -128,14 +127,13 @@ class AnalysisRunner:
         threads = str(self.settings.torch_threads or max(1, cpu_count() // 2))
         env = self.settings.child_environment(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                                               TRUSTLAB_TORCH_THREADS=threads, CUDA_VISIBLE_DEVICES="")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         path = analysis_log_path(self.settings, analysis_id)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("ab") as out:
                 proc = subprocess.Popen([self.python, "-m", "backend.analyses.worker", str(analysis_id)],
                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                        cwd=str(Path.cwd()), start_new_session=True, close_fds=True)
+                                        cwd=str(REPO_ROOT), start_new_session=True, close_fds=True)  # -m finds the packages
         except OSError as exc:
             store.finish(self.engine, analysis_id, "failed", f"could not start the analysis worker: {exc}")
             return

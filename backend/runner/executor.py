@@ -45,9 +45,10 @@ class Executor(Protocol):
     def has_gpus(self) -> bool:
         """Runs can be placed on a GPU (decides whether the API's CPU memory estimate applies to device=auto)."""
 
-    def start(self, run_id: int, config: dict[str, Any]) -> bool:
-        """Start a claimed run; False when no slot fits its device now (the run stays claimed: the caller
-        must not claim before ``fits``). Raises OSError (or RuntimeError) when starting failed."""
+    def start(self, run_id: int, config: dict[str, Any]) -> None:
+        """Start a claimed run (the caller claims only after ``fits``). Raises OSError or RuntimeError when
+        starting failed, including when no free slot suits its device after all; the scheduler then fails the run
+        with that message."""
 
     def fits(self, config: dict[str, Any]) -> bool:
         """A free slot suits this run's device request."""

@@ -160,7 +160,7 @@ class LocalExecutor:
             with path.open("ab") as out:
                 proc = subprocess.Popen([self.python, "-m", "backend.runner.worker", str(run_id)],
                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        env=self._environment(gpu), cwd=str(Path.cwd()), start_new_session=True,
+                                        env=self._environment(gpu), cwd=str(REPO_ROOT), start_new_session=True,
                                         close_fds=True)
             job = _Job(run_id=run_id, proc=proc, slot=slot, log=path)
             self.cold_starts += 1
@@ -293,7 +293,7 @@ class LocalExecutor:
             self._zygote_died(zygote, "exited")
         if not self._zygote_wanted():
             return
-        zygote = Zygote(python=self.python, env=self._zygote_environment(), cwd=str(Path.cwd()),
+        zygote = Zygote(python=self.python, env=self._zygote_environment(), cwd=str(REPO_ROOT),
                         log=self.settings.log_dir / f"zygote-{os.getpid()}-{next(self._seq)}.log")
         try:
             zygote.start()
@@ -381,7 +381,7 @@ class LocalExecutor:
             with path.open("ab") as out:
                 proc = subprocess.Popen([self.python, "-m", "backend.runner.worker", "--warm"], stdin=subprocess.PIPE,
                                         stdout=out, stderr=subprocess.STDOUT, env=self._environment(gpu),
-                                        cwd=str(Path.cwd()), start_new_session=True, close_fds=True)
+                                        cwd=str(REPO_ROOT), start_new_session=True, close_fds=True)
         except OSError as exc:
             self._idle_deaths += 1
             log.error("could not start a warm worker: %s", exc)
@@ -394,8 +394,7 @@ class LocalExecutor:
         env = self.settings.child_environment(
             OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, TRUSTLAB_TORCH_THREADS=threads,
             TRUSTLAB_PINNED_GPU=gpu, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-        return env
+        return env  # no PYTHONPATH: `-m` from cwd=REPO_ROOT finds the packages (or they are installed)
 
     def _free_slots(self) -> list[int]:
         used = {job.slot for job in self.jobs.values()}

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from backend.settings import Settings
 
 __all__ = ["StoreReporter", "StoreOutage", "StoreUnreachable", "STORE_UNREACHABLE_EXIT", "main", "warm_main",
-           "train_run", "preload", "final_status", "finish_run", "clean_json", "log_path", "redirect_output"]
+           "train_run", "preload", "finish_run", "clean_json", "log_path", "redirect_output"]
 
 _STEP_TABLE = StepMetric.__table__
 _EVAL_TABLE = Evaluation.__table__
@@ -56,8 +56,6 @@ _BLOCK_TABLE = MetricBlock.__table__
 
 _clean = clean_scalar  # the one cleaning rule (trainer.reporting), per field of every record
 
-
-final_status = outcome  # the trainer's summary → the store's (state, error); defined in the lifecycle module
 
 
 STORE_UNREACHABLE_EXIT = 75  # EX_TEMPFAIL: the store stayed unreachable; the scheduler records the outcome

@@ -196,7 +196,7 @@ def _reconstructions(runs: list[Mapping[str, Any]]) -> None:
     if not latest and len(budgets) > 1:
         budget = st.select_slider("At a budget of (backprops)", options=budgets, value=budgets[-1],
                                   key="cmp_recon_budget", format_func=lambda b: f"{b:,.0f}")
-    headers = series.short_labels(runs, opt_labels)
+    headers = series.compact_labels(runs, opt_labels)
     cols = st.columns(len(runs) + 1)
     source = next((r for r in runs if listings[r["id"]].get("has_original")), None)
     with cols[0]:

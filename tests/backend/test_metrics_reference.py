@@ -179,7 +179,7 @@ def test_metrics_pages_match_a_naive_reference(client: TestClient, tr: bool, com
 
 
 @pytest.mark.slow
-def test_metrics_pages_match_the_reference_on_postgres(pg_url: str, tmp_path: Path) -> None:
+def test_metrics_pages_match_the_reference_on_postgres(pg_url: str, tmp_path: Path) -> None:  # noqa: F811 - the fixture imported above
     """The same pages on a throwaway PostgreSQL (unnest instead of json_each, native booleans), with extreme bounds."""
     with TestClient(create_app(make_settings(tmp_path, database_url=pg_url))) as client:
         run_id = _write(client, _records(N_STEPS, tr=True, seed=5), complete=True)

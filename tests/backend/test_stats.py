@@ -12,9 +12,9 @@ from backend import stats
 
 def ev(*losses, step=100, acc=None):
     """Evaluations every ``step`` backprops with the given train losses (test loss = train + 0.1)."""
-    return [{"step": i, "backprops": step * i, "epoch": i / 10, "wall_time": 2.0 * i, "train_loss": l,
-             "test_loss": l + 0.1, "test_accuracy": acc if acc is not None else 1 - l / 2}
-            for i, l in enumerate(losses)]
+    return [{"step": i, "backprops": step * i, "epoch": i / 10, "wall_time": 2.0 * i, "train_loss": loss,
+             "test_loss": loss + 0.1, "test_accuracy": acc if acc is not None else 1 - loss / 2}
+            for i, loss in enumerate(losses)]
 
 
 def run(group, seed, losses, status="completed", budget=None, **kw):

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from backend.runner import worker
 from backend.settings import Settings
 from backend.tables import Run
-from backend.runner.worker import StoreReporter, clean_json, final_status
+from backend.runner.lifecycle import outcome
+from backend.runner.worker import StoreReporter, clean_json
 from tests.backend.conftest import FAKE_TRAINER, MLP_RUN
 
 
@@ -66,7 +67,7 @@ def test_non_finite_values_are_stored_as_null(client: TestClient) -> None:
     ({"status": "stopped", "steps": 3}, False, True, ("interrupted", "interrupted at step 3: its API process went away")),
 ])
 def test_final_status(summary: dict, cancel: bool, orphaned: bool, expected: tuple) -> None:
-    assert final_status(summary, cancel_requested=cancel, orphaned=orphaned) == expected
+    assert outcome(summary, cancel_requested=cancel, orphaned=orphaned) == expected
 
 
 def _run_main(monkeypatch: pytest.MonkeyPatch, settings: Settings, run_id: int) -> int:

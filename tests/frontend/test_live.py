@@ -50,7 +50,7 @@ def test_history_is_bounded_and_keeps_spikes_and_rejections():
     run = api.add_run("tr-rmsprop", status="running", steps=0)
     live = LiveData(max_points=50, history_points=200)
     seen = 0
-    for tick in range(30):  # 30 refreshes of 40 new points: 1200 steps in all
+    for _tick in range(30):  # 30 refreshes of 40 new points: 1200 steps in all
         pts = metric_points(40, tr=True, start=seen + 1)
         for p in pts:
             if p["step"] == 333:

@@ -38,7 +38,7 @@ def test_ema_matches_a_naive_debiased_average():
     y = np.array([1.0, 3.0, np.nan, 2.0, 5.0])
     out = series.ema(y, 0.5)
     # naive reference
-    vals, weights, ref = [], [], []
+    vals, ref = [], []
     for v in y:
         if np.isnan(v):
             ref.append(np.nan)
@@ -147,14 +147,14 @@ def test_pick_reconstruction_and_thresholds():
     assert series.tr_thresholds([a, b]) is None
 
 
-def test_short_labels():
+def test_compact_labels_name_the_optimizer_and_only_what_differs():
     api = FakeApi()
     a = api.add_run("sgd", hyperparameters={"lr": 0.05})
     b = api.add_run("adam")
     c = api.add_run("adam", hyperparameters={"lr": 0.01})
     a["label"] = "SGD lr=0.05 (seed 0)"
     c["label"] = "Adam lr=0.01 (seed 0)"
-    labels = series.short_labels([a, b, c], {"sgd": "SGD", "adam": "Adam"})
+    labels = series.compact_labels([a, b, c], {"sgd": "SGD", "adam": "Adam"})
     assert labels == {a["id"]: "SGD", b["id"]: "Adam", c["id"]: "Adam lr=0.01"}
 
 

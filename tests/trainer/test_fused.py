@@ -22,13 +22,10 @@ def _problem(seed, d=40, dtype=torch.float64, pd=False):
 
 
 def test_fused_path_is_taken_for_cpu_float_vectors_only():
-    """Numba is a pinned dependency: a CPU float vector takes the fused path unless switched off (never silently)."""
+    """Numba is a pinned dependency: a CPU float vector can take the fused path (never silently not)."""
     assert fused.numba_version() is not None
     g = torch.randn(5, dtype=torch.float64)
     assert fused.enabled(g) and fused.enabled(g.float())
-    with fused.use(False):
-        assert not fused.enabled(g)
-    assert fused.enabled(g)
     assert not fused.enabled(torch.randn(5, dtype=torch.float16))
     assert not fused.enabled(torch.randn(5, dtype=torch.float64, requires_grad=True))
     with pytest.raises(ValueError, match="contiguous"):
@@ -47,10 +44,9 @@ def test_fused_and_torch_cg_agree(dtype, precond, seed):
     for radius in (0.05, 0.5, 50.0):
         results = {}
         for on in (True, False):
-            with fused.use(on):
-                r = steihaug_cg(g, lambda v: H @ v, radius, precond=M, tol=1e-3, theta=0.0, max_iter=60,
-                                workspace=Workspace())
-                results[on] = (r, r.step.clone())
+            r = steihaug_cg(g, lambda v: H @ v, radius, precond=M, tol=1e-3, theta=0.0, max_iter=60,
+                            workspace=Workspace(), fused=on)
+            results[on] = (r, r.step.clone())
         (a, sa), (b, sb) = results[True], results[False]
         # float32 sums in a different order can cross the stopping threshold one iteration apart
         slack = 0 if dtype == torch.float64 else 1
@@ -75,11 +71,10 @@ def test_fused_norm_updates_match_torch(norm_cls, dtype):
     grads = [torch.randn(1000, generator=gen, dtype=torch.float64).to(dtype) * 10.0 ** k for k in range(-3, 2)]
     norms = {}
     for on in (True, False):
-        with fused.use(on):
-            n = norm_cls(eps=1e-10)
-            for gr in grads:
-                n.update(gr)
-            norms[on] = n
+        n = norm_cls(eps=1e-10, fused=on)
+        for gr in grads:
+            n.update(gr)
+        norms[on] = n
     a, b = norms[True], norms[False]
     rtol = 1e-12 if dtype == torch.float64 else 1e-6
     torch.testing.assert_close(a.matrix(grads[0]), b.matrix(grads[0]), rtol=rtol, atol=0)
@@ -184,6 +179,49 @@ def test_tr_step_moves_parameters_by_the_step_and_tells_autograd(contiguous):
     step = unflatten_into(opt._workspace._bufs["s"], params)  # the solver's step, kept in its workspace
     assert all(torch.equal(p.detach(), b + s) for p, b, s in zip(params, before, step))
     assert all(p._version > v for p, v in zip(params, versions))
-    assert (opt._views is not None and opt._views[1] is not None) is contiguous
+    assert opt.fused is contiguous  # fused=None: the fused kernels exactly where the parameters allow them
+    assert (opt._views is not None) is contiguous
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         stale.backward()
+
+
+def test_resolve_is_torchs_fused_convention():
+    """None: fused where the tensors allow; False: never; True: required, or a ValueError that says what to pass."""
+    cpu = torch.randn(5, dtype=torch.float64)
+    half = torch.randn(5, dtype=torch.float16)
+    strided = torch.randn(4, 4, dtype=torch.float64)[:, 0]
+    assert fused.resolve(None, cpu) is True and fused.resolve(False, cpu) is False and fused.resolve(True, cpu) is True
+    for bad in (half, strided, cpu.float()):
+        assert fused.resolve(None, cpu, bad) is False
+        assert fused.resolve(False, cpu, bad) is False
+        with pytest.raises(ValueError, match="fused=False"):
+            fused.resolve(True, cpu, bad)
+
+
+@pytest.mark.parametrize("flag", [None, True, False])
+def test_trust_region_resolves_fused_once_and_passes_it_down(flag, monkeypatch):
+    """The optimizer's ``fused`` flag is resolved at construction (torch.optim's convention) and decides every
+    fused-or-PyTorch choice of a step: the norm update, the CG solve and the save-and-add of the parameters."""
+    net, closure = _problem_net(False)
+    calls = []
+    real = fused.resolve
+    monkeypatch.setattr(fused, "resolve", lambda f, *t: calls.append(f) or real(f, *t))
+    opt = TrustRegion(net.parameters(), norm="adagrad", radius=0.05, fused=flag)
+    expected = flag is not False
+    assert opt.fused is expected and opt.norm.fused is expected
+    assert calls == [flag]
+    kernel_calls = []
+    for name in ("cg_init", "adagrad_update", "save_and_add"):
+        real_kernel = getattr(fused, name)
+        monkeypatch.setattr(fused, name, lambda *a, _k=real_kernel, _n=name: kernel_calls.append(_n) or _k(*a))
+    opt.step(closure)
+    assert calls[1:] == [expected, expected]  # the norm and the solver were handed the resolved flag
+    assert sorted(kernel_calls) == (["adagrad_update", "cg_init", "save_and_add"] if expected else [])
+
+
+def test_trust_region_fused_true_refuses_parameters_it_cannot_take():
+    net, _ = _problem_net(False)
+    params = [p.detach().half().requires_grad_() for p in net.parameters()]
+    with pytest.raises(ValueError, match="Invalid fused=True"):
+        TrustRegion(params, fused=True)
+    assert TrustRegion(params).fused is False

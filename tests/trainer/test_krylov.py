@@ -6,17 +6,20 @@ import pytest
 import torch
 from scipy.optimize._trustregion_exact import IterativeSubproblem
 
-from trainer.optim import fused
 from trainer.optim.krylov import SolverExit, gltr, solve_tridiagonal_tr, steihaug_cg
 
 D = torch.float64
 
 
 @pytest.fixture(params=["fused", "torch"], autouse=True)
-def cg_path(request):
-    """Every test runs on both implementations of the CG iteration: the fused CPU passes and the PyTorch one (GPUs)."""
-    with fused.use(request.param == "fused"):
-        yield request.param
+def cg_path(request, monkeypatch):
+    """Every test runs on both implementations of the CG iteration: the fused CPU passes and the PyTorch one (GPUs).
+
+    The solver's ``fused`` keyword default becomes True (required: a test fails if the fused path cannot be taken)
+    or False for the test, so every call below, including those through the SOLVERS list, takes that path."""
+    monkeypatch.setattr(steihaug_cg, "__kwdefaults__", {**steihaug_cg.__kwdefaults__,
+                                                        "fused": request.param == "fused"})
+    yield request.param
 
 
 def _problem(seed, d=25, kind="indefinite"):

@@ -188,7 +188,7 @@ def test_warm_start_runs_adagrad_first_and_counts_its_steps(tmp_path):
     assert all(r.get("cg_iterations") is None and r["hvps"] == 0 for r in warm)
     assert [r["gradients"] for r in warm] == [1, 2] and warm[-1]["backprops"] == 2
     assert tr and all(r["cg_iterations"] is not None for r in tr)
-    for prev, rec in zip(rep.steps, rep.steps[1:]):
+    for _prev, rec in zip(rep.steps, rep.steps[1:]):
         assert rec["backprops"] == rec["gradients"] + rec["hvps"]
         assert rec["epoch"] == pytest.approx(rec["step"] * 512 / 2048)
     assert tr[0]["gradients"] == 3  # the TR method's gradient count continues after the warm start

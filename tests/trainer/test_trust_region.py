@@ -234,13 +234,12 @@ def test_without_buffers_given_the_rho_forward_pass_would_count_twice():
 
 
 def test_step_runs_torch_optim_hooks_and_shows_in_the_profiler():
-    """TrustRegion opens torch.optim's profiler scope itself (only while a profiler records); the step hooks of
-    torch.optim still run, in order, and a pre-hook may replace the closure."""
+    """torch.optim wraps TrustRegion.step as any optimizer's (public API only): its step hooks run, in order, a
+    pre-hook may replace the closure, and a profiler sees the step's scope."""
     from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
     x = nn.Parameter(torch.tensor([-1.2, 1.0], dtype=torch.float64))
     opt = TrustRegion([x], radius=0.5)
-    assert not hasattr(TrustRegion.step, "__wrapped__")  # torch.optim did not wrap it in its record_function scope
     calls = []
     other = _rosenbrock_closure(nn.Parameter(torch.tensor([0.5, 0.5], dtype=torch.float64)))
     handles = [
@@ -331,3 +330,105 @@ def test_at_the_loss_floor_the_relative_rule_accepts_and_the_plain_ratio_rejects
     opt, _, closure = _flat_float32_problem("authors")  # pred ~1e-10 is above the authors' 1e-15
     opt.step(closure)
     assert not opt.last_trace["accepted"]
+
+
+def _deep_copy(obj):
+    if torch.is_tensor(obj):
+        return obj.clone()
+    if isinstance(obj, dict):
+        return {k: _deep_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_deep_copy(v) for v in obj]
+    return obj
+
+
+def _assert_same(a, b):
+    assert type(a) is type(b)
+    if torch.is_tensor(a):
+        assert torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same(a[k], b[k])
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _assert_same(x, y)
+    else:
+        assert a == b
+
+
+def test_radius_and_counters_live_in_the_first_parameters_state():
+    """One source of truth, as LBFGS keeps its global state: the live radius is in self.state (param_groups keeps
+    Δ₀), with the counters and the norm's state."""
+    net, closure = _mlp_problem()
+    opt = TrustRegion(net.parameters(), norm="adagrad", radius=0.05, gamma1=1.1, eta1=0.0, eta2=0.0)  # accepted: Δ grows
+    for _ in range(3):
+        opt.step(closure)
+    state = opt.state[next(iter(net.parameters()))]
+    assert opt.param_groups[0]["radius"] == 0.05
+    assert state["radius"] == opt.radius == opt.last_trace["new_radius"] != 0.05
+    assert (state["gradients"], state["forwards"]) == (3, 3) and state["hvps"] == opt.hvps >= 3
+    assert state["norm"]["updates"] == 3 and state["norm"]["sum_sq"] is opt.norm.sum_sq
+    saved = opt.state_dict()
+    assert saved["state"][0]["radius"] == opt.radius and "trust_region" not in saved
+
+
+@pytest.mark.parametrize("norm", ["uniform", "adagrad", "rmsprop"])
+def test_state_dict_round_trips_any_number_of_times(norm):
+    """Loading the same state dict twice (or into two optimizers) gives the same optimizer each time, and never
+    changes the dict: before the fix, the first load popped its 'trust_region' entry and the second reset the
+    radius to Δ₀ (0.055 back to 0.05)."""
+    net, closure = _mlp_problem()
+    radius = 1e-4 if norm == "rmsprop" else 0.05
+    opt = TrustRegion(net.parameters(), norm=norm, radius=radius, eta1=0.0, eta2=0.0)
+    for _ in range(2):
+        opt.step(closure)
+    grown = opt.radius
+    assert grown > radius
+    saved = opt.state_dict()
+    pristine = _deep_copy(saved)
+    start = [p.detach().clone() for p in net.parameters()]
+    results = []
+    for _ in range(2):  # the same dict, loaded twice into the same optimizer
+        with torch.no_grad():
+            for p, s in zip(net.parameters(), start):
+                p.copy_(s)
+        other = TrustRegion(net.parameters(), norm=norm, radius=radius, eta1=0.0, eta2=0.0)
+        other.load_state_dict(saved)
+        other.load_state_dict(saved)
+        assert other.radius == grown and (other.gradients, other.hvps) == (opt.gradients, opt.hvps)
+        other.step(closure)  # steps after loading do not write into the loaded dict
+        _assert_same(saved, pristine)
+        results.append((other.last_trace, [p.detach().clone() for p in net.parameters()]))
+    (t1, p1), (t2, p2) = results
+    assert t1 == t2 and t1["radius"] == grown
+    assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+
+
+def test_state_dict_is_a_snapshot_of_the_radius_and_counters():
+    net, closure = _mlp_problem()
+    opt = TrustRegion(net.parameters(), radius=0.05, eta1=0.0, eta2=0.0)
+    opt.step(closure)
+    saved = opt.state_dict()
+    radius, gradients = saved["state"][0]["radius"], saved["state"][0]["gradients"]
+    opt.step(closure)
+    assert saved["state"][0]["radius"] == radius and saved["state"][0]["gradients"] == gradients == 1
+    assert opt.radius != radius
+
+
+def test_loading_a_state_saved_before_any_step_starts_over():
+    net, closure = _mlp_problem()
+    opt = TrustRegion(net.parameters(), norm="adagrad", radius=0.05, eta1=0.0, eta2=0.0)
+    fresh = opt.state_dict()
+    opt.step(closure)
+    opt.load_state_dict(fresh)
+    assert opt.radius == 0.05 and opt.gradients == 0 and opt.norm.updates == 0 and opt.norm.sum_sq is None
+
+
+def test_old_state_dict_layout_is_refused_not_ignored():
+    net, _ = _mlp_problem()
+    opt = TrustRegion(net.parameters())
+    old = {**opt.state_dict(), "trust_region": {"radius": 0.055}}
+    with pytest.raises(ValueError, match="old top-level 'trust_region'"):
+        opt.load_state_dict(old)

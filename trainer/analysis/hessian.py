@@ -26,7 +26,7 @@ not by double backward, which stays in ``trainer.optim.hvp`` (the tests use it a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -261,7 +261,7 @@ def abs_heatmap(H: torch.Tensor, size: int = 64) -> tuple[list[list[float]], lis
 def analyse_hessian(model: nn.Module, loss_fn: LossFn, inputs: torch.Tensor, targets: torch.Tensor, *,
                     limit: int = MAX_HESSIAN_PARAMETERS, heatmap_size: int = 64, random_draws: int = 2,
                     seed: int = 0, rotations: Sequence[torch.Tensor] | None = None,
-                    ols_simulated: dict[str, float] | None = None) -> dict:
+                    ols_simulated: dict[str, float] | None = None) -> dict[str, Any]:
     """Hessian structure of the loss on the batch (``inputs``, ``targets``) at the model's current weights.
 
     Args:

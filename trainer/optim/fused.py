@@ -20,29 +20,29 @@ the solver's checks see it. ``M`` is passed as ``None`` for the identity (the sp
 separate specialisation with the M-terms removed.
 
 Numba compiles each kernel on first use and caches the machine code beside this file (``__pycache__``); without a
-writable cache it compiles in memory. :func:`enabled` says whether a tensor takes this path: a CPU tensor of
-float32/float64 with Numba importable, unless switched off with :func:`use` (the device path is the PyTorch one, which a
-GPU takes and which the host-synchronisation count measures).
+writable cache it compiles in memory. :func:`enabled` says whether a tensor can take this path: a CPU tensor of
+float32/float64 with Numba importable. :func:`resolve` is the one place where the fused-or-PyTorch choice is made,
+with torch.optim's ``fused`` convention (None: whichever the tensors allow; True: required; False: PyTorch's
+operations, the device path that a GPU takes and that the host-synchronisation count measures). The trust-region
+optimizer resolves its ``fused`` flag once, at construction, and passes the result down to its norm and solver.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-__all__ = ["enabled", "takes", "use", "numba_version", "views", "cg_init", "cg_curvature", "cg_update", "cg_direction",
+__all__ = ["enabled", "takes", "resolve", "numba_version", "views", "cg_init", "cg_curvature", "cg_update", "cg_direction",
            "cg_final", "adagrad_update", "rmsprop_update", "save_and_add", "warm_up"]
 
 try:  # Numba is a pinned dependency (requirements.txt); without it every tensor takes the PyTorch path.
     import numba
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only on installs without numba
-    numba = None
+    numba = None  # type: ignore[assignment]  # Numba absent: every tensor takes the PyTorch path
 
 _DTYPES = (torch.float32, torch.float64)
-_switch: list[bool] = [True]
 # Reassociation (vectorised reductions), contraction (FMA) and reciprocal approximation; never "nnan"/"ninf",
 # so NaN and Inf behave as IEEE says and reach the solver's checks; NumPy's error model: x/0 is Inf, not an exception.
 _FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
@@ -50,12 +50,12 @@ _FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 def numba_version() -> str | None:
     """The Numba version in use, or None when it is not installed."""
-    return None if numba is None else numba.__version__
+    return None if numba is None else str(numba.__version__)
 
 
 def enabled(like: torch.Tensor) -> bool:
     """Whether vectors like ``like`` take the fused CPU path."""
-    return (_switch[0] and numba is not None and like.device.type == "cpu" and like.dtype in _DTYPES
+    return (numba is not None and like.device.type == "cpu" and like.dtype in _DTYPES
             and not like.requires_grad)
 
 
@@ -65,20 +65,23 @@ def takes(*tensors: torch.Tensor) -> bool:
     return all(enabled(t) and t.is_contiguous() and t.dtype == first.dtype for t in tensors)
 
 
-@contextlib.contextmanager
-def use(on: bool) -> Iterator[None]:
-    """Switch the fused path on or off for the duration of a block (tests, and the device-path sync count)."""
-    old = _switch[0]
-    _switch[0] = bool(on)
-    try:
-        yield
-    finally:
-        _switch[0] = old
+def resolve(fused: bool | None, *tensors: torch.Tensor) -> bool:
+    """Whether work on ``tensors`` runs in the fused kernels, by torch.optim's convention for its ``fused`` flag:
+    None takes them where the tensors allow (:func:`takes`), False never, True always (a ValueError says why
+    the tensors cannot, and what to pass instead)."""
+    if fused is None:
+        return bool(tensors) and takes(*tensors)
+    if fused and not (tensors and takes(*tensors)):
+        why = ("Numba is not installed" if numba is None
+               else "they must be contiguous CPU tensors of one dtype, float32 or float64, without requires_grad")
+        raise ValueError(f"Invalid fused=True: the fused kernels cannot take these tensors ({why}); pass "
+                         "fused=None to choose automatically or fused=False for PyTorch's operations")
+    return bool(fused)
 
 
 def views(*tensors: torch.Tensor | None) -> list[Any]:
     """Zero-copy NumPy views of contiguous CPU tensors (None stays None)."""
-    out = []
+    out: list[Any] = []
     for t in tensors:
         if t is None:
             out.append(None)

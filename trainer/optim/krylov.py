@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 
-from trainer.optim import fused
+from trainer.optim import fused as kernels
 
 __all__ = ["SolverExit", "SubproblemResult", "Workspace", "steihaug_cg", "gltr", "solve_tridiagonal_tr", "stopping_threshold",
            "SOLVERS"]
@@ -23,7 +23,7 @@ Tensor = torch.Tensor
 HVP = Callable[[Tensor], Tensor]
 
 
-class SolverExit(str, Enum):
+class SolverExit(str, Enum):  # noqa: UP042 - a StrEnum would change str(member) from "SolverExit.X" to the value
     """Why the Krylov iteration stopped."""
 
     INTERIOR = "interior"  # residual tolerance met inside the region
@@ -148,6 +148,7 @@ def steihaug_cg(
     theta: float = 0.5,
     max_iter: int = 50,
     workspace: Workspace | None = None,
+    fused: bool | None = None,
 ) -> SubproblemResult:
     """Preconditioned Steihaug-Toint truncated CG (Conn, Gould & Toint, Algorithm 7.5.1).
 
@@ -160,11 +161,12 @@ def steihaug_cg(
     preconditioned residual ‖r_k‖_{M⁻¹} = sqrt(r_kᵀM⁻¹r_k), r_k = g + Hs_k, is ≤ ‖g‖_{M⁻¹}·min(κ, ‖g‖_{M⁻¹}^θ)
     (:func:`stopping_threshold`); with M = I both norms are Euclidean.
 
-    Two implementations of the same iteration: on a CPU (float32/float64) the vector work runs as fused
-    passes (:mod:`trainer.optim.fused`: three per iteration instead of about a dozen PyTorch operations); on
-    other devices it is PyTorch operations with one host synchronisation per iteration (all scalars of an
-    iteration, including those of the tentative update s + αp, travel in one transfer) plus one before and one
-    after the loop. The two agree to rounding (tests/trainer/test_krylov.py runs every case on both).
+    One driver (:func:`_cg_iterate`: the exits, τ and the stopping rule) over two implementations of the vector
+    work: fused CPU passes (:class:`_FusedVectors`, :mod:`trainer.optim.fused`: three per iteration instead of
+    about a dozen PyTorch operations) and PyTorch operations (:class:`_TorchVectors`, any device: one host
+    synchronisation per iteration, since all scalars of an iteration, including those of the tentative update
+    s + αp, travel in one transfer, plus one before and one after the loop). The two agree to rounding
+    (tests/trainer/test_krylov.py runs every case on both).
 
     Args:
         grad: flat gradient g.
@@ -176,6 +178,9 @@ def steihaug_cg(
         max_iter: cap on iterations (= Hessian-vector products). Default 50.
         workspace: reuse its vectors (no allocation per solve); the returned step then lives in it. Default
             None: fresh vectors.
+        fused: the fused CPU kernels (True: required, ValueError when the vectors cannot take them), PyTorch
+            operations (False), or whichever the vectors allow (None, the default), as
+            :func:`trainer.optim.fused.resolve` decides.
 
     Returns:
         SubproblemResult with exit INTERIOR (tolerance met), BOUNDARY, NEGATIVE_CURVATURE or MAX_ITER.
@@ -183,130 +188,185 @@ def steihaug_cg(
     _check(grad, radius, precond, tol, theta, max_iter)
     g = grad.detach()
     ws = workspace if workspace is not None else Workspace()
-    if fused.takes(g) if precond is None else fused.takes(g, precond):
-        return _steihaug_cg_fused(g, hvp, radius, precond, tol, theta, max_iter, ws)
-    minv = None if precond is None else torch.reciprocal(precond, out=ws.get("minv", g))
-
-    s = ws.get("s", g).zero_()
-    r = ws.get("r", g).copy_(g)  # residual r = g + Hs
-    v = torch.mul(r, minv, out=ws.get("v", g)) if minv is not None else r  # M⁻¹r (aliases r when M = I)
-    p = torch.neg(v, out=ws.get("p", g))
-    # Tentative iterates and scratch: written each iteration, swapped in when the iteration is taken.
-    s_new, r_new = ws.get("s_new", g), ws.get("r_new", g)
-    v_new = ws.get("v_new", g) if minv is not None else None
-    mp = ws.get("mp", g) if precond is not None else p  # M p
-    tmp = ws.get("tmp", g) if precond is not None else None
-    rv_t = torch.dot(r, v)
-    rv = _initial_product(r, v, precond)
+    on_cpu = kernels.resolve(fused, g) if precond is None else kernels.resolve(fused, g, precond)
+    vectors: _CGVectors = _FusedVectors(g, hvp, precond, ws) if on_cpu else _TorchVectors(g, hvp, precond, ws)
+    rv = vectors.start()
     g_norm = math.sqrt(max(rv, 0.0))
     if g_norm == 0.0:
-        return SubproblemResult(s, 0.0, 0, SolverExit.INTERIOR, 0.0, 0.0, 0.0)
-    stop_sq = stopping_threshold(g_norm, tol, theta) ** 2
-    exit_ = SolverExit.MAX_ITER
-    hvps = 0
-    s_ms = 0.0
-    for _ in range(max_iter):
-        hp = hvp(p)
-        hvps += 1
-        if precond is not None:
-            torch.mul(p, precond, out=mp)
-        # The tentative CG update with α = rᵀM⁻¹r / pᵀHp kept on the device, so that pᵀHp, sᵀMp, pᵀMp and
-        # the updated ‖s‖²_M and rᵀM⁻¹r reach the host in a single transfer.
-        curv_t = torch.dot(p, hp)
-        alpha_t = rv_t / curv_t
-        torch.addcmul(s, p, alpha_t, out=s_new)
-        torch.addcmul(r, hp, alpha_t, out=r_new)
-        if minv is not None:
-            torch.mul(r_new, minv, out=v_new)
-            rv_new_t = torch.dot(r_new, v_new)
-        else:
-            rv_new_t = torch.dot(r_new, r_new)
-        scalars = torch.stack((curv_t, torch.dot(s, mp), torch.dot(p, mp), rv_new_t))
-        curv, s_mp, p_mp, rv_new = scalars.tolist()
-        if curv <= 0.0 or not math.isfinite(curv):
-            tau = _boundary_tau(s_ms, s_mp, p_mp, radius)
-            s.add_(p, alpha=tau)
-            r.add_(hp, alpha=tau)
-            exit_ = SolverExit.NEGATIVE_CURVATURE
-            break
-        # ‖s + αp‖²_M expanded in the explicit sᵀMp and pᵀMp of this iteration (α as the device computed it).
-        alpha = rv / curv
-        s_new_ms = s_ms + 2.0 * alpha * s_mp + alpha * alpha * p_mp
-        if s_new_ms >= radius * radius:
-            tau = _boundary_tau(s_ms, s_mp, p_mp, radius)
-            s.add_(p, alpha=tau)
-            r.add_(hp, alpha=tau)
-            exit_ = SolverExit.BOUNDARY
-            break
-        s, s_new = s_new, s
-        r, r_new = r_new, r
-        if minv is not None:
-            v, v_new = v_new, v
-        else:
-            v = r
-        s_ms = s_new_ms
-        if rv_new <= stop_sq:
-            exit_ = SolverExit.INTERIOR
-            break
-        beta = rv_new / rv
-        rv, rv_t = rv_new, scalars[3]
-        p.mul_(beta).sub_(v)
+        return SubproblemResult(vectors.s.zero_(), 0.0, 0, SolverExit.INTERIOR, 0.0, 0.0, 0.0)
+    exit_, hvps = _cg_iterate(vectors, rv, radius, stopping_threshold(g_norm, tol, theta) ** 2, max_iter)
     # m(s) = gᵀs + ½sᵀHs with Hs = r - g, so m(s) = ½(gᵀs + rᵀs): no extra Hessian-vector product.
-    ss_t = torch.dot(s, s)
-    sms_t = torch.dot(torch.mul(s, precond, out=tmp), s) if precond is not None else ss_t
-    gs, rs, sms, ss, gg = torch.stack((torch.dot(g, s), torch.dot(r, s), sms_t, ss_t, torch.dot(g, g))).tolist()
-    return SubproblemResult(s, -0.5 * (gs + rs), hvps, exit_, math.sqrt(max(sms, 0.0)), math.sqrt(max(ss, 0.0)),
-                            math.sqrt(max(gg, 0.0)))
+    gs, rs, sms, ss, gg = vectors.finish()
+    return SubproblemResult(vectors.s, -0.5 * (gs + rs), hvps, exit_, math.sqrt(max(sms, 0.0)),
+                            math.sqrt(max(ss, 0.0)), math.sqrt(max(gg, 0.0)))
 
 
-def _steihaug_cg_fused(g: Tensor, hvp: HVP, radius: float, precond: Tensor | None, tol: float, theta: float,
-                       max_iter: int, ws: Workspace) -> SubproblemResult:
-    """:func:`steihaug_cg` on a CPU with fused passes (:mod:`trainer.optim.fused`): the same iteration, exit rules
-    and M-inner products; no tentative vectors, since on the CPU the scalars are at hand without a transfer."""
-    names = ("s", "r", "p", "minv") if precond is not None else ("s", "r", "p")
-    (s_t, s_n), (r_t, r_n), (p_t, p_n), *inv = ws.arrays(names, g)
-    minv_n = inv[0][1] if inv else None
-    g_n, m_n = fused.views(g, precond)
-    rv, gg, not_positive = fused.cg_init(g_n, m_n, minv_n, p_n)
-    if not_positive:
-        raise ValueError("Invalid preconditioner: every entry of M must be positive")
-    grad_norm = math.sqrt(max(gg, 0.0))
-    g_norm = math.sqrt(max(rv, 0.0))
-    if g_norm == 0.0:
-        return SubproblemResult(s_t.zero_(), 0.0, 0, SolverExit.INTERIOR, 0.0, 0.0, grad_norm)
-    stop_sq = stopping_threshold(g_norm, tol, theta) ** 2
+def _cg_iterate(vectors: _CGVectors, rv: float, radius: float, stop_sq: float, max_iter: int
+                ) -> tuple[SolverExit, int]:
+    """The Steihaug-Toint iteration on ``vectors`` from s = 0, r = g, p = -M⁻¹g with rᵀM⁻¹r = ``rv``: returns the
+    exit and the number of Hessian-vector products. Its rules are written once, for both implementations."""
     exit_ = SolverExit.MAX_ITER
     hvps = 0
     s_ms = 0.0
-    first = g_n  # s = 0 and r = g until the first update writes them
     for _ in range(max_iter):
-        hp = hvp(p_t)
+        curv, s_mp, p_mp = vectors.curvature()
         hvps += 1
-        hp_n = hp.detach().to(g.dtype).contiguous().numpy()  # no copy when it already is (an HVP's output is)
-        curv, s_mp, p_mp = fused.cg_curvature(p_n, hp_n, None if first is not None else s_n, m_n)
         if curv <= 0.0 or not math.isfinite(curv):
-            fused.cg_update(s_n, r_n, p_n, hp_n, minv_n, _boundary_tau(s_ms, s_mp, p_mp, radius), first)
+            vectors.to_boundary(_boundary_tau(s_ms, s_mp, p_mp, radius))
             exit_ = SolverExit.NEGATIVE_CURVATURE
             break
+        # ‖s + αp‖²_M expanded in the explicit sᵀMp and pᵀMp of this iteration.
         alpha = rv / curv
         s_new_ms = s_ms + 2.0 * alpha * s_mp + alpha * alpha * p_mp
         if s_new_ms >= radius * radius:
-            fused.cg_update(s_n, r_n, p_n, hp_n, minv_n, _boundary_tau(s_ms, s_mp, p_mp, radius), first)
+            vectors.to_boundary(_boundary_tau(s_ms, s_mp, p_mp, radius))
             exit_ = SolverExit.BOUNDARY
             break
-        rv_new = fused.cg_update(s_n, r_n, p_n, hp_n, minv_n, alpha, first)
-        first = None
+        rv_new = vectors.take(alpha)
         s_ms = s_new_ms
         if rv_new <= stop_sq:
             exit_ = SolverExit.INTERIOR
             break
-        beta = rv_new / rv
+        vectors.direction(rv_new / rv)
         rv = rv_new
-        fused.cg_direction(p_n, r_n, minv_n, beta)
-    # m(s) = ½(gᵀs + rᵀs) with r = g + Hs, as in steihaug_cg.
-    gs, rs, sms, ss = fused.cg_final(g_n, s_n, r_n, m_n)
-    return SubproblemResult(s_t, -0.5 * (gs + rs), hvps, exit_, math.sqrt(max(sms, 0.0)), math.sqrt(max(ss, 0.0)),
-                            grad_norm)
+    return exit_, hvps
+
+
+class _CGVectors(Protocol):
+    """The vector work of one CG solve (s, r = g + Hs and p live in the implementation)."""
+
+    s: Tensor
+
+    def start(self) -> float:
+        """Set s = 0, r = g, p = -M⁻¹g (checking M > 0); returns gᵀM⁻¹g."""
+
+    def curvature(self) -> tuple[float, float, float]:
+        """One HVP Hp; returns (pᵀHp, sᵀMp, pᵀMp)."""
+
+    def to_boundary(self, tau: float) -> None:
+        """s += τp, r += τHp (the last update: no scalars needed)."""
+
+    def take(self, alpha: float) -> float:
+        """s += αp, r += αHp; returns the new rᵀM⁻¹r."""
+
+    def direction(self, beta: float) -> None:
+        """p ← βp - M⁻¹r."""
+
+    def finish(self) -> tuple[float, float, float, float, float]:
+        """(gᵀs, rᵀs, sᵀMs, sᵀs, gᵀg)."""
+
+
+class _FusedVectors:
+    """CG's vector work as fused CPU passes (:mod:`trainer.optim.fused`) on NumPy views of the workspace; no
+    tentative vectors, since on the CPU the scalars are at hand without a transfer. s = 0 and r = g are not
+    written until the first update, which reads g."""
+
+    def __init__(self, g: Tensor, hvp: HVP, precond: Tensor | None, ws: Workspace) -> None:
+        names = ("s", "r", "p", "minv") if precond is not None else ("s", "r", "p")
+        (self.s, self.s_n), (_, self.r_n), (self.p, self.p_n), *inv = ws.arrays(names, g)
+        self.minv_n = inv[0][1] if inv else None
+        self.g_n, self.m_n = kernels.views(g, precond)
+        self.g, self.hvp = g, hvp
+        self.first: np.ndarray | None = self.g_n  # s = 0 and r = g until the first update writes them
+        self.hp_n: np.ndarray | None = None
+        self.gg = 0.0
+
+    def start(self) -> float:
+        rv, self.gg, not_positive = kernels.cg_init(self.g_n, self.m_n, self.minv_n, self.p_n)
+        if not_positive:
+            raise ValueError("Invalid preconditioner: every entry of M must be positive")
+        return rv
+
+    def curvature(self) -> tuple[float, float, float]:
+        hp = self.hvp(self.p)
+        self.hp_n = hp.detach().to(self.g.dtype).contiguous().numpy()  # no copy when it already is (an HVP's is)
+        return kernels.cg_curvature(self.p_n, self.hp_n, None if self.first is not None else self.s_n, self.m_n)
+
+    def to_boundary(self, tau: float) -> None:
+        kernels.cg_update(self.s_n, self.r_n, self.p_n, self.hp_n, self.minv_n, tau, self.first)
+
+    def take(self, alpha: float) -> float:
+        rv_new = kernels.cg_update(self.s_n, self.r_n, self.p_n, self.hp_n, self.minv_n, alpha, self.first)
+        self.first = None
+        return rv_new
+
+    def direction(self, beta: float) -> None:
+        kernels.cg_direction(self.p_n, self.r_n, self.minv_n, beta)
+
+    def finish(self) -> tuple[float, float, float, float, float]:
+        gs, rs, sms, ss = kernels.cg_final(self.g_n, self.s_n, self.r_n, self.m_n)
+        return gs, rs, sms, ss, self.gg
+
+
+class _TorchVectors:
+    """CG's vector work as PyTorch operations (any device). :meth:`curvature` also computes the tentative update
+    s + αp, r + αHp with α = rᵀM⁻¹r / pᵀHp kept on the device, so that pᵀHp, sᵀMp, pᵀMp and the updated rᵀM⁻¹r
+    reach the host in a single transfer; :meth:`take` swaps the tentative vectors in."""
+
+    def __init__(self, g: Tensor, hvp: HVP, precond: Tensor | None, ws: Workspace) -> None:
+        self.g, self.hvp, self.precond = g, hvp, precond
+        self.minv = None if precond is None else torch.reciprocal(precond, out=ws.get("minv", g))
+        self.s = ws.get("s", g).zero_()
+        self.r = ws.get("r", g).copy_(g)  # residual r = g + Hs
+        minv = self.minv
+        self.v = torch.mul(self.r, minv, out=ws.get("v", g)) if minv is not None else self.r  # M⁻¹r (r when M = I)
+        self.p = torch.neg(self.v, out=ws.get("p", g))
+        # Tentative iterates and scratch: written each iteration, swapped in when the iteration is taken.
+        self.s_new, self.r_new = ws.get("s_new", g), ws.get("r_new", g)
+        self.v_new = ws.get("v_new", g) if minv is not None else None
+        self.mp = ws.get("mp", g) if precond is not None else self.p  # M p
+        self.tmp = ws.get("tmp", g) if precond is not None else None
+        self.hp = self.p
+        self.rv_t = self.rv_new_t = torch.dot(self.r, self.v)
+        self.rv_new = 0.0
+
+    def start(self) -> float:
+        return _initial_product(self.r, self.v, self.precond)
+
+    def curvature(self) -> tuple[float, float, float]:
+        p = self.p
+        hp = self.hp = self.hvp(p)
+        if self.precond is not None:
+            torch.mul(p, self.precond, out=self.mp)
+        curv_t = torch.dot(p, hp)
+        alpha_t = self.rv_t / curv_t
+        torch.addcmul(self.s, p, alpha_t, out=self.s_new)
+        torch.addcmul(self.r, hp, alpha_t, out=self.r_new)
+        if self.minv is not None and self.v_new is not None:
+            torch.mul(self.r_new, self.minv, out=self.v_new)
+            rv_new_t = torch.dot(self.r_new, self.v_new)
+        else:
+            rv_new_t = torch.dot(self.r_new, self.r_new)
+        scalars = torch.stack((curv_t, torch.dot(self.s, self.mp), torch.dot(p, self.mp), rv_new_t))
+        self.rv_new_t = scalars[3]
+        curv, s_mp, p_mp, self.rv_new = scalars.tolist()
+        return curv, s_mp, p_mp
+
+    def to_boundary(self, tau: float) -> None:
+        self.s.add_(self.p, alpha=tau)
+        self.r.add_(self.hp, alpha=tau)
+
+    def take(self, alpha: float) -> float:
+        # α as the device computed it in curvature() (the same quotient as the driver's).
+        self.s, self.s_new = self.s_new, self.s
+        self.r, self.r_new = self.r_new, self.r
+        if self.v_new is not None:
+            self.v, self.v_new = self.v_new, self.v
+        else:
+            self.v = self.r
+        self.rv_t = self.rv_new_t
+        return self.rv_new
+
+    def direction(self, beta: float) -> None:
+        self.p.mul_(beta).sub_(self.v)
+
+    def finish(self) -> tuple[float, float, float, float, float]:
+        s, g = self.s, self.g
+        ss_t = torch.dot(s, s)
+        precond, tmp = self.precond, self.tmp
+        sms_t = torch.dot(torch.mul(s, precond, out=tmp), s) if precond is not None and tmp is not None else ss_t
+        gs, rs, sms, ss, gg = torch.stack((torch.dot(g, s), torch.dot(self.r, s), sms_t, ss_t, torch.dot(g, g))).tolist()
+        return gs, rs, sms, ss, gg
 
 
 def _solve_tridiagonal_np(alphas: np.ndarray, betas: np.ndarray, gamma0: float, radius: float
@@ -408,6 +468,7 @@ def gltr(
     theta: float = 0.5,
     max_iter: int = 50,
     workspace: Workspace | None = None,
+    fused: bool | None = None,
 ) -> SubproblemResult:
     """Generalized Lanczos trust-region solver (GLTR; Gould, Lucidi, Roma & Toint 1999; CGT §7.5.4).
 
@@ -424,7 +485,8 @@ def gltr(
     rebuilt): it assembles s at the end and fully reorthogonalizes each new Lanczos vector, which keeps T_k
     faithful in floating point. Host synchronisations: one per iteration plus one before the loop.
 
-    Args: as :func:`steihaug_cg`; with a ``workspace`` the basis is allocated once across solves.
+    Args: as :func:`steihaug_cg`; with a ``workspace`` the basis is allocated once across solves. ``fused`` is
+    accepted for the solvers' common signature and changes nothing: GLTR's vector work is PyTorch's.
 
     Returns:
         SubproblemResult; exit INTERIOR (solution strictly inside), BOUNDARY (on the boundary with a

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 
-from trainer.optim import fused
+from trainer.optim import fused as kernels
 
 __all__ = ["DiagonalNorm", "UniformNorm", "AdagradNorm", "RMSpropNorm", "make_norm", "NORMS"]
 
@@ -18,14 +19,19 @@ def _reuse(buf: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
 
 
 class DiagonalNorm(ABC):
-    """A norm matrix M kept as a positive vector; ``update(g)`` folds in a minibatch gradient."""
+    """A norm matrix M kept as a positive vector; ``update(g)`` folds in a minibatch gradient.
+
+    ``fused`` chooses the fused CPU kernels for the update as :func:`trainer.optim.fused.resolve` does (None:
+    wherever the tensors allow); the trust-region optimizer passes the choice it resolved once.
+    """
 
     name = "base"
 
-    def __init__(self, *, eps: float = 1e-10) -> None:
+    def __init__(self, *, eps: float = 1e-10, fused: bool | None = None) -> None:
         if not eps > 0:
             raise ValueError(f"Invalid eps: {eps}")
         self.eps = eps
+        self.fused = fused
         self.updates = 0
 
     @abstractmethod
@@ -36,10 +42,10 @@ class DiagonalNorm(ABC):
     def matrix(self, like: torch.Tensor) -> torch.Tensor | None:
         """Current M (``None`` means the identity)."""
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.updates = state["updates"]
 
 
@@ -65,15 +71,16 @@ class _AccumulatedNorm(DiagonalNorm):
 
     _acc_name = "acc"
 
-    def __init__(self, *, eps: float = 1e-10) -> None:
-        super().__init__(eps=eps)
+    def __init__(self, *, eps: float = 1e-10, fused: bool | None = None) -> None:
+        super().__init__(eps=eps, fused=fused)
         setattr(self, self._acc_name, None)
         self._m: torch.Tensor | None = None  # M's buffer, reused across updates
         self._stale = True  # M does not reflect the accumulator (a state was loaded)
 
     @property
     def _acc(self) -> torch.Tensor | None:
-        return getattr(self, self._acc_name)
+        acc: torch.Tensor | None = getattr(self, self._acc_name)
+        return acc
 
     @abstractmethod
     def _fold_fused(self, acc: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> None:
@@ -93,11 +100,12 @@ class _AccumulatedNorm(DiagonalNorm):
 
     def update(self, grad: torch.Tensor) -> None:
         g = grad.detach()
-        if self._acc is None:
-            setattr(self, self._acc_name, torch.zeros_like(g))
         acc = self._acc
+        if acc is None:
+            acc = torch.zeros_like(g)
+            setattr(self, self._acc_name, acc)
         m = self._m = _reuse(self._m, acc)
-        if fused.takes(acc, g, m):
+        if kernels.resolve(self.fused, acc, g, m):
             self._fold_fused(acc, g, m)
         else:
             self._fold(acc, g)
@@ -115,10 +123,10 @@ class _AccumulatedNorm(DiagonalNorm):
             self._stale = False
         return self._m
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, self._acc_name: self._acc}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.updates = state["updates"]
         setattr(self, self._acc_name, state[self._acc_name])
         self._stale = True
@@ -131,7 +139,8 @@ class AdagradNorm(_AccumulatedNorm):
     _acc_name = "sum_sq"
 
     def _fold_fused(self, acc: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> None:
-        fused.adagrad_update(*fused.views(acc, g, m), self.eps)
+        acc_n, g_n, m_n = kernels.views(acc, g, m)
+        kernels.adagrad_update(acc_n, g_n, m_n, self.eps)
 
     def _fold(self, acc: torch.Tensor, g: torch.Tensor) -> None:
         acc.addcmul_(g, g)
@@ -149,14 +158,15 @@ class RMSpropNorm(_AccumulatedNorm):
     name = "rmsprop"
     _acc_name = "avg_sq"
 
-    def __init__(self, *, beta: float = 0.8, eps: float = 1e-10) -> None:
+    def __init__(self, *, beta: float = 0.8, eps: float = 1e-10, fused: bool | None = None) -> None:
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"Invalid beta: {beta}")
-        super().__init__(eps=eps)
+        super().__init__(eps=eps, fused=fused)
         self.beta = beta
 
     def _fold_fused(self, acc: torch.Tensor, g: torch.Tensor, m: torch.Tensor) -> None:
-        fused.rmsprop_update(*fused.views(acc, g, m), self.beta, self.eps)
+        acc_n, g_n, m_n = kernels.views(acc, g, m)
+        kernels.rmsprop_update(acc_n, g_n, m_n, self.beta, self.eps)
 
     def _fold(self, acc: torch.Tensor, g: torch.Tensor) -> None:
         acc.mul_(self.beta).addcmul_(g, g, value=1.0 - self.beta)
@@ -171,10 +181,10 @@ class RMSpropNorm(_AccumulatedNorm):
 NORMS = {"uniform": UniformNorm, "adagrad": AdagradNorm, "rmsprop": RMSpropNorm}
 
 
-def make_norm(name: str, *, beta: float = 0.8, eps: float = 1e-10) -> DiagonalNorm:
-    """Build a norm by name."""
+def make_norm(name: str, *, beta: float = 0.8, eps: float = 1e-10, fused: bool | None = None) -> DiagonalNorm:
+    """Build a norm by name (``fused``: see :class:`DiagonalNorm`)."""
     if name not in NORMS:
         raise ValueError(f"Invalid norm: {name!r}; choose one of {sorted(NORMS)}")
     if name == "rmsprop":
-        return RMSpropNorm(beta=beta, eps=eps)
-    return NORMS[name](eps=eps)
+        return RMSpropNorm(beta=beta, eps=eps, fused=fused)
+    return NORMS[name](eps=eps, fused=fused)

@@ -5,12 +5,11 @@ import math
 from typing import Any, Callable, Iterable
 
 import torch
-import torch.optim.optimizer as _optim_module
 from torch.autograd.graph import increment_version
 from torch.optim import Optimizer
 
 from trainer.hyperparameters import TR_HYPERPARAMETERS, TrustRegionHyperparameters
-from trainer.optim import fused
+from trainer.optim import fused as kernels
 from trainer.optim.hvp import GradientWithHVP, unflatten_into
 from trainer.optim.krylov import SOLVERS, SubproblemResult, Workspace
 from trainer.optim.norms import DiagonalNorm, make_norm
@@ -66,6 +65,18 @@ class TrustRegion(Optimizer):
             hyperparameter). The gradient's forward pass updates them once, as in any training step; the ρ
             forward pass leaves them as it found them; a rejected step restores them to their state before
             the step, so the model (parameters and buffers) is exactly as it was. Default: none.
+        fused: the vector work (norm update, CG, saving and stepping the parameters) in the fused CPU kernels of
+            :mod:`trainer.optim.fused` (True: required, ValueError if the parameters cannot take them), in
+            PyTorch's operations (False: any device), or whichever the parameters allow (None, the default: fused
+            for contiguous float32/float64 CPU parameters). Resolved once, here, as torch.optim's ``fused`` flag
+            (:func:`trainer.optim.fused.resolve`); the result is ``self.fused``. Not part of the state.
+
+    State, as torch.optim keeps it: ``param_groups[0]`` holds the hyperparameters (its ``radius`` is Δ₀), and the
+    global state lives, as LBFGS keeps its own, in the first parameter's ``self.state`` entry: the live radius
+    (``radius``), the counters ``gradients``, ``hvps`` and ``forwards``, and the norm's state (``norm``). The
+    attributes of those names read and write that entry, so ``state_dict``/``load_state_dict`` are torch.optim's
+    own and a state dict round-trips any number of times (loading copies its tensors; the argument is never
+    changed).
 
     After each step, ``last_trace`` holds: radius (before), new_radius, rho, cg_iterations, cg_exit,
     accepted, pred_decrease, actual_decrease, step_norm_m, step_norm, loss, grad_norm; and the counters
@@ -79,7 +90,7 @@ class TrustRegion(Optimizer):
                  max_cg_iters: int = _D["max_cg_iters"], beta: float = _D["beta"], eps: float = _D["eps"],
                  norm_update: str = _D["norm_update"], noise_floor: str = _D["noise_floor"],
                  noise_floor_ulps: float = _D["noise_floor_ulps"], buffers: Iterable[torch.Tensor] = (),
-                 **unknown: Any) -> None:
+                 fused: bool | None = None,                  **unknown: Any) -> None:
         if unknown:  # torch.optim would raise TypeError; a ValueError names the options that exist
             raise ValueError(f"Invalid trust-region option(s): {sorted(unknown)}; known: {sorted(TR_DEFAULTS)}")
         per_norm = tr_defaults(norm)  # the None sentinels: the norm's Table 1 values (TR_NORM_DEFAULTS)
@@ -117,16 +128,62 @@ class TrustRegion(Optimizer):
         if len(self.param_groups) != 1:
             raise ValueError("TrustRegion supports a single parameter group")
         group = self.param_groups[0]
-        self.norm: DiagonalNorm = make_norm(group["norm"], beta=group["beta"], eps=group["eps"])
-        self.radius = float(group["radius"])
-        self.gradients = 0
-        self.hvps = 0
-        self.forwards = 0
+        if not group["params"]:
+            raise ValueError("TrustRegion needs at least one parameter")
+        self.fused: bool = kernels.resolve(fused, *[p.detach() for p in self._params()])
+        self.norm: DiagonalNorm = make_norm(group["norm"], beta=group["beta"], eps=group["eps"], fused=self.fused)
         self.last_trace: dict[str, Any] = {}
         self._buffers = [b for b in buffers if torch.is_tensor(b)]
         self._workspace = Workspace()  # the solver's vectors, reused across steps
         self._backup: list[torch.Tensor] | None = None  # the parameters before a step, reused across steps
-        self._views: tuple[tuple[int, ...], Any] | None = None  # see _fused_views
+        self._views: tuple[tuple[Any, ...], Any] | None = None  # see _fused_views
+        self.register_state_dict_post_hook(_detach_global_state)
+        self.register_load_state_dict_pre_hook(_refuse_old_format)
+        self.register_load_state_dict_post_hook(_adopt_loaded_state)
+
+    def _global_state(self) -> dict[str, Any]:
+        """The global state (the first parameter's ``self.state`` entry), begun from ``param_groups`` if empty."""
+        state = self.state[self.param_groups[0]["params"][0]]
+        if "radius" not in state:
+            state.update(radius=float(self.param_groups[0]["radius"]), gradients=0, hvps=0, forwards=0,
+                         norm=self.norm.state_dict())
+        return state
+
+    @property
+    def radius(self) -> float:
+        """The live trust radius Δ (in the state; ``param_groups[0]["radius"]`` is Δ₀)."""
+        return float(self._global_state()["radius"])
+
+    @radius.setter
+    def radius(self, value: float) -> None:
+        self._global_state()["radius"] = float(value)
+
+    @property
+    def gradients(self) -> int:
+        """Gradients computed (one per step), in the state."""
+        return int(self._global_state()["gradients"])
+
+    @gradients.setter
+    def gradients(self, value: int) -> None:
+        self._global_state()["gradients"] = value
+
+    @property
+    def hvps(self) -> int:
+        """Hessian-vector products computed, in the state."""
+        return int(self._global_state()["hvps"])
+
+    @hvps.setter
+    def hvps(self, value: int) -> None:
+        self._global_state()["hvps"] = value
+
+    @property
+    def forwards(self) -> int:
+        """Forward-only evaluations (the ρ checks), in the state."""
+        return int(self._global_state()["forwards"])
+
+    @forwards.setter
+    def forwards(self, value: int) -> None:
+        self._global_state()["forwards"] = value
 
     def _copy_buffers(self) -> list[torch.Tensor]:
         return [b.detach().clone() for b in self._buffers]
@@ -138,62 +195,36 @@ class TrustRegion(Optimizer):
 
     def _fused_views(self, params: list[torch.Tensor], backup: list[torch.Tensor], step: torch.Tensor
                      ) -> tuple[list[Any], list[Any], Any] | None:
-        """Flat NumPy views of the parameters, their backups and the step for :func:`fused.save_and_add`, or None
-        when they cannot take the fused path. Kept while the parameters keep their memory (checked every step)."""
-        if not fused.enabled(step):
+        """Flat NumPy views of the parameters, their backups and the step for :func:`kernels.save_and_add`, or None
+        on the PyTorch path (``fused`` False). Kept while the parameters keep their memory (checked every step)."""
+        if not self.fused:
             return None
         key = (step.data_ptr(), step.numel(), *[(p.data_ptr(), p.numel()) for p in params],
                *[b.data_ptr() for b in backup])
         cached = self._views
         if cached is not None and cached[0] == key:
             return cached[1]
-        if not (all(p.is_contiguous() for p in params) and sum(p.numel() for p in params) == step.numel()
-                and fused.takes(step, *[p.detach() for p in params], *backup)):
-            self._views = (key, None)
-            return None
+        if not (sum(p.numel() for p in params) == step.numel()
+                and kernels.takes(step, *[p.detach() for p in params], *backup)):
+            raise ValueError("Invalid parameters for fused=True: they are no longer contiguous float CPU tensors of "
+                             "one dtype (were they moved or replaced after the optimizer was built?); build the "
+                             "optimizer after placing the model, or pass fused=False")
         flat = [t.detach().view(-1) for t in (*params, *backup)]  # contiguous: views of the same memory
-        views = (fused.views(*flat[:len(params)]), fused.views(*flat[len(params):]), fused.views(step)[0])
+        views = (kernels.views(*flat[:len(params)]), kernels.views(*flat[len(params):]), kernels.views(step)[0])
         self._views = (key, views)
         return views
 
     def _params(self) -> list[torch.Tensor]:
         return [p for p in self.param_groups[0]["params"] if p.requires_grad]
 
+    # The closure is required (torch.optim's signature makes it optional).
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
         """One trust-region iteration on the closure's minibatch; returns the loss before the step.
 
-        The step hooks of ``torch.optim`` (``register_step_pre_hook``/``register_step_post_hook`` and the global
-        ones) run around it as for any optimizer, and a recording profiler sees it as
-        ``Optimizer.step#TrustRegion.step``. Unlike torch.optim's own wrapper, the profiler scope is opened only while
-        a profiler records: around a step that runs autograd it costs about 0.1 ms, 1% of an MLP TR step.
+        torch.optim wraps it as any optimizer's step: its step hooks (``register_step_pre_hook``,
+        ``register_step_post_hook`` and the global ones) run around it, and a profiler sees it as
+        ``Optimizer.step#TrustRegion.step``.
         """
-        if torch.autograd._profiler_enabled():
-            with torch.autograd.profiler.record_function(f"Optimizer.step#{type(self).__name__}.step"):
-                return self._hooked_step(closure)
-        return self._hooked_step(closure)
-
-    step.hooked = True  # type: ignore[attr-defined]  # torch.optim's Optimizer wraps a step unless it is marked so
-
-    def _hooked_step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """torch.optim's step hooks around :meth:`_step` (the same calls, in the same order, as its wrapper)."""
-        args: tuple[Any, ...] = (self, closure)
-        kwargs: dict[str, Any] = {}
-        for pre_hook in (*_optim_module._global_optimizer_pre_hooks.values(),
-                         *self._optimizer_step_pre_hooks.values()):
-            result = pre_hook(self, args, kwargs)
-            if result is not None:
-                if isinstance(result, tuple) and len(result) == 2:
-                    args, kwargs = result
-                else:
-                    raise RuntimeError(f"a step pre-hook must return None or (args, kwargs), got {result!r}")
-        out = self._step(*args[1:], **kwargs)
-        self._optimizer_step_code()
-        for post_hook in (*self._optimizer_step_post_hooks.values(),
-                          *_optim_module._global_optimizer_post_hooks.values()):
-            post_hook(self, args, kwargs)
-        return out
-
-    def _step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
         if closure is None:
             raise ValueError("TrustRegion.step needs a closure that returns the minibatch loss")
         group = self.param_groups[0]
@@ -212,6 +243,7 @@ class TrustRegion(Optimizer):
                                "actual_decrease": None, "step_norm_m": 0.0, "step_norm": 0.0, "grad_norm": None}
             if buffers_before is not None:  # the step is not taken: leave the model as it was
                 self._restore_buffers(buffers_before)
+            self._global_state()["norm"] = self.norm.state_dict()
             return loss.detach()
         op = GradientWithHVP(loss, params)
         grad = op.grad
@@ -223,7 +255,7 @@ class TrustRegion(Optimizer):
         solve = SOLVERS[group["solver"]]
         result: SubproblemResult = solve(
             grad, op.hvp, self.radius, precond=precond, tol=group["krylov_tol"], theta=group["theta"],
-            max_iter=int(group["max_cg_iters"]), workspace=self._workspace,
+            max_iter=int(group["max_cg_iters"]), workspace=self._workspace, fused=self.fused,
         )
         op.release()
         self.hvps += result.iterations
@@ -238,7 +270,7 @@ class TrustRegion(Optimizer):
             # w + s instead saves a pass but was slower in place: the ρ forward then reads cold memory.)
             views = self._fused_views(params, backup, result.step)
             if views is not None:  # CPU: copy and step in one pass per parameter
-                fused.save_and_add(views[0], views[1], views[2])
+                kernels.save_and_add(views[0], views[1], views[2])
                 increment_version(params)  # as an in-place PyTorch op would (autograd's in-place checks)
             else:
                 torch._foreach_copy_(backup, params)
@@ -278,18 +310,35 @@ class TrustRegion(Optimizer):
             "grad_norm": grad_norm,
         }
         self.radius = new_radius
+        self._global_state()["norm"] = self.norm.state_dict()
         return loss_before
 
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["trust_region"] = {"radius": self.radius, "norm": self.norm.state_dict(), "gradients": self.gradients,
-                                 "hvps": self.hvps, "forwards": self.forwards}
-        return state
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        tr = state_dict.pop("trust_region", None)
-        super().load_state_dict(state_dict)
-        if tr is not None:
-            self.radius = tr["radius"]
-            self.norm.load_state_dict(tr["norm"])
-            self.gradients, self.hvps, self.forwards = tr["gradients"], tr["hvps"], tr["forwards"]
+def _detach_global_state(optimizer: Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
+    """State-dict post-hook: the global entry is a copy (torch.optim hands out its live per-parameter dicts, and
+    this one's radius and counters are rebound every step); its tensors are shared, as torch.optim's are."""
+    state = state_dict["state"]
+    for key, entry in state.items():
+        if "norm" in entry:
+            state[key] = {**entry, "norm": dict(entry["norm"])}
+    return state_dict
+
+
+def _refuse_old_format(optimizer: Optimizer, state_dict: dict[str, Any]) -> None:
+    """Load pre-hook: a state dict of the old layout (a top-level "trust_region" entry) would load without it."""
+    if "trust_region" in state_dict:
+        raise ValueError("Invalid TrustRegion state dict: it has the old top-level 'trust_region' entry; the radius, "
+                         "counters and norm now live in the first parameter's state (save it again from this version)")
+
+
+def _adopt_loaded_state(optimizer: Optimizer) -> None:
+    """Load post-hook: the loaded global state gets its own tensors (torch.optim's load keeps the caller's where
+    device and dtype match, and the norm updates its accumulator in place), and the norm takes it over."""
+    assert isinstance(optimizer, TrustRegion)  # registered by TrustRegion.__init__ only
+    group = optimizer.param_groups[0]
+    state = optimizer.state.get(group["params"][0])
+    if state is None or "norm" not in state:  # saved before any step: the state begins again from param_groups
+        optimizer.norm = make_norm(group["norm"], beta=group["beta"], eps=group["eps"], fused=optimizer.fused)
+        return
+    state["norm"] = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in state["norm"].items()}
+    optimizer.norm.load_state_dict(state["norm"])

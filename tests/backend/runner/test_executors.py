@@ -121,7 +121,7 @@ def test_ray_refuses_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ray_places_runs_on_a_second_node_and_fails_them_when_it_dies(tmp_path: Path, pg_url: str) -> None:
+def test_ray_places_runs_on_a_second_node_and_fails_them_when_it_dies(tmp_path: Path, pg_url: str) -> None:  # noqa: F811 - the pytest fixture imported above
     """Two Ray nodes on this machine (127.0.0.2 head, 127.0.0.3 worker offering the custom resource
     ``trustlab_node2``); runs request that resource, so Ray must place them on the second node."""
     if not ray_available():
@@ -143,3 +143,20 @@ def test_ray_places_runs_on_a_second_node_and_fails_them_when_it_dies(tmp_path: 
             cluster.kill_node(1)
             run = wait_status(client, long, FINAL, timeout=90)
             assert run["status"] == "failed" and "Ray actor died" in run["error"], run
+
+
+def test_local_workers_need_no_pythonpath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers are started with ``-m`` from the repository root (or find the installed packages): the executor
+    injects no PYTHONPATH, and an API started in another directory still runs them to the end."""
+    from types import SimpleNamespace
+
+    from backend.runner.local import LocalExecutor
+
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = make_settings(tmp_path, scheduler=True)
+    env = LocalExecutor._environment(SimpleNamespace(plan=SimpleNamespace(torch_threads=1), settings=settings), None)
+    assert "PYTHONPATH" not in env
+    with TestClient(create_app(settings)) as client:
+        run = wait_status(client, _post(client), FINAL, timeout=60)
+        assert run["status"] == "completed" and run["error"] is None, run

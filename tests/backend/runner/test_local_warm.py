@@ -62,7 +62,7 @@ def test_worker_dying_idle_is_replaced_and_repeated_deaths_switch_the_pool_off(t
             victim = executor.warm[0].proc
             victim.send_signal(signal.SIGKILL)
             victim.wait(timeout=10)
-            wait_for(lambda: not executor.warm or executor.warm[0].proc is not victim)
+            wait_for(lambda: not executor.warm or executor.warm[0].proc is not victim)  # noqa: B023 - waited on here
         time.sleep(0.5)
         assert executor.warm == [] and executor._warm_targets() == {}  # off after 3 idle deaths
         run_id = client.post("/api/runs", json=MLP_RUN).json()["id"]

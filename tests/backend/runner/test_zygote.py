@@ -137,7 +137,7 @@ def test_repeated_zygote_deaths_switch_it_off_and_runs_start_without_it(tmp_path
             victim = executor.zygote
             victim.proc.send_signal(signal.SIGKILL)
             victim.proc.wait(timeout=10)
-            wait_for(lambda: executor.zygote is not victim, timeout=30)
+            wait_for(lambda: executor.zygote is not victim, timeout=30)  # noqa: B023 - waited on here
         time.sleep(0.3)
         assert executor.zygote is None and not executor._zygote_wanted()
         wait_for(lambda: len(executor.warm) == 1, timeout=30)  # the warm pool takes over CPU runs
