@@ -216,7 +216,7 @@ def check_step_time(device: str, quick: bool, **_: Any) -> dict[str, Any]:
             x = torch.rand(batch, 1, 28, 28, generator=gen).to(device)
             y = torch.randint(0, 10, (batch,), generator=gen).to(device)
 
-            def closure() -> torch.Tensor:
+            def closure(model: torch.nn.Module = model, x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
                 return loss_fn(model(x), x, y)
 
             _sync(device)
