@@ -246,7 +246,9 @@ def tables() -> None:
     if len(picked) > 1:
         with st.expander(f"Configuration: what differs between the {len(picked)} selected runs"):
             diff = series.config_diff([by_id[i] for i in picked], opt_labels)
-            st.dataframe(diff, hide_index=True, width="stretch") if diff.shape[1] > 2 else \
+            if diff.shape[1] > 2:
+                st.dataframe(diff, hide_index=True, width="stretch")
+            else:
                 st.caption("The selected runs share every setting.")
     if len(picked) == 1:
         r = by_id[picked[0]]

@@ -129,3 +129,44 @@ def test_open_in_compare(api, open_page):
     at.button(key="runs_compare").click().run()
     assert at.title[0].value == "Compare"
     assert at.multiselect(key="cmp_runs").value == [a["id"]]
+
+
+def test_two_selected_runs_show_the_diff_and_everything_below_it(api, open_page):
+    """Two selected runs: the config diff, then the comparisons and final results (a bare ``a if c else b``
+    statement made Streamlit's magic raise a SyntaxError there and dropped the rest of the page)."""
+    a = api.add_run("sgd", steps=5, hyperparameters={"lr": 0.1})
+    b = api.add_run("sgd", steps=5, seed=1, hyperparameters={"lr": 0.01})
+    api.add_comparison("pair", [a, b])
+    at = open_page("runs")
+    at.checkbox(key=f"runs_sel_{a['id']}").check().run()
+    at.checkbox(key=f"runs_sel_{b['id']}").check().run()
+    assert not at.exception
+    assert not [e for e in at.get("exception")]
+    assert "Comparisons" in texts(at.subheader)
+    frames = [d.value for d in at.dataframe]
+    assert any("seed" in f.columns or any("lr" in str(c) for c in f.columns) for f in frames[1:])
+
+
+def test_no_view_has_a_bare_expression_statement_magic_would_display():
+    """Streamlit's magic writes every bare expression statement to the page; only docstrings may be bare."""
+    import ast
+    from pathlib import Path
+
+    views = Path(__file__).resolve().parents[2] / "frontend" / "views"
+    found = []
+    for path in [*views.glob("*.py"), views.parent / "app.py"]:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if not isinstance(body, list):
+                continue
+            for i, stmt in enumerate(body):
+                if not isinstance(stmt, ast.Expr):
+                    continue
+                v = stmt.value
+                if i == 0 and isinstance(v, ast.Constant) and isinstance(v.value, str):
+                    continue  # a docstring (magic skips it)
+                if isinstance(v, (ast.Call, ast.Await)):
+                    continue  # magic leaves calls and awaits alone (streamlit.runtime.scriptrunner.magic)
+                found.append(f"{path.name}:{stmt.lineno}: {ast.unparse(v)[:60]}")
+    assert not found, found
