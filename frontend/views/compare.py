@@ -161,10 +161,15 @@ def _status_section(runs: list[Mapping[str, Any]]) -> None:
         table = table.drop(columns="ETA")
     short = series.compact_labels(runs, opt_labels)
     table["run"] = [short[i] for i in table["id"]]
+    # the full configuration of each run: the charts' hover shows only the short label and the value
+    by_id = {r["id"]: r for r in runs}
+    table["settings"] = [series.describe_config(by_id[i], opt_labels) for i in table["id"]]
     st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 260),
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0,
                                                                             max_value=1.0, format="percent"),
-                                "id": st.column_config.NumberColumn("id", format="#%d", width="small")})
+                                "id": st.column_config.NumberColumn("id", format="#%d", width="small"),
+                                "settings": st.column_config.TextColumn(
+                                    "settings", help="the run's full configuration", width="large")})
     for r in runs:
         if r.get("status") in ("failed", "diverged", "interrupted") and r.get("error"):
             st.error(f"{run_title(r)} {r['status']}: {r['error']}", icon=":material/error:")
