@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from frontend.charts import _rgba, color_for, empty_figure
+from frontend.series import relabel
 
 __all__ = ["results_frame", "paired_difference_figure", "sweep_figure", "verdict_lists"]
 
@@ -15,14 +16,16 @@ def _num(stat: Mapping[str, Any] | None) -> float | None:
     return None if not stat else stat.get("mean")
 
 
-def results_frame(res: Mapping[str, Any], *, axis: str = "backprops") -> pd.DataFrame:
+def results_frame(res: Mapping[str, Any], *, axis: str = "backprops", labels: Mapping[str, str] | None = None
+                  ) -> pd.DataFrame:
     """One row per group: numeric mean/std columns (so the table sorts by value), the cost to each target on
     ``axis`` (backprops, epoch or wall_time) with k/n seeds reached, and the paired difference of the smoothed
-    final train loss to the reference with its interval."""
+    final train loss to the reference with its interval. ``labels``: group name -> the charts' compact label."""
+    labels = labels or {}
     rows = []
     axes = [axis] if axis in (res.get("axes") or []) else (res.get("axes") or ["backprops"])
     for g in res.get("groups") or []:
-        row: dict[str, Any] = {"optimizer": g["group"], "seeds": g["n"]}
+        row: dict[str, Any] = {"optimizer": labels.get(g["group"], g["group"]), "seeds": g["n"]}
         for key, name in (("final_train_loss", "final train loss"), ("final_test_loss", "test loss"),
                           ("final_test_accuracy", "test accuracy")):
             row[name] = _num(g.get(key))
@@ -39,31 +42,40 @@ def results_frame(res: Mapping[str, Any], *, axis: str = "backprops") -> pd.Data
     return pd.DataFrame(rows)
 
 
-def verdict_lists(res: Mapping[str, Any], *, axis: str | None = None) -> tuple[list[str], list[str]]:
-    """(resolved sentences, unresolved sentences); with ``axis``, cost-to-target ones on that axis only."""
+def verdict_lists(res: Mapping[str, Any], *, axis: str | None = None, labels: Mapping[str, str] | None = None
+                  ) -> tuple[list[str], list[str]]:
+    """(resolved sentences, unresolved sentences); with ``axis``, cost-to-target ones on that axis only; group
+    names in the sentences replaced by ``labels`` (the charts' compact labels)."""
     resolved, unresolved = [], []
     for g in res.get("groups") or []:
         for p in g.get("paired") or []:
             if axis is None or p.get("axis") in (None, axis):
-                (resolved if p.get("verdict") else unresolved).append(p["sentence"])
+                (resolved if p.get("verdict") else unresolved).append(relabel(p["sentence"], labels or {}))
     return resolved, unresolved
 
 
-def paired_difference_figure(curves: Mapping[str, Any], *, x_title: str, height: int = 360) -> go.Figure:
+def paired_difference_figure(curves: Mapping[str, Any], *, x_title: str, height: int = 360,
+                             labels: Mapping[str, str] | None = None) -> go.Figure:
     """Mean paired difference (group − reference) of the evaluated train loss against the x-axis, with its band
-    (pointwise bootstrap interval over seeds); the zero line is the reference."""
+    (pointwise bootstrap interval over seeds); the zero line is the reference. ``labels``: group name -> the
+    charts' compact label."""
+    labels = labels or {}
     groups = [g for g in curves.get("groups") or [] if g.get("n")]
+    ref = str(curves.get("reference"))
+    ref = labels.get(ref, ref)
     if not groups:
         return empty_figure("No paired seeds yet: the difference needs runs of the same seed in both groups")
     fig = go.Figure()
     level = curves.get("level", 0.95)
     for g in groups:
         colour = color_for(str(g.get("optimizer") or g["group"]))
+        name = labels.get(g["group"], g["group"])
         fig.add_trace(go.Scatter(x=g["x"] + g["x"][::-1], y=g["hi"] + g["lo"][::-1], fill="toself",
                                  fillcolor=_rgba(colour, 0.18), line=dict(width=0), hoverinfo="skip",
-                                 showlegend=False, name=f"{g['group']} {level:.0%} band"))
+                                 showlegend=False, name=f"{name} {level:.0%} band"))
         fig.add_trace(go.Scatter(x=g["x"], y=g["mean"], mode="lines", line=dict(color=colour, width=2),
-                                 name=f"{g['group']} − {curves.get('reference')} (n = {g['n']} seeds)"))
+                                 name=f"{name} − {ref} (n = {g['n']} seed{'s' if g['n'] != 1 else ''})",
+                                 hovertemplate="%{y:.4g}"))
     fig.add_hline(y=0, line=dict(color="#444", width=1, dash="dot"))
     fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=60, b=50),
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0),

@@ -316,4 +316,4 @@ def _tick() -> None:
 live = st.fragment(run_every=settings.refresh_seconds if active_at_start else None)(_tick)
 live()
 if selection[0] == "comparison":  # results table, verdicts, exports and paired chart (issue 9)
-    results_section(selection[1], x_col=x_col, x_title=x_title)
+    results_section(selection[1], x_col=x_col, x_title=x_title, labels=series.group_labels(runs0, opt_labels))

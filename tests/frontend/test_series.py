@@ -332,3 +332,10 @@ def test_ema_matches_the_naive_debiased_loop():
     y[[0, 5, 6, 100, 399]] = np.nan
     for w in (0.3, 0.9, 0.99):
         np.testing.assert_allclose(series.ema(y, w), naive(y, w), rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_relabel_replaces_longest_group_names_first_and_once():
+    labels = {"TR uniform inputs=unit": "TR uniform", "SGD lr=0.1 inputs=unit": "SGD lr=0.1", "Adam": "Adam"}
+    text = "SGD lr=0.1 inputs=unit vs TR uniform inputs=unit: not resolved"
+    assert series.relabel(text, labels) == "SGD lr=0.1 vs TR uniform: not resolved"
+    assert series.relabel("no names here", {}) == "no names here"
