@@ -90,7 +90,18 @@ export default function (component) {
 }
 """
 
-_component = st.components.v2.component("trustlab_live_plotly", js=_JS, isolate_styles=False)
+# While a refresh reruns the page, Streamlit draws every element not yet re-sent at its "stale" opacity (0.33):
+# a live chart would fade on every tick and the more the busier the server. Live charts update in place, so
+# their element containers stay opaque (the rule is global: this component does not isolate its styles).
+_CSS = """
+[data-testid="stElementContainer"][data-stale="true"]:has(> * .trustlab-plot),
+[data-testid="stElementContainer"][data-stale="true"]:has(.trustlab-plot) {
+  opacity: 1 !important;
+  transition: none !important;
+}
+"""
+
+_component = st.components.v2.component("trustlab_live_plotly", js=_JS, css=_CSS, isolate_styles=False)
 
 
 def ensure_plotly_js(static_dir: Path = STATIC_DIR) -> Path:
