@@ -75,15 +75,23 @@ def log_ticks(values: Any, *, max_labels: int = 6) -> dict[str, Any]:
         pinned = {"range": [float(np.log10(lo)), float(np.log10(hi))], "autorange": False}
     if span >= 2:
         return {"dtick": max(1, int(np.ceil(span / max_labels))), "exponentformat": "power"}
-    mantissas = (1, 2, 5) if span >= 0.8 else (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)
-    ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
-             for m in mantissas]
-    ticks = [t for t in ticks if lo / (1 if pinned else 1.15) <= t <= hi * (1 if pinned else 1.15)]
+    slack = 1 if pinned else 1.15
+    for mantissas in _MANTISSAS:  # the densest sequence whose labels keep apart (a 200 px panel has room for ~6)
+        ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
+                 for m in mantissas]
+        ticks = [t for t in ticks if lo / slack <= t <= hi * slack]
+        gaps = np.diff(np.log10(ticks)) if len(ticks) > 1 else np.array([np.inf])
+        if len(ticks) <= max_labels and gaps.min() >= _MIN_TICK_GAP * span:
+            break
     if len(ticks) < 2:
         return pinned
     return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks], **pinned}
 
 
+# candidate tick mantissas per decade, densest first, and the least distance between two labels (a fraction of
+# the data's span in decades): 0.5, 0.6, 0.7, 0.8, 0.9 on a small panel overlapped
+_MANTISSAS = ((1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9), (1, 1.5, 2, 3, 5, 7), (1, 2, 5), (1, 3), (1,))
+_MIN_TICK_GAP = 0.15
 _MIN_LOG_SPAN = 0.4  # decades: narrower data gets a padded, pinned range (Plotly labels it with overlapping digits)
 # Series with at most this many points also get markers: one evaluation per run must still be visible.
 _MARKERS_UP_TO = 12
@@ -271,7 +279,7 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
         joined = {label: f"tr{run_id}" for run_id, label in label_of.items()} if multi else None
         _add_curves(fig, loss, row=1, col=1, log_y=log_y, legendgroups=joined)
         fig.update_yaxes(type="log" if log_y else "linear", title_text="loss", row=1, col=1,
-                         **(log_ticks(loss[["y", "hi"]]) if log_y else {}))
+                         **(log_ticks(loss[["y", "hi"]], max_labels=4) if log_y else {}))  # a short panel
         r0 = 2
     # each run has its own marker shape on the ρ and CG panels, shown in the legend; markers are translucent
     # so overlapping runs stay visible through each other

@@ -154,6 +154,9 @@ def _etas(runs: list[Mapping[str, Any]]) -> dict[int, float | None]:
     return out
 
 
+STATUS_ROWS = 20  # rows of the status table shown without scrolling
+
+
 def _status_section(runs: list[Mapping[str, Any]]) -> None:
     table = series.runs_table(runs, etas=_etas(runs))[["id", "run", "status", "progress", "ETA", "device",
                                                         "started"]]
@@ -164,7 +167,8 @@ def _status_section(runs: list[Mapping[str, Any]]) -> None:
     # the full configuration of each run: the charts' hover shows only the short label and the value
     by_id = {r["id"]: r for r in runs}
     table["settings"] = [series.describe_config(by_id[i], opt_labels) for i in table["id"]]
-    st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 260),
+    # every run in view up to STATUS_ROWS (a 7-optimizer comparison hid a run behind a scroll at 260 px)
+    st.dataframe(table, hide_index=True, width="stretch", height=38 + 35 * min(len(table), STATUS_ROWS),
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0,
                                                                             max_value=1.0, format="percent"),
                                 "id": st.column_config.NumberColumn("id", format="#%d", width="small"),

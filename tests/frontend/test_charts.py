@@ -130,7 +130,7 @@ def test_geometry_figure_draws_regions_iterates_and_minimizer():
 
 def test_log_ticks_label_decades_only_for_wide_ranges():
     short = charts.log_ticks([0.3, 0.5, 0.9])
-    assert short["tickvals"] == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    assert short["tickvals"] == pytest.approx([0.3, 0.5, 0.7, 1.0])
     assert short["ticktext"][0] == "0.3"
     assert charts.log_ticks([0.15, 2.5])["ticktext"] == ["0.2", "0.5", "1", "2"]
     assert charts.log_ticks([1e-8, 1.0]) == {"dtick": 2, "exponentformat": "power"}
@@ -233,3 +233,20 @@ def test_tr_internals_list_each_run_once_in_the_legend():
     loss_lines = [t for t in fig.data if t.yaxis in (None, "y") and t.fill != "toself"]
     key = {t.name: t.legendgroup for t in fig.data if t.showlegend and t.legendgroup.startswith("tr")}
     assert {t.name: t.legendgroup for t in loss_lines} == key  # clicking the entry hides the loss curve too
+
+
+def test_log_tick_labels_keep_apart_on_small_panels():
+    """A test loss from 0.45 to 2.2 got 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.5, 2 (labels overlapping on a 200 px panel);
+    the TR-internals loss panel (about 170 px) labelled each of five decades."""
+    ticks = charts.log_ticks([0.45, 2.2])
+    logs = np.log10(ticks["tickvals"])
+    assert 2 <= len(logs) <= 6 and np.diff(logs).min() >= 0.15 * np.log10(2.2 / 0.45)
+    assert 1.0 in ticks["tickvals"]
+    assert charts.log_ticks([1e-5, 1.0], max_labels=4)["dtick"] == 2
+    api = FakeApi()
+    runs = [api.add_run("tr-uniform")]
+    frames = {r["id"]: pd.DataFrame(metric_points(40, tr=True)) for r in runs}
+    loss = series.build_curves(runs, frames, x="step", y="train_loss")
+    loss["y"] = np.geomspace(1.0, 1e-5, len(loss))
+    fig = charts.tr_internals_figure(series.tr_frame(runs, frames, x="step"), loss, x_title="Steps", log_y=True)
+    assert fig.layout.yaxis.dtick == 2

@@ -242,3 +242,24 @@ def test_chart_data_download_is_offered(api, open_page):
     api.add_comparison("one", [a])
     at = open_page("compare")
     assert "Download chart data (CSV)" in [b.proto.label for b in at.get("download_button")]
+
+
+def test_status_table_shows_every_run_of_a_seven_optimizer_comparison(api, open_page, monkeypatch):
+    """The status table was capped at 260 px: a 7-run comparison hid its last run behind a scroll."""
+    import streamlit
+
+    heights = []
+    real = streamlit.dataframe
+
+    def recording(data, *args, **kwargs):
+        heights.append((len(data), kwargs.get("height")))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(streamlit, "dataframe", recording)
+    runs = [api.add_run(o, steps=20) for o in ("tr-uniform", "tr-adagrad", "tr-rmsprop", "sgd", "adagrad", "rmsprop",
+                                               "adam")]
+    api.add_comparison("paper", runs)
+    at = open_page("compare")
+    assert not at.exception
+    rows, height = heights[0]
+    assert rows == 7 and height >= 38 + 35 * 7
