@@ -90,3 +90,28 @@ def test_promote_waits_for_a_running_sweep(api, open_page):
     at = open_page("sweep")
     assert at.button(key="sw_promote").disabled
     assert "2/6 runs finished" in at.get("progress")[0].proto.text
+
+
+def test_the_selector_shows_the_sweeps_current_status(api, open_page, monkeypatch):
+    """The selector said "· queued" beside "6/6 runs finished": its label came from the sweep list fetched when the
+    page started, the progress from the live view. A list that lags behind the view must not win."""
+    api.add_sweep(_view(status="finished"))
+    stale = {**api.sweeps[1], "status": "queued", "runs_finished": 0}
+    monkeypatch.setattr(api, "list_sweeps", lambda: {"items": [stale], "total": 1})
+    at = open_page("sweep")
+    assert not at.exception
+    box = at.selectbox(key="sw_selected")
+    assert box.format_func(box.value) == "#1 grid · finished"
+    assert "6/6 runs finished · finished" in at.get("progress")[0].proto.text
+
+
+def test_the_default_sweep_name_names_the_grid_chosen():
+    """The default name was the preset's label, "... (half decades 1e-4..1)", whatever grid the form set."""
+    preset = SWEEP_PRESETS["paper-fmnist-mlp-grid"]
+    state = {"entries": ["SGD"], "low": 1e-3, "high": 0.1, "per_decade": 2, "budget_kind": "epochs", "budget": 1,
+             "train_subset": 0, "seeds": "0", "criterion": "final_train_loss", "k": 3, "target": 0, "name": ""}
+    name = sweep_request(preset, state, LABELS)["name"]
+    assert name == "Fashion-MNIST MLP: first-order step-size grid (half decades 0.001..0.1)"
+    assert "1e-4" not in name
+    assert sweep_request(preset, {**state, "per_decade": 1}, LABELS)["name"].endswith("(decades 0.001..0.1)")
+    assert sweep_request(preset, {**state, "name": "mine"}, LABELS)["name"] == "mine"
