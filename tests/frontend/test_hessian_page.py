@@ -137,3 +137,47 @@ def test_replay_mismatch_and_failure_are_stated(open_page, hapi) -> None:
                                        result=None)
     at.run()
     assert "the replay ended at step 5" in texts(at.error)
+
+
+def test_one_checkpoint_sits_on_a_readable_axis_and_the_colour_bar_beside_the_heatmap(open_page, hapi) -> None:
+    """With only step 0 done the shares chart spanned x -1..1 (negative steps) with three dots one could not tell
+    apart; the heatmap's colour bar sat at the far right of a full-width figure."""
+    run = hapi.add_run("sgd", model="mlp-narrow", steps=20)
+    a = _completed(hapi, run["id"])
+    a["result"]["checkpoints"] = a["result"]["checkpoints"][:1]
+    at = open_page("hessian")
+    assert not at.exception
+    shares, heatmap = figures(at)
+    assert shares["layout"]["xaxis"]["range"][0] == 0 and shares["layout"]["xaxis"]["range"][1] > 0
+    symbols = {t["marker"]["symbol"] for t in shares["data"]}
+    assert len(symbols) == 3  # measured, same-spectrum and Wigner baselines each have their own marker
+    lay = heatmap["layout"]
+    plot_w = lay["width"] - lay["margin"]["l"] - lay["margin"]["r"]
+    plot_h = lay["height"] - lay["margin"]["t"] - lay["margin"]["b"]
+    assert plot_w == plot_h  # square: no empty band between the heatmap and its colour bar
+    assert heatmap["data"][0]["colorbar"]["x"] <= 1.05
+
+
+def test_a_running_analysis_refreshes_itself(open_page, hapi, monkeypatch) -> None:
+    """A running analysis had only a Refresh button; now its section polls (a fragment with run_every)."""
+    import streamlit
+
+    every = []
+    real = streamlit.fragment
+
+    def recording(func=None, *, run_every=None):
+        every.append(run_every)
+        return real(func, run_every=run_every) if func is not None else real(run_every=run_every)
+
+    monkeypatch.setattr(streamlit, "fragment", recording)
+    run = hapi.add_run("sgd", model="mlp-narrow", steps=20)
+    a = _completed(hapi, run["id"])
+    a.update(status="running", progress={"done": 1, "total": 2})
+    at = open_page("hessian")
+    assert not at.exception
+    assert "1 of 2 checkpoints done" in texts(at.info)
+    assert every and every[-1] and every[-1] > 0
+    assert not any(b.label == "Refresh" for b in at.button)
+    a.update(status="completed", progress={"done": 2, "total": 2})
+    at.run()
+    assert every[-1] is None  # finished: no more polling
