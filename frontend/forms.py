@@ -144,11 +144,15 @@ def preset_state(meta: Mapping[str, Any], preset_name: str) -> dict[str, Any]:
     return state
 
 
+MAX_SEEDS = 100  # seeds per launch: the API's cap (a comparison's ``seeds`` list holds at most 100)
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"0, 1, 2"`` or ``"0-4"`` -> list of distinct non-negative seeds, in order.
 
     Raises:
-        ValueError: in words, when the text is empty or not a list of non-negative integers.
+        ValueError: in words, when the text is empty, not a list of non-negative integers, or more than
+            ``MAX_SEEDS`` seeds.
     """
     seeds: list[int] = []
     for part in str(text).replace(";", ",").replace(" ", ",").split(","):
@@ -159,13 +163,20 @@ def parse_seeds(text: str) -> list[int]:
             if "-" in part[1:]:
                 a, b = part.split("-", 1)
                 lo, hi = int(a), int(b)
-                if hi < lo or hi - lo > 99:
+                if hi < lo:
                     raise ValueError
+                if hi - lo + 1 > MAX_SEEDS:
+                    raise OverflowError(f"seeds: the range {part!r} is {hi - lo + 1:,} seeds; one launch takes at "
+                                        f"most {MAX_SEEDS} (e.g. '0-{MAX_SEEDS - 1}')")
                 seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(int(part))
+        except OverflowError as exc:
+            raise ValueError(str(exc)) from None
         except ValueError:
             raise ValueError(f"seeds: {part!r} is not a seed; write integers like '0, 1, 2' or a range '0-4'") from None
+    if len(set(seeds)) > MAX_SEEDS:
+        raise ValueError(f"seeds: {len(set(seeds)):,} seeds; one launch takes at most {MAX_SEEDS}")
     if not seeds:
         raise ValueError("seeds: give at least one seed, e.g. '0' or '0, 1, 2'")
     if any(s < 0 for s in seeds):
@@ -226,6 +237,10 @@ def build_request(meta: Mapping[str, Any], state: Mapping[str, Any]) -> LaunchRe
         values = {h["name"]: state[hp_key(n, h["name"])] for h in spec["hyperparameters"] if hp_key(n, h["name"]) in state}
         optimizers.append({"name": n, "hyperparameters": hyperparameter_overrides(spec, values)})
     batch = {"first-order": state.get(K.bs_first), "second-order": state.get(K.bs_second)}
+    for family, size in batch.items():
+        if size is not None and int(size) < 1:
+            raise ValueError(f"batch size, {'first-order' if family == 'first-order' else 'trust region'}: must be "
+                             f"at least 1, got {size}")
     common: dict[str, Any] = {
         "dataset": state[K.dataset], "model": state[K.model], "budget": budget,
         "device": state.get(K.device) or "auto",

@@ -88,8 +88,9 @@ b3.text_input("Seeds", key=K.seeds, help="Comma-separated, or a range such as 0-
 
 with st.expander("Advanced: batch sizes, quick runs, evaluation, device", expanded=False):
     a1, a2, a3 = st.columns(3)
-    a1.number_input("Batch size, first-order", key=K.bs_first, min_value=1, step=1, format="%d")
-    a2.number_input("Batch size, trust region", key=K.bs_second, min_value=1, step=1, format="%d")
+    # no min_value: a number below it only turns the field red; the form says what is wrong instead
+    a1.number_input("Batch size, first-order", key=K.bs_first, step=1, format="%d")
+    a2.number_input("Batch size, trust region", key=K.bs_second, step=1, format="%d")
     a3.selectbox("Device", DEVICES, key=K.device, help='"auto" uses a GPU when the API machine has one.')
     a4, a5, a6 = st.columns(3)
     a4.number_input("Training subset (0 = all)", key=K.train_subset, min_value=0, step=1024, format="%d",

@@ -231,7 +231,10 @@ class FakeApi:
         if tags is not None:
             bad = [t for t in tags if not t or " " in t or len(t) > 40]
             if bad:
-                raise ApiError(422, [{"loc": ["body", "tags", 0], "msg": "String should match pattern"}])
+                pattern = "^[A-Za-z0-9][A-Za-z0-9_.:+/-]*$"  # what the API answers (backend.schemas.Tag)
+                raise ApiError(422, [{"loc": ["body", "tags", 0], "type": "string_pattern_mismatch",
+                                      "msg": f"String should match pattern '{pattern}'", "input": bad[0],
+                                      "ctx": {"pattern": pattern}}])
             run["tags"] = list(dict.fromkeys(tags))
         if note is not None:
             run["note"] = note

@@ -117,3 +117,18 @@ def test_input_scaling_selectbox_offered_and_sent(api, open_page):
     assert at.selectbox(key=K.input_scaling).value == "unit"  # the paper presets use raw [0, 1] inputs
     at.selectbox(key=K.input_scaling).set_value("standardize").run()
     assert not at.exception and at.session_state[K.input_scaling] == "standardize"
+
+
+def test_seed_cap_and_batch_size_zero_are_said_in_words(api, open_page):
+    """"0-500" answered "'0-500' is not a seed" (the reason is the 100-seed cap); batch size 0 only turned its field
+    red, with no text."""
+    at = open_page("launch")
+    at.text_input(key=K.seeds).set_value("0-500").run()
+    warning = texts(at.warning)
+    assert "is 501 seeds; one launch takes at most 100" in warning and "is not a seed" not in warning
+    assert at.button[-1].disabled
+    at.text_input(key=K.seeds).set_value("0").run()
+    at.number_input(key=K.bs_first).set_value(0).run()
+    assert not at.exception
+    assert "batch size, first-order: must be at least 1, got 0" in texts(at.warning)
+    assert not any(c[0] in ("create_run", "create_comparison") for c in api.calls)

@@ -98,6 +98,9 @@ def test_filters_results_tags_and_downloads(api, open_page):
     at.text_area(key=f"runs_note_run_{b['id']}").input("the paper's setting").run()
     at.button(key=f"runs_save_run_{b['id']}").click().run()
     assert ("annotate_run", (b["id"], ["baseline", "fig2"], "the paper's setting")) in api.calls
+    # the confirmation is where the user clicked: inside the run's tags and note panel
+    panel = next(e for e in at.expander if "download, tags and note" in e.label)
+    assert "Saved the tags and note of run #2." in texts(panel.success)
     at.multiselect(key="runs_f_tag").set_value(["fig2"]).run()
     assert at.dataframe[0].value["id"].tolist() == [b["id"]]
     finals = at.dataframe[-1].value if "setting" in at.dataframe[-1].value.columns else at.dataframe[-2].value
@@ -110,7 +113,9 @@ def test_bad_tags_are_refused_in_words(api, open_page):
     at.checkbox(key=f"runs_sel_{a['id']}").check().run()
     at.text_input(key=f"runs_tags_run_{a['id']}").input("has space").run()
     at.button(key=f"runs_save_run_{a['id']}").click().run()
-    assert "run #1: tags[0]: String should match pattern" in texts(at.error)
+    error = texts(at.error)
+    assert "run #1: tags[0]: 'has space' is not allowed here: use only letters, digits" in error
+    assert "pattern" not in error and "^" not in error
 
 
 def test_deleting_an_active_comparison_is_refused_in_words(api, open_page):
