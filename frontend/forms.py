@@ -24,6 +24,10 @@ __all__ = [
     "EVAL_DEFAULTS",
     "eval_every_value",
     "dataset_problem",
+    "MAX_SEEDS",
+    "LONG_RUN_SECONDS",
+    "Estimate",
+    "estimate_durations",
 ]
 
 BUDGET_KINDS: dict[str, str] = {"epochs": "Epochs", "backprops": "Backprops", "seconds": "Seconds"}
@@ -336,3 +340,58 @@ def summarize(request: LaunchRequest) -> str:
 def option_labels(items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """name -> label for a meta list (datasets, models, optimizers)."""
     return {i["name"]: i.get("label", i["name"]) for i in items}
+
+
+LONG_RUN_SECONDS = 3600.0  # an estimate above this gets a warning before launch
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One optimizer's planned run: its estimated optimization time (``None``: nothing measured to go by)."""
+
+    label: str
+    seconds: float | None
+    runs_measured: int
+
+
+def _planned_batch(request: LaunchRequest, spec: Mapping[str, Any]) -> int | None:
+    p = request.payload
+    if request.kind == "run":
+        return p.get("batch_size") or spec.get("default_batch_size")
+    return (p.get("batch_sizes") or {}).get(spec["family"]) or spec.get("default_batch_size")
+
+
+def estimate_durations(meta: Mapping[str, Any], request: LaunchRequest, measured: Mapping[str, Any]
+                       ) -> list[Estimate]:
+    """Estimated optimization time of each optimizer's run in ``request`` from this server's measured speed
+    (``GET /api/throughput``): seconds per backprop (a backprops budget; scaled by the batch size when only another
+    batch size was measured) or per training sample (an epochs budget). A seconds budget is its own duration.
+    Evaluations come on top."""
+    p = request.payload
+    specs = {o["name"]: o for o in meta["optimizers"]}
+    sizes = {d["name"]: d.get("train_size") for d in meta.get("datasets") or []}
+    budget = p["budget"]
+    items = [i for i in measured.get("items") or [] if i.get("dataset") == p["dataset"] and i.get("model") == p["model"]]
+    opts = [p["optimizer"]] if request.kind == "run" else p["optimizers"]
+    out = []
+    for label, opt in zip(request.optimizer_labels, opts):
+        spec = specs[opt["name"]]
+        if "seconds" in budget:
+            out.append(Estimate(label, float(budget["seconds"]), 0))
+            continue
+        batch = _planned_batch(request, spec)
+        same = [i for i in items if i.get("optimizer") == opt["name"]]
+        exact = [i for i in same if i.get("batch_size") == batch] or same
+        if not exact:
+            out.append(Estimate(label, None, 0))
+            continue
+        m = max(exact, key=lambda i: i.get("runs") or 0)
+        seconds = None
+        if "backprops" in budget and m.get("seconds_per_backprop"):
+            scale = batch / m["batch_size"] if batch and m.get("batch_size") else 1.0
+            seconds = float(budget["backprops"]) * float(m["seconds_per_backprop"]) * scale
+        elif "epochs" in budget and m.get("seconds_per_sample"):
+            n_train = p.get("train_subset") or sizes.get(p["dataset"])
+            seconds = float(budget["epochs"]) * float(n_train or 0) * float(m["seconds_per_sample"]) or None
+        out.append(Estimate(label, seconds, int(m.get("runs") or 0)))
+    return out

@@ -534,7 +534,10 @@ def format_duration(seconds: float | None) -> str:
     if minutes < 60:
         return f"{minutes} min {sec:02d} s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    days = hours / 24
+    return f"{days:,.0f} days" if days < 730 else f"{days / 365:,.0f} years"
 
 
 def _timestamp(ts: str | None) -> float | None:

@@ -124,6 +124,12 @@ class FakeApi:
         self.calls.append(("meta", None))
         return metadata({"fashion-mnist": True, "mnist": False, "cifar10": False})
 
+    throughput_items: list[dict[str, Any]] = []  # GET /api/throughput's items (tests set them)
+
+    def throughput(self) -> dict[str, Any]:
+        self.calls.append(("throughput", None))
+        return {"items": list(self.throughput_items), "runs_used": sum(i["runs"] for i in self.throughput_items)}
+
     def list_runs(self, *, status=None, comparison_id=None, limit=200, offset=0) -> dict[str, Any]:
         self.calls.append(("list_runs", status))
         items = [r for r in self.runs.values() if (status is None or r["status"] == status)
