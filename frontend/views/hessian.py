@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from frontend import hessian_charts
+from frontend.live_chart import PLOTLY_CONFIG
 from frontend.settings import get_settings
 from frontend.ui import call, client, run_title
 
@@ -88,7 +89,8 @@ def show_analysis() -> None:
                f"fixed batch ({result.get('batch')}). Random baseline: mean of {analysis['params']['random_draws']} "
                "same-spectrum draws (min–max in the table). Layer blocks: "
                + ", ".join(f"{b['name']} ({b['stop'] - b['start']:,})" for b in result.get("blocks", [])) + ".")
-    st.plotly_chart(hessian_charts.shares_figure(table), key="hessian_shares", width="stretch", theme=None)
+    st.plotly_chart(hessian_charts.shares_figure(table), key="hessian_shares", width="stretch", theme=None,
+                    config=PLOTLY_CONFIG)
 
     st.subheader("|H| at a checkpoint")
     steps = [c["step"] for c in checkpoints]
@@ -98,7 +100,8 @@ def show_analysis() -> None:
     st.plotly_chart(hessian_charts.heatmap_figure(current["heatmap"], current["heatmap_edges"],
                                                   result.get("blocks", []),
                                                   title=f"mean |Hᵢⱼ| per cell, step {step} (log colour)"),
-                    key="hessian_heatmap", width="content", theme=None)  # its own square width: colour bar beside it
+                    key="hessian_heatmap", width="content", theme=None,  # its own square width: colour bar beside it
+                    config=PLOTLY_CONFIG)
     diag, rnd = current["shares"]["diagonal"], current["random_same_spectrum"]["diagonal"]
     st.caption(f"Step {step}: diagonal share {diag:.3g} vs {rnd:.3g} for a random matrix with the same spectrum"
                + (f" ({diag / rnd:.1f}×)" if rnd > 0 else "") + f"; {current['eigenvalues']['negative']:,} negative "

@@ -5,6 +5,7 @@ from typing import Any
 
 import streamlit as st
 
+from frontend.live_chart import PLOTLY_CONFIG
 from frontend.results_charts import sweep_figure
 from frontend.settings import get_settings
 from frontend.sweep_form import CRITERIA, default_name, entry_label, sweep_request
@@ -132,7 +133,7 @@ def _show() -> None:
     for i, entry in enumerate(view["optimizers"]):
         with cols[i % 2]:
             st.plotly_chart(sweep_figure(entry, criterion_label=view["criterion"]["label"]),
-                            key=f"sw_chart_{entry['index']}")
+                            key=f"sw_chart_{entry['index']}", config=PLOTLY_CONFIG)
             for flag in entry["edge_flags"]:
                 st.warning(f"{entry['label']}: {flag}", icon=":material/open_in_full:")
             if entry.get("message"):
