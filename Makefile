@@ -34,7 +34,7 @@ run: venv $(PLOTLY_JS)
 	@# until bash crashed with "Segmentation fault").
 	@trap 'trap - EXIT INT TERM; kill $$(jobs -p) 2>/dev/null; wait; exit 0' EXIT INT TERM; \
 	TRUSTLAB_HOST=$(API_HOST) TRUSTLAB_PORT=$(API_PORT) $(PY) -m backend.serve & \
-	$(PY) -m streamlit run frontend/app.py --server.address 127.0.0.1 --server.port $(UI_PORT) \
+	$(PY) -m streamlit run frontend/server.py --server.address 127.0.0.1 --server.port $(UI_PORT) \
 	  --server.headless true --browser.gatherUsageStats false & \
 	wait
 
