@@ -225,7 +225,7 @@ def curve_figure(curves: pd.DataFrame, *, x_title: str, y_title: str, log_y: boo
 
 
 def eval_figure(loss: pd.DataFrame, accuracy: pd.DataFrame | None, *, x_title: str, log_y: bool = False,
-                uirevision: Any = "evals", height: int = 380) -> go.Figure:
+                uirevision: Any = "evals", height: int = 380, log_x: bool = False) -> go.Figure:
     """Test loss (left) and test accuracy (right, when there is one) against the same x axis."""
     has_acc = accuracy is not None and not accuracy.empty
     if loss.empty and not has_acc:
@@ -242,7 +242,8 @@ def eval_figure(loss: pd.DataFrame, accuracy: pd.DataFrame | None, *, x_title: s
                      **(log_ticks(loss[["y", "hi"]]) if log_y and not loss.empty else {}))
     xs = pd.concat([loss["x"], accuracy["x"] if has_acc else loss["x"]])
     for c in range(1, cols + 1):
-        fig.update_xaxes(title_text=x_title, row=1, col=c, **_x_axis(xs))
+        fig.update_xaxes(title_text=x_title, row=1, col=c, type="log" if log_x else "linear",
+                         **({} if log_x else _x_axis(xs)))
     return _layout(fig, height=height, uirevision=uirevision, top=70)
 
 
@@ -251,8 +252,8 @@ _SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "star"]
 
 def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title: str, log_y: bool = False,
                         uirevision: Any = "tr", height: int = 820,
-                        thresholds: tuple[float, float] | None = None, rho_range: tuple[float, float] = (-0.5, 1.5)
-                        ) -> go.Figure:
+                        thresholds: tuple[float, float] | None = None, rho_range: tuple[float, float] = (-0.5, 1.5),
+                        log_x: bool = False) -> go.Figure:
     """Stacked panels on one shared x axis: training loss, trust radius Δ, ρ (rejected steps marked) and
     CG iterations coloured by the solver's exit reason.
 
@@ -356,7 +357,8 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
     fig.update_yaxes(range=[rho_range[0] - 0.05, rho_range[1] + 0.05], title_text="ρ", row=r0 + 1, col=1)
     fig.update_yaxes(title_text="iterations", rangemode="tozero", row=r0 + 2, col=1)
     _one_x_axis(fig, rows)
-    fig.update_xaxes(title_text=x_title, row=1, col=1, **_x_axis(tr["x"]))
+    fig.update_xaxes(title_text=x_title, row=1, col=1, type="log" if log_x else "linear",
+                     **({} if log_x else _x_axis(tr["x"])))
     return _layout(fig, height=height, uirevision=uirevision, top=80)
 
 

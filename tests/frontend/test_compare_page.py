@@ -263,3 +263,17 @@ def test_status_table_shows_every_run_of_a_seven_optimizer_comparison(api, open_
     assert not at.exception
     rows, height = heights[0]
     assert rows == 7 and height >= 38 + 35 * 7
+
+
+def test_log_x_axis_on_every_chart_and_in_the_link(api, open_page):
+    """Only the y axis could be logarithmic."""
+    a, b = api.add_run("tr-uniform", steps=40), api.add_run("adam", steps=40)
+    api.add_comparison("logx", [a, b])
+    at = open_page("compare")
+    assert all(f["layout"]["xaxis"].get("type") != "log" for f in figures(at)[:3])
+    at.toggle(key="cmp_logx").set_value(True).run()
+    assert not at.exception
+    loss, evals, tr = figures(at)[:3]
+    assert loss["layout"]["xaxis"]["type"] == "log" and evals["layout"]["xaxis"]["type"] == "log"
+    assert evals["layout"]["xaxis2"]["type"] == "log" and tr["layout"]["xaxis"]["type"] == "log"
+    assert at.query_params.get("logx") in ("1", ["1"])
