@@ -1,6 +1,7 @@
 """Pure builders for issue 9's views: the results table (DataFrame), the paired-difference chart, the sweep chart."""
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import pandas as pd
@@ -9,7 +10,7 @@ import plotly.graph_objects as go
 from frontend.charts import _rgba, color_for, empty_figure
 from frontend.series import relabel
 
-__all__ = ["results_frame", "paired_difference_figure", "sweep_figure", "verdict_lists"]
+__all__ = ["results_frame", "paired_difference_figure", "sweep_figure", "sweep_parcoords_figure", "verdict_lists"]
 
 
 def _num(stat: Mapping[str, Any] | None) -> float | None:
@@ -122,4 +123,38 @@ def sweep_figure(entry: Mapping[str, Any], *, criterion_label: str, param: str |
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0.3))
     if log_x:
         fig.update_xaxes(type="log")
+    return fig
+
+
+def _numeric(values: list[Any]) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def sweep_parcoords_figure(entry: Mapping[str, Any], *, criterion_label: str, height: int = 360) -> go.Figure:
+    """A sweep over two or more hyperparameters: one line per grid point with a value, through one axis per
+    hyperparameter (log10 when every value is positive) and the criterion, coloured by the criterion."""
+    space = entry.get("space") or {}
+    points = [p for p in entry.get("points") or [] if p.get("value") is not None
+              and all(k in p["point"] for k in space)]
+    if len(space) < 2 or not points:
+        return empty_figure("No grid point with a value yet")
+    dims = []
+    for name, grid in space.items():
+        values = [p["point"][name] for p in points]
+        if _numeric(values) and all(v > 0 for v in values):
+            ticks = sorted(set(grid))
+            dims.append(dict(label=name, values=[math.log10(v) for v in values],
+                             tickvals=[math.log10(v) for v in ticks], ticktext=[f"{v:g}" for v in ticks]))
+        elif _numeric(values):
+            dims.append(dict(label=name, values=values))
+        else:  # categories: their index on the axis, named
+            cats = list(dict.fromkeys(map(str, grid)))
+            dims.append(dict(label=name, values=[cats.index(str(v)) for v in values],
+                             tickvals=list(range(len(cats))), ticktext=cats))
+    crit = [float(p["value"]) for p in points]
+    dims.append(dict(label=criterion_label, values=crit))
+    fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(color=crit, colorscale="Viridis", showscale=True,
+                                                            colorbar=dict(title=dict(text="criterion")))))
+    fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=60, t=70, b=30),
+                      title=dict(text=f"{entry.get('label')}: every grid point", x=0))
     return fig

@@ -2,6 +2,8 @@
 warnings, and promotes the winners (with the TR methods) to a comparison."""
 from __future__ import annotations
 
+import pytest
+
 from frontend.sweep_form import entry_label, sweep_request
 from tests.frontend.conftest import figures, texts
 from trainer.registry import OPTIMIZERS, SWEEP_PRESETS
@@ -115,3 +117,22 @@ def test_the_default_sweep_name_names_the_grid_chosen():
     assert "1e-4" not in name
     assert sweep_request(preset, {**state, "per_decade": 1}, LABELS)["name"].endswith("(decades 0.001..0.1)")
     assert sweep_request(preset, {**state, "name": "mine"}, LABELS)["name"] == "mine"
+
+
+def test_a_two_hyperparameter_sweep_gets_parallel_coordinates(api, open_page):
+    """Sweeps over more than one hyperparameter showed only the criterion against the first one."""
+    view = _view()
+    sgd = view["optimizers"][0]
+    grid = [(lr, m) for lr in (0.01, 0.1) for m in (0.0, 0.9)]
+    sgd["space"] = {"lr": [0.01, 0.1], "momentum": [0.0, 0.9]}
+    sgd["points"] = [{"point": {"lr": lr, "momentum": m}, "values": [lr + m], "value": lr + m, "note": None,
+                      "run_ids": [i], "statuses": ["completed"], "seeds": [0]} for i, (lr, m) in enumerate(grid)]
+    api.add_sweep(view)
+    at = open_page("sweep")
+    assert not at.exception
+    par = [f for f in figures(at) if f["data"] and f["data"][0]["type"] == "parcoords"]
+    assert len(par) == 1  # only the two-hyperparameter entry
+    dims = par[0]["data"][0]["dimensions"]
+    assert [d["label"] for d in dims] == ["lr", "momentum", "smoothed final train loss"]
+    assert dims[0]["ticktext"] == ["0.01", "0.1"]  # log axis, labelled in values
+    assert dims[2]["values"] == pytest.approx([lr + m for lr, m in grid])
