@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 from frontend.charts import _rgba, color_for, empty_figure
 from frontend.series import relabel
 
-__all__ = ["results_frame", "paired_difference_figure", "sweep_figure", "sweep_parcoords_figure", "verdict_lists"]
+__all__ = ["results_frame", "paired_difference_figure", "sweep_figure", "sweep_parcoords_figure",
+           "sweep_heatmap_figure", "verdict_lists"]
 
 
 def _num(stat: Mapping[str, Any] | None) -> float | None:
@@ -157,4 +158,36 @@ def sweep_parcoords_figure(entry: Mapping[str, Any], *, criterion_label: str, he
                                                             colorbar=dict(title=dict(text="criterion")))))
     fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=60, t=70, b=30),
                       title=dict(text=f"{entry.get('label')}: every grid point", x=0))
+    return fig
+
+
+def sweep_heatmap_figure(entry: Mapping[str, Any], *, criterion_label: str, height: int = 360) -> go.Figure:
+    """A sweep over exactly two hyperparameters: the criterion of each grid cell (mean over tuning seeds; blank
+    where no value), the first hyperparameter across, the second up, the winner marked."""
+    space = entry.get("space") or {}
+    if len(space) != 2:
+        return empty_figure("A heatmap needs exactly two swept hyperparameters")
+    (px, gx), (py, gy) = space.items()
+    xs, ys = sorted(set(gx), key=str) if not _numeric(gx) else sorted(set(gx)), \
+        sorted(set(gy), key=str) if not _numeric(gy) else sorted(set(gy))
+    z: list[list[float | None]] = [[None] * len(xs) for _ in ys]
+    for p in entry.get("points") or []:
+        pt = p["point"]
+        if p.get("value") is not None and pt.get(px) in xs and pt.get(py) in ys:
+            z[ys.index(pt[py])][xs.index(pt[px])] = float(p["value"])
+    labels_x, labels_y = [f"{v:g}" if _numeric([v]) else str(v) for v in xs], \
+        [f"{v:g}" if _numeric([v]) else str(v) for v in ys]
+    fig = go.Figure(go.Heatmap(x=labels_x, y=labels_y, z=z, colorscale="Viridis", hoverongaps=False,
+                               colorbar=dict(title=dict(text="criterion")),
+                               hovertemplate=f"{px} %{{x}}, {py} %{{y}}: %{{z:.4g}}<extra></extra>"))
+    best = entry.get("best")
+    if best and px in best["point"] and py in best["point"] and best["point"][px] in xs and best["point"][py] in ys:
+        fig.add_trace(go.Scatter(x=[labels_x[xs.index(best["point"][px])]], y=[labels_y[ys.index(best["point"][py])]],
+                                 mode="markers", name="winner", marker=dict(symbol="star", size=16, color="#f2b701",
+                                                                            line=dict(color="#000", width=1))))
+    fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=50, b=50),
+                      title=dict(text=f"{entry.get('label')}: {criterion_label}", x=0), xaxis_title=px,
+                      yaxis_title=py, showlegend=False)
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category")
     return fig

@@ -6,7 +6,7 @@ from typing import Any
 import streamlit as st
 
 from frontend.live_chart import PLOTLY_CONFIG
-from frontend.results_charts import sweep_figure, sweep_parcoords_figure
+from frontend.results_charts import sweep_figure, sweep_heatmap_figure, sweep_parcoords_figure
 from frontend.settings import get_settings
 from frontend.sweep_form import CRITERIA, default_name, entry_label, sweep_request
 from frontend.ui import PAGES, call, client, meta
@@ -134,6 +134,9 @@ def _show() -> None:
         with cols[i % 2]:
             st.plotly_chart(sweep_figure(entry, criterion_label=view["criterion"]["label"]),
                             key=f"sw_chart_{entry['index']}", config=PLOTLY_CONFIG)
+            if len(entry.get("space") or {}) == 2:  # two hyperparameters: the grid as a heatmap
+                st.plotly_chart(sweep_heatmap_figure(entry, criterion_label=view["criterion"]["label"]),
+                                key=f"sw_heatmap_{entry['index']}", config=PLOTLY_CONFIG)
             if len(entry.get("space") or {}) > 1:  # several hyperparameters: every grid point on parallel axes
                 st.plotly_chart(sweep_parcoords_figure(entry, criterion_label=view["criterion"]["label"]),
                                 key=f"sw_parcoords_{entry['index']}", config=PLOTLY_CONFIG)

@@ -136,3 +136,8 @@ def test_a_two_hyperparameter_sweep_gets_parallel_coordinates(api, open_page):
     assert [d["label"] for d in dims] == ["lr", "momentum", "smoothed final train loss"]
     assert dims[0]["ticktext"] == ["0.01", "0.1"]  # log axis, labelled in values
     assert dims[2]["values"] == pytest.approx([lr + m for lr, m in grid])
+    heat = [f for f in figures(at) if f["data"] and f["data"][0]["type"] == "heatmap"]
+    assert len(heat) == 1
+    cells = heat[0]["data"][0]
+    assert cells["x"] == ["0.01", "0.1"] and cells["y"] == ["0", "0.9"]
+    assert [v for row in cells["z"] for v in row] == pytest.approx([0.01, 0.1, 0.91, 1.0])  # rows: momentum
