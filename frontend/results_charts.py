@@ -161,6 +161,14 @@ def sweep_parcoords_figure(entry: Mapping[str, Any], *, criterion_label: str, he
     return fig
 
 
+def _grid_values(grid: list[Any]) -> list[Any]:
+    return sorted(set(grid)) if _numeric(grid) else sorted(set(grid), key=str)
+
+
+def _value_text(v: Any) -> str:
+    return f"{v:g}" if _numeric([v]) else str(v)
+
+
 def sweep_heatmap_figure(entry: Mapping[str, Any], *, criterion_label: str, height: int = 360) -> go.Figure:
     """A sweep over exactly two hyperparameters: the criterion of each grid cell (mean over tuning seeds; blank
     where no value), the first hyperparameter across, the second up, the winner marked."""
@@ -168,15 +176,13 @@ def sweep_heatmap_figure(entry: Mapping[str, Any], *, criterion_label: str, heig
     if len(space) != 2:
         return empty_figure("A heatmap needs exactly two swept hyperparameters")
     (px, gx), (py, gy) = space.items()
-    xs, ys = sorted(set(gx), key=str) if not _numeric(gx) else sorted(set(gx)), \
-        sorted(set(gy), key=str) if not _numeric(gy) else sorted(set(gy))
+    xs, ys = _grid_values(gx), _grid_values(gy)
     z: list[list[float | None]] = [[None] * len(xs) for _ in ys]
     for p in entry.get("points") or []:
         pt = p["point"]
         if p.get("value") is not None and pt.get(px) in xs and pt.get(py) in ys:
             z[ys.index(pt[py])][xs.index(pt[px])] = float(p["value"])
-    labels_x, labels_y = [f"{v:g}" if _numeric([v]) else str(v) for v in xs], \
-        [f"{v:g}" if _numeric([v]) else str(v) for v in ys]
+    labels_x, labels_y = [_value_text(v) for v in xs], [_value_text(v) for v in ys]
     fig = go.Figure(go.Heatmap(x=labels_x, y=labels_y, z=z, colorscale="Viridis", hoverongaps=False,
                                colorbar=dict(title=dict(text="criterion")),
                                hovertemplate=f"{px} %{{x}}, {py} %{{y}}: %{{z:.4g}}<extra></extra>"))
