@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from frontend.charts import _x_axis, empty_figure
+from frontend.charts import _x_axis, empty_figure, log_ticks
 
 __all__ = ["share_table", "heatmap_figure", "shares_figure", "SHARE_SERIES"]
 
@@ -56,8 +56,16 @@ def shares_figure(table: pd.DataFrame, *, height: int = 380) -> go.Figure:
     fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=70, b=50),
                       legend=dict(orientation="h", yref="container", y=1.0, yanchor="top", x=0, font=dict(size=12)),
                       hovermode="x unified", font=dict(size=13))
-    fig.update_xaxes(title_text="optimizer step of the checkpoint", **_x_axis(table["step"]))
-    fig.update_yaxes(title_text="share of Σ|Hᵢⱼ|", type="log", exponentformat="power")
+    steps = table["step"].astype(float)
+    if len(steps) == 1:  # one checkpoint: its dots in the middle, its step the only tick (no negative steps)
+        x0 = float(steps.iloc[0])
+        pad = max(1.0, abs(x0) * 0.5)
+        fig.update_xaxes(title_text="optimizer step of the checkpoint", range=[x0 - pad, x0 + pad], autorange=False,
+                         tickvals=[x0], ticktext=[f"{x0:g}"])
+    else:
+        fig.update_xaxes(title_text="optimizer step of the checkpoint", **_x_axis(steps))
+    shares = table[[c for c, *_ in SHARE_SERIES]]
+    fig.update_yaxes(title_text="share of Σ|Hᵢⱼ|", type="log", exponentformat="power", **log_ticks(shares))
     return fig
 
 

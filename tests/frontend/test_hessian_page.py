@@ -148,7 +148,8 @@ def test_one_checkpoint_sits_on_a_readable_axis_and_the_colour_bar_beside_the_he
     at = open_page("hessian")
     assert not at.exception
     shares, heatmap = figures(at)
-    assert shares["layout"]["xaxis"]["range"][0] == 0 and shares["layout"]["xaxis"]["range"][1] > 0
+    xaxis = shares["layout"]["xaxis"]
+    assert xaxis["tickvals"] == [0] and xaxis["range"][0] < 0 < xaxis["range"][1]  # centred, step 0 the only tick
     symbols = {t["marker"]["symbol"] for t in shares["data"]}
     assert len(symbols) == 3  # measured, same-spectrum and Wigner baselines each have their own marker
     lay = heatmap["layout"]
