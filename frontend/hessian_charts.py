@@ -65,7 +65,7 @@ def shares_figure(table: pd.DataFrame, *, height: int = 380) -> go.Figure:
     else:
         fig.update_xaxes(title_text="optimizer step of the checkpoint", **_x_axis(steps))
     shares = table[[c for c, *_ in SHARE_SERIES]]
-    fig.update_yaxes(title_text="share of Σ|Hᵢⱼ|", type="log", exponentformat="power", **log_ticks(shares))
+    fig.update_yaxes(title_text="share of Σ|Hᵢⱼ|", type="log", **{"exponentformat": "power", **log_ticks(shares)})
     return fig
 
 

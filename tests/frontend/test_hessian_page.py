@@ -182,3 +182,16 @@ def test_a_running_analysis_refreshes_itself(open_page, hapi, monkeypatch) -> No
     a.update(status="completed", progress={"done": 2, "total": 2})
     at.run()
     assert every[-1] is None  # finished: no more polling
+
+
+def test_shares_spanning_decades_draw() -> None:
+    """Real shares run from ~1e-3 (diagonal) to ~1 (blocks): the log axis gets decade ticks (a narrow-range test
+    table never reached that branch, and the page raised a TypeError on it)."""
+    import pandas as pd
+
+    from frontend.hessian_charts import SHARE_SERIES, shares_figure
+
+    row = {c: v for (c, *_), v in zip(SHARE_SERIES, (9e-4, 5e-4, 3e-4, 0.96, 0.97, 0.97))}
+    fig = shares_figure(pd.DataFrame([{"step": 83, **row}]))
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.exponentformat == "power"
+    assert fig.layout.yaxis.dtick == 1
