@@ -110,6 +110,10 @@ class ApiClient:
             run_states.update(body.get("run_states"))
         return body
 
+    def throughput(self) -> dict[str, Any]:
+        """GET /api/throughput: this server's measured seconds per backprop / per sample, per setting."""
+        return self._json("GET", "/throughput")
+
     def list_runs(self, *, status: str | None = None, comparison_id: int | None = None, limit: int = 200,
                   offset: int = 0, owner: str | None = None) -> dict[str, Any]:
         return self._json("GET", "/runs", params={"status": status, "comparison_id": comparison_id,

@@ -1,4 +1,4 @@
-"""trustlab UI entry point: `streamlit run frontend/app.py` (see `make run`)."""
+"""trustlab UI pages' entry point; `make run` serves it with `streamlit run frontend/server.py`."""
 from __future__ import annotations
 
 import logging

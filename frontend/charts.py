@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -75,15 +75,23 @@ def log_ticks(values: Any, *, max_labels: int = 6) -> dict[str, Any]:
         pinned = {"range": [float(np.log10(lo)), float(np.log10(hi))], "autorange": False}
     if span >= 2:
         return {"dtick": max(1, int(np.ceil(span / max_labels))), "exponentformat": "power"}
-    mantissas = (1, 2, 5) if span >= 0.8 else (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)
-    ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
-             for m in mantissas]
-    ticks = [t for t in ticks if lo / (1 if pinned else 1.15) <= t <= hi * (1 if pinned else 1.15)]
+    slack = 1 if pinned else 1.15
+    for mantissas in _MANTISSAS:  # the densest sequence whose labels keep apart (a 200 px panel has room for ~6)
+        ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
+                 for m in mantissas]
+        ticks = [t for t in ticks if lo / slack <= t <= hi * slack]
+        gaps = np.diff(np.log10(ticks)) if len(ticks) > 1 else np.array([np.inf])
+        if len(ticks) <= max_labels and gaps.min() >= _MIN_TICK_GAP * span:
+            break
     if len(ticks) < 2:
         return pinned
     return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks], **pinned}
 
 
+# candidate tick mantissas per decade, densest first, and the least distance between two labels (a fraction of
+# the data's span in decades): 0.5, 0.6, 0.7, 0.8, 0.9 on a small panel overlapped
+_MANTISSAS = ((1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9), (1, 1.5, 2, 3, 5, 7), (1, 2, 5), (1, 3), (1,))
+_MIN_TICK_GAP = 0.15
 _MIN_LOG_SPAN = 0.4  # decades: narrower data gets a padded, pinned range (Plotly labels it with overlapping digits)
 # Series with at most this many points also get markers: one evaluation per run must still be visible.
 _MARKERS_UP_TO = 12
@@ -111,11 +119,20 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+# A thin vertical line at the cursor's x on every x axis; with ``hoversubplots="axis"`` the unified hover and the
+# line span every panel stacked on the same x axis (the TR internals), not only the panel under the cursor.
+_SPIKES = dict(showspikes=True, spikemode="across", spikesnap="cursor", spikethickness=1, spikedash="dot",
+               spikecolor="#888")
+
+
 def _layout(fig: go.Figure, *, height: int, uirevision: Any, title: str | None = None, top: int = 50) -> go.Figure:
-    """Shared look: white template, legend in a row across the top (above any subplot titles)."""
+    """Shared look: white template, legend in a row across the top (above any subplot titles), a unified hover
+    (short label and value per series: the configuration is in the page's tables, not in the hover box) with a
+    spike line at the cursor."""
     top = top + (30 if title else 0)
+    fig.update_xaxes(**_SPIKES)
     fig.update_layout(
-        template=_TEMPLATE, height=height, uirevision=uirevision, hovermode="x unified",
+        template=_TEMPLATE, height=height, uirevision=uirevision, hovermode="x unified", hoversubplots="axis",
         margin=dict(l=60, r=20, t=top, b=50),
         legend=dict(orientation="h", yref="container", y=1.0 if not title else 0.995 - 34 / height,
                     yanchor="top", xanchor="left", x=0, title_text="", font=dict(size=12)),
@@ -136,14 +153,6 @@ def empty_figure(message: str, *, height: int = 300) -> go.Figure:
     return _layout(fig, height=height, uirevision="empty")
 
 
-def _hover_config(d: pd.DataFrame) -> str:
-    """The series' full configuration, small and grey after the value (labels stay short)."""
-    if "config" not in d.columns or d.empty or not isinstance(d["config"].iloc[0], str):
-        return ""
-    text = html.escape(d["config"].iloc[0]).replace("%", "%%").replace("{", "&#123;")
-    return f"  <span style='font-size:11px;color:#777'>{text}</span>"
-
-
 def _dash_for(curves: pd.DataFrame) -> dict[str, str]:
     """Series sharing an optimizer (same colour) are told apart by dash style."""
     out: dict[str, str] = {}
@@ -155,7 +164,14 @@ def _dash_for(curves: pd.DataFrame) -> dict[str, str]:
 
 
 def _add_curves(fig: go.Figure, curves: pd.DataFrame, *, row: int | None = None, col: int | None = None,
-                showlegend: bool = True, log_y: bool = False, legendgroup_prefix: str = "") -> None:
+                showlegend: bool = True, log_y: bool = False, legendgroup_prefix: str = "",
+                legendgroups: Mapping[str, str] | None = None) -> None:
+    """Add each series of ``curves`` (a line, and its band when there is one).
+
+    Args:
+        legendgroups: label -> legend group for series whose legend entry another trace already shows (they
+            join that group and get no entry of their own).
+    """
     dashes = _dash_for(curves)
     where = dict(row=row, col=col) if row is not None else {}
     for series, d in curves.groupby("series", sort=False):
@@ -163,6 +179,9 @@ def _add_curves(fig: go.Figure, curves: pd.DataFrame, *, row: int | None = None,
         color = color_for(opt)
         label = str(d["label"].iloc[0])
         group = legendgroup_prefix + str(series)
+        shown = showlegend
+        if legendgroups and label in legendgroups:
+            group, shown = legendgroups[label], False
         lo, hi = d["lo"].to_numpy(float), d["hi"].to_numpy(float)
         band = ~np.isnan(lo) & ~np.isnan(hi)
         if band.any():
@@ -178,10 +197,10 @@ def _add_curves(fig: go.Figure, curves: pd.DataFrame, *, row: int | None = None,
                           **where)
         few = len(d) <= _MARKERS_UP_TO
         fig.add_trace(go.Scatter(x=d["x"], y=d["y"], mode="lines+markers" if few else "lines", name=label,
-                                 legendgroup=group, showlegend=showlegend,
+                                 legendgroup=group, showlegend=shown,
                                  line=dict(color=color, width=1.6, dash=dashes[series]),
                                  marker=dict(color=color, size=7) if few else None,
-                                 hovertemplate="%{y:.4g}" + _hover_config(d)), **where)
+                                 hovertemplate="%{y:.4g}"), **where)
 
 
 def curve_figure(curves: pd.DataFrame, *, x_title: str, y_title: str, log_y: bool = False, title: str | None = None,
@@ -206,7 +225,7 @@ def curve_figure(curves: pd.DataFrame, *, x_title: str, y_title: str, log_y: boo
 
 
 def eval_figure(loss: pd.DataFrame, accuracy: pd.DataFrame | None, *, x_title: str, log_y: bool = False,
-                uirevision: Any = "evals", height: int = 380) -> go.Figure:
+                uirevision: Any = "evals", height: int = 380, log_x: bool = False) -> go.Figure:
     """Test loss (left) and test accuracy (right, when there is one) against the same x axis."""
     has_acc = accuracy is not None and not accuracy.empty
     if loss.empty and not has_acc:
@@ -223,7 +242,8 @@ def eval_figure(loss: pd.DataFrame, accuracy: pd.DataFrame | None, *, x_title: s
                      **(log_ticks(loss[["y", "hi"]]) if log_y and not loss.empty else {}))
     xs = pd.concat([loss["x"], accuracy["x"] if has_acc else loss["x"]])
     for c in range(1, cols + 1):
-        fig.update_xaxes(title_text=x_title, row=1, col=c, **_x_axis(xs))
+        fig.update_xaxes(title_text=x_title, row=1, col=c, type="log" if log_x else "linear",
+                         **({} if log_x else _x_axis(xs)))
     return _layout(fig, height=height, uirevision=uirevision, top=70)
 
 
@@ -232,8 +252,8 @@ _SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "star"]
 
 def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title: str, log_y: bool = False,
                         uirevision: Any = "tr", height: int = 820,
-                        thresholds: tuple[float, float] | None = None, rho_range: tuple[float, float] = (-0.5, 1.5)
-                        ) -> go.Figure:
+                        thresholds: tuple[float, float] | None = None, rho_range: tuple[float, float] = (-0.5, 1.5),
+                        log_x: bool = False) -> go.Figure:
     """Stacked panels on one shared x axis: training loss, trust radius Δ, ρ (rejected steps marked) and
     CG iterations coloured by the solver's exit reason.
 
@@ -252,18 +272,28 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.045, subplot_titles=titles,
                         row_heights=([1.2] if with_loss else []) + [1, 1, 1])
     r0 = 1
-    if with_loss:
-        _add_curves(fig, loss, row=1, col=1, log_y=log_y)
-        fig.update_yaxes(type="log" if log_y else "linear", title_text="loss", row=1, col=1,
-                         **(log_ticks(loss[["y", "hi"]]) if log_y else {}))
-        r0 = 2
     runs = list(dict.fromkeys(tr["run_id"]))
     multi = len(runs) > 1
+    label_of = {run_id: str(tr.loc[tr["run_id"] == run_id, "label"].iloc[0]) for run_id in runs}
+    if with_loss:
+        # with several runs, each run's one legend entry (its dash and marker) also stands for its loss curve
+        joined = {label: f"tr{run_id}" for run_id, label in label_of.items()} if multi else None
+        _add_curves(fig, loss, row=1, col=1, log_y=log_y, legendgroups=joined)
+        fig.update_yaxes(type="log" if log_y else "linear", title_text="loss", row=1, col=1,
+                         **(log_ticks(loss[["y", "hi"]], max_labels=4) if log_y else {}))  # a short panel
+        r0 = 2
     # each run has its own marker shape on the ρ and CG panels, shown in the legend; markers are translucent
     # so overlapping runs stay visible through each other
     symbol_of = {run_id: _SYMBOLS[i % len(_SYMBOLS)] if multi else "circle" for i, run_id in enumerate(runs)}
+    # dashes as the loss panel's (:func:`_dash_for`): runs of one optimizer (one colour) differ by dash
+    dash_of: dict[Any, str] = {}
+    per_opt: dict[str, int] = {}
+    for run_id in runs:
+        opt = str(tr.loc[tr["run_id"] == run_id, "optimizer"].iloc[0])
+        dash_of[run_id] = _DASHES[per_opt.get(opt, 0) % len(_DASHES)]
+        per_opt[opt] = per_opt.get(opt, 0) + 1
     rejected_shown = False
-    for i, run_id in enumerate(runs):
+    for run_id in runs:
         d = tr[tr["run_id"] == run_id]
         opt, label = str(d["optimizer"].iloc[0]), str(d["label"].iloc[0])
         color = color_for(opt)
@@ -272,12 +302,12 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
         radius = pd.to_numeric(d["radius"], errors="coerce").to_numpy(float)
         fig.add_trace(go.Scatter(x=x, y=radius, mode="lines", name=label, legendgroup=f"tr{run_id}",
                                  showlegend=not with_loss and not multi,
-                                 line=dict(color=color, width=1.8, shape="hv", dash=_DASHES[i % len(_DASHES)]),
+                                 line=dict(color=color, width=1.8, shape="hv", dash=dash_of[run_id]),
                                  hovertemplate=f"{html.escape(label)}: Δ %{{y:.3g}}<extra></extra>"), row=r0, col=1)
         if multi:  # legend entry: the run's line dash and marker shape (click to hide the run)
             fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines+markers", name=f"{label}",
                                      legendgroup=f"tr{run_id}", showlegend=True,
-                                     line=dict(color=color, width=1.8, dash=_DASHES[i % len(_DASHES)]),
+                                     line=dict(color=color, width=1.8, dash=dash_of[run_id]),
                                      marker=dict(color=color, symbol=symbol, size=9), hoverinfo="skip"),
                           row=r0, col=1)
         rho = pd.to_numeric(d["rho"], errors="coerce").to_numpy(float)
@@ -326,8 +356,23 @@ def tr_internals_figure(tr: pd.DataFrame, loss: pd.DataFrame | None, *, x_title:
     fig.update_yaxes(type="log", title_text="Δ", row=r0, col=1, **log_ticks(tr["radius"]))
     fig.update_yaxes(range=[rho_range[0] - 0.05, rho_range[1] + 0.05], title_text="ρ", row=r0 + 1, col=1)
     fig.update_yaxes(title_text="iterations", rangemode="tozero", row=r0 + 2, col=1)
-    fig.update_xaxes(title_text=x_title, row=rows, col=1, **_x_axis(tr["x"]))
+    _one_x_axis(fig, rows)
+    fig.update_xaxes(title_text=x_title, row=1, col=1, type="log" if log_x else "linear",
+                     **({} if log_x else _x_axis(tr["x"])))
     return _layout(fig, height=height, uirevision=uirevision, top=80)
+
+
+def _one_x_axis(fig: go.Figure, rows: int) -> None:
+    """Put the traces of stacked panels on one x axis (the first, drawn at the bottom) and anchor every panel's y
+    axis to it: Plotly's ``hoversubplots="axis"`` then shows the unified hover and the spike line on all panels
+    at once (panels on matched but separate x axes each hover alone). Zoom stays shared: there is one axis."""
+    for trace in fig.data:
+        trace.xaxis = "x"
+    fig.update_layout(xaxis=dict(anchor=f"y{rows}" if rows > 1 else "y", matches=None, showticklabels=True))
+    for r in range(2, rows + 1):
+        fig.layout[f"xaxis{r}"].update(visible=False, matches=None)
+    for r in range(1, rows + 1):
+        fig.layout[f"yaxis{r}" if r > 1 else "yaxis"].update(anchor="x")
 
 
 # -- geometry (paper Figure 1) -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 __all__ = ["VIEW_KEYS", "parse_view", "format_view", "MAX_IDS"]
 
 MAX_IDS = 200  # ids taken from one parameter
-VIEW_KEYS = ("cmp", "runs", "x", "log", "bands", "smooth", "tr", "xr")
+VIEW_KEYS = ("cmp", "runs", "x", "log", "logx", "bands", "smooth", "tr", "xr")
 
 
 def _first(value: Any) -> str:
@@ -50,7 +50,7 @@ def parse_view(params: Mapping[str, Any], *, axes: Iterable[str]) -> dict[str, A
     """The valid view settings in ``params`` (query parameters); invalid or missing ones are left out.
 
     Returns a dict with any of: ``comparison`` (int), ``runs`` (list of ints), ``axis`` (one of ``axes``),
-    ``log``/``bands`` (bool), ``smoothing`` (float in [0, 0.99]), ``tr_runs`` (list of ints),
+    ``log``/``log_x``/``bands`` (bool), ``smoothing`` (float in [0, 0.99]), ``tr_runs`` (list of ints),
     ``xrange`` ([lo, hi] with lo < hi).
     """
     view: dict[str, Any] = {}
@@ -60,7 +60,7 @@ def parse_view(params: Mapping[str, Any], *, axes: Iterable[str]) -> dict[str, A
         view["runs"] = ids
     if "x" in params and _first(params["x"]) in set(axes):
         view["axis"] = _first(params["x"])
-    for key, name in (("log", "log"), ("bands", "bands")):
+    for key, name in (("log", "log"), ("logx", "log_x"), ("bands", "bands")):
         if key in params and (flag := _flag(params[key])) is not None:
             view[name] = flag
     if "smooth" in params and (s := _number(params["smooth"])) is not None and 0 <= s <= 0.99:
@@ -83,7 +83,7 @@ def format_view(view: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[st
         out["cmp"] = str(int(view["comparison"]))
     if view.get("runs"):
         out["runs"] = ",".join(str(int(i)) for i in view["runs"])
-    for name, key in (("axis", "x"), ("log", "log"), ("bands", "bands"), ("smoothing", "smooth")):
+    for name, key in (("axis", "x"), ("log", "log"), ("log_x", "logx"), ("bands", "bands"), ("smoothing", "smooth")):
         value = view.get(name)
         if value is None or value == defaults.get(name):
             continue

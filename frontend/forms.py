@@ -24,6 +24,10 @@ __all__ = [
     "EVAL_DEFAULTS",
     "eval_every_value",
     "dataset_problem",
+    "MAX_SEEDS",
+    "LONG_RUN_SECONDS",
+    "Estimate",
+    "estimate_durations",
 ]
 
 BUDGET_KINDS: dict[str, str] = {"epochs": "Epochs", "backprops": "Backprops", "seconds": "Seconds"}
@@ -144,11 +148,15 @@ def preset_state(meta: Mapping[str, Any], preset_name: str) -> dict[str, Any]:
     return state
 
 
+MAX_SEEDS = 100  # seeds per launch: the API's cap (a comparison's ``seeds`` list holds at most 100)
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"0, 1, 2"`` or ``"0-4"`` -> list of distinct non-negative seeds, in order.
 
     Raises:
-        ValueError: in words, when the text is empty or not a list of non-negative integers.
+        ValueError: in words, when the text is empty, not a list of non-negative integers, or more than
+            ``MAX_SEEDS`` seeds.
     """
     seeds: list[int] = []
     for part in str(text).replace(";", ",").replace(" ", ",").split(","):
@@ -159,13 +167,20 @@ def parse_seeds(text: str) -> list[int]:
             if "-" in part[1:]:
                 a, b = part.split("-", 1)
                 lo, hi = int(a), int(b)
-                if hi < lo or hi - lo > 99:
+                if hi < lo:
                     raise ValueError
+                if hi - lo + 1 > MAX_SEEDS:
+                    raise OverflowError(f"seeds: the range {part!r} is {hi - lo + 1:,} seeds; one launch takes at "
+                                        f"most {MAX_SEEDS} (e.g. '0-{MAX_SEEDS - 1}')")
                 seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(int(part))
+        except OverflowError as exc:
+            raise ValueError(str(exc)) from None
         except ValueError:
             raise ValueError(f"seeds: {part!r} is not a seed; write integers like '0, 1, 2' or a range '0-4'") from None
+    if len(set(seeds)) > MAX_SEEDS:
+        raise ValueError(f"seeds: {len(set(seeds)):,} seeds; one launch takes at most {MAX_SEEDS}")
     if not seeds:
         raise ValueError("seeds: give at least one seed, e.g. '0' or '0, 1, 2'")
     if any(s < 0 for s in seeds):
@@ -226,6 +241,10 @@ def build_request(meta: Mapping[str, Any], state: Mapping[str, Any]) -> LaunchRe
         values = {h["name"]: state[hp_key(n, h["name"])] for h in spec["hyperparameters"] if hp_key(n, h["name"]) in state}
         optimizers.append({"name": n, "hyperparameters": hyperparameter_overrides(spec, values)})
     batch = {"first-order": state.get(K.bs_first), "second-order": state.get(K.bs_second)}
+    for family, size in batch.items():
+        if size is not None and int(size) < 1:
+            raise ValueError(f"batch size, {'first-order' if family == 'first-order' else 'trust region'}: must be "
+                             f"at least 1, got {size}")
     common: dict[str, Any] = {
         "dataset": state[K.dataset], "model": state[K.model], "budget": budget,
         "device": state.get(K.device) or "auto",
@@ -321,3 +340,58 @@ def summarize(request: LaunchRequest) -> str:
 def option_labels(items: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """name -> label for a meta list (datasets, models, optimizers)."""
     return {i["name"]: i.get("label", i["name"]) for i in items}
+
+
+LONG_RUN_SECONDS = 3600.0  # an estimate above this gets a warning before launch
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One optimizer's planned run: its estimated optimization time (``None``: nothing measured to go by)."""
+
+    label: str
+    seconds: float | None
+    runs_measured: int
+
+
+def _planned_batch(request: LaunchRequest, spec: Mapping[str, Any]) -> int | None:
+    p = request.payload
+    if request.kind == "run":
+        return p.get("batch_size") or spec.get("default_batch_size")
+    return (p.get("batch_sizes") or {}).get(spec["family"]) or spec.get("default_batch_size")
+
+
+def estimate_durations(meta: Mapping[str, Any], request: LaunchRequest, measured: Mapping[str, Any]
+                       ) -> list[Estimate]:
+    """Estimated optimization time of each optimizer's run in ``request`` from this server's measured speed
+    (``GET /api/throughput``): seconds per backprop (a backprops budget; scaled by the batch size when only another
+    batch size was measured) or per training sample (an epochs budget). A seconds budget is its own duration.
+    Evaluations come on top."""
+    p = request.payload
+    specs = {o["name"]: o for o in meta["optimizers"]}
+    sizes = {d["name"]: d.get("train_size") for d in meta.get("datasets") or []}
+    budget = p["budget"]
+    items = [i for i in measured.get("items") or [] if i.get("dataset") == p["dataset"] and i.get("model") == p["model"]]
+    opts = [p["optimizer"]] if request.kind == "run" else p["optimizers"]
+    out = []
+    for label, opt in zip(request.optimizer_labels, opts):
+        spec = specs[opt["name"]]
+        if "seconds" in budget:
+            out.append(Estimate(label, float(budget["seconds"]), 0))
+            continue
+        batch = _planned_batch(request, spec)
+        same = [i for i in items if i.get("optimizer") == opt["name"]]
+        exact = [i for i in same if i.get("batch_size") == batch] or same
+        if not exact:
+            out.append(Estimate(label, None, 0))
+            continue
+        m = max(exact, key=lambda i: i.get("runs") or 0)
+        seconds = None
+        if "backprops" in budget and m.get("seconds_per_backprop"):
+            scale = batch / m["batch_size"] if batch and m.get("batch_size") else 1.0
+            seconds = float(budget["backprops"]) * float(m["seconds_per_backprop"]) * scale
+        elif "epochs" in budget and m.get("seconds_per_sample"):
+            n_train = p.get("train_subset") or sizes.get(p["dataset"])
+            seconds = float(budget["epochs"]) * float(n_train or 0) * float(m["seconds_per_sample"]) or None
+        out.append(Estimate(label, seconds, int(m.get("runs") or 0)))
+    return out

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from frontend.charts import empty_figure
+from frontend.charts import _x_axis, empty_figure, log_ticks
 
 __all__ = ["share_table", "heatmap_figure", "shares_figure", "SHARE_SERIES"]
 
@@ -23,6 +23,9 @@ SHARE_SERIES = (
     ("wigner_block_diagonal", "block, Wigner (Σ n_b² / n²)", "#d62728", "dot"),
     ("ols_block_diagonal", "block, OLS random inputs", "#d62728", "dashdot"),
 )
+
+
+_SYMBOL = {"solid": "circle", "dash": "diamond-open", "dot": "x-thin-open"}
 
 
 def share_table(checkpoints: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -55,14 +58,27 @@ def shares_figure(table: pd.DataFrame, *, height: int = 380) -> go.Figure:
     for column, label, color, dash in SHARE_SERIES:
         if column not in table or table[column].isna().all():
             continue
+        # the marker tells measured and baselines apart too: one checkpoint has dots only, no dashes
         fig.add_trace(go.Scatter(x=table["step"], y=table[column], name=label, mode=mode,
-                                 line=dict(color=color, dash=dash), marker=dict(color=color, size=7)))
+                                 line=dict(color=color, dash=dash),
+                                 marker=dict(color=color, size=8 if dash == "solid" else 9, symbol=_SYMBOL[dash])))
     fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=70, b=50),
                       legend=dict(orientation="h", yref="container", y=1.0, yanchor="top", x=0, font=dict(size=12)),
                       hovermode="x unified", font=dict(size=13))
-    fig.update_xaxes(title_text="optimizer step of the checkpoint")
-    fig.update_yaxes(title_text="share of Σ|Hᵢⱼ|", type="log", exponentformat="power")
+    steps = table["step"].astype(float)
+    if len(steps) == 1:  # one checkpoint: its dots in the middle, its step the only tick (no negative steps)
+        x0 = float(steps.iloc[0])
+        pad = max(1.0, abs(x0) * 0.5)
+        fig.update_xaxes(title_text="optimizer step of the checkpoint", range=[x0 - pad, x0 + pad], autorange=False,
+                         tickvals=[x0], ticktext=[f"{x0:g}"])
+    else:
+        fig.update_xaxes(title_text="optimizer step of the checkpoint", **_x_axis(steps))
+    shares = table[[c for c, *_ in SHARE_SERIES]]
+    fig.update_yaxes(title_text="share of Σ|Hᵢⱼ|", type="log", **{"exponentformat": "power", **log_ticks(shares)})
     return fig
+
+
+_COLORBAR_ROOM = 90  # px right of the plot for the colour bar and its labels
 
 
 def heatmap_figure(grid: Sequence[Sequence[float]], edges: Sequence[int], blocks: Sequence[Mapping[str, Any]], *,
@@ -87,13 +103,18 @@ def heatmap_figure(grid: Sequence[Sequence[float]], edges: Sequence[int], blocks
     fig = go.Figure(go.Heatmap(
         x=centers, y=centers, z=logz, colorscale="Viridis", zmin=lo, zmax=max(hi, lo + 1),
         customdata=z, hovertemplate="row ≈ %{y:.0f}, column ≈ %{x:.0f}<br>mean |H| = %{customdata:.3g}<extra></extra>",
-        colorbar=dict(title=dict(text="|H|"), tickvals=ticks, ticktext=[f"1e{t}" for t in ticks])))
+        colorbar=dict(title=dict(text="|H|"), tickvals=ticks, ticktext=[f"1e{t}" for t in ticks], x=1.02,
+                      xanchor="left", thickness=16)))
     for b in blocks:
         fig.add_shape(type="rect", x0=b["start"], x1=b["stop"], y0=b["start"], y1=b["stop"],
                       line=dict(color="white", width=1.5, dash="dot"), fillcolor="rgba(0,0,0,0)")
         fig.add_annotation(x=(b["start"] + b["stop"]) / 2, y=b["start"], text=b["name"], showarrow=False,
                            font=dict(color="white", size=11), yanchor="bottom")
-    fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=50 if title else 20, b=50),
+    # a square plot as wide as it is high, so the colour bar sits right beside it (a full-width figure centred
+    # the square and left the bar at the far edge); shown at this width (st.plotly_chart(width="content"))
+    margin = dict(l=60, r=20 + _COLORBAR_ROOM, t=50 if title else 20, b=50)  # the bar lives in the right margin
+    side = height - margin["t"] - margin["b"]
+    fig.update_layout(template="plotly_white", height=height, width=margin["l"] + side + margin["r"], margin=margin,
                       title=dict(text=title, x=0) if title else None, font=dict(size=13))
     fig.update_xaxes(title_text="parameter index", range=[e[0], e[-1]], constrain="domain")
     fig.update_yaxes(title_text="parameter index", range=[e[-1], e[0]], scaleanchor="x")

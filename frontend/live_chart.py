@@ -17,9 +17,12 @@ import plotly
 import plotly.graph_objects as go
 import streamlit as st
 
-__all__ = ["STATIC_DIR", "ensure_plotly_js", "plotly_js_missing", "plotly_js_url", "figure_payload", "static_serving", "live_plotly_chart"]
+__all__ = ["PLOTLY_CONFIG", "STATIC_DIR", "ensure_plotly_js", "plotly_js_missing", "plotly_js_url", "figure_payload", "static_serving", "live_plotly_chart"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Plotly's options for every chart of the app: no logo; the camera button saves an SVG (vector, for papers)
+PLOTLY_CONFIG: dict[str, Any] = {"displaylogo": False, "responsive": True,
+                                 "toImageButtonOptions": {"format": "svg", "filename": "trustlab-chart"}}
 _JS_NAME = "plotly.min.js"
 
 _JS = r"""
@@ -90,7 +93,18 @@ export default function (component) {
 }
 """
 
-_component = st.components.v2.component("trustlab_live_plotly", js=_JS, isolate_styles=False)
+# While a refresh reruns the page, Streamlit draws every element not yet re-sent at its "stale" opacity (0.33):
+# a live chart would fade on every tick and the more the busier the server. Live charts update in place, so
+# their element containers stay opaque (the rule is global: this component does not isolate its styles).
+_CSS = """
+[data-testid="stElementContainer"][data-stale="true"]:has(> * .trustlab-plot),
+[data-testid="stElementContainer"][data-stale="true"]:has(.trustlab-plot) {
+  opacity: 1 !important;
+  transition: none !important;
+}
+"""
+
+_component = st.components.v2.component("trustlab_live_plotly", js=_JS, css=_CSS, isolate_styles=False)
 
 
 def ensure_plotly_js(static_dir: Path = STATIC_DIR) -> Path:
@@ -131,7 +145,7 @@ def figure_payload(fig: go.Figure, *, height: int | None = None) -> dict[str, An
     spec = json.loads(fig.to_json())
     h = int(height or spec.get("layout", {}).get("height") or 420)
     return {"figure": spec, "height": h, "src": plotly_js_url(), "points": _count_points(spec),
-            "config": {"displaylogo": False, "responsive": True}}
+            "config": PLOTLY_CONFIG}
 
 
 def static_serving() -> bool:
@@ -162,7 +176,7 @@ def live_plotly_chart(fig: go.Figure, *, key: str, height: int | None = None,
         on_xrange: called with the x range ([lo, hi], or ``None`` after autoscale) when the user zooms.
     """
     if not static_serving():
-        st.plotly_chart(fig, key=key, theme=None, width="stretch")
+        st.plotly_chart(fig, key=key, theme=None, width="stretch", config=PLOTLY_CONFIG)
         return
     payload = figure_payload(fig, height=height)
     if on_xrange is None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import streamlit as st
 
@@ -45,8 +46,13 @@ def stats_note(res: dict) -> str:
             f"{rules.get('target_margin')}) is no practical difference.")
 
 
-def results_section(comparison_id: int, *, x_col: str, x_title: str) -> None:
-    """Results of one comparison against a chosen reference (all numbers come from the API's results route)."""
+def results_section(comparison_id: int, *, x_col: str, x_title: str, labels: Mapping[str, str] | None = None) -> None:
+    """Results of one comparison against a chosen reference (all numbers come from the API's results route).
+
+    Args:
+        labels: the API's group name -> the compact label the charts use (``frontend.series.group_labels``).
+    """
+    labels = labels or {}
     api = client()
     st.subheader("Results")
     first = call(api.comparison_results, comparison_id, stop=False)
@@ -57,6 +63,7 @@ def results_section(comparison_id: int, *, x_col: str, x_title: str) -> None:
     tr = [g for g in groups if g.lower().startswith("tr ")]
     cols = st.columns([2, 2, 1])
     reference = cols[0].selectbox("Reference", groups, index=groups.index(tr[-1]) if tr else 0, key="res_reference",
+                                  format_func=lambda g: labels.get(g, g),
                                   help="Paired differences are this group minus the reference, seed by seed.")
     text = cols[1].text_input("Train-loss targets", key="res_targets", placeholder="e.g. 0.5, 0.3",
                               help="Cost to reach each target, with k/n seeds reached.")
@@ -75,12 +82,13 @@ def results_section(comparison_id: int, *, x_col: str, x_title: str) -> None:
     if not res["budget"]["equal"]:
         st.warning(res["budget"]["note"], icon=":material/balance:")
     axis = x_col if x_col in PAIRED_AXES else "backprops"  # results count cost in backprops, epochs, seconds
-    st.dataframe(results_view(results_frame(res, axis=axis)), hide_index=True, width="stretch")
-    resolved, unresolved = verdict_lists(res, axis=axis)
+    st.dataframe(results_view(results_frame(res, axis=axis, labels=labels)), hide_index=True, width="stretch")
+    resolved, unresolved = verdict_lists(res, axis=axis, labels=labels)
     if resolved:
         st.success("\n".join(f"- {s}" for s in resolved), icon=":material/check_circle:")
     else:
-        st.info(f"No verdict: no difference to {reference} is resolved with these seeds (see below).",
+        st.info(f"No verdict: no difference to {labels.get(reference, reference)} is resolved with these seeds "
+                "(see below).",
                 icon=":material/balance:")
     st.caption("Cost-to-target verdicts on the other axes: switch the x-axis, or see the downloads.")
     with st.expander(f"Not resolved ({len(unresolved)})"):
@@ -101,4 +109,4 @@ def results_section(comparison_id: int, *, x_col: str, x_title: str) -> None:
         x_col, x_title = "backprops", "Backprops (gradients + Hessian-vector products)"
     curves = call(api.paired_curves, comparison_id, reference=reference, axis=x_col, stop=False)
     if curves:
-        live_plotly_chart(paired_difference_figure(curves, x_title=x_title), key="chart_paired")
+        live_plotly_chart(paired_difference_figure(curves, x_title=x_title, labels=labels), key="chart_paired")

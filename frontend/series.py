@@ -45,6 +45,8 @@ __all__ = [
     "flatten_config",
     "describe_config",
     "config_diff",
+    "group_labels",
+    "relabel",
     "format_budget",
     "format_time",
     "tr_thresholds",
@@ -337,6 +339,21 @@ def compact_labels(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[
                 else f"{v} (#{reps[k]['id']})") for k, v in labels.items()}
 
 
+def group_labels(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str] | None = None
+                 ) -> dict[str, str]:
+    """The API's group names of ``runs`` (a run's label without its seed, as the results and paired-curve routes
+    name groups) -> the compact labels the charts give the same runs (:func:`compact_labels`)."""
+    return compact_labels(runs, optimizer_labels, key=series_label)
+
+
+def relabel(text: str, labels: Mapping[str, str]) -> str:
+    """``text`` (e.g. a verdict sentence) with every group name in ``labels`` replaced by its compact label."""
+    names = sorted((n for n in labels if n and labels[n] != n), key=len, reverse=True)
+    if not names:
+        return text
+    return re.sub("|".join(map(re.escape, names)), lambda m: labels[m.group(0)], text)
+
+
 def config_diff(runs: Sequence[Mapping[str, Any]], optimizer_labels: Mapping[str, str] | None = None
                 ) -> pd.DataFrame:
     """One row per run, one column per configuration setting whose value differs between the runs
@@ -557,7 +574,10 @@ def format_duration(seconds: float | None) -> str:
     if minutes < 60:
         return f"{minutes} min {sec:02d} s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    days = hours / 24
+    return f"{days:,.0f} days" if days < 730 else f"{days / 365:,.0f} years"
 
 
 def _timestamp(ts: str | None) -> float | None:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 __all__ = ["HostGuard", "install", "main", "APP"]
 
-APP = str(Path(__file__).resolve().parent / "app.py")
+APP = str(Path(__file__).resolve().parent / "server.py")  # app.py, with page URLs answered (frontend/server.py)
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]

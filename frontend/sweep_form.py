@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["entry_label", "sweep_request", "CRITERIA"]
+__all__ = ["entry_label", "sweep_request", "default_name", "CRITERIA"]
 
 CRITERIA = {"final_train_loss": "smoothed final train loss (lowest)", "final_test_accuracy": "final test accuracy "
             "(highest)", "backprops_to_target": "backprops to a train-loss target (fewest)"}
@@ -16,6 +16,17 @@ def entry_label(entry: Mapping[str, Any], labels: Mapping[str, str]) -> str:
     name = entry.get("label") or labels.get(entry["name"], entry["name"])
     return name + (f" ({', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in fixed.items())})"
                    if fixed else "")
+
+
+_PER_DECADE_WORDS = {1: "decades", 2: "half decades", 3: "third decades"}
+
+
+def default_name(preset: Mapping[str, Any], low: float, high: float, per_decade: int) -> str:
+    """The preset's label with the step-size grid actually chosen: "Fashion-MNIST MLP: first-order step-size grid
+    (half decades 0.001..0.1)" (the preset's own label names its default grid, 1e-4..1)."""
+    head = str(preset.get("label") or "sweep").split(" (")[0]
+    steps = _PER_DECADE_WORDS.get(int(per_decade), f"{int(per_decade)} points per decade")
+    return f"{head} ({steps} {float(low):g}..{float(high):g})"
 
 
 def _seeds(text: str) -> list[int]:
@@ -49,7 +60,8 @@ def sweep_request(preset: Mapping[str, Any], state: Mapping[str, Any], labels: M
             raise ValueError("The criterion 'backprops to a target' needs a train-loss target")
         criterion["target"] = float(state["target"])
     body: dict[str, Any] = {
-        "name": state["name"] or preset.get("label", "sweep"), "dataset": preset["dataset"], "model": preset["model"],
+        "name": state["name"] or default_name(preset, state["low"], state["high"], state["per_decade"]),
+        "dataset": preset["dataset"], "model": preset["model"],
         # the API's types are strict: a backprops budget is an integer (a number input gives 100.0)
         "budget": {state["budget_kind"]: int(state["budget"]) if state["budget_kind"] == "backprops"
                    else float(state["budget"])}, "seeds": _seeds(state["seeds"]),

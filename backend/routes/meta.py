@@ -10,7 +10,8 @@ from cachetools import TTLCache
 from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import text
 
-from backend.deps import SettingsDep
+from backend import throughput as measured
+from backend.deps import SessionDep, SettingsDep
 from backend.runner.states import states_metadata
 from backend.schemas import Health
 from trainer.registry import DATASETS, metadata
@@ -58,3 +59,8 @@ async def health(request: Request) -> dict[str, str]:
 @router.get("/meta", summary="Optimizers, models, datasets (with availability), presets and run states")
 def meta(settings: SettingsDep) -> dict[str, Any]:
     return {**metadata(dataset_availability(str(settings.data_dir))), "run_states": states_metadata()}
+
+
+@router.get("/throughput", summary="This server's measured speed per setting (from completed runs), for estimates")
+def throughput(session: SessionDep) -> dict[str, Any]:
+    return measured.throughput(session)

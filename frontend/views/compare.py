@@ -27,9 +27,9 @@ if not comparisons and not all_runs:
     st.page_link(PAGES["launch"], label="Go to Launch", icon=":material/rocket_launch:")
     st.stop()
 
-DEFAULT_VIEW = {"axis": "backprops", "log": True, "bands": True, "smoothing": 0.9}
-_STATE_KEYS = {"axis": "cmp_axis", "log": "cmp_log", "bands": "cmp_bands", "smoothing": "cmp_smooth",
-               "tr_runs": "cmp_tr_runs"}
+DEFAULT_VIEW = {"axis": "backprops", "log": True, "log_x": False, "bands": True, "smoothing": 0.9}
+_STATE_KEYS = {"axis": "cmp_axis", "log": "cmp_log", "log_x": "cmp_logx", "bands": "cmp_bands",
+               "smoothing": "cmp_smooth", "tr_runs": "cmp_tr_runs"}
 
 # A reloaded or pasted URL (one this session did not write) sets the view; a jump from the Runs page wins.
 url_view = deeplink.parse_view(st.query_params.to_dict(), axes=series.X_AXES)
@@ -45,7 +45,7 @@ if st.query_params.to_dict() != st.session_state.get("_cmp_url_written"):
             st.session_state[key] = url_view[name]
     if "xrange" in url_view:
         st.session_state["cmp_xrange"] = (url_view.get("axis", DEFAULT_VIEW["axis"]), url_view["xrange"])
-for name in ("axis", "log", "bands", "smoothing"):
+for name in ("axis", "log", "log_x", "bands", "smoothing"):
     st.session_state.setdefault(_STATE_KEYS[name], DEFAULT_VIEW[name])
 
 
@@ -109,6 +109,9 @@ controls = st.container(horizontal=True, gap="medium", vertical_alignment="botto
 axis = controls.segmented_control("x-axis", list(series.X_AXES), key="cmp_axis", required=True,
                                   width="content") or "backprops"
 log_y = controls.toggle("Log scale", key="cmp_log", width="content")
+# a zoom range is in the axis' own units (log10 on a log axis): it does not carry over a switch of scale
+log_x = controls.toggle("Log x", key="cmp_logx", width="content", help="Logarithmic x axis (the cost axis).",
+                        on_change=lambda: st.session_state.pop("cmp_xrange", None))
 bands = controls.toggle("Mean ± std", key="cmp_bands", help="Aggregate seeds of the same setting.", width="content")
 smoothing = controls.slider("Smoothing", 0.0, 0.99, key="cmp_smooth", step=0.01, width=260,
                                help="Debiased exponential moving average of the training loss by distance along "
@@ -154,6 +157,9 @@ def _etas(runs: list[Mapping[str, Any]]) -> dict[int, float | None]:
     return out
 
 
+STATUS_ROWS = 20  # rows of the status table shown without scrolling
+
+
 def _status_section(runs: list[Mapping[str, Any]]) -> None:
     table = series.runs_table(runs, etas=_etas(runs))[["id", "run", "status", "progress", "ETA", "device",
                                                         "started"]]
@@ -161,10 +167,16 @@ def _status_section(runs: list[Mapping[str, Any]]) -> None:
         table = table.drop(columns="ETA")
     short = series.compact_labels(runs, opt_labels)
     table["run"] = [short[i] for i in table["id"]]
-    st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 260),
+    # the full configuration of each run: the charts' hover shows only the short label and the value
+    by_id = {r["id"]: r for r in runs}
+    table["settings"] = [series.describe_config(by_id[i], opt_labels) for i in table["id"]]
+    # every run in view up to STATUS_ROWS (a 7-optimizer comparison hid a run behind a scroll at 260 px)
+    st.dataframe(table, hide_index=True, width="stretch", height=38 + 35 * min(len(table), STATUS_ROWS),
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0,
                                                                             max_value=1.0, format="percent"),
-                                "id": st.column_config.NumberColumn("id", format="#%d", width="small")})
+                                "id": st.column_config.NumberColumn("id", format="#%d", width="small"),
+                                "settings": st.column_config.TextColumn(
+                                    "settings", help="the run's full configuration", width="large")})
     for r in runs:
         if r.get("status") in ("failed", "diverged", "interrupted") and r.get("error"):
             st.error(f"{run_title(r)} {r['status']}: {r['error']}", icon=":material/error:")
@@ -235,7 +247,7 @@ def _tr_section(tr_runs: list[Mapping[str, Any]], uirev: str) -> None:
     tr_loss = series.build_curves(picked, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
                                   max_points=settings.plot_points, aggregate=False, optimizer_labels=opt_labels)
     live_plotly_chart(_zoom(charts.tr_internals_figure(tr, tr_loss, x_title=x_title, log_y=log_y, uirevision=uirev,
-                                                       thresholds=series.tr_thresholds(picked))),
+                                                       thresholds=series.tr_thresholds(picked), log_x=log_x)),
                       key="chart_tr", on_xrange=_on_zoom)
 
 
@@ -263,12 +275,12 @@ def _render(runs: list[dict[str, Any]]) -> None:
         st.info("Waiting for the first training steps…" if waiting else "These runs recorded no steps.",
                 icon=":material/hourglass_top:" if waiting else ":material/info:")
         return
-    uirev = f"{selection}-{axis}-{log_y}"
+    uirev = f"{selection}-{axis}-{log_y}-{log_x}"
     loss = series.build_curves(runs, store.metrics, x=x_col, y="train_loss", smoothing=smoothing,
                                max_points=settings.plot_points, aggregate=bands, optimizer_labels=opt_labels)
     st.subheader("Training loss")
     live_plotly_chart(_zoom(charts.curve_figure(loss, x_title=x_title, y_title="minibatch loss", log_y=log_y,
-                                                uirevision=uirev)), key="chart_loss", on_xrange=_on_zoom)
+                                                uirevision=uirev, log_x=log_x)), key="chart_loss", on_xrange=_on_zoom)
     # evaluation curves are never smoothed: each point is a full evaluation, not a noisy minibatch
     test_loss = series.build_curves(runs, store.evals, x=x_col, y="test_loss", max_points=settings.plot_points,
                                     aggregate=bands, smoothing=0.0, optimizer_labels=opt_labels, reference=store.metrics)
@@ -276,7 +288,7 @@ def _render(runs: list[dict[str, Any]]) -> None:
                                    aggregate=bands, smoothing=0.0, optimizer_labels=opt_labels, reference=store.metrics)
     st.subheader("Evaluation")
     live_plotly_chart(_zoom(charts.eval_figure(test_loss, test_acc, x_title=x_title, log_y=log_y,
-                                               uirevision=uirev)), key="chart_eval", on_xrange=_on_zoom)
+                                               uirevision=uirev, log_x=log_x)), key="chart_eval", on_xrange=_on_zoom)
 
     st.download_button("Download chart data (CSV)", key="cmp_download",
                        data=lambda: series.chart_data_csv({"training loss": loss, "test loss": test_loss,
@@ -311,4 +323,4 @@ def _tick() -> None:
 live = st.fragment(run_every=settings.refresh_seconds if active_at_start else None)(_tick)
 live()
 if selection[0] == "comparison":  # results table, verdicts, exports and paired chart (issue 9)
-    results_section(selection[1], x_col=x_col, x_title=x_title)
+    results_section(selection[1], x_col=x_col, x_title=x_title, labels=series.group_labels(runs0, opt_labels))

@@ -7,6 +7,7 @@ import streamlit as st
 
 from frontend import charts
 from frontend import geometry
+from frontend.live_chart import PLOTLY_CONFIG
 
 st.title("Geometry")
 st.markdown(
@@ -42,7 +43,7 @@ for m in methods:
     except ValueError as exc:
         st.error(f"{labels[m]}: {exc}")
 st.plotly_chart(charts.geometry_figure(problem, trajectories, every=int(every), height=480), key="geo_chart",
-                width="stretch", theme=None)
+                width="stretch", theme=None, config=PLOTLY_CONFIG)
 
 lam_max = float(np.linalg.eigvalsh(problem.A)[-1])
 for t in trajectories:  # say so when a method diverged instead of just stopping the drawing

@@ -4,6 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from frontend import hessian_charts
+from frontend.live_chart import PLOTLY_CONFIG
+from frontend.settings import get_settings
 from frontend.ui import call, client, run_title
 
 FINAL = ("completed", "diverged", "cancelled", "interrupted", "failed")
@@ -63,51 +65,64 @@ if not analyses:
 chosen = st.selectbox("Analysis", analyses, key=f"hessian_analysis_{run_id}",
                       format_func=lambda a: f"#{a['id']} · {a['status']} · steps {a['params']['checkpoint_steps']} "
                                             f"· batch {a['params']['batch_size']}")
-analysis = call(client().get_analysis, run_id, int(chosen["id"]))
-progress = analysis["progress"]
-if analysis["status"] in ACTIVE:
-    st.info(f"Analysis #{analysis['id']} is {analysis['status']}: {progress['done']} of {progress['total']} "
-            "checkpoints done (a dense Hessian takes seconds to a minute each).")
-    st.button("Refresh", key="hessian_refresh")
-elif analysis["status"] == "failed":
-    st.error(f"Analysis #{analysis['id']} failed: {analysis['error']}")
+started_active = chosen["status"] in ACTIVE
 
-result = analysis.get("result") or {}
-checkpoints = result.get("checkpoints") or []
-if not checkpoints:
-    st.stop()
-if result.get("replay_matches") is False:
-    st.warning("The replay did **not** reproduce the recorded minibatch losses (e.g. the run trained on a GPU). "
-               "These Hessians belong to a CPU replay with the same seed and configuration, not to the recorded "
-               "weights.")
-elif result.get("replay_matches") is None:
-    st.info("No replayed minibatch loss could be compared with a recorded one (e.g. only step 0 was analysed): "
-            "the replay is unchecked.")
 
-table = hessian_charts.share_table(checkpoints)
-st.subheader("Mass shares over training")
-st.caption(f"One run ({run_title(run)}, seed {run['seed']}), n = {result['num_parameters']:,} parameters, one fixed "
-           f"batch ({result.get('batch')}). Random baseline: mean of {analysis['params']['random_draws']} "
-           "same-spectrum draws (min–max in the table). Layer blocks: "
-           + ", ".join(f"{b['name']} ({b['stop'] - b['start']:,})" for b in result.get("blocks", [])) + ".")
-st.plotly_chart(hessian_charts.shares_figure(table), key="hessian_shares", width="stretch", theme=None)
+@st.fragment(run_every=get_settings().refresh_seconds * 2 if started_active else None)
+def show_analysis() -> None:
+    """The chosen analysis; refreshed on its own while it runs (each checkpoint adds a point and a heatmap)."""
+    analysis = call(client().get_analysis, run_id, int(chosen["id"]))
+    if started_active and analysis["status"] not in ACTIVE:
+        st.rerun()  # done: the page (and the analysis selector's status) catch up; polling stops
+    progress = analysis["progress"]
+    if analysis["status"] in ACTIVE:
+        st.info(f"Analysis #{analysis['id']} is {analysis['status']}: {progress['done']} of {progress['total']} "
+                "checkpoints done (a dense Hessian takes seconds to a minute each).")
+    elif analysis["status"] == "failed":
+        st.error(f"Analysis #{analysis['id']} failed: {analysis['error']}")
 
-st.subheader("|H| at a checkpoint")
-steps = [c["step"] for c in checkpoints]
-step = st.select_slider("Checkpoint step", options=steps, value=steps[-1], key=f"hessian_step_{analysis['id']}") \
-    if len(steps) > 1 else steps[0]
-current = next(c for c in checkpoints if c["step"] == step)
-st.plotly_chart(hessian_charts.heatmap_figure(current["heatmap"], current["heatmap_edges"], result.get("blocks", []),
-                                              title=f"mean |Hᵢⱼ| per cell, step {step} (log colour)"),
-                key="hessian_heatmap", width="stretch", theme=None)
-diag, rnd = current["shares"]["diagonal"], current["random_same_spectrum"]["diagonal"]
-ols = current.get("ols") or {}
-off = (current.get("off_block_ratio") or {}).get("random_same_spectrum")
-block, rnd_block = current["shares"]["block_diagonal"], current["random_same_spectrum"]["block_diagonal"]
-st.caption(f"Step {step}: diagonal share {diag:.3g} vs {rnd:.3g} for a random matrix with the same spectrum"
-           + (f" ({diag / rnd:.1f}×)" if rnd > 0 else "")
-           + (f", {ols['diagonal']:.3g} for OLS on {ols.get('inputs')} random inputs" if ols.get("diagonal") else "")
-           + f"; block share {block:.3g} vs {rnd_block:.3g}"
-           + (f" (off-block mass {off:.2f}× the random matrix's)" if off is not None else "")
-           + f"; {current['eigenvalues']['negative']:,} negative eigenvalues.")
-st.dataframe(table, hide_index=True, width="stretch")
+    result = analysis.get("result") or {}
+    checkpoints = result.get("checkpoints") or []
+    if not checkpoints:
+        return
+    if result.get("replay_matches") is False:
+        st.warning("The replay did **not** reproduce the recorded minibatch losses (e.g. the run trained on a "
+                   "GPU). These Hessians belong to a CPU replay with the same seed and configuration, not to the "
+                   "recorded weights.")
+    elif result.get("replay_matches") is None:
+        st.info("No replayed minibatch loss could be compared with a recorded one (e.g. only step 0 was analysed): "
+                "the replay is unchecked.")
+
+    table = hessian_charts.share_table(checkpoints)
+    st.subheader("Mass shares over training")
+    st.caption(f"One run ({run_title(run)}, seed {run['seed']}), n = {result['num_parameters']:,} parameters, one "
+               f"fixed batch ({result.get('batch')}). Random baseline: mean of {analysis['params']['random_draws']} "
+               "same-spectrum draws (min–max in the table). Layer blocks: "
+               + ", ".join(f"{b['name']} ({b['stop'] - b['start']:,})" for b in result.get("blocks", [])) + ".")
+    st.plotly_chart(hessian_charts.shares_figure(table), key="hessian_shares", width="stretch", theme=None,
+                    config=PLOTLY_CONFIG)
+
+    st.subheader("|H| at a checkpoint")
+    steps = [c["step"] for c in checkpoints]
+    step = st.select_slider("Checkpoint step", options=steps, value=steps[-1],
+                            key=f"hessian_step_{analysis['id']}") if len(steps) > 1 else steps[0]
+    current = next(c for c in checkpoints if c["step"] == step)
+    st.plotly_chart(hessian_charts.heatmap_figure(current["heatmap"], current["heatmap_edges"],
+                                                  result.get("blocks", []),
+                                                  title=f"mean |Hᵢⱼ| per cell, step {step} (log colour)"),
+                    key="hessian_heatmap", width="content", theme=None,  # its own square width: colour bar beside it
+                    config=PLOTLY_CONFIG)
+    diag, rnd = current["shares"]["diagonal"], current["random_same_spectrum"]["diagonal"]
+    ols = current.get("ols") or {}
+    off = (current.get("off_block_ratio") or {}).get("random_same_spectrum")
+    block, rnd_block = current["shares"]["block_diagonal"], current["random_same_spectrum"]["block_diagonal"]
+    st.caption(f"Step {step}: diagonal share {diag:.3g} vs {rnd:.3g} for a random matrix with the same spectrum"
+               + (f" ({diag / rnd:.1f}×)" if rnd > 0 else "")
+               + (f", {ols['diagonal']:.3g} for OLS on {ols.get('inputs')} random inputs" if ols.get("diagonal") else "")
+               + f"; block share {block:.3g} vs {rnd_block:.3g}"
+               + (f" (off-block mass {off:.2f}× the random matrix's)" if off is not None else "")
+               + f"; {current['eigenvalues']['negative']:,} negative eigenvalues.")
+    st.dataframe(table, hide_index=True, width="stretch")
+
+
+show_analysis()

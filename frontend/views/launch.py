@@ -1,12 +1,17 @@
 """Launch page: a run or a comparison from a form built from GET /api/meta, with the paper's presets."""
 from __future__ import annotations
 
+import logging
+import time
+
 import streamlit as st
 
-from frontend import forms
+from frontend import forms, series
 from frontend.api_client import ApiError, ApiUnreachable
 from frontend.forms import BUDGET_KINDS, DEVICES, K, hp_key
 from frontend.ui import PAGES, client, meta, show_api_error
+
+log = logging.getLogger("trustlab.ui")
 
 st.title("Launch")
 st.caption("Train one optimizer, or several side by side (a comparison). Every value can be changed; "
@@ -88,8 +93,9 @@ b3.text_input("Seeds", key=K.seeds, help="Comma-separated, or a range such as 0-
 
 with st.expander("Advanced: batch sizes, quick runs, evaluation, device", expanded=False):
     a1, a2, a3 = st.columns(3)
-    a1.number_input("Batch size, first-order", key=K.bs_first, min_value=1, step=1, format="%d")
-    a2.number_input("Batch size, trust region", key=K.bs_second, min_value=1, step=1, format="%d")
+    # no min_value: a number below it only turns the field red; the form says what is wrong instead
+    a1.number_input("Batch size, first-order", key=K.bs_first, step=1, format="%d")
+    a2.number_input("Batch size, trust region", key=K.bs_second, step=1, format="%d")
     a3.selectbox("Device", DEVICES, key=K.device, help='"auto" uses a GPU when the API machine has one.')
     a4, a5, a6 = st.columns(3)
     a4.number_input("Training subset (0 = all)", key=K.train_subset, min_value=0, step=1024, format="%d",
@@ -118,6 +124,39 @@ try:
     st.caption(forms.summarize(request))
 except ValueError as exc:
     st.warning(str(exc), icon=":material/edit:")
+
+
+def _measured() -> dict:
+    """GET /api/throughput, at most once a minute per session (it changes only as runs finish)."""
+    cached = st.session_state.get("_throughput")
+    if cached is None or time.monotonic() - cached[0] > 60:
+        try:
+            body = client().throughput()
+        except (ApiError, ApiUnreachable) as exc:  # an estimate is optional: launching works without one
+            log.warning("no duration estimate: %s", exc)
+            body = {}
+        cached = (time.monotonic(), body)
+        st.session_state["_throughput"] = cached
+    return cached[1]
+
+
+if request is not None:
+    estimates = forms.estimate_durations(info, request, _measured())
+    known = [e for e in estimates if e.seconds is not None]
+    parts = [f"{e.label} ≈ {series.format_duration(e.seconds)}" for e in known]
+    unknown = [e.label for e in estimates if e.seconds is None]
+    if parts:
+        st.caption("Estimated optimization time per run on this server: " + ", ".join(parts)
+                   + (f" (no finished run of {', '.join(unknown)} here yet to go by)" if unknown else "")
+                   + ". From the median speed of its finished runs of the same setting; evaluations add to it.")
+    elif unknown:
+        st.caption(f"No duration estimate: this server has no finished run of {', '.join(unknown)} on this dataset "
+                   "and model yet.")
+    long = [e for e in known if e.seconds > forms.LONG_RUN_SECONDS]
+    if long:
+        st.warning("**A long launch:** " + ", ".join(f"{e.label} ≈ {series.format_duration(e.seconds)}" for e in long)
+                   + " per run at this server's measured speed. Lower the budget, or train on a subset first "
+                   "(Advanced → Training subset).", icon=":material/schedule:")
 
 errors = st.container()
 if missing_data and request is not None:

@@ -86,9 +86,9 @@ def _save_annotations(kind: str, obj_id: int, tags_key: str, note_key: str) -> N
     fn: Callable[..., Any] = api.annotate_run if kind == "run" else api.annotate_comparison
     try:
         fn(obj_id, tags=tags, note=note)
-        st.session_state["runs_notice"] = f"Saved the tags and note of {kind} #{obj_id}."
+        st.session_state[f"runs_saved_{kind}_{obj_id}"] = (True, f"Saved the tags and note of {kind} #{obj_id}.")
     except ApiError as exc:
-        st.session_state["runs_problems"] = [f"{kind} #{obj_id}: " + "; ".join(exc.messages)]
+        st.session_state[f"runs_saved_{kind}_{obj_id}"] = (False, f"{kind} #{obj_id}: " + "; ".join(exc.messages))
     except ApiUnreachable as exc:
         show_api_error(exc)
 
@@ -174,6 +174,9 @@ def _annotations(kind: str, obj: Mapping[str, Any]) -> None:
     st.text_area("Note", key=note_key, height=80, max_chars=4000)
     st.button("Save tags and note", key=f"runs_save_{kind}_{oid}", icon=":material/save:",
               on_click=_save_annotations, args=(kind, oid, tags_key, note_key))
+    # the outcome right under the button (the page's notices are at the top, out of sight from here)
+    if saved := st.session_state.pop(f"runs_saved_{kind}_{oid}", None):
+        (st.success if saved[0] else st.error)(saved[1], icon=":material/check:" if saved[0] else ":material/block:")
 
 
 @st.fragment(run_every=get_settings().refresh_seconds * 2 if active_at_start else None)
@@ -261,7 +264,9 @@ def tables() -> None:
     if len(picked) > 1:
         with st.expander(f"Configuration: what differs between the {len(picked)} selected runs"):
             diff = series.config_diff([by_id[i] for i in picked], opt_labels)
-            st.dataframe(diff, hide_index=True, width="stretch") if diff.shape[1] > 2 else \
+            if diff.shape[1] > 2:
+                st.dataframe(diff, hide_index=True, width="stretch")
+            else:
                 st.caption("The selected runs share every setting.")
     if len(picked) == 1:
         r = by_id[picked[0]]

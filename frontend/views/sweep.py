@@ -5,9 +5,10 @@ from typing import Any
 
 import streamlit as st
 
-from frontend.results_charts import sweep_figure
+from frontend.live_chart import PLOTLY_CONFIG
+from frontend.results_charts import sweep_figure, sweep_heatmap_figure, sweep_parcoords_figure
 from frontend.settings import get_settings
-from frontend.sweep_form import CRITERIA, entry_label, sweep_request
+from frontend.sweep_form import CRITERIA, default_name, entry_label, sweep_request
 from frontend.ui import PAGES, call, client, meta
 
 settings = get_settings()
@@ -47,7 +48,9 @@ with st.expander("New sweep", expanded=not call(api.list_sweeps)["items"]):
         c[1].number_input("Smooth: last k evals", min_value=1, max_value=100, value=3, key="sw_k")
         c[2].number_input("Loss target", min_value=0.0, max_value=1e6, value=0.0, key="sw_target",
                           disabled=crit != "backprops_to_target")
-        st.text_input("Name", key="sw_name", placeholder=preset["label"])
+        st.text_input("Name", key="sw_name", placeholder=default_name(preset, st.session_state["sw_low"],
+                                                                      st.session_state["sw_high"],
+                                                                      st.session_state["sw_per_decade"]))
         if st.button("Launch sweep", key="sw_launch", type="primary", icon=":material/rocket_launch:"):
             state = {"entries": st.session_state["sw_entries"], "low": st.session_state["sw_low"],
                      "high": st.session_state["sw_high"], "per_decade": st.session_state["sw_per_decade"],
@@ -72,9 +75,19 @@ if not sweeps:
     st.stop()
 if st.session_state.get("sw_selected") not in sweeps:
     st.session_state["sw_selected"] = max(sweeps)
+# the newest status of each sweep: the live view's (written by the fragment below) over the list's, which is only
+# fetched when the whole page runs ("· queued" beside "6/6 runs finished" came from that older list)
+LIVE = "sw_live_status"
+live_status: dict[int, str] = st.session_state.setdefault(LIVE, {})
+
+
+def _status(i: int) -> str:
+    return live_status.get(i) or sweeps[i]["status"]
+
+
 sid = st.selectbox("Sweep", sorted(sweeps, reverse=True), key="sw_selected",
-                   format_func=lambda i: f"#{i} {sweeps[i]['name']} · {sweeps[i]['status']}")
-active_at_start = sweeps[sid]["status"] in ("queued", "running")
+                   format_func=lambda i: f"#{i} {sweeps[i]['name']} · {_status(i)}")
+active_at_start = _status(sid) in ("queued", "running")
 
 
 def _promote(view: dict[str, Any]) -> None:
@@ -132,18 +145,28 @@ def _rerun(view: dict[str, Any]) -> None:
 
 def _show() -> None:
     view = call(api.get_sweep, sid)
+    shown = _status(sid)
+    live_status[sid] = view["status"]
+    if view["status"] != shown:
+        st.rerun()  # the selector and the page around this fragment show the new status too
     reran = st.session_state.get("sw_reran")
     if reran and reran["sweep"] == view["id"]:
         st.success(f"Re-running {reran['runs']} run(s).", icon=":material/replay:")
     done, total = view["runs_finished"], view["runs_total"]
-    st.progress(done / total if total else 0.0, text=f"{done}/{total} runs finished · winner by "
+    st.progress(done / total if total else 0.0, text=f"{done}/{total} runs finished · {view['status']} · winner by "
                 f"{view['criterion']['label']}")
     rows = []
     cols = st.columns(2)
     for i, entry in enumerate(view["optimizers"]):
         with cols[i % 2]:
             st.plotly_chart(sweep_figure(entry, criterion_label=view["criterion"]["label"]),
-                            key=f"sw_chart_{entry['index']}")
+                            key=f"sw_chart_{entry['index']}", config=PLOTLY_CONFIG)
+            if len(entry.get("space") or {}) == 2:  # two hyperparameters: the grid as a heatmap
+                st.plotly_chart(sweep_heatmap_figure(entry, criterion_label=view["criterion"]["label"]),
+                                key=f"sw_heatmap_{entry['index']}", config=PLOTLY_CONFIG)
+            if len(entry.get("space") or {}) > 1:  # several hyperparameters: every grid point on parallel axes
+                st.plotly_chart(sweep_parcoords_figure(entry, criterion_label=view["criterion"]["label"]),
+                                key=f"sw_parcoords_{entry['index']}", config=PLOTLY_CONFIG)
             for flag in entry["edge_flags"]:
                 st.warning(f"{entry['label']}: {flag}", icon=":material/open_in_full:")
             if entry.get("message"):
@@ -157,8 +180,6 @@ def _show() -> None:
     _rerun(view)
     st.caption(f"The sweep's runs are comparison #{view['comparison_id']} (live curves on Compare).")
     _promote(view)
-    if active_at_start and view["status"] not in ("queued", "running"):
-        st.rerun()
 
 
 st.fragment(run_every=settings.refresh_seconds if active_at_start else None)(_show)()

@@ -149,6 +149,12 @@ class FakeApi:
         self.calls.append(("meta", None))
         return metadata({"fashion-mnist": True, "mnist": False, "cifar10": False})
 
+    throughput_items: list[dict[str, Any]] = []  # GET /api/throughput's items (tests set them)
+
+    def throughput(self) -> dict[str, Any]:
+        self.calls.append(("throughput", None))
+        return {"items": list(self.throughput_items), "runs_used": sum(i["runs"] for i in self.throughput_items)}
+
     def list_runs(self, *, status=None, comparison_id=None, limit=200, offset=0, owner=None) -> dict[str, Any]:
         self.calls.append(("list_runs", status))
         self._signed_in()
@@ -258,7 +264,10 @@ class FakeApi:
         if tags is not None:
             bad = [t for t in tags if not t or " " in t or len(t) > 40]
             if bad:
-                raise ApiError(422, [{"loc": ["body", "tags", 0], "msg": "String should match pattern"}])
+                pattern = "^[A-Za-z0-9][A-Za-z0-9_.:+/-]*$"  # what the API answers (backend.schemas.Tag)
+                raise ApiError(422, [{"loc": ["body", "tags", 0], "type": "string_pattern_mismatch",
+                                      "msg": f"String should match pattern '{pattern}'", "input": bad[0],
+                                      "ctx": {"pattern": pattern}}])
             run["tags"] = list(dict.fromkeys(tags))
         if note is not None:
             run["note"] = note

@@ -90,9 +90,12 @@ def test_tr_internals_share_the_x_axis_and_mark_rejections_and_exits():
     fig = charts.tr_internals_figure(tr, loss, x_title="Backprops", thresholds=(0.01, 0.95), uirevision="u")
     assert [a.text for a in fig.layout.annotations][:4] == [
         "Training loss", "Trust radius Δ", "ρ = actual / predicted decrease", "CG iterations per step (colour = exit)"]
-    # shared x: every lower panel is matched to the bottom axis
-    assert fig.layout.xaxis.matches == "x4" and fig.layout.xaxis2.matches == "x4"
-    assert fig.layout.xaxis4.title.text == "Backprops"
+    # one x axis for all four panels, so the unified hover and the spike line span them all
+    assert {t.xaxis for t in fig.data} == {"x"} and fig.layout.hoversubplots == "axis"
+    assert fig.layout.hovermode == "x unified" and fig.layout.xaxis.showspikes
+    assert fig.layout.xaxis.anchor == "y4" and fig.layout.xaxis.title.text == "Backprops"
+    assert all(fig.layout[f"yaxis{i}"].anchor == "x" for i in (2, 3, 4))
+    assert not fig.layout.xaxis2.visible and not fig.layout.xaxis4.visible
     assert fig.layout.yaxis2.type == "log"
     names = [t.name for t in fig.data]
     assert "rejected step" in names
@@ -127,7 +130,7 @@ def test_geometry_figure_draws_regions_iterates_and_minimizer():
 
 def test_log_ticks_label_decades_only_for_wide_ranges():
     short = charts.log_ticks([0.3, 0.5, 0.9])
-    assert short["tickvals"] == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    assert short["tickvals"] == pytest.approx([0.3, 0.5, 0.7, 1.0])
     assert short["ticktext"][0] == "0.3"
     assert charts.log_ticks([0.15, 2.5])["ticktext"] == ["0.2", "0.5", "1", "2"]
     assert charts.log_ticks([1e-8, 1.0]) == {"dtick": 2, "exponentformat": "power"}
@@ -199,3 +202,51 @@ def test_colours_come_from_the_api_and_match_the_reproduction_plots(monkeypatch)
     monkeypatch.setattr(charts, "OPTIMIZER_COLORS", {})
     charts.adopt_colors([{"name": "adam", "color": "#000001"}, {"name": "sgd"}, "junk"])
     assert charts.OPTIMIZER_COLORS == {"adam": "#000001"} and charts.color_for("adam") == "#000001"
+
+
+def test_hover_shows_the_short_label_and_value_only():
+    """The unified hover box listed every run's full hyperparameter dump: wider than the plot, covering the
+    curves. Now each line is the series' short label (the trace name) and its value."""
+    api = FakeApi()
+    runs = [api.add_run("tr-uniform", hyperparameters={"eta1": 1e-5, "eta2": 0.9, "gamma2": 1.25, "radius": 1e-3}),
+            api.add_run("sgd", hyperparameters={"lr": 0.1}), api.add_run("sgd", hyperparameters={"lr": 0.01})]
+    frames = {r["id"]: pd.DataFrame(metric_points(30, tr=r["optimizer"].startswith("tr-"))) for r in runs}
+    curves = series.build_curves(runs, frames, x="backprops", y="train_loss")
+    fig = charts.curve_figure(curves, x_title="Backprops", y_title="loss")
+    lines = [t for t in fig.data if t.fill != "toself"]
+    assert {t.name for t in lines} == {"TR uniform", "SGD lr=0.1", "SGD lr=0.01"}
+    assert {t.hovertemplate for t in lines} == {"%{y:.4g}"}
+    assert fig.layout.hovermode == "x unified" and fig.layout.xaxis.showspikes
+
+
+def test_tr_internals_list_each_run_once_in_the_legend():
+    """With the loss panel on top, each optimizer was listed twice (its loss curve and its dash/marker key)."""
+    api = FakeApi()
+    runs = [api.add_run(o) for o in ("tr-uniform", "tr-adagrad", "tr-rmsprop")]
+    frames = {r["id"]: pd.DataFrame(metric_points(40, tr=True)) for r in runs}
+    tr = series.tr_frame(runs, frames, x="step")
+    loss = series.build_curves(runs, frames, x="step", y="train_loss", aggregate=False)
+    fig = charts.tr_internals_figure(tr, loss, x_title="Steps")
+    entries = [t.name for t in fig.data if t.showlegend is not False and not t.name.startswith("CG exit")
+               and t.name != "rejected step"]
+    assert sorted(entries) == ["TR Adagrad", "TR RMSprop", "TR uniform"]
+    loss_lines = [t for t in fig.data if t.yaxis in (None, "y") and t.fill != "toself"]
+    key = {t.name: t.legendgroup for t in fig.data if t.showlegend and t.legendgroup.startswith("tr")}
+    assert {t.name: t.legendgroup for t in loss_lines} == key  # clicking the entry hides the loss curve too
+
+
+def test_log_tick_labels_keep_apart_on_small_panels():
+    """A test loss from 0.45 to 2.2 got 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.5, 2 (labels overlapping on a 200 px panel);
+    the TR-internals loss panel (about 170 px) labelled each of five decades."""
+    ticks = charts.log_ticks([0.45, 2.2])
+    logs = np.log10(ticks["tickvals"])
+    assert 2 <= len(logs) <= 6 and np.diff(logs).min() >= 0.15 * np.log10(2.2 / 0.45)
+    assert 1.0 in ticks["tickvals"]
+    assert charts.log_ticks([1e-5, 1.0], max_labels=4)["dtick"] == 2
+    api = FakeApi()
+    runs = [api.add_run("tr-uniform")]
+    frames = {r["id"]: pd.DataFrame(metric_points(40, tr=True)) for r in runs}
+    loss = series.build_curves(runs, frames, x="step", y="train_loss")
+    loss["y"] = np.geomspace(1.0, 1e-5, len(loss))
+    fig = charts.tr_internals_figure(series.tr_frame(runs, frames, x="step"), loss, x_title="Steps", log_y=True)
+    assert fig.layout.yaxis.dtick == 2

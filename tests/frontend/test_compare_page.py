@@ -158,7 +158,9 @@ def test_short_labels_config_diff_and_raw_evaluations(api, open_page):
     loss, evals = figures(at)[:2]
     assert set(_names(loss)) == {"TR uniform", "SGD lr=0.1", "SGD lr=0.01"}
     tr = [t for t in loss["data"] if t["name"] == "TR uniform"][0]
-    assert "eta1=1e-05 eta2=0.9 gamma2=1.25 radius=0.001" in tr["hovertemplate"]
+    assert "eta1" not in tr["hovertemplate"]  # the hover stays short; the full setting is in the status table
+    status = at.dataframe[0].value.set_index("id")
+    assert "eta1=1e-05 eta2=0.9 gamma2=1.25 radius=0.001" in status.loc[a["id"], "settings"]
     diff = at.dataframe[1].value
     assert {"optimizer", "lr", "eta1"} <= set(diff.columns) and diff["run"].tolist()[0] == "TR uniform"
     raw = [e["test_loss"] for e in api.eval_records[a["id"]]]
@@ -259,3 +261,38 @@ def test_runs_mode_groups_by_the_api_group_key_issue_19(api, open_page):
     assert len(bands) == 2 and all("2 seeds" in n for n in bands) and not any("4 seeds" in n for n in names)
     assert len([n for n in names if n.startswith("SGD")]) == 2
     assert len([n for n in names if n.startswith("Adam")]) == 2
+
+
+def test_status_table_shows_every_run_of_a_seven_optimizer_comparison(api, open_page, monkeypatch):
+    """The status table was capped at 260 px: a 7-run comparison hid its last run behind a scroll."""
+    import streamlit
+
+    heights = []
+    real = streamlit.dataframe
+
+    def recording(data, *args, **kwargs):
+        heights.append((len(data), kwargs.get("height")))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(streamlit, "dataframe", recording)
+    runs = [api.add_run(o, steps=20) for o in ("tr-uniform", "tr-adagrad", "tr-rmsprop", "sgd", "adagrad", "rmsprop",
+                                               "adam")]
+    api.add_comparison("paper", runs)
+    at = open_page("compare")
+    assert not at.exception
+    rows, height = heights[0]
+    assert rows == 7 and height >= 38 + 35 * 7
+
+
+def test_log_x_axis_on_every_chart_and_in_the_link(api, open_page):
+    """Only the y axis could be logarithmic."""
+    a, b = api.add_run("tr-uniform", steps=40), api.add_run("adam", steps=40)
+    api.add_comparison("logx", [a, b])
+    at = open_page("compare")
+    assert all(f["layout"]["xaxis"].get("type") != "log" for f in figures(at)[:3])
+    at.toggle(key="cmp_logx").set_value(True).run()
+    assert not at.exception
+    loss, evals, tr = figures(at)[:3]
+    assert loss["layout"]["xaxis"]["type"] == "log" and evals["layout"]["xaxis"]["type"] == "log"
+    assert evals["layout"]["xaxis2"]["type"] == "log" and tr["layout"]["xaxis"]["type"] == "log"
+    assert at.query_params.get("logx") in ("1", ["1"])

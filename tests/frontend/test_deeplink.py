@@ -30,3 +30,12 @@ def test_reported_zoom_is_validated():
     assert _reported_xrange({"xrange": [5, 1]}) is None
     assert _reported_xrange({"xrange": ["a", 1]}) is None
     assert _reported_xrange({}) is None
+
+
+def test_log_x_round_trips():
+    from frontend import deeplink
+
+    view = deeplink.parse_view({"logx": "1"}, axes=["backprops"])
+    assert view == {"log_x": True}
+    assert deeplink.format_view({"log_x": True}, {"log_x": False}) == {"logx": "1"}
+    assert deeplink.format_view({"log_x": False}, {"log_x": False}) == {}

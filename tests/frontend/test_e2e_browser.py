@@ -95,7 +95,7 @@ def product(tmp_path):
 
 def _start_ui(port: int, env: dict, tmp_path: Path) -> subprocess.Popen:
     """The Streamlit UI on loopback ``port`` (log in ``tmp_path/ui.log``), once its health check answers."""
-    ui = _start([sys.executable, "-m", "streamlit", "run", "frontend/app.py", "--server.address", "127.0.0.1",
+    ui = _start([sys.executable, "-m", "streamlit", "run", "frontend/server.py", "--server.address", "127.0.0.1",
                  "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
                 env, tmp_path / "ui.log")
     _wait_http(f"http://127.0.0.1:{port}/_stcore/health", ui, tmp_path / "ui.log")

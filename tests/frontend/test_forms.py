@@ -136,3 +136,20 @@ def test_dataset_problem_says_why_and_how():
     assert forms.dataset_problem(meta, "cifar10") is None  # unknown availability: let the API decide
     text = forms.dataset_problem(meta, "mnist")
     assert text.startswith("MNIST is not in the API's data directory") and ". Go online once" in text
+
+
+def test_estimate_durations_per_budget_kind():
+    measured = {"items": [{"dataset": "fashion-mnist", "model": "mlp", "optimizer": "sgd", "batch_size": 64,
+                           "runs": 4, "seconds_per_backprop": 0.002, "seconds_per_sample": 1e-5}]}
+    state = forms.default_state(META)
+    state.update({K.optimizers: ["sgd"], K.dataset: "fashion-mnist", K.model: "mlp", K.bs_first: 128,
+                  K.budget_kind: "backprops", K.budget("backprops"): 1000})
+    (e,) = forms.estimate_durations(META, forms.build_request(META, state), measured)
+    assert e.seconds == pytest.approx(1000 * 0.002 * 128 / 64) and e.runs_measured == 4  # scaled by batch size
+    state.update({K.budget_kind: "epochs", K.budget("epochs"): 2.0, K.train_subset: 1000})
+    (e,) = forms.estimate_durations(META, forms.build_request(META, state), measured)
+    assert e.seconds == pytest.approx(2 * 1000 * 1e-5)
+    state.update({K.budget_kind: "seconds", K.budget("seconds"): 90.0})
+    assert forms.estimate_durations(META, forms.build_request(META, state), measured)[0].seconds == 90.0
+    state.update({K.optimizers: ["adam"], K.budget_kind: "backprops"})
+    assert forms.estimate_durations(META, forms.build_request(META, state), measured)[0].seconds is None

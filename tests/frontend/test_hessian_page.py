@@ -160,3 +160,61 @@ def test_a_replay_nothing_was_compared_with_is_called_unchecked(open_page, hapi)
     _completed(hapi, run["id"], replay_matches=None)
     at = open_page("hessian")
     assert not at.warning and "the replay is unchecked" in texts(at.info)
+
+
+def test_one_checkpoint_sits_on_a_readable_axis_and_the_colour_bar_beside_the_heatmap(open_page, hapi) -> None:
+    """With only step 0 done the shares chart spanned x -1..1 (negative steps) with three dots one could not tell
+    apart; the heatmap's colour bar sat at the far right of a full-width figure."""
+    run = hapi.add_run("sgd", model="mlp-narrow", steps=20)
+    a = _completed(hapi, run["id"])
+    a["result"]["checkpoints"] = a["result"]["checkpoints"][:1]
+    at = open_page("hessian")
+    assert not at.exception
+    shares, heatmap = figures(at)
+    xaxis = shares["layout"]["xaxis"]
+    assert xaxis["tickvals"] == [0] and xaxis["range"][0] < 0 < xaxis["range"][1]  # centred, step 0 the only tick
+    symbols = {t["marker"]["symbol"] for t in shares["data"]}
+    assert len(symbols) == 3  # measured, same-spectrum and Wigner baselines each have their own marker
+    lay = heatmap["layout"]
+    plot_w = lay["width"] - lay["margin"]["l"] - lay["margin"]["r"]
+    plot_h = lay["height"] - lay["margin"]["t"] - lay["margin"]["b"]
+    assert plot_w == plot_h  # square: no empty band between the heatmap and its colour bar
+    assert heatmap["data"][0]["colorbar"]["x"] <= 1.05
+
+
+def test_a_running_analysis_refreshes_itself(open_page, hapi, monkeypatch) -> None:
+    """A running analysis had only a Refresh button; now its section polls (a fragment with run_every)."""
+    import streamlit
+
+    every = []
+    real = streamlit.fragment
+
+    def recording(func=None, *, run_every=None):
+        every.append(run_every)
+        return real(func, run_every=run_every) if func is not None else real(run_every=run_every)
+
+    monkeypatch.setattr(streamlit, "fragment", recording)
+    run = hapi.add_run("sgd", model="mlp-narrow", steps=20)
+    a = _completed(hapi, run["id"])
+    a.update(status="running", progress={"done": 1, "total": 2})
+    at = open_page("hessian")
+    assert not at.exception
+    assert "1 of 2 checkpoints done" in texts(at.info)
+    assert every and every[-1] and every[-1] > 0
+    assert not any(b.label == "Refresh" for b in at.button)
+    a.update(status="completed", progress={"done": 2, "total": 2})
+    at.run()
+    assert every[-1] is None  # finished: no more polling
+
+
+def test_shares_spanning_decades_draw() -> None:
+    """Real shares run from ~1e-3 (diagonal) to ~1 (blocks): the log axis gets decade ticks (a narrow-range test
+    table never reached that branch, and the page raised a TypeError on it)."""
+    import pandas as pd
+
+    from frontend.hessian_charts import SHARE_SERIES, shares_figure
+
+    row = {c: v for (c, *_), v in zip(SHARE_SERIES, (9e-4, 5e-4, 3e-4, 0.96, 0.97, 0.97))}
+    fig = shares_figure(pd.DataFrame([{"step": 83, **row}]))
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.exponentformat == "power"
+    assert fig.layout.yaxis.dtick == 1

@@ -117,3 +117,43 @@ def test_input_scaling_selectbox_offered_and_sent(api, open_page):
     assert at.selectbox(key=K.input_scaling).value == "unit"  # the paper presets use raw [0, 1] inputs
     at.selectbox(key=K.input_scaling).set_value("standardize").run()
     assert not at.exception and at.session_state[K.input_scaling] == "standardize"
+
+
+def test_seed_cap_and_batch_size_zero_are_said_in_words(api, open_page):
+    """"0-500" answered "'0-500' is not a seed" (the reason is the 100-seed cap); batch size 0 only turned its field
+    red, with no text."""
+    at = open_page("launch")
+    at.text_input(key=K.seeds).set_value("0-500").run()
+    warning = texts(at.warning)
+    assert "is 501 seeds; one launch takes at most 100" in warning and "is not a seed" not in warning
+    assert at.button[-1].disabled
+    at.text_input(key=K.seeds).set_value("0").run()
+    at.number_input(key=K.bs_first).set_value(0).run()
+    assert not at.exception
+    assert "batch size, first-order: must be at least 1, got 0" in texts(at.warning)
+    assert not any(c[0] in ("create_run", "create_comparison") for c in api.calls)
+
+
+def test_estimated_duration_and_a_warning_for_a_huge_budget(api, open_page):
+    """A budget of 1e12 backprops was accepted without a word; ETAs appeared only once queued. Before launch the
+    page now estimates each run's time from this server's measured speed, and warns above an hour."""
+    api.throughput_items = [
+        {"dataset": "fashion-mnist", "model": "mlp", "optimizer": "tr-rmsprop", "batch_size": 512, "runs": 3,
+         "seconds_per_backprop": 0.004, "seconds_per_sample": 2e-5},
+        {"dataset": "fashion-mnist", "model": "mlp", "optimizer": "adam", "batch_size": 128, "runs": 2,
+         "seconds_per_backprop": 0.001, "seconds_per_sample": 1e-5}]
+    at = open_page("launch")
+    at.radio(key=K.budget_kind).set_value("backprops").run()
+    at.number_input(key=K.budget("backprops")).set_value(3000).run()
+    caption = texts(at.caption)
+    assert "TR RMSprop ≈ 12 s" in caption and "Adam ≈ 3 s" in caption  # 3000 × 0.004 s, 3000 × 0.001 s
+    assert not any("long launch" in w.value for w in at.warning)
+    at.number_input(key=K.budget("backprops")).set_value(10 ** 12).run()
+    warning = texts(at.warning)
+    assert "A long launch" in warning and "TR RMSprop ≈ 127 years" in warning
+
+
+def test_no_measurement_no_estimate_but_launch_still_works(api, open_page):
+    at = open_page("launch")
+    assert "No duration estimate" in texts(at.caption)
+    assert not at.button[-1].disabled

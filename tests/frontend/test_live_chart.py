@@ -1,4 +1,6 @@
 """Tests for frontend.live_chart: the payload of the in-place Plotly component and the Plotly JS copy."""
+import json
+
 import plotly
 import plotly.graph_objects as go
 
@@ -32,3 +34,21 @@ def test_the_app_only_checks_for_plotly_js_and_says_how_to_install_it(tmp_path):
     assert plotly_js_missing(tmp_path) is None
     app = (Path(__file__).resolve().parents[2] / "frontend" / "app.py").read_text()
     assert "ensure_plotly_js" not in app  # copying is an install step (Makefile, Dockerfile)
+
+
+def test_every_chart_exports_svg_and_the_theme_follows_the_system(api, open_page):
+    """Plotly's camera button saved PNGs only; .streamlit/config.toml forced the light theme."""
+    import tomllib
+    from pathlib import Path
+
+    from frontend.live_chart import PLOTLY_CONFIG
+
+    assert PLOTLY_CONFIG["toImageButtonOptions"]["format"] == "svg"
+    a = api.add_run("tr-uniform", steps=30)
+    api.add_comparison("svg", [a])
+    at = open_page("compare")
+    live = [json.loads(e.proto.json) for e in at.get("bidi_component")
+            if e.proto.component_name == "trustlab_live_plotly"]
+    assert live and all(c["config"]["toImageButtonOptions"]["format"] == "svg" for c in live)
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml").read_text())
+    assert "base" not in config.get("theme", {})

@@ -112,3 +112,25 @@ def test_one_seed_shows_dashes_and_needs_five_seeds_never_none(api, open_page):
     assert sgd["verdict"] == "pending" and sgd["interval"] == "pending" and sgd["note"] == "pending"
     shown = results_view(results_frame(api.comparison_results(1, reference="TR RMSprop"))).to_html()
     assert "None" not in shown and "nan" not in shown and "—" in shown
+
+
+def test_results_table_paired_chart_and_verdicts_use_the_charts_compact_labels(api, open_page):
+    """The paper preset's runs are labelled "... inputs=unit (seed N)" by the API, a setting every run shares: the
+    results table, the reference choice, the verdicts and the paired chart said "TR RMSprop inputs=unit" where
+    the charts say "TR RMSprop"."""
+    runs = [api.add_run(o, seed=s, steps=100) for s in (0, 1, 2) for o in ("tr-rmsprop", "adam")]
+    for r in runs:
+        r["label"] = r["label"].replace(" (seed", " inputs=unit (seed")
+    api.add_comparison("paper", runs)
+    at = open_page("compare")
+    assert not at.exception
+    table = _results_table(at)
+    assert list(table["optimizer"]) == ["TR RMSprop", "Adam"]
+    at.text_input(key="res_targets").set_value("0.1").run()
+    shown = texts(at.success) + texts(at.info) + " ".join(m.value for m in at.markdown)
+    assert "Adam reaches train loss ≤ 0.1 in fewer backprops than TR RMSprop" in shown
+    assert "inputs=unit" not in shown
+    paired = figures(at)[-1]
+    assert [t["name"] for t in paired["data"] if t.get("showlegend") is not False] == ["Adam − TR RMSprop (n = 3 seeds)"]
+    ref = at.selectbox(key="res_reference")
+    assert ref.value == "TR RMSprop inputs=unit" and ref.format_func(ref.value) == "TR RMSprop"

@@ -365,3 +365,10 @@ def test_groups_are_the_api_group_key_issue_19_cases():
     assert any(f"seed 0 repeated, run {again['id']}" in lab for lab in labels)
     finals = [dict(r, summary={"final_test_accuracy": 0.5, "final_test_loss": 1.0}) for r in (*a, again)]
     assert series.finals_table(finals)["n"].tolist() == [2]
+
+
+def test_relabel_replaces_longest_group_names_first_and_once():
+    labels = {"TR uniform inputs=unit": "TR uniform", "SGD lr=0.1 inputs=unit": "SGD lr=0.1", "Adam": "Adam"}
+    text = "SGD lr=0.1 inputs=unit vs TR uniform inputs=unit: not resolved"
+    assert series.relabel(text, labels) == "SGD lr=0.1 vs TR uniform: not resolved"
+    assert series.relabel("no names here", {}) == "no names here"

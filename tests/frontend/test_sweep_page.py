@@ -2,6 +2,8 @@
 warnings, and promotes the winners (with the TR methods) to a comparison."""
 from __future__ import annotations
 
+import pytest
+
 from frontend.sweep_form import entry_label, sweep_request
 from tests.frontend.conftest import figures, texts
 from trainer.registry import OPTIMIZERS, SWEEP_PRESETS
@@ -121,3 +123,52 @@ def test_points_without_a_result_are_named_rerun_and_hold_back_promote(api, open
 
 def texts_list(elements) -> list[str]:
     return [e.value for e in elements]
+
+
+def test_the_selector_shows_the_sweeps_current_status(api, open_page, monkeypatch):
+    """The selector said "· queued" beside "6/6 runs finished": its label came from the sweep list fetched when the
+    page started, the progress from the live view. A list that lags behind the view must not win."""
+    api.add_sweep(_view(status="finished"))
+    stale = {**api.sweeps[1], "status": "queued", "runs_finished": 0}
+    monkeypatch.setattr(api, "list_sweeps", lambda: {"items": [stale], "total": 1})
+    at = open_page("sweep")
+    assert not at.exception
+    box = at.selectbox(key="sw_selected")
+    assert box.format_func(box.value) == "#1 grid · finished"
+    assert "6/6 runs finished · finished" in at.get("progress")[0].proto.text
+
+
+def test_the_default_sweep_name_names_the_grid_chosen():
+    """The default name was the preset's label, "... (half decades 1e-4..1)", whatever grid the form set."""
+    preset = SWEEP_PRESETS["paper-fmnist-mlp-grid"]
+    state = {"entries": ["SGD"], "low": 1e-3, "high": 0.1, "per_decade": 2, "budget_kind": "epochs", "budget": 1,
+             "train_subset": 0, "seeds": "0", "criterion": "final_train_loss", "k": 3, "target": 0, "name": ""}
+    name = sweep_request(preset, state, LABELS)["name"]
+    assert name == "Fashion-MNIST MLP: first-order step-size grid (half decades 0.001..0.1)"
+    assert "1e-4" not in name
+    assert sweep_request(preset, {**state, "per_decade": 1}, LABELS)["name"].endswith("(decades 0.001..0.1)")
+    assert sweep_request(preset, {**state, "name": "mine"}, LABELS)["name"] == "mine"
+
+
+def test_a_two_hyperparameter_sweep_gets_parallel_coordinates(api, open_page):
+    """Sweeps over more than one hyperparameter showed only the criterion against the first one."""
+    view = _view()
+    sgd = view["optimizers"][0]
+    grid = [(lr, m) for lr in (0.01, 0.1) for m in (0.0, 0.9)]
+    sgd["space"] = {"lr": [0.01, 0.1], "momentum": [0.0, 0.9]}
+    sgd["points"] = [{"point": {"lr": lr, "momentum": m}, "values": [lr + m], "value": lr + m, "note": None,
+                      "run_ids": [i], "statuses": ["completed"], "seeds": [0]} for i, (lr, m) in enumerate(grid)]
+    api.add_sweep(view)
+    at = open_page("sweep")
+    assert not at.exception
+    par = [f for f in figures(at) if f["data"] and f["data"][0]["type"] == "parcoords"]
+    assert len(par) == 1  # only the two-hyperparameter entry
+    dims = par[0]["data"][0]["dimensions"]
+    assert [d["label"] for d in dims] == ["lr", "momentum", "smoothed final train loss"]
+    assert dims[0]["ticktext"] == ["0.01", "0.1"]  # log axis, labelled in values
+    assert dims[2]["values"] == pytest.approx([lr + m for lr, m in grid])
+    heat = [f for f in figures(at) if f["data"] and f["data"][0]["type"] == "heatmap"]
+    assert len(heat) == 1
+    cells = heat[0]["data"][0]
+    assert cells["x"] == ["0.01", "0.1"] and cells["y"] == ["0", "0.9"]
+    assert [v for row in cells["z"] for v in row] == pytest.approx([0.01, 0.1, 0.91, 1.0])  # rows: momentum

@@ -40,3 +40,24 @@ def test_the_module_is_stdlib_only():
     code = "import sys, trainer.errors; bad = {'torch', 'numpy'} & set(sys.modules); print(sorted(bad))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_regex_and_input_should_messages_read_as_words():
+    """Tag and train_subset errors reached users as pydantic's "String should match pattern '^[A-Za-z0-9]...'" and
+    "Input should be greater than or equal to 1"."""
+    from backend.schemas import AnnotationPatch
+
+    with pytest.raises(ValidationError) as info:
+        AnnotationPatch.model_validate({"tags": ["has space"]})
+    line, = error_lines(info.value.errors())
+    assert line == ("tags[0]: 'has space' is not allowed here: use only letters, digits and _ . : + / - (no spaces), "
+                    "starting with a letter or a digit")
+    with pytest.raises(ValidationError) as info:
+        RunConfig.model_validate({"dataset": "fashion-mnist", "model": "mlp", "budget": {"epochs": 1},
+                                  "optimizer": {"name": "sgd"}, "train_subset": 0, "batch_size": 0})
+    lines = error_lines(info.value.errors())
+    assert "train_subset: must be at least 1, got 0" in lines and "batch_size: must be at least 1, got 0" in lines
+    assert not any("should" in line or "^" in line for line in lines)
+    # without the context pydantic gives, the message stays as it is
+    assert error_lines([{"loc": ["x"], "msg": "Input should be greater than 0", "type": "greater_than"}]) == [
+        "x: Input should be greater than 0"]
