@@ -25,7 +25,7 @@ SHARE_SERIES = (
 )
 
 
-_SYMBOL = {"solid": "circle", "dash": "diamond-open", "dot": "x-thin-open"}
+_SYMBOL = {"solid": "circle", "dash": "diamond-open", "dot": "x-thin-open", "dashdot": "triangle-up-open"}
 
 
 def share_table(checkpoints: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -73,7 +73,7 @@ def shares_figure(table: pd.DataFrame, *, height: int = 380) -> go.Figure:
                          tickvals=[x0], ticktext=[f"{x0:g}"])
     else:
         fig.update_xaxes(title_text="optimizer step of the checkpoint", **_x_axis(steps))
-    shares = table[[c for c, *_ in SHARE_SERIES]]
+    shares = table[[c for c, *_ in SHARE_SERIES if c in table]]
     fig.update_yaxes(title_text="share of Σ|Hᵢⱼ|", type="log", **{"exponentformat": "power", **log_ticks(shares)})
     return fig
 

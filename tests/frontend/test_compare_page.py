@@ -271,7 +271,7 @@ def test_status_table_shows_every_run_of_a_seven_optimizer_comparison(api, open_
     real = streamlit.dataframe
 
     def recording(data, *args, **kwargs):
-        heights.append((len(data), kwargs.get("height")))
+        heights.append((len(getattr(data, "data", data)), kwargs.get("height")))  # a Styler holds its frame in .data
         return real(data, *args, **kwargs)
 
     monkeypatch.setattr(streamlit, "dataframe", recording)

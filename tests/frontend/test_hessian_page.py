@@ -174,7 +174,7 @@ def test_one_checkpoint_sits_on_a_readable_axis_and_the_colour_bar_beside_the_he
     xaxis = shares["layout"]["xaxis"]
     assert xaxis["tickvals"] == [0] and xaxis["range"][0] < 0 < xaxis["range"][1]  # centred, step 0 the only tick
     symbols = {t["marker"]["symbol"] for t in shares["data"]}
-    assert len(symbols) == 3  # measured, same-spectrum and Wigner baselines each have their own marker
+    assert len(symbols) == 4  # measured, same-spectrum, Wigner and OLS baselines each have their own marker
     lay = heatmap["layout"]
     plot_w = lay["width"] - lay["margin"]["l"] - lay["margin"]["r"]
     plot_h = lay["height"] - lay["margin"]["t"] - lay["margin"]["b"]

@@ -128,9 +128,11 @@ def test_results_table_paired_chart_and_verdicts_use_the_charts_compact_labels(a
     assert list(table["optimizer"]) == ["TR RMSprop", "Adam"]
     at.text_input(key="res_targets").set_value("0.1").run()
     shown = texts(at.success) + texts(at.info) + " ".join(m.value for m in at.markdown)
-    assert "Adam reaches train loss ≤ 0.1 in fewer backprops than TR RMSprop" in shown
+    # 3 seeds: descriptive only (issue 19's rules), and the sentences name the groups by their compact labels
+    assert "Adam vs TR RMSprop, backprops to train loss ≤ 0.1: descriptive only" in shown
     assert "inputs=unit" not in shown
     paired = figures(at)[-1]
-    assert [t["name"] for t in paired["data"] if t.get("showlegend") is not False] == ["Adam − TR RMSprop (n = 3 seeds)"]
+    assert [t["name"] for t in paired["data"] if t.get("showlegend") is not False] == [
+        "Adam − TR RMSprop (n = 3 seeds, no band: needs ≥ 5 seeds)"]
     ref = at.selectbox(key="res_reference")
     assert ref.value == "TR RMSprop inputs=unit" and ref.format_func(ref.value) == "TR RMSprop"

@@ -144,7 +144,7 @@ def test_the_default_sweep_name_names_the_grid_chosen():
     state = {"entries": ["SGD"], "low": 1e-3, "high": 0.1, "per_decade": 2, "budget_kind": "epochs", "budget": 1,
              "train_subset": 0, "seeds": "0", "criterion": "final_train_loss", "k": 3, "target": 0, "name": ""}
     name = sweep_request(preset, state, LABELS)["name"]
-    assert name == "Fashion-MNIST MLP: first-order step-size grid (half decades 0.001..0.1)"
+    assert name == "Fashion-MNIST MLP: equal tuning (half decades 0.001..0.1)"
     assert "1e-4" not in name
     assert sweep_request(preset, {**state, "per_decade": 1}, LABELS)["name"].endswith("(decades 0.001..0.1)")
     assert sweep_request(preset, {**state, "name": "mine"}, LABELS)["name"] == "mine"
