@@ -16,10 +16,13 @@ if _ROOT not in sys.path:  # `streamlit run` puts frontend/ on the path, not the
     sys.path.insert(0, _ROOT)
 
 import streamlit as st  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import HTMLResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from frontend.serve import HostGuard  # noqa: E402
+from frontend.settings import get_settings  # noqa: E402
 from frontend.ui import PAGES  # noqa: E402
 
 __all__ = ["app", "index_html", "PAGE_PATHS"]
@@ -42,4 +45,7 @@ async def _page(request: Request) -> HTMLResponse:
     return HTMLResponse(index_html(), headers={"Cache-Control": "no-cache"})
 
 
-app = st.App(Path(__file__).resolve().parent / "app.py", routes=[Route(p, _page) for p in PAGE_PATHS])
+# The Host / Origin check (frontend.serve.HostGuard) wraps this app itself: `streamlit run` serves an st.App without
+# building Streamlit's default application, so the launcher's hook alone would not see its requests.
+app = st.App(Path(__file__).resolve().parent / "app.py", routes=[Route(p, _page) for p in PAGE_PATHS],
+             middleware=[Middleware(HostGuard, allowed=get_settings().ui_host_names)])

@@ -52,20 +52,22 @@ def test_sweep_promote_results_table(fast_product):
         try:
             page.goto(f"{ui_url}/sweep")
             page.get_by_role("heading", name="Sweep").wait_for(timeout=60_000)
-            _fill(page, "Step size from", "1")  # one step size (1) x 5 optimizers: 5 quick runs
+            # one step size (1) x 5 first-order optimizers, plus the preset's equal tuning of the 3 TR methods
+            # (radius x eta1, 3 x 3 each): 5 + 27 = 32 quick runs
+            _fill(page, "Step size from", "1")
             page.get_by_text("backprops", exact=True).click()
             _fill(page, "backprops per run", "20")
             page.wait_for_timeout(800)
             page.get_by_role("button", name="Launch sweep").click()
-            page.get_by_text("Sweep #1 queued: 5 runs").wait_for(timeout=30_000)
-            page.get_by_text("5/5 runs finished").wait_for(timeout=90_000)
+            page.get_by_text("Sweep #1 queued: 32 runs").wait_for(timeout=30_000)
+            page.get_by_text("32/32 runs finished").wait_for(timeout=300_000)
             _fill(page, "Fresh seeds", "1")
             page.wait_for_timeout(800)
             expect(page.get_by_role("spinbutton", name="Fresh seeds")).to_have_value("1")
             page.get_by_role("button", name="Promote winners").click()
             queued = page.get_by_text(re.compile(r"^Comparison #\d+ queued with \d+ runs\.$"))
             queued.wait_for(timeout=30_000)
-            assert queued.inner_text() == "Comparison #2 queued with 8 runs."  # 1 seed x (5 + 3 TR)
+            assert queued.inner_text() == "Comparison #2 queued with 8 runs."  # 1 seed x 8 winners (5 + 3 TR)
             deadline = time.time() + 90
             while time.time() < deadline:
                 runs = httpx.get(f"{api_url}/api/comparisons/2", timeout=10).json()["runs"]
@@ -78,7 +80,8 @@ def test_sweep_promote_results_table(fast_product):
             page.get_by_text(re.compile(r"^Not resolved \(\d+\)$")).wait_for(timeout=30_000)  # the expander
             page.get_by_role("heading", name="Paired difference to the reference").wait_for(timeout=30_000)
             table = httpx.get(f"{api_url}/api/comparisons/2/results", params={"format": "markdown"}, timeout=30).text
-            assert "SGD+momentum lr=" in table and "| TR RMSprop | 1 |" in table
+            # every winner is a row with its tuned setting; the TR methods were tuned too (issue 19: equal effort)
+            assert "SGD+momentum lr=" in table and re.search(r"\| TR RMSprop [^|]*radius=[^|]*\| 1 \|", table), table
         except Exception:
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "e2e-sweep-failure.png"), full_page=True)
