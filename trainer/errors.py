@@ -87,7 +87,8 @@ def plain_message(item: Mapping[str, Any]) -> str:
     """One error's message in words: pydantic's own for the types in ``_PLAIN`` (regex patterns, "Input should
     be ..."), otherwise its message without the validator prefix."""
     rewrite = _PLAIN.get(str(item.get("type") or ""))
-    ctx = item.get("ctx") if isinstance(item.get("ctx"), Mapping) else {}
+    raw_ctx = item.get("ctx")
+    ctx: Mapping[str, Any] = raw_ctx if isinstance(raw_ctx, Mapping) else {}
     text = rewrite(item, ctx) if rewrite else None
     return text or clean_message(str(item.get("msg", "invalid value")))
 
