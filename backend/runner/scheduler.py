@@ -34,10 +34,11 @@ __all__ = ["Scheduler", "log_path", "describe_exit", "REPO_ROOT"]
 
 log = logging.getLogger("trustlab.scheduler")
 
-# A run stored as running without a job, or a job whose run is not running, gets this long (seconds) to
-# resolve itself (a worker started by hand notes its pid; a worker that just finished its run exits) before
-# the reconciliation acts.
+# A run stored as running without a job gets this long (seconds) to resolve itself (a worker started by hand
+# notes its pid) before the reconciliation gives it an outcome; a job whose run is not running gets
+# STRAY_GRACE_S (a worker that has just stored its run's end is exiting: tearing down torch can take seconds).
 RECONCILE_GRACE_S = 2.0
+STRAY_GRACE_S = 15.0
 
 
 class Scheduler:
@@ -163,8 +164,8 @@ class Scheduler:
             self.executor.acknowledge(ended.run_id)
 
     def _reconcile(self) -> None:
-        """Runs stored as running without a job → an outcome; jobs whose run is not running → stopped (each
-        after ``RECONCILE_GRACE_S``, forced after ``cancel_grace_seconds``)."""
+        """Runs stored as running without a job → an outcome (after ``RECONCILE_GRACE_S``); jobs whose run is not
+        running → stopped (after ``STRAY_GRACE_S``, forced after ``cancel_grace_seconds`` more)."""
         now = time.monotonic()
         stored = lifecycle.running_workers(self.engine)
         jobs = self.executor.running()
@@ -180,11 +181,12 @@ class Scheduler:
         strays = {run_id: self._strays.get(run_id, now) for run_id in jobs if run_id not in stored}
         self._strays = strays
         for run_id, since in strays.items():
-            if now - since < RECONCILE_GRACE_S:
+            if now - since < STRAY_GRACE_S:
                 continue
             sent = self._stop_sent.get(run_id)
             if sent is None:
-                log.warning("run %d is not running in the store but its worker is: stopping it", run_id)
+                log.warning("run %d is not running in the store but its worker still is %.0f s later: stopping it",
+                            run_id, now - since)
                 self.executor.stop_run(run_id, force=False)
                 self._stop_sent[run_id] = now
             elif sent > 0 and now - sent >= self.settings.cancel_grace_seconds:
