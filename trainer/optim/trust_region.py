@@ -30,6 +30,26 @@ TR_DEFAULTS: dict[str, Any] = tr_defaults("uniform")
 _D = TR_DEFAULTS
 
 
+class _GlobalCounter:
+    """A counter kept in the optimizer's global state entry (the first parameter's ``self.state``), read and
+    written as an attribute: one definition for ``gradients``, ``hvps`` and ``forwards``."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return int(obj._global_state()[self.name])
+
+    def __set__(self, obj: Any, value: int) -> None:
+        obj._global_state()[self.name] = value
+
+
 class TrustRegion(Optimizer):
     """Stochastic second-order trust-region method (Kohler, Adolphs & Lucchi; DESIGN.md "The algorithm").
 
@@ -158,32 +178,9 @@ class TrustRegion(Optimizer):
     def radius(self, value: float) -> None:
         self._global_state()["radius"] = float(value)
 
-    @property
-    def gradients(self) -> int:
-        """Gradients computed (one per step), in the state."""
-        return int(self._global_state()["gradients"])
-
-    @gradients.setter
-    def gradients(self, value: int) -> None:
-        self._global_state()["gradients"] = value
-
-    @property
-    def hvps(self) -> int:
-        """Hessian-vector products computed, in the state."""
-        return int(self._global_state()["hvps"])
-
-    @hvps.setter
-    def hvps(self, value: int) -> None:
-        self._global_state()["hvps"] = value
-
-    @property
-    def forwards(self) -> int:
-        """Forward-only evaluations (the ρ checks), in the state."""
-        return int(self._global_state()["forwards"])
-
-    @forwards.setter
-    def forwards(self, value: int) -> None:
-        self._global_state()["forwards"] = value
+    gradients = _GlobalCounter("Gradients computed (one per step), in the state.")
+    hvps = _GlobalCounter("Hessian-vector products computed, in the state.")
+    forwards = _GlobalCounter("Forward-only evaluations (the ρ checks), in the state.")
 
     def _copy_buffers(self) -> list[torch.Tensor]:
         return [b.detach().clone() for b in self._buffers]
